@@ -1,0 +1,1 @@
+"""The HTTP API: layers, features and tiles over FastAPI."""

@@ -1,0 +1,152 @@
+"""The PostGIS store: engines, database creation and schema migrations."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine, make_url
+
+from layers.settings import get_settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be reached or is not set up."""
+
+
+def database_url(url: str | None = None) -> str:
+    """Return ``url``, or the configured ``TWIN_DATABASE_URL``, with the psycopg 3 driver.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy or libpq-style URL; ``None`` for the configured one.
+
+    Returns
+    -------
+    str
+        A ``postgresql+psycopg://`` URL.
+    """
+    parsed = make_url(url or get_settings().database_url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=16)
+def get_engine(url: str | None = None) -> Engine:
+    """Return a pooled engine for the store (one per URL, per process).
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+
+    Returns
+    -------
+    sqlalchemy.engine.Engine
+        The engine.
+    """
+    return sa.create_engine(database_url(url), pool_pre_ping=True, future=True)
+
+
+def ensure_database(url: str | None = None) -> bool:
+    """Create the database named in ``url`` if it does not exist.
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+
+    Returns
+    -------
+    bool
+        True if the database was created, False if it was there already.
+
+    Raises
+    ------
+    StoreError
+        If the server cannot be reached.
+    """
+    target = make_url(database_url(url))
+    name = target.database
+    if not name:
+        raise StoreError("the database URL names no database")
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists:
+                return False
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+            return True
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"cannot reach PostgreSQL at {target.host}:{target.port}: {exc}") from exc
+    finally:
+        admin.dispose()
+
+
+def _alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str | None = None, *, revision: str = "head") -> str | None:
+    """Create the database if needed and migrate its schema to ``revision``.
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+    revision
+        Alembic revision to reach, ``head`` by default.
+
+    Returns
+    -------
+    str or None
+        The revision the database is at afterwards.
+    """
+    resolved = database_url(url)
+    ensure_database(resolved)
+    command.upgrade(_alembic_config(resolved), revision)
+    return current_revision(resolved)
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """Return the schema revision of the database, or None before the first migration.
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+
+    Returns
+    -------
+    str or None
+        The Alembic revision id.
+    """
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """Return the newest migration's revision id.
+
+    Returns
+    -------
+    str or None
+        The Alembic head revision.
+    """
+    return ScriptDirectory.from_config(_alembic_config("postgresql://")).get_current_head()

@@ -1,0 +1,162 @@
+"""Reading layers back: features in a bounding box, as of a moment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import geopandas as gpd
+import sqlalchemy as sa
+from psycopg import sql
+
+from layers.catalog import LAYERS, get_layer
+from layers.database import get_engine
+
+BBox = tuple[float, float, float, float]
+
+_AS_OF = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
+_CURRENT = "valid_to IS NULL"
+
+
+def as_of(at: datetime | str | None) -> datetime | None:
+    """Parse a moment; naive datetimes and strings without an offset are taken as UTC.
+
+    Parameters
+    ----------
+    at
+        A datetime, an ISO 8601 string, or None for "now" (current versions).
+
+    Returns
+    -------
+    datetime or None
+        A timezone-aware datetime, or None.
+
+    Raises
+    ------
+    ValueError
+        If the string is not ISO 8601.
+    """
+    if at is None:
+        return None
+    moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_bbox(bbox: BBox) -> BBox:
+    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    if minx > maxx or miny > maxy:
+        raise ValueError(f"bbox {bbox} has a minimum above its maximum")
+    return minx, miny, maxx, maxy
+
+
+def read_layer(
+    layer_id: str,
+    *,
+    bbox: BBox | None = None,
+    at: datetime | str | None = None,
+    url: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Return a layer's features as a GeoDataFrame (EPSG:4326).
+
+    Parameters
+    ----------
+    layer_id
+        Layer id, e.g. ``"buildings"``.
+    bbox
+        ``(min lon, min lat, max lon, max lat)``: only features intersecting it.
+    at
+        A moment: the versions valid then. None: the current versions.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per feature with ``id``, ``source``, ``valid_from``, ``valid_to``, the typed
+        attributes, ``props`` (dict) and ``geometry``, ordered by id.
+    """
+    layer = get_layer(layer_id)
+    moment = as_of(at)
+    where = [sql.SQL(_AS_OF if moment else _CURRENT)]
+    params: dict[str, object] = {"at": moment}
+    if bbox is not None:
+        params.update(zip(("minx", "miny", "maxx", "maxy"), _check_bbox(bbox), strict=True))
+        where.append(
+            sql.SQL("geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)")
+        )
+    columns = ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
+    query = sql.SQL(
+        "SELECT {cols}, ST_AsBinary(geom) AS geometry FROM {table} WHERE {where} ORDER BY id"
+    ).format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        table=sql.Identifier(layer.table),
+        where=sql.SQL(" AND ").join(where),
+    )
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+    records = [dict(zip([*columns, "geometry"], row, strict=True)) for row in rows]
+    frame = gpd.GeoDataFrame(records, columns=[*columns, "geometry"])
+    frame["geometry"] = gpd.GeoSeries.from_wkb(
+        [bytes(r["geometry"]) for r in records], crs="EPSG:4326"
+    )
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
+
+
+def layer_counts(*, at: datetime | str | None = None, url: str | None = None) -> dict[str, int]:
+    """Count each layer's features.
+
+    Parameters
+    ----------
+    at
+        A moment: count the versions valid then. None: current versions.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    dict of str to int
+        Feature count per layer id, in catalog order.
+    """
+    moment = as_of(at)
+    parts = [
+        sql.SQL("SELECT {name}, count(*) FROM {table} WHERE {where}").format(
+            name=sql.Literal(layer.id),
+            table=sql.Identifier(layer.table),
+            where=sql.SQL(_AS_OF if moment else _CURRENT),
+        )
+        for layer in LAYERS.values()
+    ]
+    query = sql.SQL(" UNION ALL ").join(parts)
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query, {"at": moment})
+            counts = {str(name): int(count) for name, count in cur.fetchall()}
+    return {layer_id: counts[layer_id] for layer_id in LAYERS}
+
+
+def ping(url: str | None = None) -> bool:
+    """Tell whether the store answers.
+
+    Parameters
+    ----------
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    bool
+        True if a trivial query succeeds.
+    """
+    try:
+        with get_engine(url).connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False

@@ -1,0 +1,69 @@
+"""Settings for the city store: one class, read from ``TWIN_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pyproj import CRS
+
+
+class TwinSettings(BaseSettings):
+    """Where the store lives and which city it holds.
+
+    Every field can be set with an environment variable named ``TWIN_<FIELD>``, for example
+    ``TWIN_DATABASE_URL`` or ``TWIN_METRIC_CRS``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", frozen=True)
+
+    database_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/twin",
+        description="SQLAlchemy URL of the PostGIS database holding the layers.",
+    )
+    city_name: str = Field(default="Monaco", description="Name of the city shown to users.")
+    metric_crs: str = Field(
+        default="EPSG:32632",
+        description="Projected CRS in metres used for lengths, buffers and areas "
+        "(a UTM zone, or a CGCS2000 Gauss-Kruger zone such as EPSG:4547).",
+    )
+    city_bbox: tuple[float, float, float, float] = Field(
+        default=(7.38, 43.70, 7.46, 43.77),
+        description="The city's extent as (min lon, min lat, max lon, max lat) in EPSG:4326; "
+        "ingest rejects features outside it.",
+    )
+    max_reported_errors: int = Field(
+        default=20, ge=1, description="How many bad rows an import lists before it stops."
+    )
+
+    @field_validator("metric_crs")
+    @classmethod
+    def _metric_crs_is_projected_in_metres(cls, value: str) -> str:
+        crs = CRS.from_user_input(value)
+        unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+        if not crs.is_projected or unit not in ("metre", "meter"):
+            raise ValueError(f"{value} is not a projected CRS in metres")
+        return value
+
+    @field_validator("city_bbox")
+    @classmethod
+    def _bbox_is_ordered(
+        cls, value: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        minx, miny, maxx, maxy = value
+        if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+            raise ValueError("city_bbox must be (min lon, min lat, max lon, max lat) in degrees")
+        return value
+
+
+@lru_cache
+def get_settings() -> TwinSettings:
+    """Return the settings read from the environment (cached for the process).
+
+    Returns
+    -------
+    TwinSettings
+        The current settings.
+    """
+    return TwinSettings()

@@ -1,0 +1,1 @@
+"""Network analysis over the layers: road graph, emergency routing, isochrones, signal timing."""

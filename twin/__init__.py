@@ -1,0 +1,1 @@
+"""The living city: the ``City`` facade analysts import and the ``twin`` CLI."""
