@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -39,9 +40,18 @@ BBOX = (7.38, 43.70, 7.46, 43.77)
 #: Monaco's population at the 2023 census (IMSEE, Monaco Statistics): 38,367 residents.
 POPULATION = 38_367
 RESIDENTIAL = {"apartments", "residential", "house", "detached", "terrace", "dormitory"}
-WATER_DIAMETER = {"primary": 300, "secondary": 250, "tertiary": 200, "primary_link": 200,
-                  "secondary_link": 200, "tertiary_link": 150, "residential": 150,
-                  "unclassified": 150, "living_street": 100, "service": 100}
+WATER_DIAMETER = {
+    "primary": 300,
+    "secondary": 250,
+    "tertiary": 200,
+    "primary_link": 200,
+    "secondary_link": 200,
+    "tertiary_link": 150,
+    "residential": 150,
+    "unclassified": 150,
+    "living_street": 100,
+    "service": 100,
+}
 PLAN = [
     {"name": "A", "green_s": 40, "yellow_s": 3, "all_red_s": 2},
     {"name": "B", "green_s": 40, "yellow_s": 3, "all_red_s": 2},
@@ -51,7 +61,7 @@ TO_LONLAT = Transformer.from_crs(METRIC, "EPSG:4326", always_xy=True)
 
 
 def _stable(text: str) -> int:
-    """A deterministic integer from a string (not Python's salted hash)."""
+    """Return a deterministic integer for a string (unlike Python's salted ``hash``)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
 
 
@@ -71,8 +81,12 @@ def clip_dem(source: Path, out: Path) -> None:
         window = from_bounds(*BBOX, transform=dem.transform).round_offsets().round_lengths()
         data = dem.read(1, window=window)
         profile = dem.profile | {
-            "driver": "GTiff", "height": data.shape[0], "width": data.shape[1],
-            "transform": dem.window_transform(window), "compress": "deflate", "nodata": -32768,
+            "driver": "GTiff",
+            "height": data.shape[0],
+            "width": data.shape[1],
+            "transform": dem.window_transform(window),
+            "compress": "deflate",
+            "nodata": -32768,
         }
     with rasterio.open(out, "w", **profile) as target:
         target.write(data, 1)
@@ -98,8 +112,10 @@ def buildings_with_population(buildings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     b["height_m"] = height.round(1)
     b["population"] = population
     b["derived"] = [
-        {"population": "census total shared by residential floor area",
-         **({"height_m": f"from {s}"} if s != "osm" else {})}
+        {
+            "population": "census total shared by residential floor area",
+            **({"height_m": f"from {s}"} if s != "osm" else {}),
+        }
         for s in source
     ]
     return b
@@ -112,7 +128,8 @@ def districts_with_population(
     d = districts.copy()
     points = gpd.GeoDataFrame(
         {"population": buildings["population"]},
-        geometry=buildings.geometry.representative_point(), crs=buildings.crs,
+        geometry=buildings.geometry.representative_point(),
+        crs=buildings.crs,
     )
     totals = []
     for geom in d.geometry:
@@ -172,7 +189,9 @@ def _undirected_edges(roads: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def water_and_sewer(
-    roads: gpd.GeoDataFrame, intersections: gpd.GeoDataFrame, hydrants: gpd.GeoDataFrame,
+    roads: gpd.GeoDataFrame,
+    intersections: gpd.GeoDataFrame,
+    hydrants: gpd.GeoDataFrame,
     dem: Path,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """Lay water and sewer mains under the streets, with junctions, valves, hydrants, a source."""
@@ -181,20 +200,36 @@ def water_and_sewer(
     for row, road_class in zip(streets.itertuples(), streets["class"], strict=True):
         seed = _stable(row.id)
         common = {"derived": {"network": "laid along the street centreline"}}
-        pipes.append({
-            "id": f"water/{row.id}", "network": "water",
-            "diameter_mm": float(WATER_DIAMETER.get(road_class, 150)), "material": "ductile_iron",
-            "depth_m": 1.2, "install_year": 1960 + seed % 60, "status": "active",
-            "from_node": int(row.source_node), "to_node": int(row.target_node),
-            "geometry": row.geometry, **common,
-        })
-        pipes.append({
-            "id": f"sewer/{row.id}", "network": "sewer",
-            "diameter_mm": 400.0 if road_class in ("primary", "secondary") else 300.0,
-            "material": "concrete", "depth_m": 2.5, "install_year": 1950 + seed % 50,
-            "status": "active", "from_node": int(row.source_node), "to_node": int(row.target_node),
-            "geometry": row.geometry, **common,
-        })
+        pipes.append(
+            {
+                "id": f"water/{row.id}",
+                "network": "water",
+                "diameter_mm": float(WATER_DIAMETER.get(road_class, 150)),
+                "material": "ductile_iron",
+                "depth_m": 1.2,
+                "install_year": 1960 + seed % 60,
+                "status": "active",
+                "from_node": int(row.source_node),
+                "to_node": int(row.target_node),
+                "geometry": row.geometry,
+                **common,
+            }
+        )
+        pipes.append(
+            {
+                "id": f"sewer/{row.id}",
+                "network": "sewer",
+                "diameter_mm": 400.0 if road_class in ("primary", "secondary") else 300.0,
+                "material": "concrete",
+                "depth_m": 2.5,
+                "install_year": 1950 + seed % 50,
+                "status": "active",
+                "from_node": int(row.source_node),
+                "to_node": int(row.target_node),
+                "geometry": row.geometry,
+                **common,
+            }
+        )
     pipelines = gpd.GeoDataFrame(pipes, geometry="geometry", crs="EPSG:4326")
     degree = pd.concat([streets.source_node, streets.target_node]).value_counts()
     used = intersections[intersections.node_id.isin(degree.index)].copy()
@@ -202,43 +237,79 @@ def water_and_sewer(
     nodes: list[dict[str, Any]] = []
     for row in used.itertuples():
         for network in ("water", "sewer"):
-            nodes.append({
-                "id": f"{network}/junction/{row.node_id}", "kind": "junction", "network": network,
-                "status": "active", "elevation": row.elevation, "node_id": int(row.node_id),
-                "geometry": row.geometry, "derived": {"kind": "street junction"},
-            })
+            nodes.append(
+                {
+                    "id": f"{network}/junction/{row.node_id}",
+                    "kind": "junction",
+                    "network": network,
+                    "status": "active",
+                    "elevation": row.elevation,
+                    "node_id": int(row.node_id),
+                    "geometry": row.geometry,
+                    "derived": {"kind": "street junction"},
+                }
+            )
     # a valve on each water main, 5 m from every junction where three or more mains meet
     metric_pipes = _metric(pipelines)
     for i, pipe in pipelines[pipelines.network == "water"].iterrows():
         line = metric_pipes.loc[i]
-        for end, node in ((0.0, pipe.from_node), (line.length, pipe.to_node)):
+        for side, end, node in (("a", 0.0, pipe.from_node), ("b", line.length, pipe.to_node)):
             if degree.get(node, 0) < 3 or line.length < 12.0:
                 continue
             at = line.interpolate(min(max(end, 5.0), line.length - 5.0))
             lon, lat = TO_LONLAT.transform(at.x, at.y)
-            nodes.append({
-                "id": f"water/valve/{pipe.id.removeprefix('water/')}/{node}", "kind": "valve",
-                "network": "water", "status": "open", "elevation": None,
-                "pipe": pipe.id, "node_id": int(node), "geometry": shapely.Point(lon, lat),
-                "derived": {"kind": "isolation valve 5 m from the junction"},
-            })
+            nodes.append(
+                {
+                    "id": f"water/valve/{pipe.id.removeprefix('water/')}/{side}",
+                    "kind": "valve",
+                    "network": "water",
+                    "status": "open",
+                    "elevation": None,
+                    "pipe": pipe.id,
+                    "node_id": int(node),
+                    "geometry": shapely.Point(lon, lat),
+                    "derived": {"kind": "isolation valve 5 m from the junction"},
+                }
+            )
     # hydrants: the real ones, and one at every fourth junction (by node id)
     for row in hydrants.itertuples():
-        nodes.append({"id": row.id, "kind": "hydrant", "network": "water", "status": "open",
-                      "osm": row.osm, "geometry": row.geometry})
+        nodes.append(
+            {
+                "id": row.id,
+                "kind": "hydrant",
+                "network": "water",
+                "status": "open",
+                "osm": row.osm,
+                "geometry": row.geometry,
+            }
+        )
     for row in used.sort_values("node_id").iloc[::4].itertuples():
-        nodes.append({
-            "id": f"water/hydrant/{row.node_id}", "kind": "hydrant", "network": "water",
-            "status": "open", "elevation": row.elevation, "node_id": int(row.node_id),
-            "geometry": row.geometry, "derived": {"kind": "hydrant at every fourth junction"},
-        })
+        nodes.append(
+            {
+                "id": f"water/hydrant/{row.node_id}",
+                "kind": "hydrant",
+                "network": "water",
+                "status": "open",
+                "elevation": row.elevation,
+                "node_id": int(row.node_id),
+                "geometry": row.geometry,
+                "derived": {"kind": "hydrant at every fourth junction"},
+            }
+        )
     # the water source: a reservoir at the highest junction, feeding the city by gravity
     top = used.sort_values(["elevation", "node_id"], ascending=[False, True]).iloc[0]
-    nodes.append({
-        "id": "water/source/reservoir", "kind": "source", "network": "water", "status": "active",
-        "elevation": top.elevation, "node_id": int(top.node_id), "geometry": top.geometry,
-        "derived": {"kind": "reservoir at the highest junction (SRTM)"},
-    })
+    nodes.append(
+        {
+            "id": "water/source/reservoir",
+            "kind": "source",
+            "network": "water",
+            "status": "active",
+            "elevation": top.elevation,
+            "node_id": int(top.node_id),
+            "geometry": top.geometry,
+            "derived": {"kind": "reservoir at the highest junction (SRTM)"},
+        }
+    )
     pipe_nodes = gpd.GeoDataFrame(nodes, geometry="geometry", crs="EPSG:4326")
     missing = pipe_nodes["elevation"].isna()
     pipe_nodes.loc[missing, "elevation"] = _elevation(dem, pipe_nodes.geometry[missing])
@@ -246,8 +317,11 @@ def water_and_sewer(
 
 
 def power_grid(
-    roads: gpd.GeoDataFrame, intersections: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame,
-    real_lines: gpd.GeoDataFrame, real_nodes: gpd.GeoDataFrame,
+    roads: gpd.GeoDataFrame,
+    intersections: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    real_lines: gpd.GeoDataFrame,
+    real_nodes: gpd.GeoDataFrame,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """Radial 20 kV feeders along the streets to transformers, 0.4 kV services to buildings."""
     streets = _undirected_edges(roads)
@@ -273,11 +347,17 @@ def power_grid(
     tree_edges: set[tuple[int, int]] = set()
     for node in transformers:
         path = paths[node]
-        tree_edges.update(zip(path[:-1], path[1:], strict=True))
+        tree_edges.update(itertools.pairwise(path))
     point_of = dict(zip(inter.node_id, inter.geometry, strict=True))
     lines: list[dict[str, Any]] = [
-        {"id": row.id, "kind": row.kind, "voltage_kv": row.voltage_kv, "status": "active",
-         "osm": row.osm, "geometry": row.geometry}
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "voltage_kv": row.voltage_kv,
+            "status": "active",
+            "osm": row.osm,
+            "geometry": row.geometry,
+        }
         for row in real_lines.itertuples()
     ]
     geometry_of = dict(zip(streets.id, streets.geometry, strict=True))
@@ -286,47 +366,109 @@ def power_grid(
         line = geometry_of[edge]
         if shapely.Point(line.coords[0]).distance(point_of[a]) > 1e-9:
             line = line.reverse()
-        lines.append({"id": f"feeder/{edge}", "kind": "feeder", "voltage_kv": 20.0,
-                      "status": "active", "geometry": line, "from_node": a, "to_node": b,
-                      "derived": {"kind": "20 kV feeder along the street"}})
-    lines.append({"id": "feeder/substation", "kind": "feeder", "voltage_kv": 20.0,
-                  "status": "active",
-                  "geometry": shapely.LineString([substation.geometry, point_of[root]]),
-                  "derived": {"kind": "substation to the street network"}})
+        lines.append(
+            {
+                "id": f"feeder/{edge}",
+                "kind": "feeder",
+                "voltage_kv": 20.0,
+                "status": "active",
+                "geometry": line,
+                "from_node": a,
+                "to_node": b,
+                "derived": {"kind": "20 kV feeder along the street"},
+            }
+        )
+    lines.append(
+        {
+            "id": "feeder/substation",
+            "kind": "feeder",
+            "voltage_kv": 20.0,
+            "status": "active",
+            "geometry": shapely.LineString([substation.geometry, point_of[root]]),
+            "derived": {"kind": "substation to the street network"},
+        }
+    )
     nodes: list[dict[str, Any]] = [
-        {"id": row.id, "kind": row.kind, "voltage_kv": row.voltage_kv, "status": row.status,
-         "osm": row.osm, "geometry": row.geometry}
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "voltage_kv": row.voltage_kv,
+            "status": row.status,
+            "osm": row.osm,
+            "geometry": row.geometry,
+        }
         for row in real_nodes.itertuples()
     ]
     for node in transformers:
         common = {"voltage_kv": 20.0, "node_id": node, "geometry": point_of[node]}
-        nodes.append({"id": f"transformer/{node}", "kind": "transformer", "status": "active",
-                      "derived": {"kind": "20/0.4 kV transformer, one per 300 m cell"}, **common})
-        nodes.append({"id": f"switch/{node}", "kind": "switch", "status": "closed",
-                      "derived": {"kind": "transformer disconnector"}, **common})
+        nodes.append(
+            {
+                "id": f"transformer/{node}",
+                "kind": "transformer",
+                "status": "active",
+                "derived": {"kind": "20/0.4 kV transformer, one per 300 m cell"},
+                **common,
+            }
+        )
+        nodes.append(
+            {
+                "id": f"switch/{node}",
+                "kind": "switch",
+                "status": "closed",
+                "derived": {"kind": "transformer disconnector"},
+                **common,
+            }
+        )
     t_points = gpd.GeoSeries([point_of[n] for n in transformers], crs="EPSG:4326").to_crs(METRIC)
     t_tree = shapely.STRtree(t_points.to_numpy())
-    for row, point in zip(buildings.itertuples(), _metric(buildings).representative_point(),
-                          strict=True):
+    for row, point in zip(
+        buildings.itertuples(), _metric(buildings).representative_point(), strict=True
+    ):
         nearest = transformers[int(t_tree.nearest(point))]
         at = buildings.geometry.loc[row.Index].representative_point()
-        nodes.append({"id": f"consumer/{row.id}", "kind": "consumer", "voltage_kv": 0.4,
-                      "status": "active", "building": row.id, "transformer": nearest,
-                      "geometry": at, "derived": {"kind": "building supply point"}})
-        lines.append({"id": f"service/{row.id}", "kind": "service", "voltage_kv": 0.4,
-                      "status": "active", "geometry": shapely.LineString([point_of[nearest], at]),
-                      "derived": {"kind": "0.4 kV service from the nearest transformer"}})
-    return (gpd.GeoDataFrame(lines, geometry="geometry", crs="EPSG:4326"),
-            gpd.GeoDataFrame(nodes, geometry="geometry", crs="EPSG:4326"))
+        nodes.append(
+            {
+                "id": f"consumer/{row.id}",
+                "kind": "consumer",
+                "voltage_kv": 0.4,
+                "status": "active",
+                "building": row.id,
+                "transformer": nearest,
+                "geometry": at,
+                "derived": {"kind": "building supply point"},
+            }
+        )
+        lines.append(
+            {
+                "id": f"service/{row.id}",
+                "kind": "service",
+                "voltage_kv": 0.4,
+                "status": "active",
+                "geometry": shapely.LineString([point_of[nearest], at]),
+                "derived": {"kind": "0.4 kV service from the nearest transformer"},
+            }
+        )
+    return (
+        gpd.GeoDataFrame(lines, geometry="geometry", crs="EPSG:4326"),
+        gpd.GeoDataFrame(nodes, geometry="geometry", crs="EPSG:4326"),
+    )
 
 
 def vehicles(resources: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Station one vehicle at each named fire station, hospital and police station."""
     unit = {"fire_station": "fire engine", "hospital": "ambulance", "police": "patrol car"}
     rows = [
-        {"id": f"vehicle/{row.id}", "kind": "vehicle", "name": f"{unit[row.kind]} ({row.name})",
-         "capacity": 1, "status": "available", "unit": unit[row.kind], "base": row.id,
-         "geometry": row.geometry, "derived": {"kind": "one vehicle stationed at its base"}}
+        {
+            "id": f"vehicle/{row.id}",
+            "kind": "vehicle",
+            "name": f"{unit[row.kind]} ({row.name})",
+            "capacity": 1,
+            "status": "available",
+            "unit": unit[row.kind],
+            "base": row.id,
+            "geometry": row.geometry,
+            "derived": {"kind": "one vehicle stationed at its base"},
+        }
         for row in resources.itertuples()
         if row.kind in unit and isinstance(row.name, str)
     ]
@@ -334,38 +476,81 @@ def vehicles(resources: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def incidents_and_closures(
-    roads: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, pipelines: gpd.GeoDataFrame,
+    roads: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    pipelines: gpd.GeoDataFrame,
     signals: gpd.GeoDataFrame,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """A few synthetic, clearly labelled examples: no open source publishes live incidents."""
+    """Make a few synthetic, labelled examples: no open source publishes live incidents."""
     mains = pipelines[pipelines.network == "water"]
     longest = mains.iloc[int(np.argmax(_metric(mains).length.to_numpy()))]
     tallest = buildings.sort_values(["height_m", "id"], ascending=[False, True]).iloc[0]
     signal = signals.sort_values("id").iloc[0]
     note = {"synthetic": "example incident for the sample city"}
-    incidents = gpd.GeoDataFrame([
-        {"id": "incident/burst-main", "kind": "burst_main", "severity": 4, "status": "open",
-         "starts_at": "2026-01-15T08:30:00Z", "pipe": longest.id,
-         "geometry": longest.geometry.interpolate(0.5, normalized=True), "derived": note},
-        {"id": "incident/building-fire", "kind": "fire", "severity": 5, "status": "open",
-         "starts_at": "2026-01-15T09:10:00Z", "building": tallest.id,
-         "geometry": tallest.geometry.representative_point(), "derived": note},
-        {"id": "incident/collision", "kind": "collision", "severity": 2, "status": "closed",
-         "starts_at": "2026-01-14T17:45:00Z", "ends_at": "2026-01-14T18:40:00Z",
-         "geometry": signal.geometry, "derived": note},
-    ], geometry="geometry", crs="EPSG:4326")
+    incidents = gpd.GeoDataFrame(
+        [
+            {
+                "id": "incident/burst-main",
+                "kind": "burst_main",
+                "severity": 4,
+                "status": "open",
+                "starts_at": "2026-01-15T08:30:00Z",
+                "pipe": longest.id,
+                "geometry": longest.geometry.interpolate(0.5, normalized=True),
+                "derived": note,
+            },
+            {
+                "id": "incident/building-fire",
+                "kind": "fire",
+                "severity": 5,
+                "status": "open",
+                "starts_at": "2026-01-15T09:10:00Z",
+                "building": tallest.id,
+                "geometry": tallest.geometry.representative_point(),
+                "derived": note,
+            },
+            {
+                "id": "incident/collision",
+                "kind": "collision",
+                "severity": 2,
+                "status": "closed",
+                "starts_at": "2026-01-14T17:45:00Z",
+                "ends_at": "2026-01-14T18:40:00Z",
+                "geometry": signal.geometry,
+                "derived": note,
+            },
+        ],
+        geometry="geometry",
+        crs="EPSG:4326",
+    )
     works = roads[roads["class"] == "secondary"].sort_values("id").iloc[0]
     casino = shapely.Point(7.4280, 43.7393)  # Place du Casino
     circle = gpd.GeoSeries([casino], crs="EPSG:4326").to_crs(METRIC).buffer(80).to_crs(4326)
     note = {"synthetic": "example closure for the sample city"}
-    closures = gpd.GeoDataFrame([
-        {"id": "closure/works", "kind": "works", "road_ids": [works.id],
-         "starts_at": "2026-01-10T07:00:00Z", "ends_at": "2026-02-28T19:00:00Z",
-         "geometry": works.geometry, "derived": note},
-        {"id": "closure/event-casino", "kind": "event", "road_ids": None,
-         "starts_at": "2026-05-21T06:00:00Z", "ends_at": "2026-05-24T22:00:00Z",
-         "geometry": circle.iloc[0], "derived": note},
-    ], geometry="geometry", crs="EPSG:4326")
+    closures = gpd.GeoDataFrame(
+        [
+            {
+                "id": "closure/works",
+                "kind": "works",
+                "road_ids": [works.id],
+                "starts_at": "2026-01-10T07:00:00Z",
+                "ends_at": "2026-02-28T19:00:00Z",
+                "geometry": works.geometry,
+                "derived": note,
+            },
+            {
+                "id": "closure/event-casino",
+                "kind": "event",
+                "road_ids": None,
+                "starts_at": "2026-05-21T06:00:00Z",
+                "ends_at": "2026-05-24T22:00:00Z",
+                "geometry": circle.iloc[0],
+                "derived": note,
+            },
+        ],
+        geometry="geometry",
+        crs="EPSG:4326",
+    )
     return incidents, closures
 
 
@@ -388,11 +573,19 @@ def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
     features = []
     geoms = shapely.set_precision(frame.geometry.to_numpy(), 1e-7, mode="pointwise")
     for (_, row), geom in zip(frame.drop(columns="geometry").iterrows(), geoms, strict=True):
-        props = {k: _clean(v) for k, v in row.items()
-                 if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        props = {
+            k: _clean(v)
+            for k, v in row.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        }
         props = {k: v for k, v in props.items() if v is not None}
-        features.append({"type": "Feature", "properties": props,
-                         "geometry": json.loads(shapely.to_geojson(geom))})
+        features.append(
+            {
+                "type": "Feature",
+                "properties": props,
+                "geometry": json.loads(shapely.to_geojson(geom)),
+            }
+        )
     collection = {"type": "FeatureCollection", "features": features}
     path.write_text(json.dumps(collection, separators=(",", ":"), sort_keys=True) + "\n")
 
@@ -411,8 +604,9 @@ def build(shared: Path, out: Path) -> dict[str, int]:
     layers["signals"] = signal_plans(osm["signals"])
     layers["buildings"] = buildings_with_population(osm["buildings"])
     layers["districts"] = districts_with_population(osm["districts"], layers["buildings"])
-    layers["resources"] = pd.concat([osm["resources"], vehicles(osm["resources"])],
-                                    ignore_index=True)
+    layers["resources"] = pd.concat(
+        [osm["resources"], vehicles(osm["resources"])], ignore_index=True
+    )
     layers["cameras"] = cameras_with_view(osm["cameras"], osm["roads"])
     gas = osm["pipelines"].copy()
     gas["depth_m"] = gas["depth_m"].fillna(1.0)

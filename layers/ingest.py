@@ -254,8 +254,15 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
         if len(bad):
             row = int(bad[0])
             raise IngestError(
-                str(path), [Problem(row, lon, f"coordinates {table.at[row, lon]!r}, "
-                                              f"{table.at[row, lat]!r} are not numbers")]
+                str(path),
+                [
+                    Problem(
+                        row,
+                        lon,
+                        f"coordinates {table.at[row, lon]!r}, "
+                        f"{table.at[row, lat]!r} are not numbers",
+                    )
+                ],
             )
         geometry = gpd.GeoSeries(shapely.points(x.to_numpy(), y.to_numpy()), index=table.index)
         table = table.drop(columns=[lon, lat])
@@ -264,12 +271,12 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
         try:
             geometry = gpd.GeoSeries(shapely.from_wkt(text.to_numpy()), index=table.index)
         except shapely.errors.GEOSException:
-            for row, value in text.items():
+            for line, value in zip(table.index, text, strict=True):
                 try:
                     shapely.from_wkt(value)
                 except shapely.errors.GEOSException as exc:
                     raise IngestError(
-                        str(path), [Problem(int(str(row)), wkt, f"unreadable WKT: {exc}")]
+                        str(path), [Problem(int(line), wkt, f"unreadable WKT: {exc}")]
                     ) from exc
             raise
         table = table.drop(columns=[wkt])
@@ -358,13 +365,22 @@ def _check_geometry(
     coords_ok = np.array(
         [g is None or bool(np.isfinite(shapely.get_coordinates(g)).all()) for g in geoms]
     )
-    problems.add_rows(
-        frame.index[~coords_ok], "geometry", f"coordinates outside the area of {crs}"
-    )
+    problems.add_rows(frame.index[~coords_ok], "geometry", f"coordinates outside the area of {crs}")
     allowed = set(layer.geometry_types)
     kinds = shapely.get_type_id(geoms)
-    names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
-                      "MultiLineString", "MultiPolygon", "GeometryCollection"], dtype=object)
+    names = np.array(
+        [
+            "Point",
+            "LineString",
+            "LinearRing",
+            "Polygon",
+            "MultiPoint",
+            "MultiLineString",
+            "MultiPolygon",
+            "GeometryCollection",
+        ],
+        dtype=object,
+    )
     typename = np.where(kinds >= 0, names[np.clip(kinds, 0, 7)], None)
     wrong = (~missing) & ~np.isin(typename, list(allowed))
     expected = " or ".join(layer.geometry_types)
@@ -378,18 +394,25 @@ def _check_geometry(
         reason = shapely.is_valid_reason(geoms[i])
         fixed = _repair(geoms[i], allowed)
         if fixed is None:
-            problems.add(row, "geometry", f"invalid geometry ({reason}) that cannot be repaired "
-                                          f"into {expected}")
+            problems.add(
+                row,
+                "geometry",
+                f"invalid geometry ({reason}) that cannot be repaired into {expected}",
+            )
         else:
             geoms[i] = fixed
             repaired.append(Problem(row, "geometry", f"repaired invalid geometry ({reason})"))
     xmin, ymin, xmax, ymax = settings.city_bbox
     bounds = shapely.bounds(geoms)
     outside = checkable & (
-        (bounds[:, 0] < xmin) | (bounds[:, 2] > xmax) | (bounds[:, 1] < ymin) | (bounds[:, 3] > ymax)
+        (bounds[:, 0] < xmin)
+        | (bounds[:, 2] > xmax)
+        | (bounds[:, 1] < ymin)
+        | (bounds[:, 3] > ymax)
     )
     problems.add_rows(
-        frame.index[outside], "geometry",
+        frame.index[outside],
+        "geometry",
         f"outside the city's extent {settings.city_bbox} (lon/lat)",
     )
     if layer.storage_type == "MultiPolygon":
@@ -405,8 +428,9 @@ def _repair(geom: shapely.Geometry, allowed: set[str]) -> shapely.Geometry | Non
     if fixed.geom_type in allowed and fixed.is_valid and not fixed.is_empty:
         return fixed
     if fixed.geom_type == "GeometryCollection":
-        for kind in ("MultiPolygon", "Polygon", "LineString", "Point"):
-            parts = [g for g in fixed.geoms if g.geom_type in (kind, kind.removeprefix("Multi"))]
+        members = shapely.get_parts(fixed)
+        for kind in ("Polygon", "LineString", "Point"):
+            parts = [g for g in members if g.geom_type in (kind, f"Multi{kind}")]
             if not parts:
                 continue
             merged = shapely.union_all(parts)
@@ -446,44 +470,63 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
     raw = frame[spec.name]
     present = raw.notna() & ~(raw.astype(str).str.strip() == "")
     if spec.required:
-        problems.add_rows(frame.index[~present.to_numpy()], spec.name,
-                          "required attribute is missing")
+        problems.add_rows(
+            frame.index[~present.to_numpy()], spec.name, "required attribute is missing"
+        )
     values: pd.Series
     if spec.kind in ("int", "float"):
         values = pd.to_numeric(raw.where(present), errors="coerce")
         bad = present & values.isna()
-        problems.add_rows(frame.index[bad.to_numpy()], spec.name,
-                          raw.map(lambda v: f"{v!r} is not a number"))
+        problems.add_rows(
+            frame.index[bad.to_numpy()], spec.name, raw.map(lambda v: f"{v!r} is not a number")
+        )
         if spec.kind == "int":
             fraction = present & values.notna() & (values != values.round())
-            problems.add_rows(frame.index[fraction.to_numpy()], spec.name,
-                              raw.map(lambda v: f"{v!r} is not a whole number"))
+            problems.add_rows(
+                frame.index[fraction.to_numpy()],
+                spec.name,
+                raw.map(lambda v: f"{v!r} is not a whole number"),
+            )
         if spec.minimum is not None:
             low = values < spec.minimum
-            problems.add_rows(frame.index[low.to_numpy()], spec.name,
-                              values.map(lambda v: f"{v:g} is below the minimum {spec.minimum:g}"))
+            problems.add_rows(
+                frame.index[low.to_numpy()],
+                spec.name,
+                values.map(lambda v: f"{v:g} is below the minimum {spec.minimum:g}"),
+            )
         if spec.maximum is not None:
             high = values > spec.maximum
-            problems.add_rows(frame.index[high.to_numpy()], spec.name,
-                              values.map(lambda v: f"{v:g} is above the maximum {spec.maximum:g}"))
+            problems.add_rows(
+                frame.index[high.to_numpy()],
+                spec.name,
+                values.map(lambda v: f"{v:g} is above the maximum {spec.maximum:g}"),
+            )
         if spec.kind == "int":
             return values.astype("Int64").astype(object).where(values.notna(), None).to_numpy()
         return values.astype(object).where(values.notna(), None).to_numpy()
     if spec.kind == "bool":
         mapped = raw.where(present).map(_to_bool)
         bad = present & mapped.isna()
-        problems.add_rows(frame.index[bad.to_numpy()], spec.name,
-                          raw.map(lambda v: f"{v!r} is not a boolean (true/false, yes/no, 1/0)"))
+        problems.add_rows(
+            frame.index[bad.to_numpy()],
+            spec.name,
+            raw.map(lambda v: f"{v!r} is not a boolean (true/false, yes/no, 1/0)"),
+        )
         return mapped.astype(object).where(mapped.notna(), None).to_numpy()
     if spec.kind == "timestamp":
         values = pd.to_datetime(raw.where(present), errors="coerce", utc=True, format="mixed")
         bad = present & values.isna()
-        problems.add_rows(frame.index[bad.to_numpy()], spec.name,
-                          raw.map(lambda v: f"{v!r} is not a date and time"))
-        return np.array([v.isoformat() if isinstance(v, datetime) and not pd.isna(v) else None
-                         for v in values], dtype=object)
+        problems.add_rows(
+            frame.index[bad.to_numpy()],
+            spec.name,
+            raw.map(lambda v: f"{v!r} is not a date and time"),
+        )
+        return np.array(
+            [v.isoformat() if isinstance(v, datetime) and not pd.isna(v) else None for v in values],
+            dtype=object,
+        )
     if spec.kind == "json":
-        out = []
+        out: list[str | None] = []
         for row, value, ok in zip(frame.index, raw, present, strict=True):
             if not ok:
                 out.append(None)
@@ -499,8 +542,11 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
     if spec.choices:
         unknown = present & ~text.isin(spec.choices)
         allowed = ", ".join(spec.choices)
-        problems.add_rows(frame.index[unknown.to_numpy()], spec.name,
-                          text.map(lambda v: f"{v!r} is not one of: {allowed}"))
+        problems.add_rows(
+            frame.index[unknown.to_numpy()],
+            spec.name,
+            text.map(lambda v: f"{v!r} is not one of: {allowed}"),
+        )
     return text.astype(object).where(present, None).to_numpy()
 
 
@@ -613,8 +659,13 @@ def ingest(
     if progress:
         progress("read", 1, 1)
     report = ingest_frame(
-        layer_id, frame, source=source or Path(path).name, path=name,
-        id_field=id_field, url=url, progress=progress,
+        layer_id,
+        frame,
+        source=source or Path(path).name,
+        path=name,
+        id_field=id_field,
+        url=url,
+        progress=progress,
     )
     report.seconds = time.perf_counter() - started
     return report
@@ -677,10 +728,13 @@ def ingest_frame(
 
 
 def _rows(prepared: gpd.GeoDataFrame, layer: Layer) -> Iterator[tuple[Any, ...]]:
-    geometry = shapely.to_wkb(prepared.geometry.to_numpy(), hex=True, include_srid=True,
-                              output_dimension=2)
+    geometry = shapely.to_wkb(
+        prepared.geometry.to_numpy(), hex=True, include_srid=True, output_dimension=2
+    )
     columns = [prepared["id"].to_numpy(), prepared["props"].to_numpy(), geometry]
-    columns += [prepared[name].to_numpy() for name in layer.field_names]
+    for name in layer.field_names:
+        values = prepared[name].to_numpy(dtype=object)
+        columns.append(np.where(pd.isna(values), None, values))
     return zip(*columns, strict=True)
 
 
@@ -695,8 +749,9 @@ def _load(
 ) -> None:
     table = sql.Identifier(layer.table)
     fields = [sql.Identifier(name) for name in layer.field_names]
-    stage_columns = sql.SQL(", ").join([sql.Identifier(c) for c in ("id", "props", "geom")]
-                                       + fields)
+    stage_columns = sql.SQL(", ").join(
+        [sql.Identifier(c) for c in ("id", "props", "geom")] + fields
+    )
     compare_old = sql.SQL(", ").join(
         [sql.SQL("t.source"), sql.SQL("t.props"), sql.SQL("t.geom::text")]
         + [sql.SQL("t.{}").format(f) for f in fields]

@@ -40,19 +40,65 @@ from layers.catalog import LAYERS
 
 DRIVABLE = frozenset(
     {
-        "motorway", "trunk", "primary", "secondary", "tertiary", "unclassified", "residential",
-        "living_street", "service", "motorway_link", "trunk_link", "primary_link",
-        "secondary_link", "tertiary_link",
+        "motorway",
+        "trunk",
+        "primary",
+        "secondary",
+        "tertiary",
+        "unclassified",
+        "residential",
+        "living_street",
+        "service",
+        "motorway_link",
+        "trunk_link",
+        "primary_link",
+        "secondary_link",
+        "tertiary_link",
     }
 )
 MAPPED_LAYERS = (
-    "roads", "intersections", "signals", "buildings", "districts", "resources", "cameras",
-    "pipelines", "pipe_nodes", "power_lines", "power_nodes",
+    "roads",
+    "intersections",
+    "signals",
+    "buildings",
+    "districts",
+    "resources",
+    "cameras",
+    "pipelines",
+    "pipe_nodes",
+    "power_lines",
+    "power_nodes",
 )
-_SUBSTANCE = {"gas": "gas", "water": "water", "sewage": "sewer", "heat": "heat",
-              "hot_water": "heat"}
-_COMPASS = {name: i * 22.5 for i, name in enumerate(
-    "N NNE NE ENE E ESE SE SSE S SSW SW WSW W WNW NW NNW".split())}
+_SUBSTANCE = {
+    "gas": "gas",
+    "water": "water",
+    "sewage": "sewer",
+    "heat": "heat",
+    "hot_water": "heat",
+}
+_COMPASS = {
+    name: i * 22.5
+    for i, name in enumerate(
+        [
+            "N",
+            "NNE",
+            "NE",
+            "ENE",
+            "E",
+            "ESE",
+            "SE",
+            "SSE",
+            "S",
+            "SSW",
+            "SW",
+            "WSW",
+            "W",
+            "WNW",
+            "NW",
+            "NNW",
+        ]
+    )
+}
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 
 
@@ -78,8 +124,14 @@ def parse_maxspeed(value: str | None) -> float | None:
     """
     if not value:
         return None
-    zones = {"urban": 50.0, "rural": 80.0, "motorway": 130.0, "living_street": 20.0,
-             "walk": 7.0, "zone30": 30.0}
+    zones = {
+        "urban": 50.0,
+        "rural": 80.0,
+        "motorway": 130.0,
+        "living_street": 20.0,
+        "walk": 7.0,
+        "zone30": 30.0,
+    }
     if ":" in value:
         return zones.get(value.split(":", 1)[1].lower())
     speed = _number(value)
@@ -136,30 +188,55 @@ class _Collector:
         if tags.get("highway") == "traffic_signals":
             self.signal_nodes[n.id] = (n.location.lon, n.location.lat, tags)
         if tags.get("man_made") == "surveillance":
-            self.features["cameras"].append({
-                "id": ident, "heading": _heading(tags.get("camera:direction")),
-                "status": "active", "owner": tags.get("operator"), "osm": tags,
-                "geometry": point,
-            })
+            self.features["cameras"].append(
+                {
+                    "id": ident,
+                    "heading": _heading(tags.get("camera:direction")),
+                    "status": "active",
+                    "owner": tags.get("operator"),
+                    "osm": tags,
+                    "geometry": point,
+                }
+            )
         if tags.get("emergency") == "fire_hydrant":
-            self.features["pipe_nodes"].append({
-                "id": ident, "kind": "hydrant", "network": "water", "status": "open",
-                "osm": tags, "geometry": point,
-            })
+            self.features["pipe_nodes"].append(
+                {
+                    "id": ident,
+                    "kind": "hydrant",
+                    "network": "water",
+                    "status": "open",
+                    "osm": tags,
+                    "geometry": point,
+                }
+            )
         if tags.get("power") in ("substation", "transformer", "switch"):
-            self.features["power_nodes"].append({
-                "id": ident, "kind": tags["power"], "voltage_kv": _voltage(tags),
-                "status": "open" if tags.get("switch") == "open" else "closed"
-                if tags["power"] == "switch" else "active",
-                "osm": tags, "geometry": point,
-            })
+            self.features["power_nodes"].append(
+                {
+                    "id": ident,
+                    "kind": tags["power"],
+                    "voltage_kv": _voltage(tags),
+                    "status": "open"
+                    if tags.get("switch") == "open"
+                    else "closed"
+                    if tags["power"] == "switch"
+                    else "active",
+                    "osm": tags,
+                    "geometry": point,
+                }
+            )
         kind = _resource_kind(tags)
         if kind:
-            self.features["resources"].append({
-                "id": ident, "kind": kind, "name": tags.get("name"), "status": "available",
-                "capacity": _int(tags.get("capacity") or tags.get("beds")), "osm": tags,
-                "geometry": point,
-            })
+            self.features["resources"].append(
+                {
+                    "id": ident,
+                    "kind": kind,
+                    "name": tags.get("name"),
+                    "status": "available",
+                    "capacity": _int(tags.get("capacity") or tags.get("beds")),
+                    "osm": tags,
+                    "geometry": point,
+                }
+            )
 
     def way(self, w: osmium.osm.Way) -> None:
         tags = dict(w.tags)
@@ -179,17 +256,29 @@ class _Collector:
             except RuntimeError:  # too few valid node locations
                 return
             if line_kind in ("line", "cable", "minor_line"):
-                self.features["power_lines"].append({
-                    "id": f"way/{w.id}", "kind": line_kind, "voltage_kv": _voltage(tags),
-                    "status": "active", "osm": tags, "geometry": line,
-                })
+                self.features["power_lines"].append(
+                    {
+                        "id": f"way/{w.id}",
+                        "kind": line_kind,
+                        "voltage_kv": _voltage(tags),
+                        "status": "active",
+                        "osm": tags,
+                        "geometry": line,
+                    }
+                )
             else:
-                self.features["pipelines"].append({
-                    "id": f"way/{w.id}", "network": network,
-                    "diameter_mm": _number(tags.get("diameter")),
-                    "material": tags.get("material"), "status": "active",
-                    "depth_m": _number(tags.get("depth")), "osm": tags, "geometry": line,
-                })
+                self.features["pipelines"].append(
+                    {
+                        "id": f"way/{w.id}",
+                        "network": network,
+                        "diameter_mm": _number(tags.get("diameter")),
+                        "material": tags.get("material"),
+                        "status": "active",
+                        "depth_m": _number(tags.get("depth")),
+                        "osm": tags,
+                        "geometry": line,
+                    }
+                )
 
     def area(self, a: osmium.osm.Area) -> None:
         tags = dict(a.tags)
@@ -207,30 +296,54 @@ class _Collector:
         except RuntimeError:  # broken multipolygon
             return
         if "building" in tags and tags["building"] != "no":
-            self.features["buildings"].append({
-                "id": ident, "height_m": _number(tags.get("height")),
-                "levels": _int(tags.get("building:levels")), "use": tags["building"],
-                "name": tags.get("name"), "osm": tags, "geometry": shape,
-            })
+            self.features["buildings"].append(
+                {
+                    "id": ident,
+                    "height_m": _number(tags.get("height")),
+                    "levels": _int(tags.get("building:levels")),
+                    "use": tags["building"],
+                    "name": tags.get("name"),
+                    "osm": tags,
+                    "geometry": shape,
+                }
+            )
         level = _int(tags.get("admin_level"))
         if tags.get("boundary") == "administrative" and level is not None and level >= 8:
-            self.features["districts"].append({
-                "id": ident, "name": tags.get("name") or ident, "level": level,
-                "population": _int(tags.get("population")), "osm": tags, "geometry": shape,
-            })
+            self.features["districts"].append(
+                {
+                    "id": ident,
+                    "name": tags.get("name") or ident,
+                    "level": level,
+                    "population": _int(tags.get("population")),
+                    "osm": tags,
+                    "geometry": shape,
+                }
+            )
         kind = _resource_kind(tags)
         if kind:
             self.resource_areas.append((kind, shape))
-            self.features["resources"].append({
-                "id": ident, "kind": kind, "name": tags.get("name"), "status": "available",
-                "capacity": _int(tags.get("capacity") or tags.get("beds")), "osm": tags,
-                "geometry": shape.representative_point(),
-            })
+            self.features["resources"].append(
+                {
+                    "id": ident,
+                    "kind": kind,
+                    "name": tags.get("name"),
+                    "status": "available",
+                    "capacity": _int(tags.get("capacity") or tags.get("beds")),
+                    "osm": tags,
+                    "geometry": shape.representative_point(),
+                }
+            )
         if tags.get("power") == "substation":
-            self.features["power_nodes"].append({
-                "id": ident, "kind": "substation", "voltage_kv": _voltage(tags),
-                "status": "active", "osm": tags, "geometry": shape.representative_point(),
-            })
+            self.features["power_nodes"].append(
+                {
+                    "id": ident,
+                    "kind": "substation",
+                    "voltage_kv": _voltage(tags),
+                    "status": "active",
+                    "osm": tags,
+                    "geometry": shape.representative_point(),
+                }
+            )
 
 
 def _road_graph(collector: _Collector) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -263,19 +376,30 @@ def _road_graph(collector: _Collector) -> tuple[list[dict[str, Any]], list[dict[
                 continue
             if reverse:
                 part = part[::-1]
-            edges.append({
-                "id": f"way/{way_id}/{index}", "source_node": part[0][0],
-                "target_node": part[-1][0], "class": tags["highway"],
-                "lanes": _int(tags.get("lanes")), "maxspeed": parse_maxspeed(tags.get("maxspeed")),
-                "oneway": oneway, "name": tags.get("name"), "osm": tags,
-                "geometry": shapely.LineString([(x, y) for _, x, y in part]),
-            })
+            edges.append(
+                {
+                    "id": f"way/{way_id}/{index}",
+                    "source_node": part[0][0],
+                    "target_node": part[-1][0],
+                    "class": tags["highway"],
+                    "lanes": _int(tags.get("lanes")),
+                    "maxspeed": parse_maxspeed(tags.get("maxspeed")),
+                    "oneway": oneway,
+                    "name": tags.get("name"),
+                    "osm": tags,
+                    "geometry": shapely.LineString([(x, y) for _, x, y in part]),
+                }
+            )
             index += 1
             for ref, x, y in (part[0], part[-1]):
                 ends[ref] = (x, y)
     intersections = [
-        {"id": f"node/{ref}", "node_id": ref, "signalised": ref in collector.signal_nodes,
-         "geometry": shapely.Point(x, y)}
+        {
+            "id": f"node/{ref}",
+            "node_id": ref,
+            "signalised": ref in collector.signal_nodes,
+            "geometry": shapely.Point(x, y),
+        }
         for ref, (x, y) in sorted(ends.items())
     ]
     return edges, intersections
@@ -339,11 +463,11 @@ def read_osm(path: str | Path, layer_ids: list[str] | None = None) -> dict[str, 
     collector = _Collector()
     processor = osmium.FileProcessor(str(path)).with_locations().with_areas()
     for obj in processor:
-        if obj.is_area():
+        if isinstance(obj, osmium.osm.Area):
             collector.area(obj)
-        elif obj.is_node():
+        elif isinstance(obj, osmium.osm.Node):
             collector.node(obj)
-        elif obj.is_way():
+        elif isinstance(obj, osmium.osm.Way):
             collector.way(obj)
     roads, intersections = _road_graph(collector)
     collector.features["roads"] = roads

@@ -1,1 +1,8 @@
-"""The living city: the ``City`` facade analysts import and the ``twin`` CLI."""
+"""CityTwin for analysts: ``import twin; city = twin.connect()``.
+
+The living city composed from the store (:mod:`layers`) and network analysis (:mod:`routing`).
+"""
+
+from twin.city import City, connect
+
+__all__ = ["City", "connect"]

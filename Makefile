@@ -1,0 +1,29 @@
+# CityTwin: `make demo` serves the sample city, `make test` runs every check.
+# Both set up what is missing first (scripts/setup.sh) and are safe to run again.
+BIN := .venv/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup demo test lint sample bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/twin sample load
+	$(BIN)/twin serve --host $(HOST) --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+# Rebuild data_samples/monaco from ../shared/data/monaco (the files are committed).
+sample: setup
+	$(BIN)/python data_samples/build_monaco.py
+
+bench: setup
+	$(BIN)/python bench/ingest.py

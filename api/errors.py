@@ -1,0 +1,109 @@
+"""Errors as RFC 7807 problem details (``application/problem+json``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger("twin.api")
+
+
+class ProblemError(Exception):
+    """An error the API answers with a problem+json body.
+
+    Parameters
+    ----------
+    status
+        HTTP status code.
+    detail
+        What went wrong, for a person.
+    parameter
+        The request parameter at fault, if any.
+    title
+        Short summary; the HTTP reason phrase by default.
+    """
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, parameter: str | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.parameter = parameter
+        if status is not None:
+            self.status = status
+
+
+class NotFoundError(ProblemError):
+    """A resource (layer, feature) does not exist."""
+
+    status = 404
+    title = "Not found"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """Build a problem+json response.
+
+    Parameters
+    ----------
+    status
+        HTTP status code.
+    title
+        Short summary.
+    detail
+        Explanation for a person.
+    **extra
+        Extension members (``parameter``, ``errors`` ...); None values are left out.
+
+    Returns
+    -------
+    fastapi.responses.JSONResponse
+        The response.
+    """
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body |= {k: v for k, v in extra.items() if v is not None}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def install(app: FastAPI) -> None:
+    """Map every error the app can raise to a problem+json answer; never a stack trace.
+
+    Parameters
+    ----------
+    app
+        The application.
+    """
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, parameter=exc.parameter)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "parameter": str(e["loc"][-1]) if e.get("loc") else None,
+                "in": str(e["loc"][0]) if e.get("loc") else None,
+                "reason": e.get("msg"),
+            }
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"parameter": None, "reason": "invalid request"}
+        detail = f"{first['parameter']}: {first['reason']}"
+        return problem(400, "Bad request", detail, parameter=first["parameter"], errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = "Not found" if exc.status_code == 404 else "Error"
+        return problem(exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(500, "Internal server error", "the server failed; see its log")

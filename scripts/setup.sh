@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up what CityTwin needs on this machine, skipping whatever is already done:
+#   PostgreSQL (installed and running, when the database is local), PostGIS and pgRouting,
+#   GDAL's command-line tools, a .venv with the project, and the migrated database.
+# Runs as root (or with sudo available) on Debian/Ubuntu. Idempotent.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+DB_URL=${TWIN_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/twin}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        say "apt-get update"
+        $SUDO apt-get update -q >/dev/null
+        APT_UPDATED=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >/dev/null
+}
+
+# --- PostgreSQL, only when the database is on this machine --------------------------------
+host=$(printf '%s' "$DB_URL" | sed -E 's#^[a-z0-9+]+://([^@/]*@)?([^:/?]*).*#\2#')
+local_db=0
+case "$host" in ""|127.0.0.1|localhost|::1) local_db=1 ;; esac
+
+if [ "$local_db" -eq 1 ]; then
+    if ! command -v pg_lsclusters >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        apt_install postgresql
+    fi
+    PG_VERSION=$(ls /etc/postgresql | sort -n | tail -1)
+    if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main"' | grep -q online; then
+        say "starting PostgreSQL $PG_VERSION"
+        $SUDO pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
+    fi
+    want=()
+    ext=/usr/share/postgresql/$PG_VERSION/extension
+    [ -f "$ext/postgis.control" ] || want+=("postgresql-$PG_VERSION-postgis-3")
+    [ -f "$ext/pgrouting.control" ] || want+=("postgresql-$PG_VERSION-pgrouting")
+    [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 && break
+        sleep 1
+    done
+fi
+
+# --- GDAL command-line tools (ogrinfo, ogr2ogr): tests and benchmarks use them as peers ----
+command -v ogr2ogr >/dev/null || apt_install gdal-bin
+
+# --- the project's virtual environment ------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then apt_install python3-venv python3-dev; fi
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    say "installing the project into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    touch "$VENV/.installed"
+fi
+
+# --- the database: created and migrated ------------------------------------------------------
+TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade
