@@ -599,6 +599,9 @@ def build(shared: Path, out: Path) -> dict[str, int]:
     layers: dict[str, gpd.GeoDataFrame] = {}
     intersections = osm["intersections"].copy()
     intersections["elevation"] = _elevation(dem, intersections.geometry)
+    intersections["derived"] = [{"elevation": "SRTM 3 arc-second, nearest sample"}] * len(
+        intersections
+    )
     layers["roads"] = osm["roads"]
     layers["intersections"] = intersections
     layers["signals"] = signal_plans(osm["signals"])

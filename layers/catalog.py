@@ -36,6 +36,8 @@ class Field:
         Largest allowed value of a numeric attribute.
     description
         What the attribute means, with its unit.
+    default
+        Value stored when a feature does not give one.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    default: bool | int | float | str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,12 @@ LAYERS: dict[str, Layer] = {
                 Field("class", "text", True, description="Road class (OSM highway value)"),
                 Field("lanes", "int", minimum=1, maximum=12, description="Number of lanes"),
                 Field("maxspeed", "float", minimum=1, maximum=150, description="Speed limit, km/h"),
-                Field("oneway", "bool", description="Drivable only from source to target"),
+                Field(
+                    "oneway",
+                    "bool",
+                    default=False,
+                    description="Drivable only from source to target",
+                ),
                 Field("name", "text", description="Street name"),
             ),
             "Directed road edges between intersections (the traffic network).",

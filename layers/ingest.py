@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -235,7 +236,10 @@ def _read_ogr(path: Path, *, layer: Layer, file_layer: str | None) -> gpd.GeoDat
                     [Problem(None, "layer", f"the file holds several layers ({listed}); name one")],
                 )
             file_layer = layer.id
-    frame = gpd.read_file(target, layer=file_layer, engine="pyogrio")
+    with warnings.catch_warnings():
+        # mixed-type GeoJSON columns come back as text; the catalog checks each value
+        warnings.filterwarnings("ignore", "Could not parse column", UserWarning)
+        frame = gpd.read_file(target, layer=file_layer, engine="pyogrio")
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     return frame
 
@@ -329,7 +333,10 @@ def prepare(
     geometry, repaired = _check_geometry(frame, layer, settings, problems)
     columns: dict[str, Any] = {"id": _check_ids(frame, id_field, path, problems)}
     for spec in layer.fields:
-        columns[spec.name] = _check_field(frame, spec, problems)
+        values = _check_field(frame, spec, problems)
+        if spec.default is not None:
+            values = np.where(pd.isna(values), spec.default, values)
+        columns[spec.name] = values
     if problems.items:
         raise IngestError(path, problems.items)
     reserved = {id_field, frame.geometry.name, *layer.field_names, "vid", "source", "props"}
@@ -714,7 +721,9 @@ def ingest_frame(
     layer = get_layer(layer_id)
     if frame.crs is None:
         raise IngestError(path, [Problem(None, "crs", "the features have no CRS")])
-    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 1:
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0:
+        frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))  # feature numbers count from 1
+    elif not (pd.api.types.is_integer_dtype(frame.index) and frame.index.is_unique):
         frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
     if progress:
         progress("validate", 0, len(frame))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import geopandas as gpd
+import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -15,6 +16,13 @@ BBox = tuple[float, float, float, float]
 
 _AS_OF = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
 _CURRENT = "valid_to IS NULL"
+# pandas types that keep a missing value missing (not NaN in an int column)
+_DTYPES = {
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "boolean",
+    "timestamp": "datetime64[ns, UTC]",
+}
 
 
 def as_of(at: datetime | str | None) -> datetime | None:
@@ -103,6 +111,11 @@ def read_layer(
     frame["geometry"] = gpd.GeoSeries.from_wkb(
         [bytes(r["geometry"]) for r in records], crs="EPSG:4326"
     )
+    for spec in layer.fields:
+        if spec.kind in _DTYPES:
+            frame[spec.name] = frame[spec.name].astype(_DTYPES[spec.kind])
+    frame["valid_from"] = pd.to_datetime(frame["valid_from"], utc=True)
+    frame["valid_to"] = pd.to_datetime(frame["valid_to"], utc=True)
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
 

@@ -1,0 +1,62 @@
+"""Fixtures: real PostGIS databases made for the test run, from the project's migrations.
+
+``TWIN_DATABASE_URL`` (or the local default) names the server; the tests create their own
+databases next to it (``<name>_test`` for tests that write, ``<name>_test_sample`` holding the
+sample city for tests that only read) and never touch the configured one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from layers.catalog import LAYERS
+from layers.database import database_url, get_engine, upgrade
+from twin.sample import load_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data_samples" / "monaco"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _fresh_database(suffix: str) -> str:
+    base = make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
+    url = base.set(database=f"{base.database}{suffix}")
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+    rendered = url.render_as_string(hide_password=False)
+    upgrade(rendered)
+    return rendered
+
+
+@pytest.fixture(scope="session")
+def db_url() -> Iterator[str]:
+    """A migrated, initially empty database for tests that write."""
+    url = _fresh_database("_test")
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def empty_db(db_url: str) -> str:
+    """The write database with every layer table emptied."""
+    tables = ", ".join(layer.table for layer in LAYERS.values())
+    with get_engine(db_url).begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
+    return db_url
+
+
+@pytest.fixture(scope="session")
+def sample_db() -> Iterator[str]:
+    """A database holding the sample city, for tests that only read."""
+    url = _fresh_database("_test_sample")
+    load_sample(directory=SAMPLE, url=url)
+    yield url
+    get_engine(url).dispose()

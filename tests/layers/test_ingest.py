@@ -1,0 +1,387 @@
+"""Ingest: formats, CRSs, bad input (rejected, nothing written), repairs and versioning."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+
+from layers.catalog import LAYERS
+from layers.ingest import IngestError, ingest
+from layers.queries import read_layer
+from tests.assertions import sql_scalar, table_state
+from tests.conftest import SAMPLE, SHARED
+
+ROAD = {"source_node": 1, "target_node": 2, "class": "residential", "name": "Rue Grimaldi"}
+
+
+def feature(geometry: Any, **props: Any) -> dict[str, Any]:
+    geom = (
+        geometry
+        if isinstance(geometry, dict) or geometry is None
+        else shapely.geometry.mapping(geometry)
+    )
+    return {"type": "Feature", "properties": props, "geometry": geom}
+
+
+def write_geojson(path: Path, *features: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(features)}))
+    return path
+
+
+def line(*coords: tuple[float, float]) -> shapely.LineString:
+    return shapely.LineString(coords)
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, list | dict) and bool(pd.isna(value)))
+
+
+A, B, C = (7.420, 43.730), (7.421, 43.731), (7.422, 43.732)
+
+
+@pytest.fixture
+def roads_file(tmp_path: Path) -> Path:
+    return write_geojson(
+        tmp_path / "roads.geojson",
+        feature(line(A, B), id="r1", **ROAD),
+        feature(line(B, C), id="r2", **(ROAD | {"source_node": 2, "target_node": 3})),
+        feature(
+            line(C, A),
+            id="r3",
+            lanes=2,
+            oneway=True,
+            **(ROAD | {"source_node": 3, "target_node": 1}),
+        ),
+    )
+
+
+# --- round trips --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer_id", list(LAYERS))
+def test_every_sample_layer_round_trips(empty_db: str, layer_id: str) -> None:
+    path = SAMPLE / f"{layer_id}.geojson"
+    report = ingest(layer_id, path, url=empty_db)
+    source = gpd.read_file(path).sort_values("id").reset_index(drop=True)
+    stored = read_layer(layer_id, url=empty_db).sort_values("id").reset_index(drop=True)
+
+    assert report.added == len(source) == len(stored) > 0
+    assert list(stored["id"]) == list(source["id"])
+    assert all(
+        s.equals_exact(o, 0) or s.equals(o) for s, o in zip(stored.geometry, source.geometry)
+    )
+    layer = LAYERS[layer_id]
+    for name in layer.field_names:
+        if name not in source.columns:
+            assert stored[name].isna().all()
+            continue
+        for got, want in zip(stored[name], source[name]):
+            if is_missing(want):
+                assert is_missing(got)
+            else:
+                assert got == want, (layer_id, name)
+    # every other property travels in props, untouched
+    extra = [c for c in source.columns if c not in (*layer.field_names, "id", "geometry")]
+    for column in extra:
+        for props, want in zip(stored["props"], source[column]):
+            if is_missing(want):
+                assert column not in props
+            else:
+                assert props[column] == want
+
+
+def test_geopackage_in_web_mercator_is_reprojected(empty_db: str, tmp_path: Path) -> None:
+    roads = gpd.read_file(SAMPLE / "roads.geojson").head(50)
+    path = tmp_path / "roads.gpkg"
+    roads.to_crs(3857).to_file(path, layer="roads", engine="pyogrio")
+    report = ingest("roads", path, url=empty_db)
+    stored = read_layer("roads", url=empty_db).set_index("id").loc[roads["id"]]
+    assert report.added == 50
+    distances = [a.hausdorff_distance(b) for a, b in zip(stored.geometry, roads.geometry)]
+    assert max(distances) < 1e-9
+    assert list(stored["class"]) == list(roads["class"])
+
+
+def test_zipped_shapefile_in_utm(empty_db: str, tmp_path: Path) -> None:
+    cameras = gpd.read_file(SAMPLE / "cameras.geojson")[
+        ["id", "heading", "fov", "range_m", "status", "geometry"]
+    ]
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    cameras.to_crs(32632).to_file(folder / "cameras.shp", engine="pyogrio")
+    archive = tmp_path / "cameras.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in folder.iterdir():
+            zf.write(part, part.name)
+    report = ingest("cameras", archive, url=empty_db)
+    stored = read_layer("cameras", url=empty_db).set_index("id").loc[cameras["id"]]
+    assert report.added == len(cameras) == 16
+    assert max(a.distance(b) for a, b in zip(stored.geometry, cameras.geometry)) < 1e-7
+    assert list(stored["heading"]) == list(cameras["heading"])
+
+
+def test_csv_with_lon_lat_columns(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "stations.csv"
+    path.write_text(
+        "id,kind,name,capacity,lon,lat\n"
+        "f1,fire_station,Condamine,3,7.4203,43.7349\n"
+        "h1,hospital,Princesse Grace,,7.4117,43.7281\n"
+    )
+    ingest("resources", path, url=empty_db)
+    stored = read_layer("resources", url=empty_db).set_index("id")
+    assert stored.loc["f1", "capacity"] == 3
+    assert stored.loc["h1", "capacity"] is pd.NA
+    assert stored.loc["h1"].geometry.equals(shapely.Point(7.4117, 43.7281))
+
+
+def test_csv_with_wkt_column_and_declared_crs(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "closures.csv"
+    path.write_text(
+        "id,kind,starts_at,wkt\n"
+        'c1,works,2026-03-01T08:00:00+01:00,"LINESTRING (372000 4843000, 372100 4843050)"\n'
+    )
+    ingest("closures", path, crs="EPSG:32632", url=empty_db)
+    stored = read_layer("closures", url=empty_db).iloc[0]
+    x, y = stored.geometry.coords[0]
+    assert 7.41 < x < 7.44 and 43.72 < y < 43.74
+    assert stored["starts_at"].isoformat() == "2026-03-01T07:00:00+00:00"
+
+
+def test_osm_pbf_is_mapped_to_the_layer(empty_db: str) -> None:
+    report = ingest("cameras", SHARED / "monaco" / "monaco-2025.osm.pbf", url=empty_db)
+    stored = read_layer("cameras", url=empty_db)
+    assert report.added == 16
+    assert all(i.startswith("node/") for i in stored["id"])
+    assert all(p["osm"]["man_made"] == "surveillance" for p in stored["props"])
+
+
+# --- bad input: rejected with file, feature, field and reason; nothing written --------------
+
+
+def rejected(url: str, layer: str, path: Path, **options: Any) -> IngestError:
+    before = table_state(url, layer)
+    with pytest.raises(IngestError) as caught:
+        ingest(layer, path, url=url, **options)
+    assert table_state(url, layer) == before
+    return caught.value
+
+
+@pytest.fixture
+def loaded(empty_db: str, roads_file: Path) -> str:
+    ingest("roads", roads_file, url=empty_db)
+    return empty_db
+
+
+def test_wrong_geometry_type(loaded: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "bad.geojson",
+        feature(line(A, B), id="r9", **ROAD),
+        feature(shapely.Point(A), id="r10", **ROAD),
+    )
+    error = rejected(loaded, "roads", path)
+    assert (
+        str(error)
+        == f"{path}: feature 2: field 'geometry': Point where layer roads expects LineString"
+    )
+
+
+def test_missing_required_attribute(loaded: str, tmp_path: Path) -> None:
+    bad = {k: v for k, v in ROAD.items() if k != "class"}
+    path = write_geojson(
+        tmp_path / "bad.geojson",
+        feature(line(A, B), id="r9", **ROAD),
+        feature(line(B, C), id="r10", **bad),
+    )
+    error = rejected(loaded, "roads", path)
+    assert str(error) == f"{path}: feature 2: field 'class': required attribute is missing"
+
+
+def test_value_of_wrong_type_and_out_of_range(loaded: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "bad.geojson",
+        feature(line(A, B), id="r9", lanes="many", **ROAD),
+        feature(line(B, C), id="r10", maxspeed=900, **ROAD),
+    )
+    error = rejected(loaded, "roads", path)
+    assert [p.describe("f") for p in error.problems] == [
+        "f: feature 1: field 'lanes': 'many' is not a number",
+        "f: feature 2: field 'maxspeed': 900 is above the maximum 150",
+    ]
+
+
+def test_value_not_in_choices(empty_db: str, tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "pipes.geojson", feature(line(A, B), id="p1", network="oil"))
+    error = rejected(empty_db, "pipelines", path)
+    assert "feature 1: field 'network': 'oil' is not one of: water, gas, sewer, heat" in str(error)
+
+
+def test_coordinates_outside_the_crs(loaded: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "bad.geojson", feature(line((7.42, 43.73), (7.42, 95.0)), id="r9", **ROAD)
+    )
+    error = rejected(loaded, "roads", path)
+    assert "feature 1: field 'geometry': coordinates outside the valid range of EPSG:4326" in str(
+        error
+    )
+
+
+def test_projected_coordinates_outside_the_crs_area(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "cams.csv"
+    path.write_text("id,x,y\nc1,372000,4842000\nc2,1e30,4842000\n")
+    error = rejected(empty_db, "cameras", path, crs="EPSG:32632")
+    assert error.problems[0].row == 3  # CSV: line numbers
+    assert error.problems[0].field == "geometry"
+    assert "outside" in error.problems[0].reason
+
+
+def test_outside_the_city_extent(loaded: str, tmp_path: Path) -> None:
+    paris = line((2.35, 48.85), (2.36, 48.86))
+    path = write_geojson(
+        tmp_path / "bad.geojson",
+        feature(line(A, B), id="r9", **ROAD),
+        feature(paris, id="r10", **ROAD),
+    )
+    error = rejected(loaded, "roads", path)
+    assert str(error).startswith(f"{path}: feature 2: field 'geometry': outside the city's extent")
+
+
+def test_unreadable_and_missing_files(loaded: str, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.geojson"
+    garbage.write_bytes(b"\x00\x01 this is not json")
+    error = rejected(loaded, "roads", garbage)
+    assert str(error).startswith(f"{garbage}: cannot read file")
+    error = rejected(loaded, "roads", tmp_path / "absent.gpkg")
+    assert str(error) == f"{tmp_path / 'absent.gpkg'}: file not found"
+
+
+def test_csv_with_bad_number_names_the_line(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "res.csv"
+    path.write_text("id,kind,lon,lat\nf1,police,7.42,43.73\nf2,police,east,43.73\n")
+    error = rejected(empty_db, "resources", path)
+    assert (
+        str(error) == f"{path}: feature 3: field 'lon': coordinates 'east', '43.73' are not numbers"
+    )
+
+
+def test_duplicate_ids(loaded: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "bad.geojson",
+        feature(line(A, B), id="r9", **ROAD),
+        feature(line(B, C), id="r9", **ROAD),
+    )
+    error = rejected(loaded, "roads", path)
+    assert str(error) == f"{path}: feature 2: field 'id': duplicate id 'r9' (also feature 1)"
+
+
+def test_one_bad_feature_among_many_writes_nothing(empty_db: str, tmp_path: Path) -> None:
+    features = [feature(line(A, B), id=f"r{i}", **ROAD) for i in range(500)]
+    features[321] = feature(line(A, B), id="r321", **(ROAD | {"target_node": "x"}))
+    path = write_geojson(tmp_path / "many.geojson", *features)
+    error = rejected(empty_db, "roads", path)
+    assert [(p.row, p.field) for p in error.problems] == [(322, "target_node")]
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
+
+
+def test_invalid_polygon_is_repaired_and_reported(empty_db: str, tmp_path: Path) -> None:
+    bowtie = shapely.Polygon([(7.420, 43.730), (7.421, 43.731), (7.421, 43.730), (7.420, 43.731)])
+    path = write_geojson(tmp_path / "b.geojson", feature(bowtie, id="b1", use="house"))
+    report = ingest("buildings", path, url=empty_db)
+    assert [p.describe("f") for p in report.repaired] == [
+        "f: feature 1: field 'geometry': repaired invalid geometry (Self-intersection[7.4205 43.7305])"
+    ]
+    stored = read_layer("buildings", url=empty_db).iloc[0]
+    assert stored.geometry.is_valid and stored.geometry.geom_type == "MultiPolygon"
+    assert stored.geometry.area == pytest.approx(
+        bowtie.buffer(0).area + shapely.make_valid(bowtie).area - bowtie.buffer(0).area
+    )
+
+
+def test_unrepairable_geometry_is_rejected(loaded: str, tmp_path: Path) -> None:
+    degenerate = {"type": "LineString", "coordinates": [list(A), list(A)]}
+    path = write_geojson(tmp_path / "bad.geojson", feature(degenerate, id="r9", **ROAD))
+    error = rejected(loaded, "roads", path)
+    assert error.problems[0].field == "geometry"
+    assert "cannot be repaired into LineString" in error.problems[0].reason
+
+
+def test_missing_geometry(loaded: str, tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "bad.geojson", feature(None, id="r9", **ROAD))
+    error = rejected(loaded, "roads", path)
+    assert str(error) == f"{path}: feature 1: field 'geometry': missing or empty geometry"
+
+
+def test_unknown_layer(empty_db: str, roads_file: Path) -> None:
+    with pytest.raises(KeyError, match="unknown layer 'streets'; known layers: roads"):
+        ingest("streets", roads_file, url=empty_db)
+
+
+# --- versioning ---------------------------------------------------------------------------
+
+
+def test_reimport_unchanged_writes_nothing(loaded: str, roads_file: Path) -> None:
+    before = table_state(loaded, "roads")
+    report = ingest("roads", roads_file, url=loaded)
+    assert (report.added, report.changed, report.unchanged, report.retired) == (0, 0, 3, 0)
+    assert table_state(loaded, "roads") == before
+
+
+def test_reimport_with_one_change_closes_the_old_version(
+    loaded: str, roads_file: Path, tmp_path: Path
+) -> None:
+    moment = sql_scalar(loaded, "SELECT now()")
+    data = json.loads(roads_file.read_text())
+    data["features"][1]["properties"]["maxspeed"] = 30
+    roads_file.write_text(json.dumps(data))
+    report = ingest("roads", roads_file, url=loaded)
+    assert (report.added, report.changed, report.unchanged, report.retired) == (0, 1, 2, 0)
+
+    versions = read_layer("roads", url=loaded)
+    assert len(versions) == 3
+    assert versions.set_index("id").loc["r2", "maxspeed"] == 30
+    rows = sql_scalar(loaded, "SELECT count(*) FROM roads WHERE id = 'r2'")
+    closed = sql_scalar(
+        loaded, "SELECT count(*) FROM roads WHERE id = 'r2' AND valid_to IS NOT NULL"
+    )
+    assert (rows, closed) == (2, 1)
+    old = read_layer("roads", at=moment, url=loaded).set_index("id")
+    assert old.loc["r2", "maxspeed"] is pd.NA
+    assert len(old) == 3
+
+
+def test_reimport_without_a_feature_retires_it(loaded: str, roads_file: Path) -> None:
+    data = json.loads(roads_file.read_text())
+    data["features"] = data["features"][:2]
+    roads_file.write_text(json.dumps(data))
+    report = ingest("roads", roads_file, url=loaded)
+    assert report.retired == 1
+    assert sorted(read_layer("roads", url=loaded)["id"]) == ["r1", "r2"]
+    assert sql_scalar(loaded, "SELECT count(*) FROM roads") == 3
+
+
+def test_as_of_before_the_first_import_is_empty(
+    db_url: str, empty_db: str, roads_file: Path
+) -> None:
+    moment = sql_scalar(empty_db, "SELECT now()")
+    ingest("roads", roads_file, url=empty_db)
+    assert read_layer("roads", at=moment, url=empty_db).empty
+    assert len(read_layer("roads", url=empty_db)) == 3
+
+
+def test_a_different_source_keeps_its_own_features(loaded: str, tmp_path: Path) -> None:
+    other = write_geojson(tmp_path / "other.geojson", feature(line(A, C), id="x1", **ROAD))
+    report = ingest("roads", other, url=loaded)
+    assert (report.added, report.retired) == (1, 0)
+    assert sorted(read_layer("roads", url=loaded)["id"]) == ["r1", "r2", "r3", "x1"]
+
+
+def test_nan_never_reaches_the_store(empty_db: str) -> None:
+    ingest("roads", SAMPLE / "roads.geojson", url=empty_db)
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads WHERE maxspeed = 'NaN'::float8") == 0
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads WHERE maxspeed IS NULL") > 0

@@ -1,0 +1,63 @@
+"""The OSM mapping, on the real Monaco extract."""
+
+from __future__ import annotations
+
+import pytest
+
+from layers.osm import parse_maxspeed, read_osm
+from tests.conftest import SHARED
+
+MONACO = SHARED / "monaco" / "monaco-2025.osm.pbf"
+
+
+@pytest.fixture(scope="module")
+def osm() -> dict:
+    return read_osm(MONACO)
+
+
+def test_real_assets_are_all_read(osm: dict) -> None:
+    # counts from the data's MANIFEST.md (pyosmium): 16 cameras, 10 gas pipelines, 19 signals
+    assert len(osm["cameras"]) == 16
+    assert len(osm["pipelines"]) == 10 and set(osm["pipelines"]["network"]) == {"gas"}
+    assert len(osm["signals"]) == 19
+    wards = osm["districts"][osm["districts"]["level"] == 10]
+    assert len(wards) == 9 and "Monte-Carlo" in set(wards["name"])
+    assert len(osm["buildings"]) >= 1600
+    assert {"fire_station", "hospital", "police"} <= set(osm["resources"]["kind"])
+
+
+def test_road_edges_meet_at_intersections(osm: dict) -> None:
+    roads, nodes = osm["roads"], osm["intersections"]
+    ids = set(nodes["node_id"])
+    assert set(roads["source_node"]) | set(roads["target_node"]) == ids
+    point = dict(zip(nodes["node_id"], nodes.geometry))
+    for edge in roads.itertuples():
+        assert point[edge.source_node].coords[0] == edge.geometry.coords[0]
+        assert point[edge.target_node].coords[0] == edge.geometry.coords[-1]
+
+
+def test_every_signal_sits_on_an_intersection(osm: dict) -> None:
+    signalised = set(osm["intersections"].query("signalised")["node_id"])
+    assert set(osm["signals"]["node_id"]) <= signalised | set(osm["intersections"]["node_id"])
+    assert osm["signals"]["node_id"].notna().all()
+
+
+def test_oneway_minus_one_is_reversed(osm: dict) -> None:
+    roads = osm["roads"]
+    reversed_ = roads[[tags.get("oneway") == "-1" for tags in roads["osm"]]]
+    assert reversed_["oneway"].all()
+    roundabouts = roads[[tags.get("junction") == "roundabout" for tags in roads["osm"]]]
+    assert len(roundabouts) > 0 and roundabouts["oneway"].all()
+
+
+@pytest.mark.parametrize(
+    ("tag", "kmh"),
+    [("50", 50.0), ("30 mph", 48.3), ("FR:urban", 50.0), ("none", None), (None, None)],
+)
+def test_parse_maxspeed(tag: str | None, kmh: float | None) -> None:
+    assert parse_maxspeed(tag) == kmh
+
+
+def test_an_unmapped_layer_is_refused() -> None:
+    with pytest.raises(ValueError, match="OpenStreetMap has no incidents layer"):
+        read_osm(MONACO, ["incidents"])

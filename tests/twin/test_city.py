@@ -1,0 +1,78 @@
+"""The analysts' facade on the sample city."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import pytest
+import shapely
+
+import twin
+from tests.assertions import sql_scalar
+from tests.conftest import SAMPLE
+from twin.sample import load_sample
+
+
+def test_layers_lists_every_layer_with_its_count(sample_db: str) -> None:
+    city = twin.connect(sample_db)
+    table = city.layers()
+    assert list(table["layer"]) == [
+        "roads",
+        "intersections",
+        "signals",
+        "pipelines",
+        "pipe_nodes",
+        "power_lines",
+        "power_nodes",
+        "cameras",
+        "resources",
+        "buildings",
+        "districts",
+        "incidents",
+        "closures",
+    ]
+    for row in table.itertuples():
+        assert row.features == sql_scalar(sample_db, f"SELECT count(*) FROM {row.layer}") > 0
+        assert row.features == len(
+            json.loads((SAMPLE / f"{row.layer}.geojson").read_text())["features"]
+        )
+
+
+def test_layer_with_bbox_equals_sql(sample_db: str) -> None:
+    city = twin.connect(sample_db)
+    bbox = (7.415, 43.728, 7.425, 43.736)
+    roads = city.layer("roads", bbox=bbox)
+    expected = sql_scalar(
+        sample_db,
+        "SELECT count(*) FROM roads WHERE valid_to IS NULL AND geom && ST_MakeEnvelope(7.415, 43.728, 7.425, 43.736, 4326)",
+    )
+    assert isinstance(roads, gpd.GeoDataFrame) and roads.crs == "EPSG:4326"
+    assert 0 < len(roads) == expected < len(city.layer("roads"))
+    box = shapely.box(*bbox)
+    assert all(g.envelope.intersects(box) for g in roads.geometry)
+
+
+def test_bbox_with_min_above_max_is_refused(sample_db: str) -> None:
+    with pytest.raises(ValueError, match="minimum above its maximum"):
+        twin.connect(sample_db).layer("roads", bbox=(7.43, 43.72, 7.41, 43.74))
+
+
+def test_at_a_moment_before_loading_is_empty(sample_db: str) -> None:
+    city = twin.connect(sample_db)
+    assert city.layer("cameras", at="2000-01-01T00:00:00").empty
+    assert city.layers(at="2000-01-01")["features"].sum() == 0
+
+
+def test_loading_the_sample_again_is_skipped(sample_db: str) -> None:
+    assert load_sample(directory=SAMPLE, url=sample_db) == []
+    reports = load_sample(directory=SAMPLE, url=sample_db, force=True)
+    assert len(reports) == 13
+    assert all(r.added == r.changed == r.retired == 0 for r in reports)
+
+
+def test_attributes_and_props_reach_the_analyst(sample_db: str) -> None:
+    buildings = twin.connect(sample_db).layer("buildings")
+    assert buildings["population"].sum() == 38_367  # the 2023 census, shared by floor area
+    assert buildings["height_m"].notna().all()
+    assert all("osm" in p and "derived" in p for p in buildings["props"])

@@ -1,0 +1,70 @@
+"""The ``twin`` command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.assertions import sql_scalar, table_state
+
+TWIN = [sys.executable, "-m", "twin"]
+
+
+def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"TWIN_DATABASE_URL": url, "COLUMNS": "200"}
+    return subprocess.run([*TWIN, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_ingest_reports_what_it_did(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "cams.csv"
+    path.write_text("id,heading,lon,lat\nc1,90,7.42,43.73\nc2,180,7.421,43.731\n")
+    result = run(empty_db, "ingest", "cameras", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "cameras: 2 read, 2 added, 0 changed, 0 unchanged, 0 retired" in result.stdout
+    assert sql_scalar(empty_db, "SELECT count(*) FROM cameras") == 2
+
+
+def test_bad_file_names_file_row_field_and_reason(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "roads.geojson"
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"id": "a", "source_node": 1, "target_node": 2, "class": "primary"},
+            "geometry": {"type": "LineString", "coordinates": [[7.42, 43.73], [7.421, 43.731]]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"id": "b", "source_node": 2, "target_node": 3},
+            "geometry": {"type": "LineString", "coordinates": [[7.421, 43.731], [7.422, 43.732]]},
+        },
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    before = table_state(empty_db, "roads")
+    result = run(empty_db, "ingest", "roads", str(path))
+    assert result.returncode == 1
+    assert f"{path}: feature 2: field 'class': required attribute is missing" in result.stderr
+    assert "rejected: nothing was written to roads" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert table_state(empty_db, "roads") == before
+
+
+def test_unknown_layer_is_a_usage_error(empty_db: str, tmp_path: Path) -> None:
+    result = run(empty_db, "ingest", "streets", str(tmp_path / "x.geojson"))
+    assert result.returncode == 2
+    assert "unknown layer 'streets'; known layers: roads" in result.stderr
+
+
+def test_layers_and_db_status(sample_db: str) -> None:
+    result = run(sample_db, "layers")
+    assert result.returncode == 0
+    counts = {
+        line.split("│")[1].strip(): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 4
+    }
+    assert counts["roads"] == str(sql_scalar(sample_db, "SELECT count(*) FROM roads"))
+    status = run(sample_db, "db", "status")
+    assert "database at 0001; newest is 0001" in status.stdout
