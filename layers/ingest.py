@@ -27,6 +27,7 @@ import pandas as pd
 import pyogrio
 import shapely
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
@@ -44,6 +45,20 @@ _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 _OSM_SUFFIXES = (".osm", ".pbf", ".o5m")
 _COPY_CHUNK = 5000
+_TYPE_NAMES = np.array(
+    [
+        "Point",
+        "LineString",
+        "LinearRing",
+        "Polygon",
+        "MultiPoint",
+        "MultiLineString",
+        "MultiPolygon",
+        "GeometryCollection",
+    ],
+    dtype=object,
+)
+_TYPE_IDS = {str(name): i for i, name in enumerate(_TYPE_NAMES)}
 
 
 @dataclass(frozen=True)
@@ -147,10 +162,21 @@ class _Problems:
         if len(self.items) < self.limit:
             self.items.append(Problem(row, field, reason))
 
-    def add_rows(self, rows: pd.Index, field: str, reasons: pd.Series | str) -> None:
+    def add_rows(
+        self,
+        rows: pd.Index,
+        field: str,
+        reason: str | Callable[[Any], str],
+        values: pd.Series | None = None,
+    ) -> None:
+        """Add a problem per row; ``reason(values[row])`` when ``reason`` is callable."""
         for row in rows[: self.limit - len(self.items)]:
-            reason = reasons if isinstance(reasons, str) else str(reasons.loc[row])
-            self.add(int(row), field, reason)
+            text = (
+                reason(values.loc[row] if values is not None else None)
+                if callable(reason)
+                else reason
+            )
+            self.add(int(row), field, text)
 
     @property
     def full(self) -> bool:
@@ -239,7 +265,7 @@ def _read_ogr(path: Path, *, layer: Layer, file_layer: str | None) -> gpd.GeoDat
     with warnings.catch_warnings():
         # mixed-type GeoJSON columns come back as text; the catalog checks each value
         warnings.filterwarnings("ignore", "Could not parse column", UserWarning)
-        frame = gpd.read_file(target, layer=file_layer, engine="pyogrio")
+        frame = gpd.read_file(target, layer=file_layer, engine="pyogrio", use_arrow=True)
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     return frame
 
@@ -352,10 +378,15 @@ def _check_geometry(
     geoms = frame.geometry.to_numpy()
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     problems.add_rows(frame.index[missing], "geometry", "missing or empty geometry")
-    # one-part multi geometries become single ones; single polygons become multi when stored so
-    parts = shapely.get_num_geometries(geoms)
+    # a one-part multi geometry is taken as its part where the layer wants single ones
     types = np.asarray(shapely.get_type_id(geoms))
-    single = (~missing) & (parts == 1) & np.isin(types, [4, 5, 6])
+    multi_ok = [_TYPE_IDS[name] for name in layer.geometry_types if name.startswith("Multi")]
+    single = (
+        (~missing)
+        & np.isin(types, [4, 5, 6])
+        & ~np.isin(types, multi_ok)
+        & (shapely.get_num_geometries(geoms) == 1)
+    )
     geoms = geoms.copy()
     geoms[single] = shapely.get_geometry(geoms[single], 0)
     crs = frame.crs
@@ -369,26 +400,13 @@ def _check_geometry(
     if crs is not None and not crs.equals("EPSG:4326"):
         series = series.to_crs("EPSG:4326")
     geoms = series.to_numpy()
-    coords_ok = np.array(
-        [g is None or bool(np.isfinite(shapely.get_coordinates(g)).all()) for g in geoms]
-    )
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    infinite = np.bincount(owner, weights=~np.isfinite(coords).all(axis=1), minlength=len(geoms))
+    coords_ok = infinite == 0
     problems.add_rows(frame.index[~coords_ok], "geometry", f"coordinates outside the area of {crs}")
     allowed = set(layer.geometry_types)
     kinds = shapely.get_type_id(geoms)
-    names = np.array(
-        [
-            "Point",
-            "LineString",
-            "LinearRing",
-            "Polygon",
-            "MultiPoint",
-            "MultiLineString",
-            "MultiPolygon",
-            "GeometryCollection",
-        ],
-        dtype=object,
-    )
-    typename = np.where(kinds >= 0, names[np.clip(kinds, 0, 7)], None)
+    typename = np.where(kinds >= 0, _TYPE_NAMES[np.clip(kinds, 0, 7)], None)
     wrong = (~missing) & ~np.isin(typename, list(allowed))
     expected = " or ".join(layer.geometry_types)
     for row, got in zip(frame.index[wrong], typename[wrong], strict=True):
@@ -424,9 +442,9 @@ def _check_geometry(
     )
     if layer.storage_type == "MultiPolygon":
         polygon = shapely.get_type_id(geoms) == 3
-        promoted = np.empty(int(polygon.sum()), dtype=object)
-        promoted[:] = [shapely.MultiPolygon([g]) for g in geoms[polygon]]
-        geoms[polygon] = promoted
+        if polygon.any():
+            count = int(polygon.sum())
+            geoms[polygon] = shapely.multipolygons(geoms[polygon], indices=np.arange(count))
     return gpd.GeoSeries(geoms, index=frame.index, crs="EPSG:4326"), repaired
 
 
@@ -458,9 +476,9 @@ def _check_ids(frame: gpd.GeoDataFrame, id_field: str, path: str, problems: _Pro
     missing = ids.isna() | (ids.astype(str).str.strip() == "")
     problems.add_rows(frame.index[missing.to_numpy()], id_field, "missing feature id")
     text = ids.astype(str).where(~missing)
-    as_int = pd.to_numeric(ids, errors="coerce")
-    integral = as_int.notna() & (as_int == as_int.round())
-    text = text.where(~integral, as_int.astype("Int64").astype(str))
+    if pd.api.types.is_float_dtype(ids):  # 7.0 -> "7": integer ids read as floats
+        integral = ids.notna() & (ids == ids.round())
+        text = text.where(~integral, ids.astype("Int64").astype(str))
     duplicated = text.duplicated(keep="first") & ~missing
     for row in frame.index[duplicated.to_numpy()]:
         first = text.index[(text == text.loc[row]).to_numpy()][0]
@@ -485,28 +503,31 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
         values = pd.to_numeric(raw.where(present), errors="coerce")
         bad = present & values.isna()
         problems.add_rows(
-            frame.index[bad.to_numpy()], spec.name, raw.map(lambda v: f"{v!r} is not a number")
+            frame.index[bad.to_numpy()], spec.name, lambda v: f"{v!r} is not a number", raw
         )
         if spec.kind == "int":
             fraction = present & values.notna() & (values != values.round())
             problems.add_rows(
                 frame.index[fraction.to_numpy()],
                 spec.name,
-                raw.map(lambda v: f"{v!r} is not a whole number"),
+                lambda v: f"{v!r} is not a whole number",
+                raw,
             )
         if spec.minimum is not None:
             low = values < spec.minimum
             problems.add_rows(
                 frame.index[low.to_numpy()],
                 spec.name,
-                values.map(lambda v: f"{v:g} is below the minimum {spec.minimum:g}"),
+                lambda v: f"{v:g} is below the minimum {spec.minimum:g}",
+                values,
             )
         if spec.maximum is not None:
             high = values > spec.maximum
             problems.add_rows(
                 frame.index[high.to_numpy()],
                 spec.name,
-                values.map(lambda v: f"{v:g} is above the maximum {spec.maximum:g}"),
+                lambda v: f"{v:g} is above the maximum {spec.maximum:g}",
+                values,
             )
         if spec.kind == "int":
             return values.astype("Int64").astype(object).where(values.notna(), None).to_numpy()
@@ -517,7 +538,8 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
         problems.add_rows(
             frame.index[bad.to_numpy()],
             spec.name,
-            raw.map(lambda v: f"{v!r} is not a boolean (true/false, yes/no, 1/0)"),
+            lambda v: f"{v!r} is not a boolean (true/false, yes/no, 1/0)",
+            raw,
         )
         return mapped.astype(object).where(mapped.notna(), None).to_numpy()
     if spec.kind == "timestamp":
@@ -526,10 +548,14 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
         problems.add_rows(
             frame.index[bad.to_numpy()],
             spec.name,
-            raw.map(lambda v: f"{v!r} is not a date and time"),
+            lambda v: f"{v!r} is not a date and time",
+            raw,
         )
         return np.array(
-            [v.isoformat() if isinstance(v, datetime) and not pd.isna(v) else None for v in values],
+            [
+                v.to_pydatetime() if isinstance(v, pd.Timestamp) and not pd.isna(v) else None
+                for v in values
+            ],
             dtype=object,
         )
     if spec.kind == "json":
@@ -545,14 +571,18 @@ def _check_field(frame: gpd.GeoDataFrame, spec: Field, problems: _Problems) -> A
                 problems.add(int(row), spec.name, f"not valid JSON: {exc}")
                 out.append(None)
         return np.array(out, dtype=object)
-    text = raw.where(present).map(lambda v: v if isinstance(v, str) else _text(v))
+    if pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
+        text = raw.where(present)
+    else:
+        text = raw.where(present).map(lambda v: v if isinstance(v, str) else _text(v))
     if spec.choices:
         unknown = present & ~text.isin(spec.choices)
         allowed = ", ".join(spec.choices)
         problems.add_rows(
             frame.index[unknown.to_numpy()],
             spec.name,
-            text.map(lambda v: f"{v!r} is not one of: {allowed}"),
+            lambda v: f"{v!r} is not one of: {allowed}",
+            text,
         )
     return text.astype(object).where(present, None).to_numpy()
 
@@ -736,14 +766,35 @@ def ingest_frame(
     return report
 
 
-def _rows(prepared: gpd.GeoDataFrame, layer: Layer) -> Iterator[tuple[Any, ...]]:
-    geometry = shapely.to_wkb(
-        prepared.geometry.to_numpy(), hex=True, include_srid=True, output_dimension=2
+def _column_types(cur: Any, layer: Layer, names: tuple[str, ...]) -> list[str]:
+    """Return the binary COPY type of each column: geometry and jsonb go as raw bytes."""
+    cur.execute(
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        (layer.table,),
     )
-    columns = [prepared["id"].to_numpy(), prepared["props"].to_numpy(), geometry]
-    for name in layer.field_names:
-        values = prepared[name].to_numpy(dtype=object)
-        columns.append(np.where(pd.isna(values), None, values))
+    types = dict(cur.fetchall())
+    return ["bytea" if types[n] in ("geometry", "jsonb") else types[n] for n in names]
+
+
+def _jsonb(text: Any) -> bytes | None:
+    """Encode JSON text in jsonb's binary COPY format (version 1, then the text)."""
+    return None if text is None else b"\x01" + text.encode()
+
+
+def _rows(prepared: gpd.GeoDataFrame, layer: Layer, source: str) -> Iterator[tuple[Any, ...]]:
+    """Yield binary COPY rows: source, id, props, geometry (EWKB), typed attributes."""
+    geometry = shapely.to_wkb(prepared.geometry.to_numpy(), include_srid=True, output_dimension=2)
+    columns: list[Any] = [
+        np.full(len(prepared), source, dtype=object),
+        prepared["id"].to_numpy(),
+        [_jsonb(text) for text in prepared["props"]],
+        geometry,
+    ]
+    for spec in layer.fields:
+        values = prepared[spec.name].to_numpy(dtype=object)
+        values = np.where(pd.isna(values), None, values)
+        columns.append([_jsonb(v) for v in values] if spec.kind == "json" else values)
     return zip(*columns, strict=True)
 
 
@@ -756,74 +807,130 @@ def _load(
     url: str | None,
     progress: Progress | None,
 ) -> None:
+    """Write the features in one transaction, versioning what changed.
+
+    When the layer has no current feature (a first import), rows are copied straight into the
+    table. Otherwise they are copied to a staging
+    table and merged: changed features get a new version (the old one is closed with
+    ``valid_to``), features of the source absent from the file are closed, new ones inserted.
+    """
     table = sql.Identifier(layer.table)
-    fields = [sql.Identifier(name) for name in layer.field_names]
-    stage_columns = sql.SQL(", ").join(
-        [sql.Identifier(c) for c in ("id", "props", "geom")] + fields
-    )
-    compare_old = sql.SQL(", ").join(
-        [sql.SQL("t.source"), sql.SQL("t.props"), sql.SQL("t.geom::text")]
-        + [sql.SQL("t.{}").format(f) for f in fields]
-    )
-    compare_new = sql.SQL(", ").join(
-        [sql.Placeholder("source"), sql.SQL("s.props"), sql.SQL("s.geom::text")]
-        + [sql.SQL("s.{}").format(f) for f in fields]
-    )
+    names = ("source", "id", "props", "geom", *layer.field_names)
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
     total = len(prepared)
-    engine = get_engine(url)
-    with engine.begin() as connection:
+    with get_engine(url).begin() as connection:
         raw = connection.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur:
             # one import per layer at a time, so versions are closed and opened in order
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"twin.ingest.{layer.id}",))
             cur.execute(
-                sql.SQL(
-                    "CREATE TEMP TABLE _stage ON COMMIT DROP AS "
-                    "SELECT {cols} FROM {table} WITH NO DATA"
-                ).format(cols=stage_columns, table=table)
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE valid_to IS NULL)").format(
+                    table=table
+                )
             )
-            copy_sql = sql.SQL("COPY _stage ({cols}) FROM STDIN").format(cols=stage_columns)
-            done = 0
-            with cur.copy(copy_sql) as copy:
-                for row in _rows(prepared, layer):
-                    copy.write_row(row)
-                    done += 1
+            row = cur.fetchone()
+            first_import = row is not None and not row[0]
+            target = table if first_import else sql.Identifier("_stage")
+            if not first_import:
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE _stage ON COMMIT DROP AS "
+                        "SELECT {cols} FROM {table} WITH NO DATA"
+                    ).format(cols=columns, table=table)
+                )
+            rebuild = _drop_indexes_of_empty_table(cur, layer) if first_import else []
+            copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)").format(
+                target=target, cols=columns
+            )
+            types = _column_types(cur, layer, names)
+            # a writer thread sends while this one encodes the next rows
+            with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
+                copy.set_types(types)
+                for done, values in enumerate(_rows(prepared, layer, source), start=1):
+                    copy.write_row(values)
                     if progress and done % _COPY_CHUNK == 0:
                         progress("copy", done, total)
             if progress:
                 progress("copy", total, total)
+            if first_import:
+                for definition in rebuild:
+                    cur.execute(definition)
+                report.added = total
+                return
+            if progress:
                 progress("merge", 0, 1)
-            cur.execute("CREATE INDEX ON _stage (id)")
-            cur.execute("ANALYZE _stage")
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {table} t SET valid_to = transaction_timestamp() FROM _stage s "
-                    "WHERE t.id = s.id AND t.valid_to IS NULL "
-                    "AND ({old}) IS DISTINCT FROM ({new})"
-                ).format(table=table, old=compare_old, new=compare_new),
-                {"source": source},
-            )
-            report.changed = cur.rowcount
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {table} t SET valid_to = transaction_timestamp() "
-                    "WHERE t.source = %(source)s AND t.valid_to IS NULL "
-                    "AND NOT EXISTS (SELECT 1 FROM _stage s WHERE s.id = t.id)"
-                ).format(table=table),
-                {"source": source},
-            )
-            report.retired = cur.rowcount
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {table} (source, {cols}) "
-                    "SELECT %(source)s, {cols} FROM _stage s WHERE NOT EXISTS "
-                    "(SELECT 1 FROM {table} t WHERE t.id = s.id AND t.valid_to IS NULL)"
-                ).format(table=table, cols=stage_columns),
-                {"source": source},
-            )
-            inserted = cur.rowcount
-            report.added = inserted - report.changed
-            report.unchanged = total - inserted
+            _merge(cur, layer, source, report, total)
             if progress:
                 progress("merge", 1, 1)
+
+
+def _drop_indexes_of_empty_table(cur: Any, layer: Layer) -> list[str]:
+    """Drop the secondary indexes of an empty layer table; return the SQL to rebuild them.
+
+    Building an index once after a bulk COPY is several times faster than updating it for
+    every row. Only done for an empty table, inside the import's transaction, so readers
+    never see the table without its indexes.
+    """
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(layer.table)))
+    row = cur.fetchone()
+    if row is None or row[0]:
+        return []
+    cur.execute(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+        "JOIN pg_class c ON c.relname = i.indexname "
+        "JOIN pg_index x ON x.indexrelid = c.oid "
+        "WHERE i.schemaname = current_schema() AND i.tablename = %s AND NOT x.indisprimary",
+        (layer.table,),
+    )
+    indexes = cur.fetchall()
+    for name, _ in indexes:
+        cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return [definition for _, definition in indexes]
+
+
+def _merge(cur: Any, layer: Layer, source: str, report: IngestReport, total: int) -> None:
+    """Merge ``_stage`` into the layer table (see :func:`_load`)."""
+    table = sql.Identifier(layer.table)
+    fields = [sql.Identifier(name) for name in layer.field_names]
+    stage_columns = sql.SQL(", ").join(
+        [*(sql.Identifier(c) for c in ("id", "props", "geom")), *fields]
+    )
+    compare_old = sql.SQL(", ").join(
+        [sql.SQL("t.source"), sql.SQL("t.props"), sql.SQL("t.geom::text")]
+        + [sql.SQL("t.{}").format(f) for f in fields]
+    )
+    compare_new = sql.SQL(", ").join(
+        [sql.SQL("s.source"), sql.SQL("s.props"), sql.SQL("s.geom::text")]
+        + [sql.SQL("s.{}").format(f) for f in fields]
+    )
+    cur.execute("CREATE INDEX ON _stage (id)")
+    cur.execute("ANALYZE _stage")
+    cur.execute(
+        sql.SQL(
+            "UPDATE {table} t SET valid_to = transaction_timestamp() FROM _stage s "
+            "WHERE t.id = s.id AND t.valid_to IS NULL "
+            "AND ({old}) IS DISTINCT FROM ({new})"
+        ).format(table=table, old=compare_old, new=compare_new)
+    )
+    report.changed = cur.rowcount
+    cur.execute(
+        sql.SQL(
+            "UPDATE {table} t SET valid_to = transaction_timestamp() "
+            "WHERE t.source = %(source)s AND t.valid_to IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM _stage s WHERE s.id = t.id)"
+        ).format(table=table),
+        {"source": source},
+    )
+    report.retired = cur.rowcount
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {table} (source, {cols}) "
+            "SELECT %(source)s, {cols} FROM _stage s WHERE NOT EXISTS "
+            "(SELECT 1 FROM {table} t WHERE t.id = s.id AND t.valid_to IS NULL)"
+        ).format(table=table, cols=stage_columns),
+        {"source": source},
+    )
+    inserted = cur.rowcount
+    report.added = inserted - report.changed
+    report.unchanged = total - inserted
