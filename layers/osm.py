@@ -176,7 +176,8 @@ class _Collector:
         self.ways: list[tuple[int, list[tuple[int, float, float]], dict[str, str]]] = []
         self.features: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.signal_nodes: dict[int, tuple[float, float, dict[str, str]]] = {}
-        self.resource_areas: list[tuple[str, Any]] = []
+        # (layer, kind, area) of facilities mapped as areas, to drop their duplicate nodes
+        self.facility_areas: list[tuple[str, str, Any]] = []
         self.wkb = osmium.geom.WKBFactory()
 
     def node(self, n: osmium.osm.Node) -> None:
@@ -321,7 +322,7 @@ class _Collector:
             )
         kind = _resource_kind(tags)
         if kind:
-            self.resource_areas.append((kind, shape))
+            self.facility_areas.append(("resources", kind, shape))
             self.features["resources"].append(
                 {
                     "id": ident,
@@ -334,6 +335,7 @@ class _Collector:
                 }
             )
         if tags.get("power") == "substation":
+            self.facility_areas.append(("power_nodes", "substation", shape))
             self.features["power_nodes"].append(
                 {
                     "id": ident,
@@ -422,15 +424,19 @@ def _signals(collector: _Collector, intersections: list[dict[str, Any]]) -> list
 
 
 def _drop_nodes_inside_areas(collector: _Collector) -> None:
-    kept = []
-    for row in collector.features["resources"]:
-        inside = row["id"].startswith("node/") and any(
-            kind == row["kind"] and area.contains(row["geometry"])
-            for kind, area in collector.resource_areas
-        )
-        if not inside:
-            kept.append(row)
-    collector.features["resources"] = kept
+    """Drop a facility's node when an area of the same kind, mapped too, contains it."""
+    for layer in ("resources", "power_nodes"):
+        areas = [(kind, area) for name, kind, area in collector.facility_areas if name == layer]
+        collector.features[layer] = [
+            row
+            for row in collector.features[layer]
+            if not (
+                row["id"].startswith("node/")
+                and any(
+                    kind == row["kind"] and area.contains(row["geometry"]) for kind, area in areas
+                )
+            )
+        ]
 
 
 def read_osm(path: str | Path, layer_ids: list[str] | None = None) -> dict[str, gpd.GeoDataFrame]:
