@@ -169,6 +169,18 @@ def _resource_kind(tags: dict[str, str]) -> str | None:
     return None
 
 
+def _resource(ident: str, kind: str, tags: dict[str, str], point: Any) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "kind": kind,
+        "name": tags.get("name"),
+        "status": "available",
+        "capacity": _int(tags.get("capacity") or tags.get("beds")),
+        "osm": tags,
+        "geometry": point,
+    }
+
+
 class _Collector:
     """One pass over the file, keeping what the layers need."""
 
@@ -227,17 +239,7 @@ class _Collector:
             )
         kind = _resource_kind(tags)
         if kind:
-            self.features["resources"].append(
-                {
-                    "id": ident,
-                    "kind": kind,
-                    "name": tags.get("name"),
-                    "status": "available",
-                    "capacity": _int(tags.get("capacity") or tags.get("beds")),
-                    "osm": tags,
-                    "geometry": point,
-                }
-            )
+            self.features["resources"].append(_resource(ident, kind, tags, point))
 
     def way(self, w: osmium.osm.Way) -> None:
         tags = dict(w.tags)
@@ -323,17 +325,8 @@ class _Collector:
         kind = _resource_kind(tags)
         if kind:
             self.facility_areas.append(("resources", kind, shape))
-            self.features["resources"].append(
-                {
-                    "id": ident,
-                    "kind": kind,
-                    "name": tags.get("name"),
-                    "status": "available",
-                    "capacity": _int(tags.get("capacity") or tags.get("beds")),
-                    "osm": tags,
-                    "geometry": shape.representative_point(),
-                }
-            )
+            point = shape.representative_point()
+            self.features["resources"].append(_resource(ident, kind, tags, point))
         if tags.get("power") == "substation":
             self.facility_areas.append(("power_nodes", "substation", shape))
             self.features["power_nodes"].append(
