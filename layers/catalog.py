@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-FieldKind = Literal["text", "int", "float", "bool", "json", "timestamp"]
+FieldKind = Literal["text", "int", "bigint", "float", "bool", "json", "timestamp"]
 
 #: Columns every layer table has, in this order, besides the typed attributes.
 COMMON_COLUMNS = ("vid", "id", "source", "valid_from", "valid_to", "props", "geom")
@@ -25,7 +25,8 @@ class Field:
     name
         Column name in the layer table and key in input files.
     kind
-        Value type: ``text``, ``int``, ``float``, ``bool``, ``json`` or ``timestamp``.
+        Value type: ``text``, ``int`` (32-bit), ``bigint`` (64-bit, for node ids), ``float``,
+        ``bool``, ``json`` or ``timestamp`` (ISO 8601; without an offset it is taken as UTC).
     required
         Whether every feature must carry a non-null value.
     choices
@@ -123,8 +124,8 @@ LAYERS: dict[str, Layer] = {
             ("LineString",),
             "LineString",
             (
-                Field("source_node", "int", True, description="Node id where the edge starts"),
-                Field("target_node", "int", True, description="Node id where the edge ends"),
+                Field("source_node", "bigint", True, description="Node id where the edge starts"),
+                Field("target_node", "bigint", True, description="Node id where the edge ends"),
                 Field("class", "text", True, description="Road class (OSM highway value)"),
                 Field("lanes", "int", minimum=1, maximum=12, description="Number of lanes"),
                 Field("maxspeed", "float", minimum=1, maximum=150, description="Speed limit, km/h"),
@@ -144,7 +145,7 @@ LAYERS: dict[str, Layer] = {
             ("Point",),
             "Point",
             (
-                Field("node_id", "int", True, description="Node id used by roads"),
+                Field("node_id", "bigint", True, description="Node id used by roads"),
                 Field("signalised", "bool", description="Controlled by a traffic signal"),
                 Field("elevation", "float", description="Ground elevation, m"),
             ),
@@ -156,7 +157,7 @@ LAYERS: dict[str, Layer] = {
             ("Point",),
             "Point",
             (
-                Field("node_id", "int", description="Intersection the signal controls"),
+                Field("node_id", "bigint", description="Intersection the signal controls"),
                 Field("program", "text", description="Signal program id"),
                 Field("cycle_s", "float", minimum=10, maximum=300, description="Cycle length, s"),
                 Field("offset_s", "float", minimum=0, description="Offset, s"),

@@ -19,6 +19,7 @@ _CURRENT = "valid_to IS NULL"
 # pandas types that keep a missing value missing (not NaN in an int column)
 _DTYPES = {
     "int": "Int64",
+    "bigint": "Int64",
     "float": "Float64",
     "bool": "boolean",
     "timestamp": "datetime64[ns, UTC]",

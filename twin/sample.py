@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from layers.catalog import LAYERS
-from layers.ingest import IngestReport, Progress, ingest
+from layers.ingest import IngestReport, Progress, ingest_many
 from layers.queries import layer_counts
 
 #: Where the built sample city lives in a checkout.
@@ -46,8 +46,9 @@ def load_sample(
 ) -> list[IngestReport]:
     """Load the sample city into the store, unless it is there already.
 
-    Each layer is imported with source ``sample:<layer>``, so loading again updates the
-    layers rather than duplicating them.
+    Every layer file is read and checked first, then all are written in one transaction, so a
+    failed load leaves the store as it was. Each layer is imported with source
+    ``sample:<layer>``, so loading again updates the layers rather than duplicating them.
 
     Parameters
     ----------
@@ -58,17 +59,15 @@ def load_sample(
     force
         Import even if every layer already holds features.
     progress
-        Passed to :func:`layers.ingest.ingest`.
+        Passed to :func:`layers.ingest.ingest_many`.
 
     Returns
     -------
     list of IngestReport
-        One report per imported layer; empty when the city was already loaded.
+        One report per layer; empty when the city was already loaded.
     """
     files = sample_files(directory)
     if not force and all(count > 0 for count in layer_counts(url=url).values()):
         return []
-    return [
-        ingest(layer_id, path, source=f"sample:{layer_id}", url=url, progress=progress)
-        for layer_id, path in files.items()
-    ]
+    sources = {layer_id: f"sample:{layer_id}" for layer_id in files}
+    return ingest_many(files, sources=sources, url=url, progress=progress)

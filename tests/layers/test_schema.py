@@ -9,7 +9,8 @@ from layers.database import current_revision, get_engine, head_revision, upgrade
 
 SQL_TYPES = {
     "text": "text",
-    "int": ("bigint", "integer"),
+    "int": "integer",
+    "bigint": "bigint",
     "float": "double precision",
     "bool": "boolean",
     "json": "jsonb",
