@@ -23,6 +23,8 @@ power_nodes    ``power`` substation (node or area), transformer, switch
 
 Every feature keeps its OSM tags in ``osm`` (stored in ``props``) and an id of the form
 ``node/1``, ``way/2`` (roads: ``way/2/0``, the edge's index along the way), ``relation/3``.
+A numeric tag outside the catalog's range (``lanes=0``, ``maxspeed=300``) is left out of the
+typed attribute, and kept in ``osm``.
 """
 
 from __future__ import annotations
@@ -432,6 +434,22 @@ def _drop_nodes_inside_areas(collector: _Collector) -> None:
         ]
 
 
+def _within_limits(row: dict[str, Any], layer_id: str) -> dict[str, Any]:
+    """Drop a tag value the catalog would refuse (lanes=0, maxspeed=300): it stays in ``osm``.
+
+    One odd tag in a city's worth of OSM data should not reject the whole layer.
+    """
+    for spec in LAYERS[layer_id].fields:
+        value = row.get(spec.name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if (spec.minimum is not None and value < spec.minimum) or (
+            spec.maximum is not None and value > spec.maximum
+        ):
+            row[spec.name] = None
+    return row
+
+
 def read_osm(path: str | Path, layer_ids: list[str] | None = None) -> dict[str, gpd.GeoDataFrame]:
     """Read an OSM file into one GeoDataFrame per mapped layer (EPSG:4326).
 
@@ -476,7 +494,7 @@ def read_osm(path: str | Path, layer_ids: list[str] | None = None) -> dict[str, 
     frames = {}
     for name in wanted:
         columns = ["id", *LAYERS[name].field_names, "osm", "geometry"]
-        rows = collector.features.get(name, [])
+        rows = [_within_limits(row, name) for row in collector.features.get(name, [])]
         frame = gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs="EPSG:4326")
         frames[name] = frame.sort_values("id", kind="stable").reset_index(drop=True)
     return frames

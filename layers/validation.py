@@ -342,23 +342,28 @@ def _check_number(
     values = pd.to_numeric(raw.where(present), errors="coerce").astype("float64")
     index = raw.index
     bad = present & values.isna()
-    problems.add_rows(index[bad.to_numpy()], spec.name, lambda v: f"{v!r} is not a number", raw)
+    problems.add_rows(
+        index[bad.to_numpy()], spec.name, lambda v: f"{_show(v)} is not a number", raw
+    )
     infinite = values.isin([np.inf, -np.inf])
     problems.add_rows(
-        index[infinite.to_numpy()], spec.name, lambda v: f"{v!r} is not a finite number", raw
+        index[infinite.to_numpy()], spec.name, lambda v: f"{_show(v)} is not a finite number", raw
     )
     ok = values.notna() & ~infinite
     if spec.kind in _INT_RANGE:
         fraction = ok & (values != values.round())
         problems.add_rows(
-            index[fraction.to_numpy()], spec.name, lambda v: f"{v!r} is not a whole number", raw
+            index[fraction.to_numpy()],
+            spec.name,
+            lambda v: f"{_show(v)} is not a whole number",
+            raw,
         )
         low, high = _INT_RANGE[spec.kind]
         overflow = ok & ((values < low) | (values > high))
         problems.add_rows(
             index[overflow.to_numpy()],
             spec.name,
-            lambda v: f"{v!r} is outside the {spec.kind} range",
+            lambda v: f"{_show(v)} is outside the {spec.kind} range",
             raw,
         )
         ok &= ~fraction & ~overflow
@@ -391,6 +396,13 @@ def _check_number(
     return values.astype(object).where(ok, None).to_numpy()
 
 
+def _show(value: Any) -> str:
+    """Show a value in a message as the user wrote it: text quoted, numbers plain."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _whole(raw: Any, value: float) -> int:
     """Return an integer exactly: from the raw value when it is one (floats stop at 2**53)."""
     if isinstance(raw, int | np.integer):
@@ -409,7 +421,7 @@ def _check_bool(raw: pd.Series, present: pd.Series, spec: Field, problems: Probl
     problems.add_rows(
         raw.index[bad.to_numpy()],
         spec.name,
-        lambda v: f"{v!r} is not a boolean (true/false, yes/no, 1/0)",
+        lambda v: f"{_show(v)} is not a boolean (true/false, yes/no, 1/0)",
         raw,
     )
     return mapped.astype(object).where(mapped.notna(), None).to_numpy()
@@ -428,7 +440,7 @@ def _check_timestamp(
     problems.add_rows(
         raw.index[bad.to_numpy()],
         spec.name,
-        lambda v: f"{v!r} is not an ISO 8601 date and time",
+        lambda v: f"{_show(v)} is not an ISO 8601 date and time",
         raw,
     )
     return np.array([v.to_pydatetime() if not pd.isna(v) else None for v in values], dtype=object)
@@ -461,7 +473,7 @@ def _check_text(raw: pd.Series, present: pd.Series, spec: Field, problems: Probl
         problems.add_rows(
             raw.index[unknown.to_numpy()],
             spec.name,
-            lambda v: f"{v!r} is not one of: {allowed}",
+            lambda v: f"{_show(v)} is not one of: {allowed}",
             text,
         )
     return text.astype(object).where(present, None).to_numpy()

@@ -22,7 +22,7 @@ apt_install() {
         APT_UPDATED=1
     fi
     say "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
 }
 
 # --- PostgreSQL, only when the database is on this machine --------------------------------
@@ -31,10 +31,16 @@ local_db=0
 case "$host" in ""|127.0.0.1|localhost|::1) local_db=1 ;; esac
 
 if [ "$local_db" -eq 1 ]; then
+    installed_here=0
     if ! command -v pg_lsclusters >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
         apt_install postgresql
+        installed_here=1
     fi
     PG_VERSION=$(ls /etc/postgresql | sort -n | tail -1)
+    if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main"' | grep -q .; then
+        say "creating PostgreSQL $PG_VERSION cluster main"
+        $SUDO pg_createcluster "$PG_VERSION" main >/dev/null
+    fi
     if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main"' | grep -q online; then
         say "starting PostgreSQL $PG_VERSION"
         $SUDO pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
@@ -44,18 +50,45 @@ if [ "$local_db" -eq 1 ]; then
     [ -f "$ext/postgis.control" ] || want+=("postgresql-$PG_VERSION-postgis-3")
     [ -f "$ext/pgrouting.control" ] || want+=("postgresql-$PG_VERSION-pgrouting")
     [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
+    ready=0
     for _ in $(seq 1 30); do
-        pg_isready -q -h 127.0.0.1 && break
+        if pg_isready -q -h 127.0.0.1; then ready=1; break; fi
         sleep 1
     done
+    if [ "$ready" -eq 0 ]; then
+        echo "setup: PostgreSQL $PG_VERSION does not answer on 127.0.0.1" >&2
+        exit 1
+    fi
+    # Debian's own cluster asks for a password over TCP. A cluster this script installed is the
+    # demo's: let its postgres user in from this machine only. Any other cluster is left alone.
+    libpq_url=$(printf '%s' "$DB_URL" | sed -E 's#^postgresql\+[a-z0-9]+://#postgresql://#')
+    admin_url="${libpq_url%/*}/postgres"
+    if ! psql "$admin_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+        if [ "$installed_here" -eq 1 ] || [ -n "${TWIN_TRUST_LOCAL:-}" ]; then
+            hba=$(ls /etc/postgresql/"$PG_VERSION"/main/pg_hba.conf)
+            say "letting postgres in from 127.0.0.1 and ::1 ($hba)"
+            $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+            $SUDO pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main reload
+        else
+            echo "setup: cannot log in to PostgreSQL with $DB_URL." >&2
+            echo "       Put a password in TWIN_DATABASE_URL, or run again with TWIN_TRUST_LOCAL=1" >&2
+            echo "       to let the postgres user in from 127.0.0.1 without one." >&2
+            exit 1
+        fi
+    fi
 fi
 
 # --- GDAL command-line tools (ogrinfo, ogr2ogr): tests and benchmarks use them as peers ----
 command -v ogr2ogr >/dev/null || apt_install gdal-bin
 
 # --- the project's virtual environment ------------------------------------------------------
+if [ -d "$VENV" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    say "removing a broken $VENV (no pip)"
+    rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
-    if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then apt_install python3-venv python3-dev; fi
+    # Debian's python3 has the venv module but not ensurepip until python3-venv is installed
+    if ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then apt_install python3-venv python3-dev; fi
     say "creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import shapely
 
 from layers.catalog import LAYERS
-from layers.ingest import IngestError, ingest
+from layers.ingest import IngestError, ingest, ingest_frame
 from layers.queries import read_layer
 from tests.assertions import sql_scalar, table_state
 from tests.conftest import SAMPLE, SHARED
@@ -382,6 +383,159 @@ def test_a_different_source_keeps_its_own_features(loaded: str, tmp_path: Path) 
 
 
 def test_nan_never_reaches_the_store(empty_db: str) -> None:
-    ingest("roads", SAMPLE / "roads.geojson", url=empty_db)
+    frame = gpd.GeoDataFrame(
+        {
+            "id": ["a", "b"],
+            "source_node": [1, 2],
+            "target_node": [2, 3],
+            "class": ["primary"] * 2,
+            "maxspeed": [float("nan"), 50.0],
+            "lanes": [float("nan"), 2.0],
+            "note": [float("nan"), "x"],
+        },
+        geometry=[line(A, B), line(B, C)],
+        crs="EPSG:4326",
+    )
+    ingest_frame("roads", frame, source="frame", url=empty_db)
     assert sql_scalar(empty_db, "SELECT count(*) FROM roads WHERE maxspeed = 'NaN'::float8") == 0
-    assert sql_scalar(empty_db, "SELECT count(*) FROM roads WHERE maxspeed IS NULL") > 0
+    assert (
+        sql_scalar(empty_db, "SELECT count(*) FROM roads WHERE maxspeed IS NULL AND lanes IS NULL")
+        == 1
+    )
+    assert sql_scalar(empty_db, "SELECT props::text FROM roads WHERE id = 'a'") == "{}"
+
+
+def test_integers_outside_the_column_range_are_refused(empty_db: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "b.geojson",
+        feature(shapely.box(7.42, 43.73, 7.421, 43.731), id="b1", population=5_000_000_000),
+    )
+    error = rejected(empty_db, "buildings", path)
+    assert (
+        str(error) == f"{path}: feature 1: field 'population': 5000000000 is outside the int range"
+    )
+
+
+def test_big_node_ids_are_stored_exactly(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "nodes.csv"
+    path.write_text("id,node_id,lon,lat\nn1,9007199254740993,7.42,43.73\n")  # 2**53 + 1
+    ingest("intersections", path, url=empty_db)
+    assert sql_scalar(empty_db, "SELECT node_id FROM intersections") == 2**53 + 1
+
+
+def test_an_id_owned_by_another_source_is_refused_after_copy(loaded: str, tmp_path: Path) -> None:
+    other = write_geojson(
+        tmp_path / "other.geojson",
+        feature(line(A, C), id="x1", **ROAD),
+        feature(line(A, B), id="r2", **ROAD),
+    )
+    error = rejected(loaded, "roads", other)  # fails in the merge, inside the transaction
+    assert str(error) == (
+        f"{other}: feature 2: field 'id': id 'r2' belongs to source 'roads.geojson' in layer roads; "
+        "import it from that source, or give the feature another id"
+    )
+
+
+def test_json_with_nan_and_text_with_nul_are_refused(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "signals.csv"
+    path.write_text('id,phases,lon,lat\ns1,"[NaN]",7.42,43.73\n')
+    error = rejected(empty_db, "signals", path)
+    assert error.problems[0].field == "phases" and "not valid JSON" in error.problems[0].reason
+    frame = gpd.GeoDataFrame(
+        {"id": ["c"], "owner": ["a\x00b"]}, geometry=[shapely.Point(A)], crs=4326
+    )
+    with pytest.raises(
+        IngestError, match="feature 1: field 'owner': text contains a NUL character"
+    ):
+        ingest_frame("cameras", frame, source="frame", url=empty_db)
+
+
+def test_csv_line_numbers_count_blank_and_multiline_records(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "res.csv"
+    path.write_text(
+        'id,kind,name,lon,lat\n\nf1,police,"two\nlines",7.42,43.73\n\nf2,polise,x,7.42,43.73\n'
+    )
+    error = rejected(empty_db, "resources", path)
+    assert [(p.row, p.field) for p in error.problems] == [(6, "kind")]
+
+
+@pytest.mark.parametrize("value", ["1700000000", "01/02/2026", "yesterday"])
+def test_timestamps_must_be_iso_8601(empty_db: str, tmp_path: Path, value: str) -> None:
+    path = tmp_path / "inc.csv"
+    path.write_text(f"id,kind,starts_at,lon,lat\ni1,fire,{value},7.42,43.73\n")
+    error = rejected(empty_db, "incidents", path)
+    assert error.problems[0].reason == f"{value!r} is not an ISO 8601 date and time"
+
+
+def test_timestamp_without_offset_is_utc(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "inc.csv"
+    path.write_text("id,kind,starts_at,lon,lat\ni1,fire,2026-01-15T08:30:00,7.42,43.73\n")
+    ingest("incidents", path, url=empty_db)
+    stored = read_layer("incidents", url=empty_db).iloc[0]
+    assert stored["starts_at"].isoformat() == "2026-01-15T08:30:00+00:00"
+
+
+def test_geojson_integer_feature_ids_are_the_ids(empty_db: str, tmp_path: Path) -> None:
+    features = [
+        feature(shapely.Point(A), kind="police") | {"id": 17},
+        feature(shapely.Point(B), kind="police") | {"id": 5},
+    ]
+    path = write_geojson(tmp_path / "res.geojson", *features)
+    ingest("resources", path, url=empty_db)
+    assert sorted(read_layer("resources", url=empty_db)["id"]) == ["17", "5"]
+
+
+def test_roads_from_a_zipped_shapefile_in_a_folder(empty_db: str, tmp_path: Path) -> None:
+    roads = gpd.read_file(SAMPLE / "roads.geojson").head(20)[
+        ["id", "source_node", "target_node", "class", "geometry"]
+    ]
+    folder = tmp_path / "export" / "roads"
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GDAL says it cuts source_node to source_nod
+        roads.to_file(folder / "roads.shp", engine="pyogrio")
+    archive = tmp_path / "roads.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in folder.iterdir():
+            zf.write(part, f"export/roads/{part.name}")
+    report = ingest("roads", archive, url=empty_db)
+    stored = read_layer("roads", url=empty_db).set_index("id").loc[roads["id"]]
+    assert report.added == 20
+    assert list(stored["source_node"]) == list(roads["source_node"])
+
+
+def test_geopackage_with_several_tables(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "city.gpkg"
+    cams = gpd.read_file(SAMPLE / "cameras.geojson")[["id", "heading", "geometry"]]
+    cams.to_file(path, layer="cams", engine="pyogrio")
+    cams.head(3).to_file(path, layer="other", engine="pyogrio")
+    error = rejected(empty_db, "cameras", path)
+    assert (
+        str(error)
+        == f"{path}: field 'layer': the file holds several layers (cams, other); name one"
+    )
+    assert ingest("cameras", path, file_layer="cams", url=empty_db).added == 16
+
+
+def test_an_empty_file_adds_nothing(empty_db: str, tmp_path: Path) -> None:
+    report = ingest("roads", write_geojson(tmp_path / "none.geojson"), url=empty_db)
+    assert (report.read, report.added) == (0, 0)
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
+
+
+def test_a_tiny_osm_file_with_odd_tags(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.osm"
+    path.write_text(
+        '<?xml version="1.0"?><osm version="0.6">'
+        '<node id="1" lat="43.730" lon="7.420" version="1"/>'
+        '<node id="2" lat="43.731" lon="7.421" version="1"/>'
+        '<way id="10" version="1"><nd ref="1"/><nd ref="2"/>'
+        '<tag k="highway" v="primary"/><tag k="lanes" v="0"/><tag k="maxspeed" v="300"/></way>'
+        "</osm>"
+    )
+    report = ingest("roads", path, url=empty_db)
+    stored = read_layer("roads", url=empty_db).iloc[0]
+    assert report.added == 1 and stored["id"] == "way/10/0"
+    assert stored["lanes"] is pd.NA and stored["maxspeed"] is pd.NA
+    assert stored["props"]["osm"] == {"highway": "primary", "lanes": "0", "maxspeed": "300"}
+    assert (stored["source_node"], stored["target_node"]) == (1, 2)

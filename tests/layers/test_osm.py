@@ -37,9 +37,11 @@ def test_road_edges_meet_at_intersections(osm: dict) -> None:
 
 
 def test_every_signal_sits_on_an_intersection(osm: dict) -> None:
-    signalised = set(osm["intersections"].query("signalised")["node_id"])
-    assert set(osm["signals"]["node_id"]) <= signalised | set(osm["intersections"]["node_id"])
-    assert osm["signals"]["node_id"].notna().all()
+    signals, nodes = osm["signals"], osm["intersections"]
+    assert set(signals["node_id"]) <= set(nodes["node_id"])
+    on_road = signals[signals["id"] == "node/" + signals["node_id"].astype(str)]
+    signalised = set(nodes.loc[nodes["signalised"], "node_id"])
+    assert len(on_road) > 0 and set(on_road["node_id"]) <= signalised
 
 
 def test_oneway_minus_one_is_reversed(osm: dict) -> None:

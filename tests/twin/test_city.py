@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import geopandas as gpd
 import pytest
 import shapely
 
 import twin
+from layers.ingest import IngestError
 from tests.assertions import sql_scalar
 from tests.conftest import SAMPLE
 from twin.sample import load_sample
@@ -76,3 +79,14 @@ def test_attributes_and_props_reach_the_analyst(sample_db: str) -> None:
     assert buildings["population"].sum() == 38_367  # the 2023 census, shared by floor area
     assert buildings["height_m"].notna().all()
     assert all("osm" in p and "derived" in p for p in buildings["props"])
+
+
+def test_a_failed_sample_load_writes_nothing(empty_db: str, tmp_path: Path) -> None:
+    for source in SAMPLE.glob("*.geojson"):
+        shutil.copy(source, tmp_path / source.name)
+    closures = json.loads((tmp_path / "closures.geojson").read_text())
+    del closures["features"][0]["properties"]["kind"]
+    (tmp_path / "closures.geojson").write_text(json.dumps(closures))
+    with pytest.raises(IngestError, match=r"closures\.geojson: feature 1: field 'kind': required"):
+        load_sample(directory=tmp_path, url=empty_db)
+    assert twin.connect(empty_db).layers()["features"].sum() == 0
