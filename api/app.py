@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse
 
-from api import errors
+from api import errors, routing
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
+from twin.city import City
 
 
 def _describe(layer: Layer, count: int) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         version="0.1.0",
     )
     errors.install(app)
+    routing.install(app)
+    app.include_router(routing.routes(City(url)))
 
     @app.get("/health", summary="Whether the API and its database answer")
     def health() -> dict[str, str]:

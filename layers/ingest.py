@@ -194,6 +194,7 @@ def ingest_frame(
     *,
     source: str,
     id_field: str = "id",
+    retire_missing: bool = True,
     url: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
@@ -209,6 +210,9 @@ def ingest_frame(
         Label stored with each feature; re-importing the same source updates its features.
     id_field
         Attribute holding stable feature ids.
+    retire_missing
+        Close the source's current features that the frame does not hold (a full import of
+        the source, the default); False adds and updates only.
     url
         Database URL; the configured one by default.
     progress
@@ -231,6 +235,7 @@ def ingest_frame(
     batch = _check(
         get_layer(layer_id), frame, source=source, path=source, id_field=id_field, progress=progress
     )
+    batch.retire_missing = retire_missing
     _write([batch], url=url, progress=progress)
     batch.report.seconds = time.perf_counter() - started
     return batch.report
@@ -245,6 +250,7 @@ class _Batch:
     path: str
     id_field: str
     report: IngestReport
+    retire_missing: bool = True
 
 
 def _prefixed(progress: Progress | None, prefix: str) -> Progress | None:
@@ -459,15 +465,16 @@ def _merge(cur: Any, batch: _Batch, *, now: datetime) -> None:
         params,
     )
     report.changed = cur.rowcount
-    cur.execute(
-        sql.SQL(
-            "UPDATE {table} t SET valid_to = %(now)s "
-            "WHERE t.source = %(source)s AND t.valid_to IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM _stage s WHERE s.id = t.id)"
-        ).format(table=table),
-        params,
-    )
-    report.retired = cur.rowcount
+    if batch.retire_missing:
+        cur.execute(
+            sql.SQL(
+                "UPDATE {table} t SET valid_to = %(now)s "
+                "WHERE t.source = %(source)s AND t.valid_to IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM _stage s WHERE s.id = t.id)"
+            ).format(table=table),
+            params,
+        )
+        report.retired = cur.rowcount
     cur.execute(
         sql.SQL(
             "INSERT INTO {table} (valid_from, {cols}) "

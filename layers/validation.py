@@ -434,7 +434,11 @@ def _check_timestamp(
         values = pd.to_datetime(raw, utc=True)
     else:
         # ISO 8601 text only: a bare number or 01/02/2026 is ambiguous, and is refused
-        text = raw.where(present).map(lambda v: v if isinstance(v, str) else None)
+        text = raw.where(present).map(
+            lambda v: (
+                v if isinstance(v, str) else v.isoformat() if isinstance(v, datetime) else None
+            )
+        )
         values = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     bad = present & values.isna()
     problems.add_rows(

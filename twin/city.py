@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import networkx as nx
 import pandas as pd
+import shapely
 
 from layers.catalog import LAYERS
 from layers.database import database_url, get_engine
-from layers.ingest import IngestReport, ingest
+from layers.ingest import IngestReport, ingest, ingest_frame
 from layers.queries import BBox, layer_counts, read_layer
 from layers.settings import get_settings
+from routing import (
+    Coverage,
+    RoadNetwork,
+    Route,
+    Router,
+    Unit,
+    coverage,
+    nearest_units,
+    od_matrix,
+    route,
+    service_areas,
+    suggest_sites,
+)
+from routing.paths import Point
 
 
 class City:
@@ -131,6 +151,260 @@ class City:
             file_layer=file_layer,
             id_field=id_field,
         )
+
+    # --- routing ---------------------------------------------------------------------------
+
+    @cached_property
+    def router(self) -> Router:
+        """The routing engine over this city's roads (built on first use)."""
+        return Router(self.url)
+
+    def road_graph(self, *, profile: str = "car") -> nx.MultiDiGraph:
+        """Return the road network as a networkx graph, with the costs routing uses.
+
+        Parameters
+        ----------
+        profile
+            ``car`` or ``emergency``.
+
+        Returns
+        -------
+        networkx.MultiDiGraph
+            Nodes are the roads' node ids; arcs carry ``cost`` (s), ``length_m``, ``name``,
+            ``class`` and ``geometry``. Closed roads are left out.
+        """
+        return self.router.run(profile, lambda network: network.to_networkx())
+
+    def route(
+        self, origin: Point, destination: Point, *, profile: str = "car", at: datetime | None = None
+    ) -> Route | None:
+        """Return the fastest route between two ``(lon, lat)`` points, or None if unreachable.
+
+        Parameters
+        ----------
+        origin, destination
+            ``(lon, lat)``.
+        profile
+            ``car`` or ``emergency``.
+        at
+            Moment whose closures apply; now by default.
+
+        Returns
+        -------
+        Route or None
+            Duration, distance, road ids, line and steps.
+        """
+        return self.router.run(profile, lambda n: route(n, origin, destination), at=at)
+
+    def nearest_units(
+        self,
+        incident: Point,
+        *,
+        kind: str | None = None,
+        k: int = 3,
+        profile: str = "emergency",
+        at: datetime | None = None,
+    ) -> list[Unit]:
+        """Return the ``k`` available resources that reach an incident first, with routes.
+
+        Parameters
+        ----------
+        incident
+            ``(lon, lat)``.
+        kind
+            Resource kind (``fire_station``, ``hospital``, ``police``, ``vehicle`` ...); all
+            kinds when None.
+        k
+            How many.
+        profile
+            Routing profile, ``emergency`` by default.
+        at
+            Moment whose closures apply; now by default.
+
+        Returns
+        -------
+        list of Unit
+            Fastest first, turnout time included.
+        """
+        candidates = self._resources(kind)
+        return self.router.run(
+            profile, lambda n: nearest_units(n, incident, candidates, k=k), at=at
+        )
+
+    def service_areas(
+        self,
+        facilities: Sequence[Point],
+        *,
+        breaks: Sequence[float] = (4, 8, 12),
+        profile: str = "emergency",
+        at: datetime | None = None,
+    ) -> gpd.GeoDataFrame:
+        """Return service areas (isochrones) of facilities as polygons, one row per break.
+
+        Parameters
+        ----------
+        facilities
+            ``(lon, lat)`` points.
+        breaks
+            Minutes.
+        profile
+            Routing profile.
+        at
+            Moment whose closures apply; now by default.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            ``minutes``, ``reached_length_m`` and the polygon, EPSG:4326.
+        """
+        areas = self.router.run(profile, lambda n: service_areas(n, facilities, breaks), at=at)
+        return gpd.GeoDataFrame(
+            {
+                "minutes": [a.minutes for a in areas],
+                "reached_length_m": [a.reached_length_m for a in areas],
+            },
+            geometry=[a.polygon for a in areas],
+            crs="EPSG:4326",
+        )
+
+    def coverage(
+        self,
+        *,
+        kind: str = "fire_station",
+        minutes: float = 8,
+        suggest: int = 0,
+        profile: str = "emergency",
+    ) -> tuple[Coverage, list[dict[str, float]]]:
+        """Return the coverage by one kind of resource, per district, and sites to add.
+
+        Parameters
+        ----------
+        kind
+            Resource kind, e.g. ``fire_station`` or ``hospital``.
+        minutes
+            Time limit.
+        suggest
+            How many new sites to suggest (greedy).
+        profile
+            Routing profile.
+
+        Returns
+        -------
+        tuple
+            The :class:`routing.Coverage` and the suggested sites.
+        """
+        facilities = [(float(r["lon"]), float(r["lat"])) for r in self._resources(kind)]
+        buildings = self.layer("buildings")
+        districts = self.layer("districts")
+        if len(districts) and districts["level"].notna().any():
+            districts = districts[districts["level"] == districts["level"].max()]
+
+        def query(network: RoadNetwork) -> tuple[Coverage, list[dict[str, float]]]:
+            result = coverage(network, facilities, buildings, districts, minutes=minutes)
+            sites = suggest_sites(network, result, buildings, count=suggest) if suggest else []
+            return result, sites
+
+        return self.router.run(profile, query)
+
+    def od_matrix(
+        self, origins: Sequence[Point], destinations: Sequence[Point], *, profile: str = "car"
+    ) -> pd.DataFrame:
+        """Return travel times (s) between two sets of ``(lon, lat)`` points.
+
+        Parameters
+        ----------
+        origins, destinations
+            Points.
+        profile
+            Routing profile.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows: origins, columns: destinations; ``inf`` where unreachable.
+        """
+        times = self.router.run(profile, lambda n: od_matrix(n, origins, destinations))
+        return pd.DataFrame(times)
+
+    def close_roads(
+        self,
+        *,
+        geometry: shapely.Geometry | None = None,
+        road_ids: Sequence[str] = (),
+        kind: str = "works",
+        starts_at: datetime | str | None = None,
+        ends_at: datetime | str | None = None,
+    ) -> str:
+        """Add a closure (an area, a line, a point, or road ids) to the closures layer.
+
+        It takes effect for the next routing query. The closure's geometry is the one given,
+        or the closed roads' lines.
+
+        Parameters
+        ----------
+        geometry
+            Closed area, line or point (EPSG:4326).
+        road_ids
+            Ids of closed road edges.
+        kind
+            ``works``, ``event``, ``flood``, ``incident`` ...
+        starts_at, ends_at
+            Time window (ISO 8601 or datetime); open-ended when None.
+
+        Returns
+        -------
+        str
+            The new closure's id.
+
+        Raises
+        ------
+        ValueError
+            If neither a geometry nor road ids are given, or a road id is unknown.
+        layers.IngestError
+            If the closure is invalid (nothing is written).
+        """
+        if geometry is None:
+            if not road_ids:
+                raise ValueError("give a geometry or road ids")
+            roads = read_layer("roads", url=self.url).set_index("id")
+            unknown = sorted(set(road_ids) - set(roads.index))
+            if unknown:
+                raise ValueError(f"unknown road ids: {', '.join(unknown)}")
+            geometry = shapely.union_all(roads.loc[list(road_ids)].geometry.to_numpy())
+            if geometry.geom_type == "MultiLineString":
+                geometry = shapely.line_merge(geometry)
+            if geometry.geom_type != "LineString":
+                geometry = geometry.centroid
+        closure_id = f"api/{uuid.uuid4()}"
+        frame = gpd.GeoDataFrame(
+            {
+                "id": [closure_id],
+                "kind": [kind],
+                "road_ids": [list(road_ids) or None],
+                "starts_at": [starts_at],
+                "ends_at": [ends_at],
+            },
+            geometry=[geometry],
+            crs="EPSG:4326",
+        )
+        ingest_frame("closures", frame, source="api", retire_missing=False, url=self.url)
+        return closure_id
+
+    def _resources(self, kind: str | None) -> list[dict[str, Any]]:
+        resources = self.layer("resources")
+        if kind is not None:
+            resources = resources[resources["kind"] == kind]
+        available = resources["status"].isna() | (resources["status"] == "available")
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "name": None if pd.isna(r.name) else r.name,
+                "lon": r.geometry.x,
+                "lat": r.geometry.y,
+            }
+            for r in resources[available].itertuples()
+        ]
 
 
 def connect(url: str | None = None) -> City:

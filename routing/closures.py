@@ -1,0 +1,151 @@
+"""Closed roads, from the ``closures`` layer and from flood rasters.
+
+Closures are areas, lines, points or road ids with a time window; a flood raster is a GeoTIFF
+of water depth, and roads under more than a threshold are closed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.io
+import shapely
+from pyproj import Transformer
+
+from layers.database import get_engine
+from routing.network import RoadNetwork, RoutingError
+
+#: A line closure closes an edge when it runs along at least this share of it (or 10 m).
+LINE_SHARE = 0.5
+#: How close to a line or point closure an edge must be (m).
+TOLERANCE_M = 3.0
+
+_ACTIVE_CLOSURES = """
+WITH active AS (
+    SELECT id, geom, road_ids FROM closures
+    WHERE valid_to IS NULL
+      AND (starts_at IS NULL OR starts_at <= %(at)s)
+      AND (ends_at IS NULL OR ends_at > %(at)s)
+)
+SELECT e.id FROM routing_edges e JOIN active c
+  ON ST_Intersects(e.geom, c.geom)
+ AND GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON')
+UNION
+SELECT e.id FROM routing_edges e JOIN active c
+  ON GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
+ AND ST_DWithin(e.geom::geography, c.geom::geography, %(tolerance)s)
+ AND ST_Length(ST_Intersection(
+         e.geom, ST_Buffer(c.geom::geography, %(tolerance)s)::geometry)::geography)
+     >= LEAST(10.0, %(share)s * ST_Length(e.geom::geography))
+UNION
+SELECT e.id FROM routing_edges e JOIN active c
+  ON GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
+ AND ST_DWithin(e.geom::geography, c.geom::geography, %(tolerance)s)
+UNION
+SELECT e.id FROM routing_edges_all e JOIN active c
+  ON c.road_ids IS NOT NULL AND c.road_ids ? e.road_id
+"""
+
+
+def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> set[int]:
+    """Return the ids (``routing_edges.id``) of the edges the closures layer closes at a moment.
+
+    A closure is active when ``starts_at <= at < ends_at`` (a missing bound is open). An area
+    closes every edge it touches; a line closes the edges it runs along (at least half of the
+    edge, or 10 m, within 3 m of it); a point closes the edges within 3 m; ``road_ids`` close
+    those roads.
+
+    Parameters
+    ----------
+    at
+        The moment; now by default.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    set of int
+        Closed edge ids.
+    """
+    moment = at or datetime.now(UTC)
+    params = {"at": moment, "tolerance": TOLERANCE_M, "share": LINE_SHARE}
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(_ACTIVE_CLOSURES, params)
+            return {int(row[0]) for row in cur.fetchall()}
+
+
+def flooded_edges(
+    network: RoadNetwork,
+    raster: str | Path | bytes,
+    *,
+    threshold_m: float = 0.3,
+    step_m: float = 5.0,
+) -> np.ndarray:
+    """Return the edges (indices) under more than ``threshold_m`` of water.
+
+    Each edge is sampled every ``step_m`` metres (and at both ends) in the raster's CRS; an edge
+    whose deepest sample exceeds the threshold is flooded. Nodata and cells outside the raster
+    are dry.
+
+    Parameters
+    ----------
+    network
+        The road network.
+    raster
+        GeoTIFF of water depth in metres: a path, or the file's bytes.
+    threshold_m
+        Depth above which a road is impassable.
+    step_m
+        Sampling interval along the edges.
+
+    Returns
+    -------
+    numpy.ndarray
+        Indices of the flooded edges.
+
+    Raises
+    ------
+    RoutingError
+        If the raster cannot be read or has no CRS.
+    """
+    if threshold_m < 0:
+        raise RoutingError("threshold must be zero or more", parameter="threshold_m")
+    try:
+        if isinstance(raster, bytes):
+            with rasterio.io.MemoryFile(raster) as memory, memory.open() as dataset:
+                return _flooded(network, dataset, threshold_m, step_m)
+        with rasterio.open(raster) as dataset:
+            return _flooded(network, dataset, threshold_m, step_m)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RoutingError(f"cannot read the flood raster: {exc}", parameter="raster") from exc
+
+
+def _flooded(
+    network: RoadNetwork, dataset: rasterio.io.DatasetReader, threshold: float, step: float
+) -> np.ndarray:
+    if dataset.crs is None:
+        raise RoutingError("the flood raster has no CRS", parameter="raster")
+    lines = network.metric_geometry
+    counts = np.maximum(np.ceil(shapely.length(lines) / step).astype(int), 1) + 1
+    owner = np.repeat(np.arange(len(lines)), counts)
+    fractions = np.concatenate([np.linspace(0, 1, c) for c in counts])
+    points = shapely.line_interpolate_point(lines[owner], fractions, normalized=True)
+    x, y = shapely.get_x(points), shapely.get_y(points)
+    to_raster = Transformer.from_crs(network.metric_crs, dataset.crs, always_xy=True)
+    rx, ry = to_raster.transform(x, y)
+    rows, cols = rasterio.transform.rowcol(dataset.transform, rx, ry)
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    inside = (rows >= 0) & (rows < dataset.height) & (cols >= 0) & (cols < dataset.width)
+    band = dataset.read(1, masked=True)
+    depth = np.zeros(len(points))
+    values = band[rows[inside], cols[inside]]
+    depth[inside] = np.ma.filled(values.astype(float), 0.0)
+    deepest = np.zeros(len(lines))
+    np.maximum.at(deepest, owner, depth)
+    return np.flatnonzero(deepest > threshold)

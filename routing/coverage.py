@@ -1,0 +1,214 @@
+"""Coverage of buildings and people by facilities, per district.
+
+Which buildings are within T minutes of the nearest facility, and where one more facility
+would cover the most people (greedy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy.sparse.csgraph import dijkstra
+
+from routing.network import RoadNetwork, RoutingError
+from routing.paths import Point
+
+#: At most this many candidate sites are tried by :func:`suggest_sites` (spread evenly).
+MAX_CANDIDATES = 600
+
+
+@dataclass
+class Coverage:
+    """Coverage of a set of facilities.
+
+    Attributes
+    ----------
+    minutes
+        The time limit.
+    districts
+        Per district: ``buildings``, ``covered_buildings``, ``building_share``,
+        ``population``, ``covered_population``, ``population_share``.
+    total
+        The same figures for the whole city.
+    times_s
+        Seconds from the nearest facility to each building (inf: unreachable).
+    """
+
+    minutes: float
+    districts: pd.DataFrame
+    total: dict[str, float]
+    times_s: np.ndarray
+
+
+def _entries(network: RoadNetwork, buildings: gpd.GeoDataFrame) -> np.ndarray:
+    """``(node_a, offset_a, node_b, offset_b)`` per building: how a trip arrives at it."""
+    out = np.full((len(buildings), 4), np.nan)
+    points = buildings.geometry.representative_point()
+    for i, point in enumerate(points):
+        try:
+            snap = network.snap(point.x, point.y)
+        except RoutingError:
+            continue  # too far from any road: never covered
+        entries = network.entries(snap)
+        entries = entries + entries[:1] if len(entries) == 1 else entries
+        out[i] = [entries[0][0], entries[0][1], entries[1][0], entries[1][1]]
+    return out
+
+
+def _arrival(times: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """Seconds to each building, given node times (1-D, or one row per start)."""
+    ok = ~np.isnan(entries[:, 0])
+    result = np.full((*times.shape[:-1], len(entries)), np.inf)
+    a, b = entries[ok, 0].astype(int), entries[ok, 2].astype(int)
+    result[..., ok] = np.minimum(times[..., a] + entries[ok, 1], times[..., b] + entries[ok, 3])
+    return result
+
+
+def coverage(
+    network: RoadNetwork,
+    facilities: Sequence[Point],
+    buildings: gpd.GeoDataFrame,
+    districts: gpd.GeoDataFrame,
+    *,
+    minutes: float,
+) -> Coverage:
+    """Share of buildings and population within ``minutes`` of the nearest facility.
+
+    Parameters
+    ----------
+    network
+        The road network (the emergency profile for emergency services).
+    facilities
+        ``(lon, lat)`` of the facilities.
+    buildings
+        With ``population`` and polygons (EPSG:4326); reached at their nearest road.
+    districts
+        With ``name`` and polygons; a building belongs to the district holding its
+        representative point.
+    minutes
+        Time limit.
+
+    Returns
+    -------
+    Coverage
+        Per-district and city-wide figures.
+
+    Raises
+    ------
+    RoutingError
+        If ``minutes`` is not positive or there is no facility.
+    """
+    if not minutes > 0:
+        raise RoutingError("minutes must be positive", parameter="minutes")
+    if not facilities:
+        raise RoutingError("there is no facility of that kind", parameter="kind")
+    limit = minutes * 60
+    snaps = [network.snap(*p, parameter="facilities") for p in facilities]
+    times, _, _ = network.search([pair for s in snaps for pair in network.exits(s)], limit=limit)
+    arrival = _arrival(times, _entries(network, buildings))
+    covered = arrival <= limit
+    population = buildings["population"].fillna(0).to_numpy(dtype=float)
+    frame = pd.DataFrame(
+        {"covered": covered, "population": population, "covered_population": population * covered},
+        index=buildings.index,
+    )
+    points = gpd.GeoDataFrame(geometry=buildings.geometry.representative_point(), crs=buildings.crs)
+    joined = gpd.sjoin(points, districts[["name", "geometry"]], predicate="within", how="left")
+    joined = joined[~joined.index.duplicated(keep="first")]
+    frame["district"] = joined["name"].reindex(frame.index).fillna("(outside the districts)")
+    grouped = frame.groupby("district", sort=True).agg(
+        buildings=("covered", "size"),
+        covered_buildings=("covered", "sum"),
+        population=("population", "sum"),
+        covered_population=("covered_population", "sum"),
+    )
+    grouped["building_share"] = grouped["covered_buildings"] / grouped["buildings"]
+    grouped["population_share"] = (
+        grouped["covered_population"] / grouped["population"].replace(0, np.nan)
+    ).fillna(0.0)
+    total = {
+        "buildings": float(len(frame)),
+        "covered_buildings": float(covered.sum()),
+        "building_share": float(covered.mean()) if len(frame) else 0.0,
+        "population": float(population.sum()),
+        "covered_population": float((population * covered).sum()),
+        "population_share": float((population * covered).sum() / population.sum())
+        if population.sum() > 0
+        else 0.0,
+    }
+    return Coverage(minutes, grouped.reset_index(), total, arrival)
+
+
+def suggest_sites(
+    network: RoadNetwork,
+    current: Coverage,
+    buildings: gpd.GeoDataFrame,
+    *,
+    count: int = 1,
+) -> list[dict[str, float]]:
+    """Greedy: the intersections where one more facility would cover the most uncovered people.
+
+    Parameters
+    ----------
+    network
+        The road network.
+    current
+        Coverage of the existing facilities (same buildings, same order).
+    buildings
+        The buildings, with ``population``.
+    count
+        How many sites to suggest, each one counting the ones before.
+
+    Returns
+    -------
+    list of dict
+        ``lon``, ``lat``, ``node_id``, ``added_population``, ``added_buildings`` and the
+        ``population_share`` after adding the site, best first.
+
+    Raises
+    ------
+    RoutingError
+        If ``count`` is not positive.
+    """
+    if count <= 0:
+        raise RoutingError("count must be 1 or more", parameter="count")
+    limit = current.minutes * 60
+    used = np.unique(
+        np.concatenate([network.source[~network.closed], network.target[~network.closed]])
+    )
+    step = max(1, int(np.ceil(len(used) / MAX_CANDIDATES)))
+    candidates = used[::step]
+    times = np.atleast_2d(dijkstra(network.graph, directed=True, indices=candidates, limit=limit))
+    reach = _arrival(times, _entries(network, buildings)) <= limit
+    population = buildings["population"].fillna(0).to_numpy(dtype=float)
+    covered = current.times_s <= limit
+    total = population.sum()
+    sites = []
+    for _ in range(count):
+        gain = (reach & ~covered) @ population
+        best = int(np.lexsort((candidates, -gain))[0])
+        if gain[best] <= 0:
+            break
+        added = reach[best] & ~covered
+        covered = covered | reach[best]
+        node = int(candidates[best])
+        point = (
+            network.geometry[np.flatnonzero(network.source == node)[0]].coords[0]
+            if np.any(network.source == node)
+            else network.geometry[np.flatnonzero(network.target == node)[0]].coords[-1]
+        )
+        sites.append(
+            {
+                "lon": float(point[0]),
+                "lat": float(point[1]),
+                "node_id": int(network.node_ids[node]),
+                "added_population": float(population[added].sum()),
+                "added_buildings": float(added.sum()),
+                "population_share": float((population * covered).sum() / total) if total else 0.0,
+            }
+        )
+    return sites

@@ -1,0 +1,411 @@
+"""The road network as a compiled directed graph, read from ``routing_edges``.
+
+The costs come from the ``routing_edges_all`` view (migration 0002), so the engine and
+pgRouting see exactly the same graph. Queries run on a CSR matrix with
+``scipy.sparse.csgraph``; closing edges rebuilds the matrix from arrays in milliseconds.
+Points are snapped onto the nearest open edge at their position along it (like
+``pgr_withPoints``), not to the nearest node.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+import shapely
+from psycopg import sql
+from pyproj import Transformer
+from scipy.sparse.csgraph import dijkstra
+
+from layers.database import get_engine
+from layers.settings import get_settings
+
+PROFILES = ("car", "emergency")
+#: Points farther than this from every open road cannot be routed.
+MAX_SNAP_M = 250.0
+
+
+class RoutingError(ValueError):
+    """A routing request that cannot be answered as asked (bad point, profile, parameter).
+
+    Parameters
+    ----------
+    message
+        What is wrong.
+    parameter
+        The request parameter at fault.
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A point placed on an edge.
+
+    Attributes
+    ----------
+    edge
+        Edge index in the network.
+    fraction
+        Position along the edge, 0 at its source node, 1 at its target.
+    distance_m
+        Distance from the point to the edge.
+    """
+
+    edge: int
+    fraction: float
+    distance_m: float
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is known.
+
+    Parameters
+    ----------
+    profile
+        Profile name.
+
+    Returns
+    -------
+    str
+        The profile.
+
+    Raises
+    ------
+    RoutingError
+        If the profile is not one of :data:`PROFILES`.
+    """
+    if profile not in PROFILES:
+        raise RoutingError(
+            f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}", parameter="profile"
+        )
+    return profile
+
+
+class RoadNetwork:
+    """A directed road graph for one profile, compiled for fast shortest paths.
+
+    Build it with :meth:`load`. Edge ``i`` runs from node ``source[i]`` to ``target[i]``
+    (node indices) at ``cost[i]`` seconds, and back at ``reverse_cost[i]`` (negative: one-way).
+
+    Parameters
+    ----------
+    profile
+        Profile whose costs the edges carry.
+    edges
+        Columns of ``routing_edges_all``: ``id``, ``road_id``, ``source``, ``target``,
+        ``cost``, ``reverse_cost``, ``length_m``, ``name``, ``class``, ``geometry`` (WKB).
+    """
+
+    def __init__(self, profile: str, edges: dict[str, np.ndarray]):
+        self.profile = profile
+        self.edge_id = edges["id"].astype(np.int64)
+        self.road_id = edges["road_id"]
+        self.name = edges["name"]
+        self.road_class = edges["class"]
+        self.cost = edges["cost"].astype(float)
+        self.reverse_cost = edges["reverse_cost"].astype(float)
+        self.length_m = edges["length_m"].astype(float)
+        self.geometry = shapely.from_wkb(edges["geometry"])
+        self.node_ids, inverse = np.unique(
+            np.concatenate([edges["source"], edges["target"]]).astype(np.int64),
+            return_inverse=True,
+        )
+        self.source = inverse[: len(self.edge_id)]
+        self.target = inverse[len(self.edge_id) :]
+        self.node_index = {int(n): i for i, n in enumerate(self.node_ids)}
+        self.edge_index = {int(e): i for i, e in enumerate(self.edge_id)}
+        metric = get_settings().metric_crs
+        self.metric_crs = metric
+        self.to_metric = Transformer.from_crs("EPSG:4326", metric, always_xy=True)
+        self.to_lonlat = Transformer.from_crs(metric, "EPSG:4326", always_xy=True)
+        self.metric_geometry = shapely.transform(
+            self.geometry, lambda xy: np.column_stack(self.to_metric.transform(xy[:, 0], xy[:, 1]))
+        )
+        self._tree = shapely.STRtree(self.metric_geometry)
+        self.closed = np.zeros(len(self.edge_id), dtype=bool)
+        self._compile()
+
+    # ---------------------------------------------------------------------------------------
+    # building
+
+    @classmethod
+    def load(cls, *, profile: str = "car", url: str | None = None) -> RoadNetwork:
+        """Read the current road edges of a profile from ``routing_edges_all``.
+
+        Parameters
+        ----------
+        profile
+            ``car`` or ``emergency``.
+        url
+            Database URL; the configured one by default.
+
+        Returns
+        -------
+        RoadNetwork
+            The compiled network.
+        """
+        check_profile(profile)
+        query = sql.SQL(
+            "SELECT id, road_id, source, target, cost, reverse_cost, length_m, name, class, "
+            "ST_AsBinary(geom) FROM routing_edges_all WHERE profile = %s ORDER BY id"
+        )
+        with get_engine(url).connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.execute(query, (profile,))
+                rows = cur.fetchall()
+        names = (
+            "id",
+            "road_id",
+            "source",
+            "target",
+            "cost",
+            "reverse_cost",
+            "length_m",
+            "name",
+            "class",
+            "geometry",
+        )
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        edges = {
+            name: np.array(col, dtype=object) for name, col in zip(names, columns, strict=True)
+        }
+        edges["geometry"] = np.array([bytes(g) for g in edges["geometry"]], dtype=object)
+        if not rows:
+            raise RoutingError("the roads layer is empty: there is no network to route on")
+        return cls(profile, edges)
+
+    def _compile(self) -> None:
+        """Build the forward and reverse CSR matrices of the open edges.
+
+        Each open edge gives an arc source->target, and target->source when it is two-way.
+        Of parallel arcs only the cheapest is kept; self-loops never shorten a path.
+        """
+        open_ = ~self.closed
+        forward = np.flatnonzero(open_)
+        backward = np.flatnonzero(open_ & (self.reverse_cost >= 0))
+        tail = np.concatenate([self.source[forward], self.target[backward]])
+        head = np.concatenate([self.target[forward], self.source[backward]])
+        weight = np.concatenate([self.cost[forward], self.reverse_cost[backward]])
+        edge = np.concatenate([forward, backward])
+        direction = np.concatenate([np.ones(len(forward)), -np.ones(len(backward))]).astype(np.int8)
+        keep = tail != head
+        tail, head, weight, edge, direction = (
+            a[keep] for a in (tail, head, weight, edge, direction)
+        )
+        order = np.lexsort((edge, weight, head, tail))  # cheapest first, then lowest edge index
+        tail, head, weight, edge, direction = (
+            a[order] for a in (tail, head, weight, edge, direction)
+        )
+        first = np.ones(len(tail), dtype=bool)
+        first[1:] = (tail[1:] != tail[:-1]) | (head[1:] != head[:-1])
+        self.arc_tail, self.arc_head = tail[first], head[first]
+        self.arc_weight, self.arc_edge = weight[first], edge[first]
+        self.arc_direction = direction[first]
+        n = len(self.node_ids)
+        self.graph = sp.csr_matrix((self.arc_weight, (self.arc_tail, self.arc_head)), shape=(n, n))
+        self.graph_reverse = self.graph.transpose().tocsr()
+        self._arc_of = {
+            (int(t), int(h)): i
+            for i, (t, h) in enumerate(zip(self.arc_tail, self.arc_head, strict=True))
+        }
+
+    def close(self, edges: np.ndarray) -> None:
+        """Close exactly these edges (indices) and reopen all others; recompiles.
+
+        Parameters
+        ----------
+        edges
+            Indices of the edges to close.
+        """
+        closed = np.zeros(len(self.edge_id), dtype=bool)
+        closed[np.asarray(edges, dtype=np.int64)] = True
+        if not np.array_equal(closed, self.closed):
+            self.closed = closed
+            self._compile()
+
+    # ---------------------------------------------------------------------------------------
+    # points
+
+    def snap(
+        self,
+        lon: float,
+        lat: float,
+        *,
+        parameter: str = "point",
+        max_distance_m: float = MAX_SNAP_M,
+    ) -> Snap:
+        """Place a point on the nearest open edge.
+
+        Parameters
+        ----------
+        lon, lat
+            The point, EPSG:4326.
+        parameter
+            Name of the request parameter, for errors.
+        max_distance_m
+            Farthest a road may be.
+
+        Returns
+        -------
+        Snap
+            The edge, the fraction along it and the distance.
+
+        Raises
+        ------
+        RoutingError
+            If the point is outside the city or no open road is within ``max_distance_m``.
+        """
+        xmin, ymin, xmax, ymax = get_settings().city_bbox
+        if not (
+            np.isfinite(lon) and np.isfinite(lat) and xmin <= lon <= xmax and ymin <= lat <= ymax
+        ):
+            extent = get_settings().city_bbox
+            raise RoutingError(
+                f"{parameter} ({lon}, {lat}) is outside the city's extent {extent}",
+                parameter=parameter,
+            )
+        x, y = self.to_metric.transform(lon, lat)
+        point = shapely.Point(x, y)
+        candidates = self._tree.query(point, predicate="dwithin", distance=max_distance_m)
+        candidates = candidates[~self.closed[candidates]]
+        if len(candidates) == 0:
+            raise RoutingError(
+                f"{parameter} ({lon}, {lat}) is more than {max_distance_m:g} m from any open road",
+                parameter=parameter,
+            )
+        distances = shapely.distance(self.metric_geometry[candidates], point)
+        best = candidates[np.lexsort((candidates, distances))[0]]
+        line = self.metric_geometry[best]
+        fraction = float(line.project(point, normalized=True)) if line.length > 0 else 0.0
+        return Snap(int(best), fraction, float(line.distance(point)))
+
+    def exits(self, snap: Snap) -> list[tuple[int, float]]:
+        """Return ``(node, seconds)`` pairs: the nodes a trip starting at ``snap`` reaches first."""
+        out = [(int(self.target[snap.edge]), (1 - snap.fraction) * self.cost[snap.edge])]
+        if self.reverse_cost[snap.edge] >= 0:
+            out.append((int(self.source[snap.edge]), snap.fraction * self.reverse_cost[snap.edge]))
+        return out
+
+    def entries(self, snap: Snap) -> list[tuple[int, float]]:
+        """Return ``(node, seconds)`` pairs: the nodes a trip ending at ``snap`` arrives from."""
+        out = [(int(self.source[snap.edge]), snap.fraction * self.cost[snap.edge])]
+        if self.reverse_cost[snap.edge] >= 0:
+            out.append(
+                (int(self.target[snap.edge]), (1 - snap.fraction) * self.reverse_cost[snap.edge])
+            )
+        return out
+
+    def along(self, start: Snap, end: Snap) -> tuple[float, int] | None:
+        """Return ``(seconds, direction)`` of a trip that stays on one edge, if one can."""
+        if start.edge != end.edge:
+            return None
+        edge = start.edge
+        if end.fraction >= start.fraction:
+            return (end.fraction - start.fraction) * self.cost[edge], 1
+        if self.reverse_cost[edge] >= 0:
+            return (start.fraction - end.fraction) * self.reverse_cost[edge], -1
+        return None
+
+    # ---------------------------------------------------------------------------------------
+    # searches
+
+    def search(
+        self, sources: list[tuple[int, float]], *, reverse: bool = False, limit: float = np.inf
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Multi-source Dijkstra with start offsets.
+
+        Parameters
+        ----------
+        sources
+            ``(node, seconds)`` pairs to start from.
+        reverse
+            Search against the arcs: the times are then *to* the sources.
+        limit
+            Stop beyond this many seconds.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Time per node (inf where unreached), the index into ``sources`` each node's best
+            time comes through (-1 where unreached), and the predecessor matrix (one row per
+            source).
+        """
+        graph = self.graph_reverse if reverse else self.graph
+        nodes = np.array([node for node, _ in sources], dtype=np.int64)
+        offsets = np.array([offset for _, offset in sources])
+        times, predecessors = dijkstra(
+            graph, directed=True, indices=nodes, return_predecessors=True, limit=limit
+        )
+        times = np.atleast_2d(times) + offsets[:, None]
+        best = np.argmin(times, axis=0)
+        total = times[best, np.arange(times.shape[1])]
+        best[~np.isfinite(total)] = -1
+        total[total > limit] = np.inf
+        best[total > limit] = -1
+        return total, best, np.atleast_2d(predecessors)
+
+    def node_path(self, predecessors: np.ndarray, start: int, end: int) -> list[int]:
+        """Nodes from ``start`` to ``end`` along one row of a predecessor matrix."""
+        path = [end]
+        while path[-1] != start:
+            previous = int(predecessors[path[-1]])
+            if previous < 0:
+                raise RoutingError("no path")  # not reached: callers check times first
+            path.append(previous)
+        return path[::-1]
+
+    def arcs(self, nodes: list[int]) -> list[tuple[int, int]]:
+        """``(edge, direction)`` of the arcs joining consecutive nodes of a path."""
+        out = []
+        for tail, head in itertools.pairwise(nodes):
+            arc = self._arc_of[(tail, head)]
+            out.append((int(self.arc_edge[arc]), int(self.arc_direction[arc])))
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    # views
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """Return the network as a networkx graph (node ids as in the roads layer).
+
+        Every open edge is an arc ``source -> target`` keyed by its road id, and also
+        ``target -> source`` when it is two-way, with ``cost`` (s), ``length_m``, ``name``,
+        ``class`` and ``geometry`` attributes.
+
+        Returns
+        -------
+        networkx.MultiDiGraph
+            The graph.
+        """
+        graph = nx.MultiDiGraph(profile=self.profile, crs="EPSG:4326")
+        for i in np.flatnonzero(~self.closed):
+            u, v = int(self.node_ids[self.source[i]]), int(self.node_ids[self.target[i]])
+            common: dict[str, Any] = {
+                "edge_id": int(self.edge_id[i]),
+                "length_m": self.length_m[i],
+                "name": self.name[i],
+                "class": self.road_class[i],
+            }
+            graph.add_edge(
+                u, v, key=self.road_id[i], cost=self.cost[i], geometry=self.geometry[i], **common
+            )
+            if self.reverse_cost[i] >= 0:
+                graph.add_edge(
+                    v,
+                    u,
+                    key=f"{self.road_id[i]}:reverse",
+                    cost=self.reverse_cost[i],
+                    geometry=self.geometry[i].reverse(),
+                    **common,
+                )
+        return graph
