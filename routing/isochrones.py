@@ -20,7 +20,7 @@ from routing.network import RoadNetwork, RoutingError
 from routing.paths import Point
 
 #: Half-width of the band around reached roads that makes a service area's polygon (m).
-BUFFER_M = 25.0
+BUFFER_M = 15.0
 
 
 @dataclass
@@ -153,9 +153,13 @@ def service_areas(
             for e, a, b in pieces
         ]
         lines = [g for g in metric if g.geom_type == "LineString" and g.length > 0]
-        polygon_m = (
-            shapely.union_all(shapely.buffer(lines, BUFFER_M)) if lines else shapely.Polygon()
-        )
+        # flat caps stop the band where the time runs out; discs fill the corners at the
+        # reached junctions
+        bands = shapely.buffer(lines, BUFFER_M, cap_style="flat")
+        junctions = np.flatnonzero(times <= value * 60)
+        discs = shapely.buffer(_node_points(network, junctions), BUFFER_M)
+        parts = [*bands, *discs]
+        polygon_m = shapely.union_all(parts) if parts else shapely.Polygon()
         if previous is not None:
             polygon_m = shapely.union(polygon_m, previous)
         previous = polygon_m
@@ -169,6 +173,19 @@ def service_areas(
             )
         )
     return areas
+
+
+def _node_points(network: RoadNetwork, nodes: np.ndarray) -> np.ndarray:
+    """Metric points of nodes (indices), taken from the edges that start or end there."""
+    ending = np.full(len(network.node_ids), -1)
+    ending[network.target[::-1]] = np.arange(len(network.target))[::-1]
+    starting = np.full(len(network.node_ids), -1)
+    starting[network.source[::-1]] = np.arange(len(network.source))[::-1]
+    ends = shapely.get_point(network.metric_geometry, -1)
+    starts = shapely.get_point(network.metric_geometry, 0)
+    return np.array(
+        [ends[ending[n]] if ending[n] >= 0 else starts[starting[n]] for n in nodes], dtype=object
+    )
 
 
 def _to_lonlat(network: RoadNetwork, geometry: Any) -> Any:

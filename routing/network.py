@@ -27,6 +27,8 @@ from layers.settings import get_settings
 PROFILES = ("car", "emergency")
 #: Points farther than this from every open road cannot be routed.
 MAX_SNAP_M = 250.0
+#: A snapped point this close (as a fraction) to an end of its edge stands on that node.
+_AT_NODE = 1e-9
 
 
 class RoutingError(ValueError):
@@ -290,19 +292,29 @@ class RoadNetwork:
         return Snap(int(best), fraction, float(line.distance(point)))
 
     def exits(self, snap: Snap) -> list[tuple[int, float]]:
-        """Return ``(node, seconds)`` pairs: the nodes a trip starting at ``snap`` reaches first."""
-        out = [(int(self.target[snap.edge]), (1 - snap.fraction) * self.cost[snap.edge])]
-        if self.reverse_cost[snap.edge] >= 0:
-            out.append((int(self.source[snap.edge]), snap.fraction * self.reverse_cost[snap.edge]))
+        """Return ``(node, seconds)`` pairs: the nodes a trip starting at ``snap`` reaches first.
+
+        A point at an end of its edge stands on that node, and may leave by any of its edges.
+        """
+        edge, fraction = snap.edge, snap.fraction
+        out = [(int(self.target[edge]), (1 - fraction) * self.cost[edge])]
+        if self.reverse_cost[edge] >= 0:
+            out.append((int(self.source[edge]), fraction * self.reverse_cost[edge]))
+        elif fraction <= _AT_NODE:
+            out.append((int(self.source[edge]), 0.0))
         return out
 
     def entries(self, snap: Snap) -> list[tuple[int, float]]:
-        """Return ``(node, seconds)`` pairs: the nodes a trip ending at ``snap`` arrives from."""
-        out = [(int(self.source[snap.edge]), snap.fraction * self.cost[snap.edge])]
-        if self.reverse_cost[snap.edge] >= 0:
-            out.append(
-                (int(self.target[snap.edge]), (1 - snap.fraction) * self.reverse_cost[snap.edge])
-            )
+        """Return ``(node, seconds)`` pairs: the nodes a trip ending at ``snap`` arrives from.
+
+        A point at an end of its edge stands on that node, and may be reached by any edge.
+        """
+        edge, fraction = snap.edge, snap.fraction
+        out = [(int(self.source[edge]), fraction * self.cost[edge])]
+        if self.reverse_cost[edge] >= 0:
+            out.append((int(self.target[edge]), (1 - fraction) * self.reverse_cost[edge]))
+        elif fraction >= 1 - _AT_NODE:
+            out.append((int(self.target[edge]), 0.0))
         return out
 
     def along(self, start: Snap, end: Snap) -> tuple[float, int] | None:

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+import twin
 from layers.catalog import LAYERS
 from layers.database import database_url, get_engine, upgrade
 from twin.sample import load_sample
@@ -60,3 +61,22 @@ def sample_db() -> Iterator[str]:
     load_sample(directory=SAMPLE, url=url)
     yield url
     get_engine(url).dispose()
+
+
+@pytest.fixture(scope="session")
+def routing_db() -> Iterator[str]:
+    """A database holding the sample city, for routing tests that add closures."""
+    url = _fresh_database("_test_routing")
+    load_sample(directory=SAMPLE, url=url)
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def city(routing_db: str) -> Iterator[twin.City]:
+    """The sample city; closures a test adds through the API are removed afterwards."""
+    town = twin.connect(routing_db)
+    yield town
+    town.router.clear_flood()
+    with get_engine(routing_db).begin() as conn:
+        conn.execute(sa.text("DELETE FROM closures WHERE source = 'api'"))

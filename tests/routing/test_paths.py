@@ -1,0 +1,209 @@
+"""Routes, nearest units and matrices equal pgRouting's answers on the same graph."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from routing import RoadNetwork, RoutingError, nearest_units, od_matrix, route
+from tests.routing.oracle import pgr_cost_matrix, pgr_costs, pgr_with_points
+
+PAIRS = 1000
+
+
+@pytest.fixture(scope="module", params=["car", "emergency"])
+def network(request: pytest.FixtureRequest, sample_db: str) -> RoadNetwork:
+    return RoadNetwork.load(profile=request.param, url=sample_db)
+
+
+def node_cost(network: RoadNetwork, a: int, b: int) -> float:
+    times, _, _ = network.search([(network.node_index[a], 0.0)])
+    return float(times[network.node_index[b]])
+
+
+def random_pairs(network: RoadNetwork, count: int, seed: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    nodes = network.node_ids
+    return [
+        (int(a), int(b))
+        for a, b in zip(rng.choice(nodes, count), rng.choice(nodes, count))
+        if a != b
+    ]
+
+
+def test_costs_equal_pgr_dijkstra_on_1000_pairs(network: RoadNetwork, sample_db: str) -> None:
+    pairs = random_pairs(network, PAIRS + 20, seed=7)[:PAIRS]
+    assert len(pairs) == PAIRS
+    oracle = pgr_costs(sample_db, network.profile, pairs)
+    starts = sorted({a for a, _ in pairs})
+    times = {}
+    for a in starts:
+        row, _, _ = network.search([(network.node_index[a], 0.0)])
+        times[a] = row
+    reachable = 0
+    for a, b in pairs:
+        ours = float(times[a][network.node_index[b]])
+        if (a, b) in oracle:
+            reachable += 1
+            assert ours == pytest.approx(oracle[(a, b)], abs=1e-6), (a, b)
+        else:
+            assert math.isinf(ours), (a, b)
+    assert reachable > 0.8 * PAIRS
+
+
+def test_closed_edges_equal_pgr_dijkstra_without_them(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    rng = np.random.default_rng(11)
+    closed = rng.choice(len(network.edge_id), 60, replace=False)
+    network.close(closed)
+    closed_ids = [int(network.edge_id[i]) for i in closed]
+    pairs = random_pairs(network, 300, seed=12)
+    oracle = pgr_costs(sample_db, "car", pairs, closed_ids)
+    for a, b in pairs:
+        ours = node_cost(network, a, b)
+        if (a, b) in oracle:
+            assert ours == pytest.approx(oracle[(a, b)], abs=1e-6)
+        else:
+            assert math.isinf(ours)
+
+
+def test_point_to_point_equals_pgr_with_points(network: RoadNetwork, sample_db: str) -> None:
+    rng = np.random.default_rng(3)
+    bounds = (7.412, 43.727, 7.436, 43.747)
+    checked = 0
+    for _ in range(80):
+        a = (rng.uniform(bounds[0], bounds[2]), rng.uniform(bounds[1], bounds[3]))
+        b = (rng.uniform(bounds[0], bounds[2]), rng.uniform(bounds[1], bounds[3]))
+        try:
+            trip = route(network, a, b)
+        except RoutingError:
+            continue  # in the sea or far from a road
+        start, end = network.snap(*a), network.snap(*b)
+        if not (0 < start.fraction < 1 and 0 < end.fraction < 1):
+            continue  # pgr_withPoints answers nothing for a point on a vertex; pairs cover those
+        expected = pgr_with_points(
+            sample_db,
+            network.profile,
+            (int(network.edge_id[start.edge]), start.fraction),
+            (int(network.edge_id[end.edge]), end.fraction),
+        )
+        if expected is None:
+            assert trip is None
+            continue
+        assert trip is not None
+        assert trip.duration_s == pytest.approx(expected, abs=1e-6)
+        checked += 1
+    assert checked >= 20
+
+
+def test_route_shape(network: RoadNetwork) -> None:
+    origin, destination = (7.4165, 43.7315), (7.4290, 43.7400)
+    trip = route(network, origin, destination)
+    assert trip is not None
+    line = trip.geometry
+    start, end = network.snap(*origin), network.snap(*destination)
+    assert line.coords[0] == pytest.approx(
+        network.geometry[start.edge].interpolate(start.fraction, normalized=True).coords[0],
+        abs=1e-6,
+    )
+    assert line.coords[-1] == pytest.approx(
+        network.geometry[end.edge].interpolate(end.fraction, normalized=True).coords[0], abs=1e-6
+    )
+    assert trip.steps[0].maneuver == "depart" and trip.steps[-1].maneuver == "arrive"
+    assert sum(s.duration_s for s in trip.steps) == pytest.approx(
+        trip.duration_s, abs=0.1 * len(trip.steps)
+    )
+    assert sum(s.distance_m for s in trip.steps) == pytest.approx(
+        trip.distance_m, abs=0.1 * len(trip.steps)
+    )
+    assert trip.road_ids and all(isinstance(r, str) for r in trip.road_ids)
+
+
+def test_routes_never_use_closed_edges(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    origin, destination = (7.4165, 43.7315), (7.4290, 43.7400)
+    first = route(network, origin, destination)
+    assert first is not None
+    detours = 0
+    for edge_id in first.edge_ids[1:-1]:
+        network.close(np.array([network.edge_index[edge_id]]))
+        second = route(network, origin, destination)
+        if second is not None:
+            detours += 1
+            assert edge_id not in second.edge_ids
+            assert second.duration_s >= first.duration_s - 1e-9
+    assert detours > 0
+
+
+def test_unreachable_is_no_route(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    origin, destination = (7.4165, 43.7315), (7.4290, 43.7400)
+    keep = {network.snap(*origin).edge, network.snap(*destination).edge}
+    network.close(np.array([i for i in range(len(network.edge_id)) if i not in keep]))
+    assert route(network, origin, destination) is None
+    with pytest.raises(RoutingError, match="from any open road"):
+        network.snap(7.4250, 43.7370, max_distance_m=5.0)
+
+
+def test_bad_points(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    with pytest.raises(
+        RoutingError, match=r"to \(2.35, 48.85\) is outside the city's extent"
+    ) as caught:
+        route(network, (7.42, 43.73), (2.35, 48.85))
+    assert caught.value.parameter == "to"
+    with pytest.raises(RoutingError, match="more than 250 m from any open road"):
+        route(network, (7.455, 43.715), (7.42, 43.73))  # at sea
+    with pytest.raises(RoutingError, match="unknown profile 'bike'"):
+        RoadNetwork.load(profile="bike", url="postgresql://unused")
+
+
+def test_nearest_units_rank_as_pgr_dijkstra_cost_matrix(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="emergency", url=sample_db)
+    rng = np.random.default_rng(5)
+    nodes = [int(n) for n in rng.choice(network.node_ids, 12, replace=False)]
+    incident, units = nodes[0], nodes[1:]
+    position = {}
+    for node in nodes:
+        index = network.node_index[node]
+        outgoing = np.flatnonzero(network.source == index)
+        if len(outgoing):
+            position[node] = network.geometry[outgoing[0]].coords[0]
+        else:
+            position[node] = network.geometry[np.flatnonzero(network.target == index)[0]].coords[-1]
+    resources = [
+        {
+            "id": str(n),
+            "kind": "vehicle",
+            "name": None,
+            "lon": position[n][0],
+            "lat": position[n][1],
+        }
+        for n in units
+    ]
+    found = nearest_units(
+        network, position[incident], resources, k=len(units), turnout_s={"vehicle": 0.0}
+    )
+    matrix = pgr_cost_matrix(sample_db, "emergency", nodes)
+    expected = sorted((matrix[(n, incident)], str(n)) for n in units if (n, incident) in matrix)
+    assert [u.id for u in found] == [name for _, name in expected]
+    for unit, (cost, _) in zip(found, expected, strict=True):
+        assert unit.travel_s == pytest.approx(cost, abs=1e-6)
+        assert unit.route.duration_s == pytest.approx(cost, abs=1e-6)
+
+
+def test_k_must_be_positive(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="emergency", url=sample_db)
+    with pytest.raises(RoutingError, match="k must be 1 or more"):
+        nearest_units(network, (7.42, 43.73), [], k=0)
+
+
+def test_od_matrix_equals_routes(network: RoadNetwork) -> None:
+    points = [(7.4165, 43.7315), (7.4290, 43.7400), (7.4203, 43.7349), (7.4250, 43.7370)]
+    matrix = od_matrix(network, points, points)
+    for i, a in enumerate(points):
+        for j, b in enumerate(points):
+            trip = route(network, a, b)
+            assert matrix[i, j] == pytest.approx(trip.duration_s if trip else math.inf, abs=1e-6)
