@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import dijkstra
 
-from routing.network import RoadNetwork, RoutingError
+from routing.network import RoadNetwork, RoutingError, Snap
 from routing.paths import Point
 
 #: At most this many candidate sites are tried by :func:`suggest_sites` (spread evenly).
@@ -35,7 +35,8 @@ class Coverage:
     total
         The same figures for the whole city.
     times_s
-        Seconds from the nearest facility to each building (inf: unreachable).
+        Seconds from the nearest facility to each building (inf: unreachable within the
+        limit; the search stops there).
     """
 
     minutes: float
@@ -44,19 +45,43 @@ class Coverage:
     times_s: np.ndarray
 
 
-def _entries(network: RoadNetwork, buildings: gpd.GeoDataFrame) -> np.ndarray:
-    """``(node_a, offset_a, node_b, offset_b)`` per building: how a trip arrives at it."""
+def _entries(
+    network: RoadNetwork, buildings: gpd.GeoDataFrame
+) -> tuple[np.ndarray, list[Snap | None]]:
+    """Return how a trip arrives at each building, and where the building stands.
+
+    Arrivals are ``(node_a, offset_a, node_b, offset_b)`` rows; a building too far from any
+    road has NaN there and no snap (None).
+    """
     out = np.full((len(buildings), 4), np.nan)
-    points = buildings.geometry.representative_point()
-    for i, point in enumerate(points):
+    snaps: list[Snap | None] = []
+    for i, point in enumerate(buildings.geometry.representative_point()):
         try:
             snap = network.snap(point.x, point.y)
         except RoutingError:
-            continue  # too far from any road: never covered
+            snaps.append(None)  # too far from any road: never covered
+            continue
+        snaps.append(snap)
         entries = network.entries(snap)
         entries = entries + entries[:1] if len(entries) == 1 else entries
         out[i] = [entries[0][0], entries[0][1], entries[1][0], entries[1][1]]
-    return out
+    return out, snaps
+
+
+def _same_edge(
+    network: RoadNetwork, starts: list[Snap], snaps: list[Snap | None], arrival: np.ndarray
+) -> np.ndarray:
+    """Lower the arrival times of buildings on a facility's own edge to the direct trip."""
+    by_edge: dict[int, list[int]] = {}
+    for i, snap in enumerate(snaps):
+        if snap is not None:
+            by_edge.setdefault(snap.edge, []).append(i)
+    for start in starts:
+        for i in by_edge.get(start.edge, []):
+            direct = network.along(start, snaps[i])  # type: ignore[arg-type]
+            if direct is not None:
+                arrival[..., i] = np.minimum(arrival[..., i], direct[0])
+    return arrival
 
 
 def _arrival(times: np.ndarray, entries: np.ndarray) -> np.ndarray:
@@ -109,7 +134,8 @@ def coverage(
     limit = minutes * 60
     snaps = [network.snap(*p, parameter="facilities") for p in facilities]
     times, _, _ = network.search([pair for s in snaps for pair in network.exits(s)], limit=limit)
-    arrival = _arrival(times, _entries(network, buildings))
+    entries, building_snaps = _entries(network, buildings)
+    arrival = _same_edge(network, snaps, building_snaps, _arrival(times, entries))
     covered = arrival <= limit
     population = buildings["population"].fillna(0).to_numpy(dtype=float)
     frame = pd.DataFrame(
@@ -183,7 +209,7 @@ def suggest_sites(
     step = max(1, int(np.ceil(len(used) / MAX_CANDIDATES)))
     candidates = used[::step]
     times = np.atleast_2d(dijkstra(network.graph, directed=True, indices=candidates, limit=limit))
-    reach = _arrival(times, _entries(network, buildings)) <= limit
+    reach = _arrival(times, _entries(network, buildings)[0]) <= limit
     population = buildings["population"].fillna(0).to_numpy(dtype=float)
     covered = current.times_s <= limit
     total = population.sum()

@@ -1,0 +1,113 @@
+"""Closures from the layer (areas, lines, points, ids, time windows) and flood rasters."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+
+import twin
+from layers.ingest import IngestError
+from routing import RoutingError
+
+A, B = (7.4165, 43.7315), (7.4290, 43.7400)
+
+
+def middle_road(city: twin.City) -> tuple[str, shapely.LineString]:
+    trip = city.route(A, B)
+    assert trip is not None
+    roads = city.layer("roads").set_index("id")
+    road = trip.road_ids[len(trip.road_ids) // 2]
+    return road, roads.loc[road].geometry
+
+
+def test_an_area_closure_takes_effect_for_the_next_query(city: twin.City) -> None:
+    road, line = middle_road(city)
+    before = city.route(A, B)
+    started = time.perf_counter()
+    city.close_roads(geometry=line.interpolate(0.5, normalized=True).buffer(0.0002), kind="incident")
+    after = city.route(A, B)
+    elapsed = time.perf_counter() - started
+    assert road not in after.road_ids
+    assert after.duration_s > before.duration_s
+    assert elapsed < 1.0  # insert + next query; the closure itself applies in the next query
+
+
+def test_closure_by_road_id(city: twin.City) -> None:
+    road, _ = middle_road(city)
+    city.close_roads(road_ids=[road])
+    assert road not in city.route(A, B).road_ids
+    with city.router.network("car") as network:
+        closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
+    assert closed == {road}
+
+
+def test_line_closure_closes_the_roads_it_runs_along(city: twin.City) -> None:
+    road, line = middle_road(city)
+    city.close_roads(geometry=line, kind="works")
+    with city.router.network("car") as network:
+        closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
+    assert road in closed
+    assert len(closed) <= 6  # the road and any parallel one-way twin, not the crossing streets
+
+
+def test_time_windows(city: twin.City) -> None:
+    road, _ = middle_road(city)
+    city.close_roads(road_ids=[road], starts_at="2030-01-01T00:00:00Z", ends_at="2030-01-02T00:00:00Z")
+    assert road in city.route(A, B).road_ids
+    inside = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    assert road not in city.route(A, B, at=inside).road_ids
+
+
+def test_unknown_road_id_and_bad_geometry(city: twin.City) -> None:
+    with pytest.raises(ValueError, match="unknown road ids: nope"):
+        city.close_roads(road_ids=["nope"])
+    bowtie_far = shapely.Polygon([(2.0, 48.0), (2.1, 48.1), (2.1, 48.0), (2.0, 48.1)])
+    with pytest.raises(IngestError, match="outside the city's extent"):
+        city.close_roads(geometry=bowtie_far)
+
+
+def flood_raster(path: Path, box: tuple[float, float, float, float], depth: float) -> Path:
+    west, south, east, north = 7.40, 43.72, 7.44, 43.76
+    size = 0.0002
+    width, height = round((east - west) / size), round((north - south) / size)
+    data = np.zeros((height, width), dtype="float32")
+    transform = Affine(size, 0.0, west, 0.0, -size, north)
+    rows, cols = rasterio.transform.rowcol(transform, [box[0], box[2]], [box[3], box[1]])
+    data[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = depth
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=transform, nodata=-9999) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def test_flood_raster_closes_the_roads_under_water(city: twin.City, tmp_path: Path) -> None:
+    road, line = middle_road(city)
+    x, y = line.interpolate(0.5, normalized=True).coords[0]
+    box = (x - 0.0003, y - 0.0003, x + 0.0003, y + 0.0003)
+    closed = city.router.flood(flood_raster(tmp_path / "deep.tif", box, 0.8), threshold_m=0.3)
+    assert road in closed
+    roads = city.layer("roads").set_index("id")
+    water = shapely.box(*box)
+    assert all(roads.loc[r].geometry.distance(water) < 0.0003 for r in closed)
+    assert road not in city.route(A, B).road_ids
+    assert city.router.flood((tmp_path / "deep.tif").read_bytes(), threshold_m=1.0) == []
+    city.router.clear_flood()
+    assert road in city.route(A, B).road_ids
+
+
+def test_shallow_water_closes_nothing(city: twin.City, tmp_path: Path) -> None:
+    box = (7.41, 43.72, 7.44, 43.75)
+    assert city.router.flood(flood_raster(tmp_path / "shallow.tif", box, 0.1), threshold_m=0.3) == []
+
+
+def test_unreadable_raster(city: twin.City) -> None:
+    with pytest.raises(RoutingError, match="cannot read the flood raster") as caught:
+        city.router.flood(b"not a tiff")
+    assert caught.value.parameter == "raster"
