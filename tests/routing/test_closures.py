@@ -31,7 +31,9 @@ def test_an_area_closure_takes_effect_for_the_next_query(city: twin.City) -> Non
     road, line = middle_road(city)
     before = city.route(A, B)
     started = time.perf_counter()
-    city.close_roads(geometry=line.interpolate(0.5, normalized=True).buffer(0.0002), kind="incident")
+    city.close_roads(
+        geometry=line.interpolate(0.5, normalized=True).buffer(0.0002), kind="incident"
+    )
     after = city.route(A, B)
     elapsed = time.perf_counter() - started
     assert road not in after.road_ids
@@ -59,7 +61,9 @@ def test_line_closure_closes_the_roads_it_runs_along(city: twin.City) -> None:
 
 def test_time_windows(city: twin.City) -> None:
     road, _ = middle_road(city)
-    city.close_roads(road_ids=[road], starts_at="2030-01-01T00:00:00Z", ends_at="2030-01-02T00:00:00Z")
+    city.close_roads(
+        road_ids=[road], starts_at="2030-01-01T00:00:00Z", ends_at="2030-01-02T00:00:00Z"
+    )
     assert road in city.route(A, B).road_ids
     inside = datetime(2030, 1, 1, 12, tzinfo=UTC)
     assert road not in city.route(A, B, at=inside).road_ids
@@ -81,8 +85,18 @@ def flood_raster(path: Path, box: tuple[float, float, float, float], depth: floa
     transform = Affine(size, 0.0, west, 0.0, -size, north)
     rows, cols = rasterio.transform.rowcol(transform, [box[0], box[2]], [box[3], box[1]])
     data[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = depth
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
-                       crs="EPSG:4326", transform=transform, nodata=-9999) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=transform,
+        nodata=-9999,
+    ) as dst:
         dst.write(data, 1)
     return path
 
@@ -104,7 +118,9 @@ def test_flood_raster_closes_the_roads_under_water(city: twin.City, tmp_path: Pa
 
 def test_shallow_water_closes_nothing(city: twin.City, tmp_path: Path) -> None:
     box = (7.41, 43.72, 7.44, 43.75)
-    assert city.router.flood(flood_raster(tmp_path / "shallow.tif", box, 0.1), threshold_m=0.3) == []
+    assert (
+        city.router.flood(flood_raster(tmp_path / "shallow.tif", box, 0.1), threshold_m=0.3) == []
+    )
 
 
 def test_unreadable_raster(city: twin.City) -> None:

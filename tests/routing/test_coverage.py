@@ -47,7 +47,10 @@ def test_building_times_equal_routes_from_the_nearest_station(result, sample_db:
 
 def test_more_minutes_cover_more(sample_db: str) -> None:
     city = twin.connect(sample_db)
-    shares = [city.coverage(kind="fire_station", minutes=m)[0].total["population_share"] for m in (1, 2, 4)]
+    shares = [
+        city.coverage(kind="fire_station", minutes=m)[0].total["population_share"]
+        for m in (1, 2, 4)
+    ]
     assert shares == sorted(shares) and shares[0] < shares[-1]
 
 
@@ -55,7 +58,11 @@ def test_suggested_sites_add_coverage(result, sample_db: str) -> None:
     coverage, sites = result
     assert len(sites) == 2
     assert sites[0]["added_population"] >= sites[1]["added_population"] > 0
-    assert sites[1]["population_share"] > sites[0]["population_share"] > coverage.total["population_share"]
+    assert (
+        sites[1]["population_share"]
+        > sites[0]["population_share"]
+        > coverage.total["population_share"]
+    )
     expected = coverage.total["covered_population"] + sites[0]["added_population"]
     assert sites[0]["population_share"] == pytest.approx(expected / coverage.total["population"])
 

@@ -90,3 +90,23 @@ def test_a_failed_sample_load_writes_nothing(empty_db: str, tmp_path: Path) -> N
     with pytest.raises(IngestError, match=r"closures\.geojson: feature 1: field 'kind': required"):
         load_sample(directory=tmp_path, url=empty_db)
     assert twin.connect(empty_db).layers()["features"].sum() == 0
+
+
+def test_road_graph_is_the_routing_graph(sample_db: str) -> None:
+    import networkx as nx
+
+    from routing import RoadNetwork
+    from tests.routing.oracle import pgr_costs
+
+    graph = twin.connect(sample_db).road_graph(profile="car")
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    assert graph.number_of_nodes() == len(network.node_ids)
+    pairs = [(int(a), int(b)) for a, b in zip(network.node_ids[:30], network.node_ids[-30:])]
+    oracle = pgr_costs(sample_db, "car", pairs)
+    for a, b in pairs:
+        try:
+            cost = nx.shortest_path_length(graph, a, b, weight="cost")
+        except nx.NetworkXNoPath:
+            assert (a, b) not in oracle
+            continue
+        assert cost == pytest.approx(oracle[(a, b)], abs=1e-6)
