@@ -15,7 +15,7 @@ resources      ``amenity`` fire_station, hospital, police; ``emergency=assembly_
                ``social_facility=shelter`` as shelters (areas as their centroid; a node inside
                an area of the same kind is the same facility and is dropped)
 cameras        ``man_made=surveillance`` nodes; ``camera:direction`` as heading
-pipelines      ``man_made=pipeline`` with substance gas, water, sewage or heat
+pipelines      ``man_made=pipeline`` with ``substance`` (or ``type``) gas, water, sewage or heat
 pipe_nodes     ``emergency=fire_hydrant`` nodes (water hydrants)
 power_lines    ``power`` line, cable, minor_line
 power_nodes    ``power`` substation (node or area), transformer, switch
@@ -75,6 +75,7 @@ _SUBSTANCE = {
     "gas": "gas",
     "water": "water",
     "sewage": "sewer",
+    "wastewater": "sewer",
     "heat": "heat",
     "hot_water": "heat",
 }
@@ -252,14 +253,15 @@ class _Collector:
                 self.ways.append((w.id, nodes, tags))
             return
         line_kind = tags.get("power")
-        network = _SUBSTANCE.get(tags.get("substance", ""))
+        network = _SUBSTANCE.get(tags.get("substance") or tags.get("type") or "")
         if line_kind in ("line", "cable", "minor_line") or (
             tags.get("man_made") == "pipeline" and network
         ):
-            try:
-                line = shapely.from_wkb(self.wkb.create_linestring(w))
-            except RuntimeError:  # too few valid node locations
+            # a way leaving the extract keeps the part inside it
+            coords = [(n.lon, n.lat) for n in w.nodes if n.location.valid()]
+            if len(set(coords)) < 2:
                 return
+            line = shapely.LineString(coords)
             if line_kind in ("line", "cable", "minor_line"):
                 self.features["power_lines"].append(
                     {
@@ -298,7 +300,7 @@ class _Collector:
             return
         try:
             shape = shapely.from_wkb(self.wkb.create_multipolygon(a))
-        except RuntimeError:  # broken multipolygon
+        except (RuntimeError, osmium.InvalidLocationError):  # broken multipolygon
             return
         if "building" in tags and tags["building"] != "no":
             self.features["buildings"].append(

@@ -63,3 +63,12 @@ def test_parse_maxspeed(tag: str | None, kmh: float | None) -> None:
 def test_an_unmapped_layer_is_refused() -> None:
     with pytest.raises(ValueError, match="OpenStreetMap has no incidents layer"):
         read_osm(MONACO, ["incidents"])
+
+
+def test_helsinki_extract_with_ways_leaving_it() -> None:
+    # Helsinki.osm.pbf cuts ways at its edge: their outside nodes have no location
+    layers = read_osm(SHARED / "helsinki" / "Helsinki.osm.pbf", ["roads", "cameras", "pipelines"])
+    assert len(layers["roads"]) > 1000
+    assert len(layers["cameras"]) == 221  # MANIFEST.md: 221 surveillance cameras
+    counts = layers["pipelines"]["network"].value_counts()
+    assert (counts["water"], counts["gas"]) == (42, 10) and counts["heat"] >= 20  # MANIFEST: 42, 10, 21
