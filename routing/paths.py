@@ -113,8 +113,14 @@ def _assemble(network: RoadNetwork, pieces: list[Piece]) -> Route:
         )
         duration += share * cost
         distance += share * network.length_m[piece.edge]
-        part = substring(network.geometry[piece.edge], piece.start, piece.end, normalized=True)
-        points = list(part.coords) if part.geom_type == "LineString" else [part.coords[0]] * 2
+        line = network.geometry[piece.edge]
+        if piece.start == 0 and piece.end == 1:
+            points = list(line.coords)
+        elif piece.start == 1 and piece.end == 0:
+            points = list(line.coords)[::-1]
+        else:
+            part = substring(line, piece.start, piece.end, normalized=True)
+            points = list(part.coords) if part.geom_type == "LineString" else [part.coords[0]] * 2
         coords.extend(
             (float(x), float(y))
             for x, y in (points[1:] if coords and coords[-1] == points[0] else points)

@@ -71,4 +71,6 @@ def test_helsinki_extract_with_ways_leaving_it() -> None:
     assert len(layers["roads"]) > 1000
     assert len(layers["cameras"]) == 221  # MANIFEST.md: 221 surveillance cameras
     counts = layers["pipelines"]["network"].value_counts()
-    assert (counts["water"], counts["gas"]) == (42, 10) and counts["heat"] >= 20  # MANIFEST: 42, 10, 21
+    assert (counts["water"], counts["gas"]) == (42, 10) and counts[
+        "heat"
+    ] >= 20  # MANIFEST: 42, 10, 21
