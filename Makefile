@@ -27,3 +27,4 @@ sample: setup
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/routing_peers.py
