@@ -23,30 +23,34 @@ LINE_SHARE = 0.5
 #: How close to a line or point closure an edge must be (m).
 TOLERANCE_M = 3.0
 
+# routing_edges.id is roads.vid; the roads table is queried directly so its GiST index serves
 _ACTIVE_CLOSURES = """
 WITH active AS (
     SELECT id, geom, road_ids FROM closures
     WHERE valid_to IS NULL
       AND (starts_at IS NULL OR starts_at <= %(at)s)
       AND (ends_at IS NULL OR ends_at > %(at)s)
+), roads_now AS (
+    SELECT vid, id, geom FROM roads WHERE valid_to IS NULL
 )
-SELECT e.id FROM routing_edges e JOIN active c
-  ON ST_Intersects(e.geom, c.geom)
- AND GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON')
+SELECT r.vid FROM roads_now r JOIN active c
+  ON GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON') AND ST_Intersects(r.geom, c.geom)
 UNION
-SELECT e.id FROM routing_edges e JOIN active c
+SELECT r.vid FROM roads_now r JOIN active c
   ON GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
- AND ST_DWithin(e.geom::geography, c.geom::geography, %(tolerance)s)
+ AND r.geom && ST_Expand(c.geom, 0.0001)  -- index prefilter: 0.0001 degree > 3 m
+ AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
  AND ST_Length(ST_Intersection(
-         e.geom, ST_Buffer(c.geom::geography, %(tolerance)s)::geometry)::geography)
-     >= LEAST(10.0, %(share)s * ST_Length(e.geom::geography))
+         r.geom, ST_Buffer(c.geom::geography, %(tolerance)s)::geometry)::geography)
+     >= LEAST(10.0, %(share)s * ST_Length(r.geom::geography))
 UNION
-SELECT e.id FROM routing_edges e JOIN active c
+SELECT r.vid FROM roads_now r JOIN active c
   ON GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
- AND ST_DWithin(e.geom::geography, c.geom::geography, %(tolerance)s)
+ AND r.geom && ST_Expand(c.geom, 0.0001)
+ AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
 UNION
-SELECT e.id FROM routing_edges_all e JOIN active c
-  ON c.road_ids IS NOT NULL AND c.road_ids ? e.road_id
+SELECT r.vid FROM roads_now r JOIN active c
+  ON c.road_ids IS NOT NULL AND c.road_ids ? r.id
 """
 
 
