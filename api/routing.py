@@ -202,7 +202,8 @@ def routes(city: City) -> APIRouter:
                 TypeError,
                 ValueError,
                 AttributeError,
-                shapely.errors.GEOSException,
+                IndexError,
+                shapely.errors.ShapelyError,
             ) as exc:
                 raise ProblemError(
                     f"geometry: not a GeoJSON geometry ({exc})", parameter="geometry"
@@ -220,8 +221,6 @@ def routes(city: City) -> APIRouter:
             raise ProblemError(
                 f"{problem.field}: {problem.reason}", parameter=problem.field
             ) from None
-        except ValueError as exc:
-            raise ProblemError(str(exc), parameter="road_ids") from None
         return {"id": closure}
 
     @router.post("/flood", summary="Close the roads a flood raster (GeoTIFF) puts under water")

@@ -297,7 +297,7 @@ LAYERS: dict[str, Layer] = {
         Layer(
             "closures",
             "Closures",
-            ("Point", "LineString", "Polygon", "MultiPolygon"),
+            ("Point", "LineString", "MultiLineString", "Polygon", "MultiPolygon"),
             "Geometry",
             (
                 Field("kind", "text", True, description="works, event, flood, incident ..."),

@@ -14,6 +14,7 @@ import rasterio
 import rasterio.io
 import shapely
 from pyproj import Transformer
+from pyproj.exceptions import CRSError, ProjError
 
 from layers.database import get_engine
 from routing.network import RoadNetwork, RoutingError
@@ -23,44 +24,48 @@ LINE_SHARE = 0.5
 #: How close to a line or point closure an edge must be (m).
 TOLERANCE_M = 3.0
 
-# routing_edges.id is roads.vid; the roads table is queried directly so its GiST index serves
+# routing_edges.id is roads.vid. Each branch reads the roads table itself, so its GiST index
+# (and the unique index on current ids) serves; closures given by road ids close only those.
 _ACTIVE_CLOSURES = """
-WITH active AS (
-    SELECT id, geom, road_ids FROM closures
+WITH active AS MATERIALIZED (
+    SELECT geom, road_ids FROM closures
     WHERE valid_to IS NULL
       AND (starts_at IS NULL OR starts_at <= %(at)s)
       AND (ends_at IS NULL OR ends_at > %(at)s)
-), roads_now AS (
-    SELECT vid, id, geom FROM roads WHERE valid_to IS NULL
 )
-SELECT r.vid FROM roads_now r JOIN active c
-  ON GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON') AND ST_Intersects(r.geom, c.geom)
+SELECT r.vid FROM active c JOIN roads r
+  ON r.valid_to IS NULL AND c.road_ids IS NULL
+ AND GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON') AND ST_Intersects(r.geom, c.geom)
 UNION
-SELECT r.vid FROM roads_now r JOIN active c
-  ON GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
+SELECT r.vid FROM active c JOIN roads r
+  ON r.valid_to IS NULL AND c.road_ids IS NULL
+ AND GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
  AND r.geom && ST_Expand(c.geom, 0.0001)  -- index prefilter: 0.0001 degree > 3 m
  AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
  AND ST_Length(ST_Intersection(
          r.geom, ST_Buffer(c.geom::geography, %(tolerance)s)::geometry)::geography)
      >= LEAST(10.0, %(share)s * ST_Length(r.geom::geography))
 UNION
-SELECT r.vid FROM roads_now r JOIN active c
-  ON GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
+SELECT r.vid FROM active c JOIN roads r
+  ON r.valid_to IS NULL AND c.road_ids IS NULL
+ AND GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
  AND r.geom && ST_Expand(c.geom, 0.0001)
  AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
 UNION
-SELECT r.vid FROM roads_now r JOIN active c
-  ON c.road_ids IS NOT NULL AND c.road_ids ? r.id
+SELECT r.vid FROM active c
+  CROSS JOIN LATERAL jsonb_array_elements_text(c.road_ids) AS closed(road_id)
+  JOIN roads r ON r.valid_to IS NULL AND r.id = closed.road_id
+ WHERE c.road_ids IS NOT NULL AND jsonb_typeof(c.road_ids) = 'array'
 """
 
 
 def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> set[int]:
     """Return the ids (``routing_edges.id``) of the edges the closures layer closes at a moment.
 
-    A closure is active when ``starts_at <= at < ends_at`` (a missing bound is open). An area
-    closes every edge it touches; a line closes the edges it runs along (at least half of the
-    edge, or 10 m, within 3 m of it); a point closes the edges within 3 m; ``road_ids`` close
-    those roads.
+    A closure is active when ``starts_at <= at < ends_at`` (a missing bound is open). A closure
+    with ``road_ids`` closes exactly those roads (its geometry is only for display); otherwise
+    an area closes every edge it touches, a line the edges it runs along (at least half of the
+    edge, or 10 m, within 3 m of it), a point the edges within 3 m.
 
     Parameters
     ----------
@@ -128,6 +133,10 @@ def flooded_edges(
             return _flooded(network, dataset, threshold_m, step_m)
     except rasterio.errors.RasterioIOError as exc:
         raise RoutingError(f"cannot read the flood raster: {exc}", parameter="raster") from exc
+    except (ProjError, CRSError) as exc:
+        raise RoutingError(
+            f"the flood raster's CRS cannot be used: {exc}", parameter="raster"
+        ) from exc
 
 
 def _flooded(

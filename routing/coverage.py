@@ -6,6 +6,8 @@ would cover the most people (greedy).
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,8 @@ from routing.paths import Point
 
 #: At most this many candidate sites are tried by :func:`suggest_sites` (spread evenly).
 MAX_CANDIDATES = 600
+#: Longest time limit a coverage may ask for.
+MAX_MINUTES = 120
 
 
 @dataclass
@@ -127,12 +131,19 @@ def coverage(
     RoutingError
         If ``minutes`` is not positive or there is no facility.
     """
-    if not minutes > 0:
-        raise RoutingError("minutes must be positive", parameter="minutes")
+    if not (math.isfinite(minutes) and 0 < minutes <= MAX_MINUTES):
+        raise RoutingError(
+            f"minutes must be more than 0 and at most {MAX_MINUTES}", parameter="minutes"
+        )
     if not facilities:
         raise RoutingError("there is no facility of that kind", parameter="kind")
     limit = minutes * 60
-    snaps = [network.snap(*p, parameter="facilities") for p in facilities]
+    snaps = []
+    for point in facilities:  # a facility far from any open road serves no one
+        with contextlib.suppress(RoutingError):
+            snaps.append(network.snap(*point))
+    if not snaps:
+        raise RoutingError("no facility of that kind stands near an open road", parameter="kind")
     times, _, _ = network.search([pair for s in snaps for pair in network.exits(s)], limit=limit)
     entries, building_snaps = _entries(network, buildings)
     arrival = _same_edge(network, snaps, building_snaps, _arrival(times, entries))

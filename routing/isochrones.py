@@ -9,6 +9,7 @@ gives the same polygons.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from routing.paths import Point
 
 #: Half-width of the band around reached roads that makes a service area's polygon (m).
 BUFFER_M = 15.0
+#: Most time breaks one request may ask for.
+MAX_BREAKS = 12
 
 
 @dataclass
@@ -51,10 +54,14 @@ def check_breaks(breaks: Sequence[float]) -> list[float]:
     RoutingError
         If the list is empty or a break is not positive.
     """
-    values = sorted({float(b) for b in breaks})
-    if not values or values[0] <= 0 or not np.isfinite(values[-1]):
-        raise RoutingError("breaks must be positive minutes", parameter="breaks")
-    return values
+    values = [float(b) for b in breaks]
+    if (
+        not values
+        or len(values) > MAX_BREAKS
+        or not all(math.isfinite(v) and v > 0 for v in values)
+    ):
+        raise RoutingError(f"breaks must be 1 to {MAX_BREAKS} positive minutes", parameter="breaks")
+    return sorted(set(values))
 
 
 def node_times(

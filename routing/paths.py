@@ -9,11 +9,14 @@ from typing import Any
 
 import numpy as np
 import shapely
+from scipy.sparse.csgraph import dijkstra
 from shapely.ops import substring
 
 from routing.network import RoadNetwork, RoutingError, Snap
 
 Point = tuple[float, float]
+
+_MATRIX_CHUNK = 100
 
 #: Seconds from alarm to leaving the station, per resource kind (a common planning figure).
 TURNOUT_S = {"fire_station": 80.0, "hospital": 60.0, "police": 30.0, "vehicle": 30.0}
@@ -88,15 +91,24 @@ class Unit:
         return self.travel_s + self.turnout_s
 
 
-def _pieces(network: RoadNetwork, start: Snap, nodes: list[int], end: Snap) -> list[Piece]:
-    """Pieces of a trip from ``start`` through ``nodes`` (node indices) to ``end``."""
-    first, last = nodes[0], nodes[-1]
-    pieces = [
-        Piece(start.edge, start.fraction, 1.0 if network.target[start.edge] == first else 0.0)
-    ]
+def _pieces(
+    network: RoadNetwork,
+    start: Snap,
+    forward_out: bool,
+    nodes: list[int],
+    end: Snap,
+    forward_in: bool,
+) -> list[Piece]:
+    """Pieces of a trip from ``start`` through ``nodes`` (node indices) to ``end``.
+
+    ``forward_out``: the trip leaves its first edge towards that edge's target (else its
+    source); ``forward_in``: it enters the last edge from that edge's source. These come from
+    the search, not from node ids, which are ambiguous on a loop.
+    """
+    pieces = [Piece(start.edge, start.fraction, 1.0 if forward_out else 0.0)]
     for edge, direction in network.arcs(nodes):
         pieces.append(Piece(edge, 0.0, 1.0) if direction > 0 else Piece(edge, 1.0, 0.0))
-    pieces.append(Piece(end.edge, 0.0 if network.source[end.edge] == last else 1.0, end.fraction))
+    pieces.append(Piece(end.edge, 0.0 if forward_in else 1.0, end.fraction))
     return [p for p in pieces if p.start != p.end]
 
 
@@ -118,9 +130,17 @@ def _assemble(network: RoadNetwork, pieces: list[Piece]) -> Route:
             points = list(line.coords)
         elif piece.start == 1 and piece.end == 0:
             points = list(line.coords)[::-1]
-        else:
-            part = substring(line, piece.start, piece.end, normalized=True)
-            points = list(part.coords) if part.geom_type == "LineString" else [part.coords[0]] * 2
+        else:  # fractions are along the metric line, where the points were snapped
+            part = substring(
+                network.metric_geometry[piece.edge], piece.start, piece.end, normalized=True
+            )
+            xy = (
+                np.array(part.coords)
+                if part.geom_type == "LineString"
+                else np.array([part.coords[0]] * 2)
+            )
+            lon, lat = network.to_lonlat.transform(xy[:, 0], xy[:, 1])
+            points = list(zip(lon, lat, strict=True))
         coords.extend(
             (float(x), float(y))
             for x, y in (points[1:] if coords and coords[-1] == points[0] else points)
@@ -214,8 +234,9 @@ def route(network: RoadNetwork, origin: Point, destination: Point) -> Route | No
     end = network.snap(*destination, parameter="to")
     exits = network.exits(start)
     times, best, predecessors = network.search(exits)
+    # (time, which entry: 0 from the edge's source, 1 from its target; -1 along one edge, node)
     options: list[tuple[float, int, int]] = [
-        (times[node] + offset, 0, node) for node, offset in network.entries(end)
+        (times[node] + offset, i, node) for i, (node, offset) in enumerate(network.entries(end))
     ]
     direct = network.along(start, end)
     if direct is not None:
@@ -225,9 +246,10 @@ def route(network: RoadNetwork, origin: Point, destination: Point) -> Route | No
         return None
     if kind < 0:
         return _assemble(network, [Piece(start.edge, start.fraction, end.fraction)])
+    entry = kind
     row = int(best[node])
     nodes = network.node_path(predecessors[row], exits[row][0], node)
-    return _assemble(network, _pieces(network, start, nodes, end))
+    return _assemble(network, _pieces(network, start, row == 0, nodes, end, entry == 0))
 
 
 def nearest_units(
@@ -273,29 +295,31 @@ def nearest_units(
     end = network.snap(*incident, parameter="incident")
     entries = network.entries(end)
     times, best, predecessors = network.search(entries, reverse=True)
-    ranked: list[tuple[float, int, Snap, int]] = []
+    ranked: list[tuple[float, int, Snap, int, int]] = []
     for i, resource in enumerate(resources):
         try:
             start = network.snap(float(resource["lon"]), float(resource["lat"]))
         except RoutingError:
             continue
-        options = [(times[node] + offset, node) for node, offset in network.exits(start)]
+        options = [
+            (times[node] + offset, node, j) for j, (node, offset) in enumerate(network.exits(start))
+        ]
         direct = network.along(start, end)
         if direct is not None:
-            options.append((direct[0], -1))
-        travel, node = min(options)
+            options.append((direct[0], -1, -1))
+        travel, node, exit_index = min(options)
         if math.isfinite(travel):
-            ranked.append((travel + turnout.get(resource["kind"], 0.0), i, start, node))
+            ranked.append((travel + turnout.get(resource["kind"], 0.0), i, start, node, exit_index))
     ranked.sort(key=lambda item: (item[0], str(resources[item[1]]["id"])))
     units = []
-    for _, i, start, node in ranked[:k]:
+    for _, i, start, node, exit_index in ranked[:k]:
         resource = resources[i]
         if node < 0:
             pieces = [Piece(start.edge, start.fraction, end.fraction)]
         else:
             row = int(best[node])
             backwards = network.node_path(predecessors[row], entries[row][0], node)
-            pieces = _pieces(network, start, backwards[::-1], end)
+            pieces = _pieces(network, start, exit_index == 0, backwards[::-1], end, row == 0)
         trip = _assemble(network, pieces)
         units.append(
             Unit(
@@ -339,18 +363,25 @@ def od_matrix(
         )
     starts = [network.snap(*p, parameter=f"origins[{i}]") for i, p in enumerate(origins)]
     ends = [network.snap(*p, parameter=f"destinations[{i}]") for i, p in enumerate(destinations)]
-    exit_lists = [network.exits(s) for s in starts]
-    nodes = sorted({node for exits in exit_lists for node, _ in exits})
-    row_of = {node: i for i, node in enumerate(nodes)}
-    from scipy.sparse.csgraph import dijkstra
-
-    base = np.atleast_2d(dijkstra(network.graph, directed=True, indices=nodes))
-    result = np.full((len(starts), len(ends)), np.inf)
     entry_lists = [network.entries(e) for e in ends]
-    for i, exits in enumerate(exit_lists):
-        reach = np.min([base[row_of[node]] + offset for node, offset in exits], axis=0)
-        for j, entries in enumerate(entry_lists):
-            best = min(reach[node] + offset for node, offset in entries)
-            direct = network.along(starts[i], ends[j])
-            result[i, j] = min(best, direct[0]) if direct is not None else best
+    entry_nodes = np.array([[e[0][0], e[-1][0]] for e in entry_lists])
+    entry_offsets = np.array([[e[0][1], e[-1][1]] for e in entry_lists])
+    result = np.full((len(starts), len(ends)), np.inf)
+    for first in range(0, len(starts), _MATRIX_CHUNK):  # bounded memory: chunks of origins
+        chunk = starts[first : first + _MATRIX_CHUNK]
+        exit_lists = [network.exits(s) for s in chunk]
+        nodes = sorted({node for exits in exit_lists for node, _ in exits})
+        row_of = {node: i for i, node in enumerate(nodes)}
+        base = np.atleast_2d(dijkstra(network.graph, directed=True, indices=nodes))
+        for i, exits in enumerate(exit_lists):
+            reach = np.min([base[row_of[node]] + offset for node, offset in exits], axis=0)
+            result[first + i] = np.min(reach[entry_nodes] + entry_offsets, axis=1)
+    by_edge: dict[int, list[int]] = {}
+    for j, end in enumerate(ends):
+        by_edge.setdefault(end.edge, []).append(j)
+    for i, start in enumerate(starts):  # trips that stay on one edge
+        for j in by_edge.get(start.edge, []):
+            direct = network.along(start, ends[j])
+            if direct is not None:
+                result[i, j] = min(result[i, j], direct[0])
     return result

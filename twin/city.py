@@ -17,13 +17,14 @@ import shapely
 from layers.catalog import LAYERS
 from layers.database import database_url, get_engine
 from layers.ingest import IngestReport, ingest, ingest_frame
-from layers.queries import BBox, layer_counts, read_layer
+from layers.queries import BBox, as_of, layer_counts, read_layer
 from layers.settings import get_settings
 from routing import (
     Coverage,
     RoadNetwork,
     Route,
     Router,
+    RoutingError,
     Unit,
     coverage,
     nearest_units,
@@ -358,23 +359,24 @@ class City:
 
         Raises
         ------
-        ValueError
-            If neither a geometry nor road ids are given, or a road id is unknown.
+        routing.RoutingError
+            If neither a geometry nor road ids are given, a road id is unknown, or the window
+            ends before it starts.
         layers.IngestError
             If the closure is invalid (nothing is written).
         """
+        start, end = as_of(starts_at), as_of(ends_at)
+        if start is not None and end is not None and end <= start:
+            raise RoutingError("ends_at must be after starts_at", parameter="ends_at")
         if geometry is None:
             if not road_ids:
-                raise ValueError("give a geometry or road ids")
-            roads = read_layer("roads", url=self.url).set_index("id")
-            unknown = sorted(set(road_ids) - set(roads.index))
+                raise RoutingError("give a geometry or road ids", parameter="road_ids")
+            lines = _current_road_lines(self.url, list(road_ids))
+            unknown = sorted(set(road_ids) - set(lines))
             if unknown:
-                raise ValueError(f"unknown road ids: {', '.join(unknown)}")
-            geometry = shapely.union_all(roads.loc[list(road_ids)].geometry.to_numpy())
-            if geometry.geom_type == "MultiLineString":
-                geometry = shapely.line_merge(geometry)
-            if geometry.geom_type != "LineString":
-                geometry = geometry.centroid
+                raise RoutingError(f"unknown road ids: {', '.join(unknown)}", parameter="road_ids")
+            # for display only: closures by id close exactly those roads
+            geometry = shapely.line_merge(shapely.union_all(list(lines.values())))
         closure_id = f"api/{uuid.uuid4()}"
         frame = gpd.GeoDataFrame(
             {
@@ -405,6 +407,17 @@ class City:
             }
             for r in resources[available].itertuples()
         ]
+
+
+def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:
+    """Return the current geometry of the given road edges, by id."""
+    query = "SELECT id, ST_AsBinary(geom) FROM roads WHERE valid_to IS NULL AND id = ANY(%s)"
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query, (road_ids,))
+            return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
 
 
 def connect(url: str | None = None) -> City:

@@ -131,6 +131,10 @@ def test_unreachable_is_a_normal_answer(client: TestClient, city: twin.City) -> 
         ("/routing/isochrones", {"facilities": A, "breaks": "4,x"}, "breaks"),
         ("/routing/isochrones", {"facilities": A, "breaks": "-4"}, "breaks"),
         ("/routing/coverage", {"minutes": 0}, "minutes"),
+        ("/routing/coverage", {"minutes": "inf"}, "minutes"),
+        ("/routing/isochrones", {"facilities": A, "breaks": "4,nan,8"}, "breaks"),
+        ("/routing/isochrones", {"facilities": A, "breaks": ",".join(["1"] * 13)}, "breaks"),
+        ("/routing/route", {"from": "1,2,3", "to": B}, "from"),
         ("/routing/route", {"from": A}, "to"),
     ],
 )
@@ -150,6 +154,10 @@ def test_bad_closures(client: TestClient) -> None:
     )
     problem(client.post("/routing/closures", json={"road_ids": ["nope"]}), 400, "road_ids")
     problem(client.post("/routing/closures", json={}), 400, "road_ids")
+    problem(client.post("/routing/closures", json={"geometry": {"type": "Foo", "coordinates": [1, 2]}}), 400, "geometry")
+    window = {"road_ids": [], "geometry": {"type": "Point", "coordinates": [7.42, 43.73]},
+              "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}
+    problem(client.post("/routing/closures", json=window), 400, "ends_at")
     far = {"type": "Point", "coordinates": [2.35, 48.85]}
     body = problem(client.post("/routing/closures", json={"geometry": far}), 400, "geometry")
     assert "outside the city's extent" in body["detail"]

@@ -69,7 +69,7 @@ def test_suggested_sites_add_coverage(result, sample_db: str) -> None:
 
 def test_bad_parameters(sample_db: str) -> None:
     city = twin.connect(sample_db)
-    with pytest.raises(RoutingError, match="minutes must be positive"):
+    with pytest.raises(RoutingError, match="minutes must be more than 0"):
         city.coverage(minutes=0)
     with pytest.raises(RoutingError, match="there is no facility of that kind"):
         city.coverage(kind="depot")

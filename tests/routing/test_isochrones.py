@@ -89,7 +89,7 @@ def test_closed_edges_are_never_reached(sample_db: str) -> None:
 
 @pytest.mark.parametrize("breaks", [[], [0, 4], [-1], [float("inf")]])
 def test_bad_breaks(network: RoadNetwork, breaks: list[float]) -> None:
-    with pytest.raises(RoutingError, match="breaks must be positive minutes"):
+    with pytest.raises(RoutingError, match="breaks must be 1 to 12 positive minutes"):
         service_areas(network, [STATION], breaks)
 
 

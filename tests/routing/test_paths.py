@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from pyproj import Geod
 
 from routing import RoadNetwork, RoutingError, nearest_units, od_matrix, route
 from tests.routing.oracle import pgr_cost_matrix, pgr_costs, pgr_with_points
@@ -104,13 +105,14 @@ def test_route_shape(network: RoadNetwork) -> None:
     assert trip is not None
     line = trip.geometry
     start, end = network.snap(*origin), network.snap(*destination)
-    assert line.coords[0] == pytest.approx(
-        network.geometry[start.edge].interpolate(start.fraction, normalized=True).coords[0],
-        abs=1e-6,
-    )
-    assert line.coords[-1] == pytest.approx(
-        network.geometry[end.edge].interpolate(end.fraction, normalized=True).coords[0], abs=1e-6
-    )
+
+    def snapped(snap):  # the fraction is along the metric line, where points are snapped
+        point = network.metric_geometry[snap.edge].interpolate(snap.fraction, normalized=True)
+        return network.to_lonlat.transform(point.x, point.y)
+
+    assert line.coords[0] == pytest.approx(snapped(start), abs=1e-7)
+    assert line.coords[-1] == pytest.approx(snapped(end), abs=1e-7)
+    assert Geod(ellps="WGS84").geometry_length(line) == pytest.approx(trip.distance_m, abs=1.0)
     assert trip.steps[0].maneuver == "depart" and trip.steps[-1].maneuver == "arrive"
     assert sum(s.duration_s for s in trip.steps) == pytest.approx(
         trip.duration_s, abs=0.1 * len(trip.steps)
@@ -207,3 +209,18 @@ def test_od_matrix_equals_routes(network: RoadNetwork) -> None:
         for j, b in enumerate(points):
             trip = route(network, a, b)
             assert matrix[i, j] == pytest.approx(trip.duration_s if trip else math.inf, abs=1e-6)
+
+
+def test_loop_edges_are_left_the_cheaper_way(sample_db: str) -> None:
+    network = RoadNetwork.load(profile="car", url=sample_db)
+    loops = np.flatnonzero((network.source == network.target) & (network.reverse_cost >= 0))
+    assert len(loops) > 0  # the sample city has two-way loop edges (turning circles)
+    loop = int(loops[0])
+    for fraction in (0.1, 0.9):
+        point = network.metric_geometry[loop].interpolate(fraction, normalized=True)
+        here = network.to_lonlat.transform(point.x, point.y)
+        there = (7.4290, 43.7400)
+        for a, b in ((here, there), (there, here)):
+            trip = route(network, a, b)
+            matrix = od_matrix(network, [a], [b])[0, 0]
+            assert trip is not None and trip.duration_s == pytest.approx(matrix, abs=1e-6)
