@@ -9,6 +9,7 @@ Points are snapped onto the nearest open edge at their position along it (like
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,7 @@ class RoadNetwork:
         self.target = inverse[len(self.edge_id) :]
         self.node_index = {int(n): i for i, n in enumerate(self.node_ids)}
         self.edge_index = {int(e): i for i, e in enumerate(self.edge_id)}
+        self.road_index = {str(r): i for i, r in enumerate(self.road_id)}
         metric = get_settings().metric_crs
         self.metric_crs = metric
         self.to_metric = Transformer.from_crs("EPSG:4326", metric, always_xy=True)
@@ -220,6 +222,27 @@ class RoadNetwork:
             (int(t), int(h)): i
             for i, (t, h) in enumerate(zip(self.arc_tail, self.arc_head, strict=True))
         }
+
+    def with_closed(self, edges: np.ndarray) -> RoadNetwork:
+        """Return a copy with exactly these edges (indices) closed; this network is unchanged.
+
+        The copy shares the edge arrays and geometry (never modified) and has its own graph.
+
+        Parameters
+        ----------
+        edges
+            Indices of the edges to close.
+
+        Returns
+        -------
+        RoadNetwork
+            The copy.
+        """
+        other = copy.copy(self)
+        other.closed = np.zeros(len(self.edge_id), dtype=bool)
+        other.closed[np.asarray(edges, dtype=np.int64)] = True
+        other._compile()
+        return other
 
     def close(self, edges: np.ndarray) -> None:
         """Close exactly these edges (indices) and reopen all others; recompiles.

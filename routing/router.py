@@ -1,16 +1,16 @@
 """The routing engine the twin runs: networks per profile, kept in step with the store.
 
-A :class:`Router` builds each profile's network once and rebuilds it when the roads or live
-speeds change; before every query it applies the closures active at that moment (the
-``closures`` layer, re-read each time, so a closure takes effect for the next query) and any
-flood raster given to it.
+A :class:`Router` builds each profile's network once and rebuilds it when the roads, live
+speeds or speed tables change (their counters in ``layer_versions``). Before every query it
+reads the closures active at that moment (the ``closures`` layer, so a closure takes effect
+for the next query) and adds any flood it was given. Queries get a network with those edges
+closed that nobody changes afterwards, so they run side by side without a lock.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,8 @@ from layers.database import get_engine
 from routing.closures import closed_by_layer, flooded_edges
 from routing.network import RoadNetwork, check_profile
 
-_STAMP = """
-SELECT (SELECT max(vid) FROM roads), (SELECT max(valid_to) FROM roads),
-       (SELECT max(observed_at) FROM live_speeds), (SELECT count(*) FROM live_speeds)
-"""
+_TABLES = ("roads", "live_speeds", "routing_speeds", "routing_profiles")
+_STAMP = "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s) ORDER BY layer"
 
 
 class Router:
@@ -38,32 +36,23 @@ class Router:
 
     def __init__(self, url: str | None = None):
         self.url = url
-        self._networks: dict[str, tuple[tuple[Any, ...], RoadNetwork]] = {}
-        self._flooded: set[int] = set()
-        self._lock = threading.RLock()
+        self._base: dict[str, tuple[tuple[Any, ...], RoadNetwork]] = {}
+        self._views: dict[str, tuple[tuple[Any, ...], frozenset[int], RoadNetwork]] = {}
+        self._flooded: set[str] = set()
+        self._lock = threading.Lock()
 
     def _stamp(self) -> tuple[Any, ...]:
         with get_engine(self.url).connect() as connection:
             raw = connection.connection.driver_connection
             assert raw is not None
             with raw.cursor() as cur:
-                cur.execute(_STAMP)
-                row = cur.fetchone()
-        return tuple(row or ())
+                cur.execute(_STAMP, (list(_TABLES),))
+                return tuple(cur.fetchall())
 
-    def _network(self, profile: str) -> RoadNetwork:
-        stamp = self._stamp()
-        cached = self._networks.get(profile)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, RoadNetwork.load(profile=profile, url=self.url))
-            self._networks[profile] = cached
-        return cached[1]
+    def network(self, profile: str = "car", *, at: datetime | None = None) -> RoadNetwork:
+        """Return the network of a profile with the closures active ``at`` (now) applied.
 
-    @contextmanager
-    def network(self, profile: str = "car", *, at: datetime | None = None) -> Iterator[RoadNetwork]:
-        """Lend the network of a profile with the closures active ``at`` (now) applied.
-
-        Queries share one network per profile, so the network is lent under a lock.
+        The network returned is never changed afterwards: keep it for a batch of queries.
 
         Parameters
         ----------
@@ -72,22 +61,33 @@ class Router:
         at
             Moment for the closures' time windows; now by default.
 
-        Yields
-        ------
+        Returns
+        -------
         RoadNetwork
             The network, closed edges removed.
         """
         check_profile(profile)
+        stamp = self._stamp()
+        closed_ids = closed_by_layer(at=at, url=self.url)
         with self._lock:
-            network = self._network(profile)
-            closed = closed_by_layer(at=at, url=self.url) | self._flooded
-            network.close(
-                np.array(
-                    [network.edge_index[e] for e in closed if e in network.edge_index],
-                    dtype=np.int64,
-                )
+            base = self._base.get(profile)
+            if base is None or base[0] != stamp:
+                base = (stamp, RoadNetwork.load(profile=profile, url=self.url))
+                self._base[profile] = base
+            network = base[1]
+            closed = frozenset(
+                {network.edge_index[e] for e in closed_ids if e in network.edge_index}
+                | {network.road_index[r] for r in self._flooded if r in network.road_index}
             )
-            yield network
+            view = self._views.get(profile)
+            if view is None or view[0] != stamp or view[1] != closed:
+                view = (
+                    stamp,
+                    closed,
+                    network.with_closed(np.array(sorted(closed), dtype=np.int64)),
+                )
+                self._views[profile] = view
+            return view[2]
 
     def run(
         self, profile: str, query: Callable[[RoadNetwork], Any], *, at: datetime | None = None
@@ -108,8 +108,7 @@ class Router:
         Any
             What ``query`` returns.
         """
-        with self.network(profile, at=at) as network:
-            return query(network)
+        return query(self.network(profile, at=at))
 
     def flood(self, raster: str | Path | bytes, *, threshold_m: float = 0.3) -> list[str]:
         """Close the roads under more than ``threshold_m`` of water, replacing an earlier flood.
@@ -124,13 +123,15 @@ class Router:
         Returns
         -------
         list of str
-            Road ids now closed by the flood.
+            Ids of the roads the flood closes (kept by id, so they stay closed when the
+            network is rebuilt).
         """
+        network = self.network("car")
+        edges = flooded_edges(network, raster, threshold_m=threshold_m)
+        roads = sorted({str(network.road_id[e]) for e in edges})
         with self._lock:
-            network = self._network("car")
-            edges = flooded_edges(network, raster, threshold_m=threshold_m)
-            self._flooded = {int(network.edge_id[e]) for e in edges}
-            return sorted(str(network.road_id[e]) for e in edges)
+            self._flooded = set(roads)
+        return roads
 
     def clear_flood(self) -> None:
         """Reopen the roads a flood closed."""

@@ -154,9 +154,17 @@ def test_bad_closures(client: TestClient) -> None:
     )
     problem(client.post("/routing/closures", json={"road_ids": ["nope"]}), 400, "road_ids")
     problem(client.post("/routing/closures", json={}), 400, "road_ids")
-    problem(client.post("/routing/closures", json={"geometry": {"type": "Foo", "coordinates": [1, 2]}}), 400, "geometry")
-    window = {"road_ids": [], "geometry": {"type": "Point", "coordinates": [7.42, 43.73]},
-              "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}
+    problem(
+        client.post("/routing/closures", json={"geometry": {"type": "Foo", "coordinates": [1, 2]}}),
+        400,
+        "geometry",
+    )
+    window = {
+        "road_ids": [],
+        "geometry": {"type": "Point", "coordinates": [7.42, 43.73]},
+        "starts_at": "2026-02-01T00:00:00Z",
+        "ends_at": "2026-01-01T00:00:00Z",
+    }
     problem(client.post("/routing/closures", json=window), 400, "ends_at")
     far = {"type": "Point", "coordinates": [2.35, 48.85]}
     body = problem(client.post("/routing/closures", json={"geometry": far}), 400, "geometry")

@@ -45,16 +45,16 @@ def test_closure_by_road_id(city: twin.City) -> None:
     road, _ = middle_road(city)
     city.close_roads(road_ids=[road])
     assert road not in city.route(A, B).road_ids
-    with city.router.network("car") as network:
-        closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
+    network = city.router.network("car")
+    closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
     assert closed == {road}
 
 
 def test_line_closure_closes_the_roads_it_runs_along(city: twin.City) -> None:
     road, line = middle_road(city)
     city.close_roads(geometry=line, kind="works")
-    with city.router.network("car") as network:
-        closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
+    network = city.router.network("car")
+    closed = {str(network.road_id[i]) for i in np.flatnonzero(network.closed)}
     assert road in closed
     assert len(closed) <= 6  # the road and any parallel one-way twin, not the crossing streets
 
@@ -127,3 +127,32 @@ def test_unreadable_raster(city: twin.City) -> None:
     with pytest.raises(RoutingError, match="cannot read the flood raster") as caught:
         city.router.flood(b"not a tiff")
     assert caught.value.parameter == "raster"
+
+
+def test_live_speeds_change_the_next_route(city: twin.City) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+
+    from layers.database import get_engine
+
+    before = city.route(A, B)
+    versions = "SELECT version FROM layer_versions WHERE layer = 'live_speeds'"
+    engine = get_engine(city.url)
+    with engine.begin() as conn:
+        start = conn.execute(sa.text(versions)).scalar_one()
+        for road in before.road_ids:
+            conn.execute(
+                sa.text("INSERT INTO live_speeds (road_id, speed_kmh) VALUES (:r, 5)"), {"r": road}
+            )
+        assert conn.execute(sa.text(versions)).scalar_one() > start
+    try:
+        slower = city.route(A, B)
+        assert slower.duration_s > before.duration_s
+        with ThreadPoolExecutor(4) as pool:  # queries share networks without a lock
+            durations = list(pool.map(lambda _: city.route(A, B).duration_s, range(16)))
+        assert durations == [slower.duration_s] * 16
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM live_speeds"))
+    assert city.route(A, B).duration_s == pytest.approx(before.duration_s, abs=1e-9)

@@ -30,19 +30,19 @@ def test_building_times_equal_routes_from_the_nearest_station(result, sample_db:
     buildings = city.layer("buildings")
     stations = city.layer("resources").query("kind == 'fire_station'")
     rng = np.random.default_rng(2)
-    with city.router.network("emergency") as network:
-        for i in rng.choice(len(buildings), 25, replace=False):
-            point = buildings.geometry.iloc[i].representative_point()
-            try:
-                times = [route(network, (s.x, s.y), (point.x, point.y)) for s in stations.geometry]
-            except RoutingError:
-                assert np.isinf(coverage.times_s[i])
-                continue
-            best = min((t.duration_s for t in times if t is not None), default=np.inf)
-            if np.isfinite(coverage.times_s[i]):
-                assert coverage.times_s[i] == pytest.approx(best, abs=1e-6)
-            else:  # the search stops at the limit
-                assert best > coverage.minutes * 60
+    network = city.router.network("emergency")
+    for i in rng.choice(len(buildings), 25, replace=False):
+        point = buildings.geometry.iloc[i].representative_point()
+        try:
+            times = [route(network, (s.x, s.y), (point.x, point.y)) for s in stations.geometry]
+        except RoutingError:
+            assert np.isinf(coverage.times_s[i])
+            continue
+        best = min((t.duration_s for t in times if t is not None), default=np.inf)
+        if np.isfinite(coverage.times_s[i]):
+            assert coverage.times_s[i] == pytest.approx(best, abs=1e-6)
+        else:  # the search stops at the limit
+            assert best > coverage.minutes * 60
 
 
 def test_more_minutes_cover_more(sample_db: str) -> None:
