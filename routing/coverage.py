@@ -219,8 +219,12 @@ def suggest_sites(
     )
     step = max(1, int(np.ceil(len(used) / MAX_CANDIDATES)))
     candidates = used[::step]
-    times = np.atleast_2d(dijkstra(network.graph, directed=True, indices=candidates, limit=limit))
-    reach = _arrival(times, _entries(network, buildings)[0]) <= limit
+    entries = _entries(network, buildings)[0]
+    reach = np.zeros((len(candidates), len(buildings)), dtype=bool)
+    for first in range(0, len(candidates), 100):  # bounded memory: 100 searches at a time
+        chunk = candidates[first : first + 100]
+        times = np.atleast_2d(dijkstra(network.graph, directed=True, indices=chunk, limit=limit))
+        reach[first : first + len(chunk)] = _arrival(times, entries) <= limit
     population = buildings["population"].fillna(0).to_numpy(dtype=float)
     covered = current.times_s <= limit
     total = population.sum()

@@ -93,20 +93,16 @@ def reached_pieces(
     network: RoadNetwork, times: np.ndarray, origins: list[tuple[int, float, float]], limit_s: float
 ) -> list[tuple[int, float, float]]:
     """Pieces ``(edge, from, to)`` (fractions) of open edges reached within ``limit_s``."""
-    pieces: list[tuple[int, float, float]] = []
-    open_edges = np.flatnonzero(~network.closed)
-    for index in open_edges:
-        edge = int(index)
-        cost, back = network.cost[edge], network.reverse_cost[edge]
-        forward = _share(limit_s - times[network.source[edge]], cost)
-        backward = _share(limit_s - times[network.target[edge]], back) if back >= 0 else 0.0
-        if forward + backward >= 1.0:
-            pieces.append((edge, 0.0, 1.0))
-            continue
-        if forward > 0:
-            pieces.append((edge, 0.0, forward))
-        if backward > 0:
-            pieces.append((edge, 1.0 - backward, 1.0))
+    open_ = ~network.closed
+    forward = _shares(limit_s - times[network.source], network.cost) * open_
+    two_way = open_ & (network.reverse_cost >= 0)
+    backward = _shares(limit_s - times[network.target], network.reverse_cost) * two_way
+    whole = (forward + backward) >= 1.0
+    pieces = [(int(e), 0.0, 1.0) for e in np.flatnonzero(whole)]
+    for e in np.flatnonzero(~whole & (forward > 0)):
+        pieces.append((int(e), 0.0, float(forward[e])))
+    for e in np.flatnonzero(~whole & (backward > 0)):
+        pieces.append((int(e), 1.0 - float(backward[e]), 1.0))
     for edge, fraction, start in origins:  # the facility's own edge, from where it stands
         cost, back = network.cost[edge], network.reverse_cost[edge]
         ahead = _share(limit_s - start, cost * (1 - fraction)) * (1 - fraction)
@@ -114,7 +110,15 @@ def reached_pieces(
         if back >= 0:
             behind = _share(limit_s - start, back * fraction) * fraction
             pieces.append((edge, fraction - behind, fraction))
-    return [p for p in pieces if p[2] > p[1]]
+    return sorted(p for p in pieces if p[2] > p[1])
+
+
+def _shares(seconds: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Share of each edge covered with ``seconds`` left at its start (0 to 1)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(cost > 0, seconds / np.where(cost > 0, cost, 1.0), 1.0)
+    share = np.where(np.isfinite(seconds) & (seconds > 0), share, 0.0)
+    return np.clip(share, 0.0, 1.0)
 
 
 def _share(seconds: float, cost: float) -> float:
