@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from api import errors, routing
+from api import errors, features, routing
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
@@ -57,6 +57,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     routing.install(app)
+    features.install(app)
+    app.include_router(features.routes(url))
     app.include_router(routing.routes(City(url)))
 
     @app.get("/health", summary="Whether the API and its database answer")
@@ -81,17 +83,27 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
             )
         return _describe(LAYERS[layer_id], _counts(url, None)[layer_id])
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def landing() -> str:
-        counts = layer_counts(url=url)
-        rows = "\n".join(
-            f"<tr><td><a href='/layers/{layer.id}'>{html.escape(layer.id)}</a></td>"
-            f"<td>{html.escape(layer.title)}</td><td>{layer.storage_type}</td>"
-            f"<td class='n'>{counts[layer.id]:,}</td></tr>"
-            for layer in LAYERS.values()
-        )
-        title = html.escape(f"CityTwin — {settings.city_name}")
-        return f"""<!doctype html>
+    @app.get("/", include_in_schema=False, response_model=None)
+    def landing(request: Request, f: str | None = None) -> HTMLResponse | JSONResponse:
+        accept = request.headers.get("accept", "")
+        if f == "json" or (f is None and "json" in accept and "text/html" not in accept):
+            return JSONResponse(features.landing(request))
+        return HTMLResponse(_landing_page(settings, url))
+
+    return app
+
+
+def _landing_page(settings: TwinSettings, url: str) -> str:
+    """Return the HTML page listing the layers and their counts."""
+    counts = layer_counts(url=url)
+    rows = "\n".join(
+        f"<tr><td><a href='/layers/{layer.id}'>{html.escape(layer.id)}</a></td>"
+        f"<td>{html.escape(layer.title)}</td><td>{layer.storage_type}</td>"
+        f"<td class='n'>{counts[layer.id]:,}</td></tr>"
+        for layer in LAYERS.values()
+    )
+    title = html.escape(f"CityTwin — {settings.city_name}")
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:15px system-ui,sans-serif;margin:2rem}}td,th{{padding:.2rem .8rem;
 text-align:left}}.n{{text-align:right}}</style></head>
@@ -100,12 +112,11 @@ text-align:left}}.n{{text-align:right}}</style></head>
 </tr></thead><tbody>
 {rows}
 </tbody></table>
-<p><a href="/layers">/layers</a> (JSON) · <a href="/docs">API documentation</a></p>
+<p><a href="/layers">/layers</a> (JSON) · <a href="/collections">OGC API - Features</a> ·
+<a href="/docs">API documentation</a></p>
 <p><small>Map data © OpenStreetMap contributors (ODbL); elevation SRTM (public domain).
 </small></p>
 </body></html>"""
-
-    return app
 
 
 def _counts(url: str, at: str | None) -> dict[str, int]:

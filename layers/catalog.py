@@ -14,6 +14,8 @@ FieldKind = Literal["text", "int", "bigint", "float", "bool", "json", "timestamp
 
 #: Columns every layer table has, in this order, besides the typed attributes.
 COMMON_COLUMNS = ("vid", "id", "source", "valid_from", "valid_to", "props", "geom")
+#: Derived columns the database keeps itself (after the typed attributes).
+DERIVED_COLUMNS = ("geom_3857",)
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,49 @@ def city(routing_db: str) -> Iterator[twin.City]:
     town.router.clear_flood()
     with get_engine(routing_db).begin() as conn:
         conn.execute(sa.text("DELETE FROM closures WHERE source = 'api'"))
+
+
+def serve(url: str) -> Iterator[str]:
+    """Run the API in its own process (as a client sees it) on a free port; yield its address."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {"TWIN_DATABASE_URL": url}
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{address}/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sample_server(sample_db: str) -> Iterator[str]:
+    """The API over the sample city, served on localhost for real clients (GDAL)."""
+    yield from serve(sample_db)

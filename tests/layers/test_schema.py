@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from layers.catalog import COMMON_COLUMNS, LAYERS
+from layers.catalog import COMMON_COLUMNS, DERIVED_COLUMNS, LAYERS
 from layers.database import current_revision, get_engine, head_revision, upgrade
 
 SQL_TYPES = {
@@ -30,14 +30,19 @@ def test_every_layer_table_matches_the_catalog(db_url: str) -> None:
                     {"t": layer.table},
                 ).all()
             )
-            assert list(columns) == [*COMMON_COLUMNS, *layer.field_names], layer.id
+            assert list(columns) == [*COMMON_COLUMNS, *layer.field_names, *DERIVED_COLUMNS], (
+                layer.id
+            )
             for spec in layer.fields:
                 expected = SQL_TYPES[spec.kind]
                 assert columns[spec.name] in (
                     expected if isinstance(expected, tuple) else (expected,)
                 )
             srid, kind = conn.execute(
-                sa.text("SELECT srid, type FROM geometry_columns WHERE f_table_name = :t"),
+                sa.text(
+                    "SELECT srid, type FROM geometry_columns "
+                    "WHERE f_table_name = :t AND f_geometry_column = 'geom'"
+                ),
                 {"t": layer.table},
             ).one()
             assert srid == 4326
@@ -77,4 +82,4 @@ def test_required_and_enumerated_attributes_are_enforced_by_the_database(db_url:
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
-    assert upgrade(db_url) == head_revision() == current_revision(db_url) == "0003"
+    assert upgrade(db_url) == head_revision() == current_revision(db_url) == "0004"

@@ -67,4 +67,4 @@ def test_layers_and_db_status(sample_db: str) -> None:
     }
     assert counts["roads"] == str(sql_scalar(sample_db, "SELECT count(*) FROM roads"))
     status = run(sample_db, "db", "status")
-    assert "database at 0003; newest is 0003" in status.stdout
+    assert "database at 0004; newest is 0004" in status.stdout

@@ -1,0 +1,250 @@
+"""OGC API - Features (Part 1 core + GeoJSON, Part 2 CRS, Part 3 queryables and CQL2-text).
+
+Every layer is a collection. ``datetime`` is answered from ``valid_from``/``valid_to``: an
+instant gives the versions valid then, so it is the twin's "as of" query.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import NotFoundError, ProblemError
+from layers.catalog import LAYERS, Layer
+from layers.cql2 import queryables
+from layers.features import (
+    CRS84,
+    MAX_LIMIT,
+    FeatureQueryError,
+    extent,
+    get_feature,
+    query_features,
+    resolve_crs,
+    supported_crs,
+)
+
+GEOJSON = "application/geo+json"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
+]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
+    base = _base(request)
+    bbox = extent(layer.id, url=url)
+    return {
+        "id": layer.id,
+        "title": layer.title,
+        "description": layer.description,
+        "itemType": "feature",
+        "crs": list(supported_crs()),
+        "storageCrs": CRS84,
+        "extent": {"spatial": {"bbox": [bbox] if bbox else [], "crs": CRS84}},
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/collections/{layer.id}"},
+            {"rel": "items", "type": GEOJSON, "href": f"{base}/collections/{layer.id}/items"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+                "href": f"{base}/collections/{layer.id}/queryables",
+            },
+        ],
+    }
+
+
+def _layer(collection_id: str) -> Layer:
+    if collection_id not in LAYERS:
+        raise NotFoundError(
+            f"unknown collection {collection_id!r}; collections: {', '.join(LAYERS)}",
+            parameter="collectionId",
+        )
+    return LAYERS[collection_id]
+
+
+def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise ProblemError("bbox: expected four numbers", parameter="bbox") from None
+    if len(numbers) != 4:
+        raise ProblemError("bbox: expected four numbers (2D)", parameter="bbox")
+    return numbers[0], numbers[1], numbers[2], numbers[3]
+
+
+def landing(request: Request) -> dict[str, Any]:
+    """Return the OGC landing page document.
+
+    Parameters
+    ----------
+    request
+        The request (for absolute links).
+
+    Returns
+    -------
+    dict
+        Title and links to the API description, conformance and collections.
+    """
+    base = _base(request)
+    return {
+        "title": request.app.title,
+        "description": "OGC API - Features of the city's layers",
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/?f=json"},
+            {
+                "rel": "service-desc",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "href": f"{base}/api",
+            },
+            {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
+            {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+        ],
+    }
+
+
+def routes(url: str) -> APIRouter:
+    """Build the OGC API - Features endpoints over the store at ``url``.
+
+    Parameters
+    ----------
+    url
+        Database URL.
+
+    Returns
+    -------
+    fastapi.APIRouter
+        The endpoints.
+    """
+    router = APIRouter(tags=["features"])
+
+    @router.get("/conformance", summary="Conformance classes")
+    def conformance() -> dict[str, Any]:
+        return {"conformsTo": CONFORMANCE}
+
+    @router.get("/api", summary="The OpenAPI 3 description", include_in_schema=False)
+    def api_description(request: Request) -> JSONResponse:
+        return JSONResponse(
+            request.app.openapi(), media_type="application/vnd.oai.openapi+json;version=3.0"
+        )
+
+    @router.get("/collections", summary="The layers, as collections")
+    def collections(request: Request) -> dict[str, Any]:
+        base = _base(request)
+        return {
+            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
+            "collections": [_collection(request, layer, url) for layer in LAYERS.values()],
+        }
+
+    @router.get("/collections/{collectionId}", summary="One collection")
+    def collection(request: Request, collectionId: str) -> dict[str, Any]:  # noqa: N803
+        return _collection(request, _layer(collectionId), url)
+
+    @router.get("/collections/{collectionId}/queryables", summary="What a filter may name")
+    def get_queryables(request: Request, collectionId: str) -> JSONResponse:  # noqa: N803
+        layer = _layer(collectionId)
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{_base(request)}/collections/{layer.id}/queryables",
+            "type": "object",
+            "title": layer.title,
+            "properties": {
+                "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"},
+                **{name: {"type": kind} for name, kind in queryables(layer).items()},
+            },
+            "additionalProperties": False,
+        }
+        return JSONResponse(schema, media_type="application/schema+json")
+
+    @router.get("/collections/{collectionId}/items", summary="Features, filtered and paged")
+    def items(
+        request: Request,
+        collectionId: str,  # noqa: N803
+        bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
+        bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
+        datetime: Annotated[str | None, Query(description="Instant or interval a/b")] = None,
+        limit: Annotated[int, Query(description=f"1 to {MAX_LIMIT}")] = 100,
+        offset: int = 0,
+        crs: str | None = None,
+        filter: Annotated[str | None, Query(description="CQL2-text")] = None,
+        filter_lang: Annotated[str | None, Query(alias="filter-lang")] = None,
+    ) -> JSONResponse:
+        layer = _layer(collectionId)
+        if filter_lang not in (None, "cql2-text"):
+            raise ProblemError("filter-lang: only cql2-text is supported", parameter="filter-lang")
+        out_crs = resolve_crs(crs, "crs")
+        features, matched = query_features(
+            layer.id,
+            bbox=_bbox(bbox),
+            bbox_crs=bbox_crs,
+            datetime_value=datetime,
+            filter_text=filter,
+            limit=limit,
+            offset=offset,
+            crs=crs,
+            url=url,
+        )
+        here = f"{_base(request)}/collections/{layer.id}/items"
+        args = {k: v for k, v in request.query_params.items() if k not in ("offset",)}
+        links = [
+            {"rel": "self", "type": GEOJSON, "href": f"{here}?{urlencode(request.query_params)}"}
+        ]
+        if offset + len(features) < matched:
+            query = urlencode({**args, "offset": offset + len(features), "limit": limit})
+            links.append({"rel": "next", "type": GEOJSON, "href": f"{here}?{query}"})
+        if offset > 0:
+            query = urlencode({**args, "offset": max(0, offset - limit), "limit": limit})
+            links.append({"rel": "prev", "type": GEOJSON, "href": f"{here}?{query}"})
+        body = {
+            "type": "FeatureCollection",
+            "features": features,
+            "numberMatched": matched,
+            "numberReturned": len(features),
+            "links": links,
+        }
+        return JSONResponse(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"})
+
+    @router.get("/collections/{collectionId}/items/{featureId:path}", summary="One feature")
+    def item(collectionId: str, featureId: str, crs: str | None = None) -> JSONResponse:  # noqa: N803
+        layer = _layer(collectionId)
+        out_crs = resolve_crs(crs, "crs")
+        feature = get_feature(layer.id, featureId, crs=crs, url=url)
+        if feature is None:
+            raise NotFoundError(f"no feature {featureId!r} in {layer.id}", parameter="featureId")
+        return JSONResponse(
+            feature, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"}
+        )
+
+    return router
+
+
+def install(app: Any) -> None:
+    """Answer feature query errors with 400 problem+json naming the parameter.
+
+    Parameters
+    ----------
+    app
+        The FastAPI application.
+    """
+    from api.errors import problem
+
+    @app.exception_handler(FeatureQueryError)
+    async def _feature_query(request: Request, exc: FeatureQueryError) -> Any:
+        return problem(400, "Bad request", str(exc), parameter=exc.parameter)

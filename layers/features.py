@@ -1,0 +1,346 @@
+"""Feature queries behind OGC API - Features: bbox, datetime, CQL2 filter, paging, CRS.
+
+GeoJSON is built by PostGIS (``ST_AsGeoJSON``), in the requested CRS and its axis order
+(EPSG:4326 and EPSG:4490 are latitude first; CRS84 is longitude first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import sql
+from pyproj import CRS
+
+from layers.catalog import Layer, get_layer
+from layers.cql2 import FilterError, to_sql
+from layers.database import get_engine
+from layers.settings import get_settings
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+MAX_LIMIT = 10_000
+
+
+class FeatureQueryError(ValueError):
+    """A feature request parameter that cannot be honoured.
+
+    Parameters
+    ----------
+    message
+        What is wrong.
+    parameter
+        The parameter at fault.
+    """
+
+    def __init__(self, message: str, *, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class OutputCrs:
+    """A CRS features can be served in."""
+
+    uri: str
+    srid: int
+    lat_first: bool
+    decimals: int
+
+
+def supported_crs() -> dict[str, OutputCrs]:
+    """Return the CRSs features are served in, by URI: CRS84, EPSG:4326, 3857, 4490, metric.
+
+    Returns
+    -------
+    dict of str to OutputCrs
+        URI to CRS.
+    """
+    metric = CRS.from_user_input(get_settings().metric_crs).to_epsg() or 32632
+    out = {CRS84: OutputCrs(CRS84, 4326, False, 7)}
+    for code, lat_first, decimals in (
+        (4326, True, 7),
+        (3857, False, 2),
+        (4490, True, 7),
+        (metric, False, 2),
+    ):
+        uri = f"http://www.opengis.net/def/crs/EPSG/0/{code}"
+        out[uri] = OutputCrs(uri, code, lat_first, decimals)
+    return out
+
+
+def resolve_crs(value: str | None, parameter: str) -> OutputCrs:
+    """Return the CRS a ``crs`` or ``bbox-crs`` parameter names (CRS84 when absent).
+
+    Parameters
+    ----------
+    value
+        A CRS URI, or ``EPSG:nnnn``.
+    parameter
+        Parameter name, for errors.
+
+    Returns
+    -------
+    OutputCrs
+        The CRS.
+
+    Raises
+    ------
+    FeatureQueryError
+        If the CRS is not supported.
+    """
+    crs = supported_crs()
+    if value is None:
+        return crs[CRS84]
+    if value.upper().startswith("EPSG:"):
+        value = f"http://www.opengis.net/def/crs/EPSG/0/{value.split(':', 1)[1]}"
+    if value not in crs:
+        raise FeatureQueryError(
+            f"unsupported CRS {value}; supported: {', '.join(crs)}", parameter=parameter
+        )
+    return crs[value]
+
+
+def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None, bool]:
+    """Parse an OGC ``datetime``: an instant, or an interval ``a/b`` with ``..`` for open ends.
+
+    Parameters
+    ----------
+    value
+        The parameter.
+
+    Returns
+    -------
+    tuple
+        ``(start, end, is_instant)``; both None when absent.
+
+    Raises
+    ------
+    FeatureQueryError
+        If it is not RFC 3339.
+    """
+    if value is None:
+        return None, None, False
+
+    def one(text: str) -> datetime | None:
+        if text in ("", ".."):
+            return None
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise FeatureQueryError(
+                f"not an RFC 3339 date-time: {text!r}", parameter="datetime"
+            ) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    if "/" in value:
+        start, end = (one(part) for part in value.split("/", 1))
+        if start and end and end < start:
+            raise FeatureQueryError("datetime interval ends before it starts", parameter="datetime")
+        return start, end, False
+    moment = one(value)
+    return moment, moment, True
+
+
+def _where(
+    layer: Layer,
+    *,
+    bbox: tuple[float, float, float, float] | None,
+    bbox_crs: OutputCrs,
+    datetime_value: str | None,
+    filter_text: str | None,
+) -> tuple[sql.Composable, list[Any]]:
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    start, end, instant = parse_datetime(datetime_value)
+    if datetime_value is None:
+        clauses.append(sql.SQL("valid_to IS NULL"))
+    elif instant:
+        clauses.append(sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"))
+        params += [start, start]
+    else:
+        if end is not None:
+            clauses.append(sql.SQL("valid_from <= %s"))
+            params.append(end)
+        if start is not None:
+            clauses.append(sql.SQL("(valid_to IS NULL OR valid_to > %s)"))
+            params.append(start)
+    if bbox is not None:
+        minx, miny, maxx, maxy = bbox
+        if bbox_crs.lat_first:
+            minx, miny, maxx, maxy = miny, minx, maxy, maxx
+        if minx > maxx or miny > maxy:
+            raise FeatureQueryError("bbox: a minimum is above its maximum", parameter="bbox")
+        if bbox_crs.srid == 4326 and not (
+            minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90
+        ):
+            raise FeatureQueryError("bbox: outside the CRS's valid range", parameter="bbox")
+        clauses.append(sql.SQL("geom && ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326)"))
+        params += [minx, miny, maxx, maxy, bbox_crs.srid]
+    if filter_text:
+        try:
+            condition, values = to_sql(filter_text, layer)
+        except FilterError as exc:
+            raise FeatureQueryError(str(exc), parameter="filter") from None
+        clauses.append(condition)
+        params += values
+    return sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE"), params
+
+
+def _feature_sql(layer: Layer, crs: OutputCrs) -> sql.Composable:
+    geometry = sql.SQL("ST_Transform(geom, {srid})").format(srid=sql.Literal(crs.srid))
+    if crs.lat_first:
+        geometry = sql.SQL("ST_FlipCoordinates({})").format(geometry)
+    typed = sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(name), sql.Identifier(name))
+        for name in ("source", "valid_from", "valid_to", *layer.field_names)
+    )
+    return sql.SQL(
+        "json_build_object('type', 'Feature', 'id', id, "
+        "'geometry', ST_AsGeoJSON({geometry}, {decimals})::json, "
+        "'properties', props || jsonb_build_object({typed}))"
+    ).format(geometry=geometry, decimals=sql.Literal(crs.decimals), typed=typed)
+
+
+def query_features(
+    layer_id: str,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    bbox_crs: str | None = None,
+    datetime_value: str | None = None,
+    filter_text: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    crs: str | None = None,
+    url: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Return one page of a layer's features as GeoJSON dicts, and how many match in all.
+
+    Parameters
+    ----------
+    layer_id
+        Layer (collection) id.
+    bbox
+        Four numbers in ``bbox_crs``.
+    bbox_crs
+        CRS of the bbox; CRS84 by default.
+    datetime_value
+        An instant (the versions valid then) or an interval (versions valid during it);
+        current versions when None.
+    filter_text
+        CQL2-text filter.
+    limit, offset
+        Paging, in the order of feature id then version.
+    crs
+        Output CRS; CRS84 by default.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    tuple
+        The features and ``numberMatched``.
+
+    Raises
+    ------
+    FeatureQueryError
+        For a parameter that cannot be honoured.
+    """
+    layer = get_layer(layer_id)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
+    if offset < 0:
+        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
+    out_crs = resolve_crs(crs, "crs")
+    where, params = _where(
+        layer,
+        bbox=bbox,
+        bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
+        datetime_value=datetime_value,
+        filter_text=filter_text,
+    )
+    table = sql.Identifier(layer.table)
+    page = sql.SQL(
+        "SELECT {feature} FROM {table} WHERE {where} ORDER BY id, vid LIMIT %s OFFSET %s"
+    ).format(feature=_feature_sql(layer, out_crs), table=table, where=where)
+    count = sql.SQL("SELECT count(*) FROM {table} WHERE {where}").format(table=table, where=where)
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            try:
+                cur.execute(page, [*params, limit, offset])
+                features = [row[0] for row in cur.fetchall()]
+                cur.execute(count, params)
+                row = cur.fetchone()
+            except Exception as exc:  # a filter comparing text with a number, say
+                if filter_text:
+                    message = str(exc).splitlines()[0]
+                    raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
+                raise
+    return features, int(row[0]) if row else 0
+
+
+def get_feature(
+    layer_id: str, feature_id: str, *, crs: str | None = None, url: str | None = None
+) -> dict[str, Any] | None:
+    """Return the current version of one feature as a GeoJSON dict, or None.
+
+    Parameters
+    ----------
+    layer_id
+        Layer id.
+    feature_id
+        Feature id.
+    crs
+        Output CRS; CRS84 by default.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    dict or None
+        The feature.
+    """
+    layer = get_layer(layer_id)
+    out_crs = resolve_crs(crs, "crs")
+    query = sql.SQL("SELECT {feature} FROM {table} WHERE id = %s AND valid_to IS NULL").format(
+        feature=_feature_sql(layer, out_crs), table=sql.Identifier(layer.table)
+    )
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query, (feature_id,))
+            row = cur.fetchone()
+    return None if row is None else dict(row[0])
+
+
+def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
+    """Return the bbox (lon/lat) of a layer's current features, or None when it is empty.
+
+    Parameters
+    ----------
+    layer_id
+        Layer id.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list of float or None
+        ``[minx, miny, maxx, maxy]``.
+    """
+    query = sql.SQL(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+        "(SELECT ST_Extent(geom) AS e FROM {table} WHERE valid_to IS NULL) AS x"
+    ).format(table=sql.Identifier(get_layer(layer_id).table))
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query)
+            row = cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return [float(v) for v in row]

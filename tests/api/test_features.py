@@ -1,0 +1,230 @@
+"""OGC API - Features, read by GDAL's own client and checked against SQL."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from layers.catalog import LAYERS
+from layers.settings import TwinSettings
+from tests.assertions import sql_scalar
+
+
+@pytest.fixture(scope="module")
+def client(sample_db: str) -> Iterator[TestClient]:
+    with TestClient(create_app(TwinSettings(database_url=sample_db))) as test_client:
+        yield test_client
+
+
+def ids(body: dict) -> list[str]:
+    return sorted(f["id"] for f in body["features"])
+
+
+def sql_ids(url: str, query: str) -> list[str]:
+    import sqlalchemy as sa
+
+    from layers.database import get_engine
+
+    with get_engine(url).connect() as conn:
+        return sorted(str(r[0]) for r in conn.execute(sa.text(query)))
+
+
+def test_ogrinfo_lists_every_collection(sample_server: str) -> None:
+    out = subprocess.run(
+        ["ogrinfo", "-ro", "-q", f"OAPIF:{sample_server}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    listed = [
+        line.split(":")[1].split("(")[0].strip() for line in out.stdout.splitlines() if ":" in line
+    ]
+    assert listed == list(LAYERS)
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_ogr2ogr_copies_each_layer_through_paging(
+    sample_server: str, sample_db: str, layer: str, tmp_path: Path
+) -> None:
+    target = tmp_path / f"{layer}.gpkg"
+    out = subprocess.run(
+        [
+            "ogr2ogr",
+            "-f",
+            "GPKG",
+            str(target),
+            f"OAPIF:{sample_server}",
+            layer,
+            "-oo",
+            "PAGE_SIZE=500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    info = subprocess.run(
+        ["ogrinfo", "-ro", "-so", str(target), layer], capture_output=True, text=True, timeout=60
+    )
+    count = int(
+        next(line for line in info.stdout.splitlines() if "Feature Count" in line).split(":")[1]
+    )
+    assert count == sql_scalar(sample_db, f"SELECT count(*) FROM {layer} WHERE valid_to IS NULL")
+
+
+def test_paging_links_walk_every_feature(client: TestClient, sample_db: str) -> None:
+    seen, url = [], "/collections/roads/items?limit=400"
+    while url:
+        body = client.get(url).json()
+        assert body["numberReturned"] == len(body["features"])
+        seen += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    assert sorted(seen) == sql_ids(sample_db, "SELECT id FROM roads WHERE valid_to IS NULL")
+    assert body["numberMatched"] == len(seen)
+
+
+def test_bbox_and_filter_equal_sql(client: TestClient, sample_db: str) -> None:
+    bbox = "7.415,43.728,7.425,43.736"
+    got = client.get("/collections/roads/items", params={"bbox": bbox, "limit": 10000}).json()
+    assert ids(got) == sql_ids(
+        sample_db,
+        "SELECT id FROM roads WHERE valid_to IS NULL AND geom && ST_MakeEnvelope(7.415,43.728,7.425,43.736,4326)",
+    )
+    cql = "class IN ('primary','secondary') AND (lanes >= 2 OR maxspeed IS NULL) AND name LIKE 'Boulevard%'"
+    got = client.get("/collections/roads/items", params={"filter": cql, "limit": 10000}).json()
+    expected = sql_ids(
+        sample_db,
+        "SELECT id FROM roads WHERE valid_to IS NULL AND class IN ('primary','secondary') AND (lanes >= 2 OR maxspeed IS NULL) AND name LIKE 'Boulevard%'",
+    )
+    assert ids(got) == expected and expected
+    spatial = "S_INTERSECTS(geometry, POLYGON((7.415 43.728, 7.425 43.728, 7.425 43.736, 7.415 43.736, 7.415 43.728))) AND population > 50"
+    got = client.get(
+        "/collections/buildings/items", params={"filter": spatial, "limit": 10000}
+    ).json()
+    expected = sql_ids(
+        sample_db,
+        "SELECT id FROM buildings WHERE valid_to IS NULL AND population > 50 AND ST_Intersects(geom, ST_MakeEnvelope(7.415,43.728,7.425,43.736,4326))",
+    )
+    assert ids(got) == expected and expected
+
+
+def test_output_crs_and_axis_order(client: TestClient) -> None:
+    crs84 = client.get("/collections/cameras/items", params={"limit": 1}).json()["features"][0]
+    lon, lat = crs84["geometry"]["coordinates"]
+    response = client.get(
+        "/collections/cameras/items",
+        params={"limit": 1, "crs": "http://www.opengis.net/def/crs/EPSG/0/4326"},
+    )
+    assert response.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4326>"
+    assert response.json()["features"][0]["geometry"]["coordinates"] == [lat, lon]
+    mercator = client.get(
+        "/collections/cameras/items", params={"limit": 1, "crs": "EPSG:3857"}
+    ).json()
+    x, y = mercator["features"][0]["geometry"]["coordinates"]
+    assert 820_000 < x < 830_000 and 5_420_000 < y < 5_430_000
+    utm = client.get("/collections/cameras/items", params={"limit": 1, "crs": "EPSG:32632"}).json()
+    assert 370_000 < utm["features"][0]["geometry"]["coordinates"][0] < 375_000
+    cgcs = client.get("/collections/cameras/items", params={"limit": 1, "crs": "EPSG:4490"}).json()
+    assert cgcs["features"][0]["geometry"]["coordinates"] == pytest.approx([lat, lon], abs=1e-6)
+    in_4326 = client.get(
+        "/collections/cameras/items",
+        params={
+            "bbox": f"{lat - 1e-6},{lon - 1e-6},{lat + 1e-6},{lon + 1e-6}",
+            "bbox-crs": "EPSG:4326",
+        },
+    ).json()
+    assert crs84["id"] in ids(in_4326)
+
+
+def test_one_feature_with_a_slash_in_its_id(client: TestClient) -> None:
+    feature = client.get("/collections/roads/items/way/1000930347/0").json()
+    assert feature["id"] == "way/1000930347/0" and feature["properties"]["class"] == "service"
+    assert client.get("/collections/roads/items/nope").status_code == 404
+
+
+def test_queryables_and_conformance(client: TestClient) -> None:
+    schema = client.get("/collections/roads/queryables").json()
+    assert {"class", "lanes", "maxspeed", "geometry", "valid_from"} <= set(schema["properties"])
+    assert (
+        "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text"
+        in client.get("/conformance").json()["conformsTo"]
+    )
+    landing = client.get("/", headers={"accept": "application/json"}).json()
+    assert {link["rel"] for link in landing["links"]} >= {"conformance", "data", "service-desc"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "parameter"),
+    [
+        ("/collections/streets/items", {}, 404, "collectionId"),
+        ("/collections/roads/items", {"bbox": "7.43,43.72,7.41,43.74"}, 400, "bbox"),
+        ("/collections/roads/items", {"bbox": "1,2,3"}, 400, "bbox"),
+        ("/collections/roads/items", {"bbox": "-200,0,10,10"}, 400, "bbox"),
+        ("/collections/roads/items", {"limit": 0}, 400, "limit"),
+        ("/collections/roads/items", {"limit": 20000}, 400, "limit"),
+        ("/collections/roads/items", {"filter": "class = "}, 400, "filter"),
+        ("/collections/roads/items", {"filter": "colour = 'red'"}, 400, "filter"),
+        ("/collections/roads/items", {"filter": "lanes = 'many'"}, 400, "filter"),
+        ("/collections/roads/items", {"crs": "EPSG:2154"}, 400, "crs"),
+        ("/collections/roads/items", {"datetime": "yesterday"}, 400, "datetime"),
+        ("/collections/roads/items", {"filter-lang": "cql2-json"}, 400, "filter-lang"),
+    ],
+)
+def test_bad_input_is_a_problem(
+    client: TestClient, path: str, params: dict, status: int, parameter: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["parameter"] == parameter
+    assert "Traceback" not in response.text
+
+
+def test_datetime_before_an_edit_returns_the_old_version(city) -> None:
+    import geopandas as gpd
+
+    from layers.ingest import ingest_frame
+
+    camera = city.layer("cameras").iloc[0]
+    moment = sql_scalar(city.url, "SELECT now()")
+
+    def version(heading: float) -> gpd.GeoDataFrame:
+        fields = {name: [camera[name]] for name in LAYERS["cameras"].field_names}
+        extra = {key: [value] for key, value in camera["props"].items()}
+        frame = gpd.GeoDataFrame(
+            {"id": [camera["id"]], **fields, **extra}, geometry=[camera.geometry], crs=4326
+        )
+        frame["heading"] = heading
+        return frame
+
+    ingest_frame(
+        "cameras", version(123.0), source="sample:cameras", retire_missing=False, url=city.url
+    )
+    try:
+        with TestClient(create_app(TwinSettings(database_url=city.url))) as client:
+            now = client.get(f"/collections/cameras/items/{camera['id']}").json()
+            assert now["properties"]["heading"] == 123.0
+            params = {"datetime": moment.isoformat(), "filter": f"id = '{camera['id']}'"}
+            old = client.get("/collections/cameras/items", params=params).json()
+            assert [f["properties"]["heading"] for f in old["features"]] == [camera["heading"]]
+            both = client.get(
+                "/collections/cameras/items",
+                params={"datetime": f"{moment.isoformat()}/..", "filter": f"id = '{camera['id']}'"},
+            ).json()
+            assert sorted(f["properties"]["heading"] for f in both["features"]) == sorted(
+                [camera["heading"], 123.0]
+            )
+    finally:
+        ingest_frame(
+            "cameras",
+            version(float(camera["heading"])),
+            source="sample:cameras",
+            retire_missing=False,
+            url=city.url,
+        )
