@@ -6,9 +6,10 @@ import html
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api import errors, features, routing
+from api import errors, features, routing, tiles
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
@@ -58,7 +59,10 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     errors.install(app)
     routing.install(app)
     features.install(app)
+    tiles.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(features.routes(url))
+    app.include_router(tiles.routes(url, tiles.make_cache(settings.redis_url)))
     app.include_router(routing.routes(City(url)))
 
     @app.get("/health", summary="Whether the API and its database answer")

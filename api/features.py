@@ -154,11 +154,11 @@ def routes(url: str) -> APIRouter:
         }
 
     @router.get("/collections/{collectionId}", summary="One collection")
-    def collection(request: Request, collectionId: str) -> dict[str, Any]:  # noqa: N803
+    def collection(request: Request, collectionId: str) -> dict[str, Any]:
         return _collection(request, _layer(collectionId), url)
 
     @router.get("/collections/{collectionId}/queryables", summary="What a filter may name")
-    def get_queryables(request: Request, collectionId: str) -> JSONResponse:  # noqa: N803
+    def get_queryables(request: Request, collectionId: str) -> JSONResponse:
         layer = _layer(collectionId)
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -176,7 +176,7 @@ def routes(url: str) -> APIRouter:
     @router.get("/collections/{collectionId}/items", summary="Features, filtered and paged")
     def items(
         request: Request,
-        collectionId: str,  # noqa: N803
+        collectionId: str,
         bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
         bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
         datetime: Annotated[str | None, Query(description="Instant or interval a/b")] = None,
@@ -222,7 +222,7 @@ def routes(url: str) -> APIRouter:
         return JSONResponse(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"})
 
     @router.get("/collections/{collectionId}/items/{featureId:path}", summary="One feature")
-    def item(collectionId: str, featureId: str, crs: str | None = None) -> JSONResponse:  # noqa: N803
+    def item(collectionId: str, featureId: str, crs: str | None = None) -> JSONResponse:
         layer = _layer(collectionId)
         out_crs = resolve_crs(crs, "crs")
         feature = get_feature(layer.id, featureId, crs=crs, url=url)

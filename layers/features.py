@@ -175,7 +175,10 @@ def _where(
             minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90
         ):
             raise FeatureQueryError("bbox: outside the CRS's valid range", parameter="bbox")
-        clauses.append(sql.SQL("geom && ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326)"))
+        # ST_Intersects, not &&: the index boxes are float4, a little larger than the bbox
+        clauses.append(
+            sql.SQL("ST_Intersects(geom, ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326))")
+        )
         params += [minx, miny, maxx, maxy, bbox_crs.srid]
     if filter_text:
         try:

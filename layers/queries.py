@@ -90,7 +90,9 @@ def read_layer(
     if bbox is not None:
         params.update(zip(("minx", "miny", "maxx", "maxy"), _check_bbox(bbox), strict=True))
         where.append(
-            sql.SQL("geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)")
+            sql.SQL(
+                "ST_Intersects(geom, ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326))"
+            )
         )
     columns = ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
     query = sql.SQL(

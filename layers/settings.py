@@ -33,6 +33,11 @@ class TwinSettings(BaseSettings):
         description="The city's extent as (min lon, min lat, max lon, max lat) in EPSG:4326; "
         "ingest rejects features outside it.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://127.0.0.1:6379/0) for a tile cache shared by workers; "
+        "an in-process cache when unset.",
+    )
     max_reported_errors: int = Field(
         default=20, ge=1, description="How many bad rows an import lists before it stops."
     )

@@ -94,7 +94,7 @@ def test_bbox_and_filter_equal_sql(client: TestClient, sample_db: str) -> None:
     got = client.get("/collections/roads/items", params={"bbox": bbox, "limit": 10000}).json()
     assert ids(got) == sql_ids(
         sample_db,
-        "SELECT id FROM roads WHERE valid_to IS NULL AND geom && ST_MakeEnvelope(7.415,43.728,7.425,43.736,4326)",
+        "SELECT id FROM roads WHERE valid_to IS NULL AND ST_Intersects(geom, ST_MakeEnvelope(7.415,43.728,7.425,43.736,4326))",
     )
     cql = "class IN ('primary','secondary') AND (lanes >= 2 OR maxspeed IS NULL) AND name LIKE 'Boulevard%'"
     got = client.get("/collections/roads/items", params={"filter": cql, "limit": 10000}).json()

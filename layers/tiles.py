@@ -1,0 +1,336 @@
+"""Mapbox Vector Tiles (WebMercatorQuad) cut by PostGIS from the stored ``geom_3857``.
+
+Each layer of a tile is named after its collection and gives every feature its version id
+(``vid``) as the MVT feature id and its stable ``id`` as a property. Low zooms are generalised
+so a tile stays small; from zoom 15 up every feature is present and lines and polygons are not
+simplified:
+
+===============  ============================================================================
+roads            below z11 only motorway, trunk, primary; below z13 also secondary and
+                 tertiary (residential, service, living_street and unclassified from z13)
+buildings        from z13
+pipelines,       from z12; below z15 power service lines are left out
+power_lines
+intersections,   below z15: clustered on a 64-pixel grid, one point per cell with ``count``
+pipe_nodes,
+power_nodes
+all              below z15 lines and polygons are simplified to a quarter pixel
+===============  ============================================================================
+
+Tiles are cached per (layers, z, x, y, layer versions): an import or edit bumps the version
+(``layer_versions``, kept by triggers), so a cached tile is never stale. The cache is in-process
+(LRU) by default, or Redis when ``TWIN_REDIS_URL`` is set, so several workers share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from psycopg import sql
+
+from layers.catalog import LAYERS, Layer, get_layer
+from layers.database import get_engine
+
+EXTENT = 4096
+BUFFER = 64
+MAX_ZOOM = 22
+ALL_FEATURES_ZOOM = 15
+#: Earth's circumference in Web Mercator metres.
+WORLD = 40075016.685578488
+_MINOR_ROADS = ("residential", "service", "living_street", "unclassified")
+_MAJOR_ROADS = ("motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link")
+_CLUSTERED = ("intersections", "pipe_nodes", "power_nodes")
+_MIN_ZOOM = {"buildings": 13, "pipelines": 12, "power_lines": 12}
+
+
+class TileError(ValueError):
+    """A tile request outside the tile matrix set, or naming an unknown layer.
+
+    Parameters
+    ----------
+    message
+        What is wrong.
+    parameter
+        The parameter at fault.
+    """
+
+    def __init__(self, message: str, *, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """Raise :class:`TileError` unless ``z/x/y`` is a tile of WebMercatorQuad.
+
+    Parameters
+    ----------
+    z, x, y
+        Zoom, column and row.
+    """
+    if not 0 <= z <= MAX_ZOOM:
+        raise TileError(f"zoom {z} is outside 0 to {MAX_ZOOM}", parameter="tileMatrix")
+    size = 1 << z
+    if not 0 <= x < size:
+        raise TileError(f"column {x} is outside 0 to {size - 1} at zoom {z}", parameter="tileCol")
+    if not 0 <= y < size:
+        raise TileError(f"row {y} is outside 0 to {size - 1} at zoom {z}", parameter="tileRow")
+
+
+def tile_fields(layer: Layer) -> list[str]:
+    """Attributes a layer's tiles carry: its id and the typed attributes that are not JSON.
+
+    Parameters
+    ----------
+    layer
+        The layer.
+
+    Returns
+    -------
+    list of str
+        Property names.
+    """
+    return ["id", *(f.name for f in layer.fields if f.kind not in ("json", "timestamp"))]
+
+
+def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:
+    """Return the query of one layer's MVT at zoom ``z``, or None where the layer is hidden."""
+    if z < _MIN_ZOOM.get(layer.id, 0):
+        return None
+    table = sql.Identifier(layer.table)
+    pixel = WORLD / (1 << z) / EXTENT
+    conditions: list[sql.Composable] = [
+        sql.SQL("t.valid_to IS NULL"),
+        sql.SQL("t.geom_3857 && b.buffered"),
+    ]
+    if layer.id == "roads" and z < 13:
+        classes = (
+            _MAJOR_ROADS
+            if z < 11
+            else (*_MAJOR_ROADS, "secondary", "secondary_link", "tertiary", "tertiary_link")
+        )
+        conditions.append(sql.SQL("t.class = ANY({})").format(sql.Literal(list(classes))))
+    if layer.id == "power_lines" and z < ALL_FEATURES_ZOOM:
+        conditions.append(sql.SQL("t.kind <> 'service'"))
+    where = sql.SQL(" AND ").join(conditions)
+    geometry: sql.Composable = sql.SQL("t.geom_3857")
+    if z < ALL_FEATURES_ZOOM and layer.storage_type != "Point":
+        geometry = sql.SQL("ST_Simplify(t.geom_3857, {})").format(sql.Literal(pixel / 4))
+    mvt_geometry = sql.SQL("ST_AsMVTGeom({}, b.envelope, {}, {}, true)").format(
+        geometry, sql.Literal(EXTENT), sql.Literal(BUFFER)
+    )
+    if layer.id in _CLUSTERED and z < ALL_FEATURES_ZOOM:
+        cell = sql.Literal(pixel * BUFFER)
+        inner = sql.SQL(
+            "SELECT min(t.vid) AS vid, count(*) AS count, "
+            "ST_AsMVTGeom(ST_Centroid(ST_Collect(t.geom_3857)), b.envelope, {extent}, {buffer}, "
+            "true) AS geom FROM {table} t, bounds b WHERE {where} "
+            "GROUP BY ST_SnapToGrid(t.geom_3857, {cell}), b.envelope"
+        ).format(
+            extent=sql.Literal(EXTENT),
+            buffer=sql.Literal(BUFFER),
+            table=table,
+            where=where,
+            cell=cell,
+        )
+    else:
+        columns = sql.SQL(", ").join(
+            sql.SQL("t.{}").format(sql.Identifier(name)) for name in tile_fields(layer)
+        )
+        inner = sql.SQL(
+            "SELECT t.vid, {columns}, {geom} AS geom FROM {table} t, bounds b WHERE {where}"
+        ).format(columns=columns, geom=mvt_geometry, table=table, where=where)
+    return sql.SQL(
+        "SELECT ST_AsMVT(m, {name}, {extent}, 'geom', 'vid') FROM ({inner}) AS m "
+        "WHERE m.geom IS NOT NULL"
+    ).format(name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), inner=inner)
+
+
+def render_tile(
+    layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | None = None
+) -> bytes:
+    """Cut one MVT tile with a layer per requested collection (empty layers are left out).
+
+    Parameters
+    ----------
+    layer_ids
+        Layers to put in the tile, in order.
+    z, x, y
+        Tile address in WebMercatorQuad.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    bytes
+        The tile (protobuf), possibly empty.
+    """
+    check_tile(z, x, y)
+    parts = [_layer_sql(get_layer(layer_id), z) for layer_id in layer_ids]
+    queries = [q for q in parts if q is not None]
+    if not queries:
+        return b""
+    bounds = sql.SQL(
+        "WITH bounds AS (SELECT ST_TileEnvelope({z}, {x}, {y}) AS envelope, "
+        "ST_TileEnvelope({z}, {x}, {y}, margin => {margin}) AS buffered) "
+    ).format(
+        z=sql.Literal(z), x=sql.Literal(x), y=sql.Literal(y), margin=sql.Literal(BUFFER / EXTENT)
+    )
+    # MVT layers are independent messages: the layers' tiles concatenate into one tile
+    query = bounds + sql.SQL("SELECT {}").format(
+        sql.SQL(" || ").join(sql.SQL("COALESCE(({}), ''::bytea)").format(q) for q in queries)
+    )
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(query)
+            row = cur.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""
+
+
+def layer_versions(layer_ids: Sequence[str], *, url: str | None = None) -> tuple[int, ...]:
+    """Return the change counters of layers (from ``layer_versions``), in the given order.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    tuple of int
+        One counter per layer.
+    """
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(
+                "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s)",
+                (list(layer_ids),),
+            )
+            found = dict(cur.fetchall())
+    return tuple(int(found.get(layer_id, 0)) for layer_id in layer_ids)
+
+
+class TileCache(Protocol):
+    """Where cut tiles are kept."""
+
+    def get(self, key: str) -> bytes | None:
+        """Return the tile stored under ``key``, or None."""
+
+    def put(self, key: str, tile: bytes) -> None:
+        """Store a tile under ``key``."""
+
+
+class MemoryTileCache:
+    """An in-process LRU cache of tiles, bounded in bytes.
+
+    Parameters
+    ----------
+    max_bytes
+        Most bytes of tiles to keep.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """Return the tile stored under ``key``, or None."""
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+            return tile
+
+    def put(self, key: str, tile: bytes) -> None:
+        """Store a tile, dropping the least recently used ones beyond the size bound."""
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = tile
+            self._size += len(tile)
+            while self._size > self.max_bytes and self._tiles:
+                _, old = self._tiles.popitem(last=False)
+                self._size -= len(old)
+
+
+class RedisTileCache:
+    """Tiles in Redis, shared by every API worker; entries expire after ``ttl_s``.
+
+    Parameters
+    ----------
+    redis_url
+        ``redis://host:port/db``.
+    ttl_s
+        Lifetime of an entry (stale versions are never asked for again, so they expire).
+    """
+
+    def __init__(self, redis_url: str, ttl_s: int = 24 * 3600):
+        import redis
+
+        self.client: Any = redis.Redis.from_url(redis_url)
+        self.ttl_s = ttl_s
+
+    def get(self, key: str) -> bytes | None:
+        """Return the tile stored under ``key``, or None."""
+        value = self.client.get(f"twin:tile:{key}")
+        return None if value is None else bytes(value)
+
+    def put(self, key: str, tile: bytes) -> None:
+        """Store a tile with its time to live."""
+        self.client.set(f"twin:tile:{key}", tile, ex=self.ttl_s)
+
+
+def cached_tile(
+    layer_ids: Sequence[str], z: int, x: int, y: int, *, cache: TileCache, url: str | None = None
+) -> tuple[bytes, str, bool]:
+    """Return a tile from the cache, cutting it on a miss.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tile.
+    z, x, y
+        Tile address.
+    cache
+        Where tiles are kept.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    tuple
+        The tile, its ETag (a digest of layers, address and layer versions) and whether it
+        came from the cache.
+
+    Raises
+    ------
+    TileError
+        For an address outside the matrix or an unknown layer.
+    """
+    unknown = [layer_id for layer_id in layer_ids if layer_id not in LAYERS]
+    if unknown:
+        raise TileError(
+            f"unknown collection {unknown[0]!r}; collections: {', '.join(LAYERS)}",
+            parameter="collections",
+        )
+    check_tile(z, x, y)
+    versions = layer_versions(layer_ids, url=url)
+    key = f"{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}"
+    etag = hashlib.sha1(key.encode()).hexdigest()[:20]
+    tile = cache.get(etag)
+    if tile is not None:
+        return tile, etag, True
+    tile = render_tile(layer_ids, z, x, y, url=url)
+    cache.put(etag, tile)
+    return tile, etag, False
