@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import pyarrow as pa
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.errors import NotFoundError, ProblemError
 from layers.catalog import LAYERS, Layer
@@ -21,12 +22,14 @@ from layers.features import (
     FeatureQueryError,
     extent,
     get_feature,
+    query_arrow,
     query_features,
     resolve_crs,
     supported_crs,
 )
 
 GEOJSON = "application/geo+json"
+ARROW = "application/vnd.apache.arrow.stream"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
@@ -185,11 +188,34 @@ def routes(url: str) -> APIRouter:
         crs: str | None = None,
         filter: Annotated[str | None, Query(description="CQL2-text")] = None,
         filter_lang: Annotated[str | None, Query(alias="filter-lang")] = None,
-    ) -> JSONResponse:
+        f: Annotated[str | None, Query(description="geojson (default) or arrow")] = None,
+    ) -> Response:
         layer = _layer(collectionId)
         if filter_lang not in (None, "cql2-text"):
             raise ProblemError("filter-lang: only cql2-text is supported", parameter="filter-lang")
+        if f not in (None, "json", "geojson", "arrow"):
+            raise ProblemError("f: use geojson or arrow", parameter="f")
         out_crs = resolve_crs(crs, "crs")
+        if f == "arrow":
+            table = query_arrow(
+                layer.id,
+                bbox=_bbox(bbox),
+                bbox_crs=bbox_crs,
+                datetime_value=datetime,
+                filter_text=filter,
+                limit=limit,
+                offset=offset,
+                crs=crs,
+                url=url,
+            )
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            return Response(
+                sink.getvalue().to_pybytes(),
+                media_type=ARROW,
+                headers={"Content-Crs": f"<{out_crs.uri}>"},
+            )
         features, matched = query_features(
             layer.id,
             bbox=_bbox(bbox),

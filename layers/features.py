@@ -6,10 +6,12 @@ GeoJSON is built by PostGIS (``ST_AsGeoJSON``), in the requested CRS and its axi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
@@ -282,6 +284,97 @@ def query_features(
                     raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
                 raise
     return features, int(row[0]) if row else 0
+
+
+def query_arrow(
+    layer_id: str,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    bbox_crs: str | None = None,
+    datetime_value: str | None = None,
+    filter_text: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    crs: str | None = None,
+    url: str | None = None,
+) -> pa.Table:
+    """Return one page of features as an Arrow table with a GeoArrow (WKB) geometry column.
+
+    Same parameters as :func:`query_features`; the geometry column is named ``geometry`` and
+    carries the ``geoarrow.wkb`` extension with its CRS as PROJJSON (coordinates in the CRS's
+    x/y order), ready for deck.gl, lonboard and ``geopandas.GeoDataFrame.from_arrow``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``id``, ``source``, ``valid_from``, ``valid_to``, the typed attributes, ``props``
+        (JSON text) and ``geometry``.
+    """
+    layer = get_layer(layer_id)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
+    if offset < 0:
+        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
+    out_crs = resolve_crs(crs, "crs")
+    where, params = _where(
+        layer,
+        bbox=bbox,
+        bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
+        datetime_value=datetime_value,
+        filter_text=filter_text,
+    )
+    names = ["id", "source", "valid_from", "valid_to", *layer.field_names]
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    query = sql.SQL(
+        "SELECT {columns}, props::text, ST_AsBinary(ST_Transform(geom, %s)) FROM {table} "
+        "WHERE {where} ORDER BY id, vid LIMIT %s OFFSET %s"
+    ).format(columns=columns, table=sql.Identifier(layer.table), where=where)
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            try:
+                cur.execute(query, [out_crs.srid, *params, limit, offset])
+            except Exception as exc:
+                if filter_text:
+                    message = str(exc).splitlines()[0]
+                    raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
+                raise
+            rows = cur.fetchall()
+    values = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 2)
+    arrays: dict[str, Any] = {}
+    for name, column in zip([*names, "props"], values, strict=False):
+        kind = (
+            "timestamp"
+            if name in ("valid_from", "valid_to")
+            else next((f.kind for f in layer.fields if f.name == name), "text")
+        )
+        if kind == "json":
+            column = tuple(None if v is None else json.dumps(v) for v in column)
+        arrays[name] = pa.array(column, type=_ARROW_TYPES.get(kind, pa.string()))
+    projjson = CRS.from_epsg(out_crs.srid).to_json()
+    geometry = pa.field(
+        "geometry",
+        pa.binary(),
+        metadata={
+            b"ARROW:extension:name": b"geoarrow.wkb",
+            b"ARROW:extension:metadata": json.dumps({"crs": json.loads(projjson)}).encode(),
+        },
+    )
+    fields = [pa.field(name, array.type) for name, array in arrays.items()] + [geometry]
+    data = [*arrays.values(), pa.array([bytes(g) for g in values[-1]], type=pa.binary())]
+    return pa.Table.from_arrays(data, schema=pa.schema(fields))
+
+
+_ARROW_TYPES = {
+    "text": pa.string(),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
 
 def get_feature(

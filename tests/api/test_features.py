@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import shapely
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -228,3 +229,25 @@ def test_datetime_before_an_edit_returns_the_old_version(city) -> None:
             retire_missing=False,
             url=city.url,
         )
+
+
+def test_geoarrow_output(client: TestClient, sample_db: str) -> None:
+    import geopandas as gpd
+    import pyarrow as pa
+
+    response = client.get(
+        "/collections/buildings/items",
+        params={"f": "arrow", "limit": 500, "bbox": "7.415,43.728,7.425,43.736"},
+    )
+    assert response.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    table = pa.ipc.open_stream(response.content).read_all()
+    assert table.schema.field("geometry").metadata[b"ARROW:extension:name"] == b"geoarrow.wkb"
+    frame = gpd.GeoDataFrame.from_arrow(table)
+    assert frame.crs.to_epsg() == 4326
+    expected = client.get(
+        "/collections/buildings/items", params={"limit": 500, "bbox": "7.415,43.728,7.425,43.736"}
+    ).json()
+    assert list(frame["id"]) == [f["id"] for f in expected["features"]]
+    first = shapely.geometry.shape(expected["features"][0]["geometry"])
+    assert frame.geometry.iloc[0].equals_exact(first, 1e-7)
+    assert frame["population"].iloc[0] == expected["features"][0]["properties"]["population"]
