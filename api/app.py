@@ -62,7 +62,9 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     tiles.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(features.routes(url))
-    app.include_router(tiles.routes(url, tiles.make_cache(settings.redis_url)))
+    app.include_router(
+        tiles.routes(url, tiles.make_cache(settings.redis_url, settings.tile_cache_mb))
+    )
     app.include_router(routing.routes(City(url)))
 
     @app.get("/health", summary="Whether the API and its database answer")

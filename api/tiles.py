@@ -225,20 +225,24 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     return router
 
 
-def make_cache(redis_url: str | None) -> TileCache:
+def make_cache(redis_url: str | None, memory_mb: int = 256) -> TileCache:
     """Return the tile cache the settings ask for: Redis when a URL is set, else in-process.
 
     Parameters
     ----------
     redis_url
         Redis URL, or None.
+    memory_mb
+        Size of the in-process cache; 0 keeps no tile (every request cuts its tile).
 
     Returns
     -------
     TileCache
         The cache.
     """
-    return RedisTileCache(redis_url) if redis_url else MemoryTileCache()
+    if redis_url:
+        return RedisTileCache(redis_url)
+    return MemoryTileCache(max_bytes=memory_mb * 1024 * 1024)
 
 
 def install(app: Any) -> None:

@@ -41,6 +41,20 @@ class FeatureQueryError(ValueError):
 
 
 @dataclass(frozen=True)
+class FeaturePage:
+    """One page of features: a GeoJSON array as text, and the counts OGC API reports."""
+
+    features_json: str
+    returned: int
+    matched: int
+
+    @property
+    def features(self) -> list[dict[str, Any]]:
+        """The features, parsed."""
+        return list(json.loads(self.features_json))
+
+
+@dataclass(frozen=True)
 class OutputCrs:
     """A CRS features can be served in."""
 
@@ -218,8 +232,8 @@ def query_features(
     offset: int = 0,
     crs: str | None = None,
     url: str | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Return one page of a layer's features as GeoJSON dicts, and how many match in all.
+) -> FeaturePage:
+    """Return one page of a layer's features as GeoJSON text, and how many match in all.
 
     Parameters
     ----------
@@ -243,8 +257,8 @@ def query_features(
 
     Returns
     -------
-    tuple
-        The features and ``numberMatched``.
+    FeaturePage
+        The features (a JSON array, as text), ``numberReturned`` and ``numberMatched``.
 
     Raises
     ------
@@ -265,8 +279,11 @@ def query_features(
         filter_text=filter_text,
     )
     table = sql.Identifier(layer.table)
+    # PostgreSQL writes the page's JSON text itself; Python never parses it on the way out
     page = sql.SQL(
-        "SELECT {feature} FROM {table} WHERE {where} ORDER BY id, vid LIMIT %s OFFSET %s"
+        "SELECT coalesce(json_agg(p.f ORDER BY p.id, p.vid), '[]'::json)::text, count(*) FROM "
+        "(SELECT id, vid, {feature} AS f FROM {table} WHERE {where} "
+        "ORDER BY id, vid LIMIT %s OFFSET %s) AS p"
     ).format(feature=_feature_sql(layer, out_crs), table=table, where=where)
     count = sql.SQL("SELECT count(*) FROM {table} WHERE {where}").format(table=table, where=where)
     with get_engine(url).connect() as connection:
@@ -275,15 +292,18 @@ def query_features(
         with raw.cursor() as cur:
             try:
                 cur.execute(page, [*params, limit, offset])
-                features = [row[0] for row in cur.fetchall()]
-                cur.execute(count, params)
-                row = cur.fetchone()
+                text, returned = cur.fetchone() or ("[]", 0)
+                if offset == 0 and returned < limit:
+                    matched = int(returned)  # the whole answer is on this page
+                else:
+                    cur.execute(count, params)
+                    matched = int((cur.fetchone() or (0,))[0])
             except Exception as exc:  # a filter comparing text with a number, say
                 if filter_text:
                     message = str(exc).splitlines()[0]
                     raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
                 raise
-    return features, int(row[0]) if row else 0
+    return FeaturePage(text, int(returned), matched)
 
 
 def query_arrow(

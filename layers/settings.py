@@ -38,6 +38,9 @@ class TwinSettings(BaseSettings):
         description="Redis URL (redis://127.0.0.1:6379/0) for a tile cache shared by workers; "
         "an in-process cache when unset.",
     )
+    tile_cache_mb: int = Field(
+        default=256, ge=0, description="Size of the in-process tile cache, MB; 0 turns it off."
+    )
     max_reported_errors: int = Field(
         default=20, ge=1, description="How many bad rows an import lists before it stops."
     )

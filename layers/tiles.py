@@ -254,6 +254,8 @@ class MemoryTileCache:
 
     def put(self, key: str, tile: bytes) -> None:
         """Store a tile, dropping the least recently used ones beyond the size bound."""
+        if len(tile) > self.max_bytes:
+            return  # also: a cache of 0 bytes keeps nothing
         with self._lock:
             if key in self._tiles:
                 return
