@@ -30,9 +30,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TIPG = HERE / ".tipg-venv" / "bin" / "python"
 BBOX = (7.409, 43.724, 7.439, 43.752)
+os.environ.setdefault("TWIN_CITY_BBOX", "[6.5, 43.0, 9.5, 45.5]")  # room for the point table
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+import geopandas as gpd  # noqa: E402
+from ingest import make_file  # noqa: E402  (bench/ingest.py: the 200k real footprints)
+
 from layers.database import database_url, get_engine, upgrade  # noqa: E402
+from layers.ingest import ingest_frame  # noqa: E402
 from twin.sample import load_sample  # noqa: E402
 
 LUA = """
@@ -46,7 +52,9 @@ end
 """
 
 
-def tiles(zooms: range) -> list[tuple[int, int, int]]:
+def tiles(
+    zooms: range, bbox: tuple[float, float, float, float] = BBOX
+) -> list[tuple[int, int, int]]:
     out = []
     for z in zooms:
         n = 2**z
@@ -57,8 +65,8 @@ def tiles(zooms: range) -> list[tuple[int, int, int]]:
         def row(lat: float, n: int = n) -> int:
             return int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
 
-        for x in range(col(BBOX[0]), col(BBOX[2]) + 1):
-            for y in range(row(BBOX[3]), row(BBOX[1]) + 1):
+        for x in range(col(bbox[0]), col(bbox[2]) + 1):
+            for y in range(row(bbox[3]), row(bbox[1]) + 1):
                 out.append((z, x, y))
     return out
 
@@ -134,6 +142,16 @@ def main() -> None:
     admin.dispose()
     upgrade(url)
     load_sample(url=url)
+    # a 200,000-point table, the regime the issue measured tipg in: one supply point per real
+    # building footprint (bench/ingest.py's file), as power_nodes consumers
+    footprints = gpd.read_file(make_file(200_000), engine="pyogrio")
+    points = gpd.GeoDataFrame(
+        {"id": "point/" + footprints["id"], "kind": "consumer"},
+        geometry=footprints.geometry.representative_point(),
+        crs=footprints.crs,
+    )
+    ingest_frame("power_nodes", points, source="bench-points", url=url)
+    minx, miny, maxx, maxy = (float(v) for v in points.total_bounds)
     get_engine(url).dispose()
     libpq = target.set(drivername="postgresql").render_as_string(hide_password=False)
     addresses, processes = {}, []
@@ -175,6 +193,7 @@ def main() -> None:
                 "DATABASE_URL": libpq,
                 "TIPG_DB_SCHEMAS": '["public"]',
                 "TIPG_TABLE_CONFIG__public_buildings__geomcol": "geom",
+                "TIPG_TABLE_CONFIG__public_power_nodes__geomcol": "geom",
             },
             f"{addresses['tipg']}/collections",
         )
@@ -209,6 +228,31 @@ def main() -> None:
             for name, (rate, p50, p99) in results.items():
                 ratio = rate / results["tipg"][0]
                 print(f"{name:15} {connections:3d} {rate:9.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x")
+        z14 = tiles(range(14, 15), (minx, miny, maxx, maxy))
+        points_tiles = {
+            "twin uncached": [
+                f"/collections/power_nodes/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in z14
+            ],
+            "twin cached": [
+                f"/collections/power_nodes/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in z14
+            ],
+            "tipg": [
+                f"/collections/public.power_nodes/tiles/WebMercatorQuad/{z}/{x}/{y}"
+                for z, x, y in z14
+            ],
+        }
+        for path in points_tiles["twin cached"]:
+            urllib.request.urlopen(addresses["twin cached"] + path).read()
+        print(f"\n{len(z14)} z14 tiles over a table of {len(points) + 1713:,} points (power_nodes)")
+        for connections in (1, 8, 32):
+            results = {
+                name: wrk(addresses[name], paths, connections, args.seconds)
+                for name, paths in points_tiles.items()
+            }
+            for name, (rate, p50, p99) in results.items():
+                ratio = rate / results["tipg"][0]
+                print(f"{name:15} {connections:3d} {rate:9.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x")
+        print()
         items = {
             "twin uncached": ["/collections/buildings/items?limit=1000"],
             "tipg": ["/collections/public.buildings/items?limit=1000"],
