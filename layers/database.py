@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -55,6 +59,27 @@ def get_engine(url: str | None = None) -> Engine:
         The engine.
     """
     return sa.create_engine(database_url(url), pool_pre_ping=True, future=True)
+
+
+@contextmanager
+def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
+    """Lend a psycopg cursor on a pooled connection, for reading.
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+
+    Yields
+    ------
+    psycopg.Cursor
+        The cursor; its transaction is rolled back when the block ends.
+    """
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            yield cur
 
 
 def ensure_database(url: str | None = None) -> bool:

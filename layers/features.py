@@ -17,7 +17,7 @@ from pyproj import CRS
 
 from layers.catalog import Layer, get_layer
 from layers.cql2 import FilterError, to_sql
-from layers.database import get_engine
+from layers.database import cursor
 from layers.settings import get_settings
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -286,23 +286,20 @@ def query_features(
         "ORDER BY id, vid LIMIT %s OFFSET %s) AS p"
     ).format(feature=_feature_sql(layer, out_crs), table=table, where=where)
     count = sql.SQL("SELECT count(*) FROM {table} WHERE {where}").format(table=table, where=where)
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            try:
-                cur.execute(page, [*params, limit, offset])
-                text, returned = cur.fetchone() or ("[]", 0)
-                if offset == 0 and returned < limit:
-                    matched = int(returned)  # the whole answer is on this page
-                else:
-                    cur.execute(count, params)
-                    matched = int((cur.fetchone() or (0,))[0])
-            except Exception as exc:  # a filter comparing text with a number, say
-                if filter_text:
-                    message = str(exc).splitlines()[0]
-                    raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
-                raise
+    with cursor(url) as cur:
+        try:
+            cur.execute(page, [*params, limit, offset])
+            text, returned = cur.fetchone() or ("[]", 0)
+            if offset == 0 and returned < limit:
+                matched = int(returned)  # the whole answer is on this page
+            else:
+                cur.execute(count, params)
+                matched = int((cur.fetchone() or (0,))[0])
+        except Exception as exc:  # a filter comparing text with a number, say
+            if filter_text:
+                message = str(exc).splitlines()[0]
+                raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
+            raise
     return FeaturePage(text, int(returned), matched)
 
 
@@ -349,18 +346,15 @@ def query_arrow(
         "SELECT {columns}, props::text, ST_AsBinary(ST_Transform(geom, %s)) FROM {table} "
         "WHERE {where} ORDER BY id, vid LIMIT %s OFFSET %s"
     ).format(columns=columns, table=sql.Identifier(layer.table), where=where)
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            try:
-                cur.execute(query, [out_crs.srid, *params, limit, offset])
-            except Exception as exc:
-                if filter_text:
-                    message = str(exc).splitlines()[0]
-                    raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
-                raise
-            rows = cur.fetchall()
+    with cursor(url) as cur:
+        try:
+            cur.execute(query, [out_crs.srid, *params, limit, offset])
+        except Exception as exc:
+            if filter_text:
+                message = str(exc).splitlines()[0]
+                raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
+            raise
+        rows = cur.fetchall()
     values = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 2)
     arrays: dict[str, Any] = {}
     for name, column in zip([*names, "props"], values, strict=False):
@@ -423,12 +417,9 @@ def get_feature(
     query = sql.SQL("SELECT {feature} FROM {table} WHERE id = %s AND valid_to IS NULL").format(
         feature=_feature_sql(layer, out_crs), table=sql.Identifier(layer.table)
     )
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query, (feature_id,))
-            row = cur.fetchone()
+    with cursor(url) as cur:
+        cur.execute(query, (feature_id,))
+        row = cur.fetchone()
     return None if row is None else dict(row[0])
 
 
@@ -451,12 +442,9 @@ def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
         "(SELECT ST_Extent(geom) AS e FROM {table} WHERE valid_to IS NULL) AS x"
     ).format(table=sql.Identifier(get_layer(layer_id).table))
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query)
-            row = cur.fetchone()
+    with cursor(url) as cur:
+        cur.execute(query)
+        row = cur.fetchone()
     if row is None or row[0] is None:
         return None
     return [float(v) for v in row]

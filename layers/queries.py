@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from layers.catalog import LAYERS, get_layer
-from layers.database import get_engine
+from layers.database import cursor, get_engine
 
 BBox = tuple[float, float, float, float]
 
@@ -102,13 +102,9 @@ def read_layer(
         table=sql.Identifier(layer.table),
         where=sql.SQL(" AND ").join(where),
     )
-    engine = get_engine(url)
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query, params)
-            rows = cur.fetchall()
+    with cursor(url) as cur:
+        cur.execute(query, params)
+        rows = cur.fetchall()
     records = [dict(zip([*columns, "geometry"], row, strict=True)) for row in rows]
     frame = gpd.GeoDataFrame(records, columns=[*columns, "geometry"])
     frame["geometry"] = gpd.GeoSeries.from_wkb(
@@ -147,13 +143,9 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
         for layer in LAYERS.values()
     ]
     query = sql.SQL(" UNION ALL ").join(parts)
-    engine = get_engine(url)
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query, {"at": moment})
-            counts = {str(name): int(count) for name, count in cur.fetchall()}
+    with cursor(url) as cur:
+        cur.execute(query, {"at": moment})
+        counts = {str(name): int(count) for name, count in cur.fetchall()}
     return {layer_id: counts[layer_id] for layer_id in LAYERS}
 
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from psycopg import sql
 
 from layers.catalog import LAYERS, Layer, get_layer
-from layers.database import get_engine
+from layers.database import cursor
 
 EXTENT = 4096
 BUFFER = 64
@@ -183,12 +183,9 @@ def render_tile(
     query = bounds + sql.SQL("SELECT {}").format(
         sql.SQL(" || ").join(sql.SQL("COALESCE(({}), ''::bytea)").format(q) for q in queries)
     )
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query)
-            row = cur.fetchone()
+    with cursor(url) as cur:
+        cur.execute(query)
+        row = cur.fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
@@ -207,15 +204,12 @@ def layer_versions(layer_ids: Sequence[str], *, url: str | None = None) -> tuple
     tuple of int
         One counter per layer.
     """
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(
-                "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s)",
-                (list(layer_ids),),
-            )
-            found = dict(cur.fetchall())
+    with cursor(url) as cur:
+        cur.execute(
+            "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s)",
+            (list(layer_ids),),
+        )
+        found = dict(cur.fetchall())
     return tuple(int(found.get(layer_id, 0)) for layer_id in layer_ids)
 
 

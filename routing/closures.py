@@ -16,7 +16,7 @@ import shapely
 from pyproj import Transformer
 from pyproj.exceptions import CRSError, ProjError
 
-from layers.database import get_engine
+from layers.database import cursor
 from routing.network import RoadNetwork, RoutingError
 
 #: A line closure closes an edge when it runs along at least this share of it (or 10 m).
@@ -81,12 +81,9 @@ def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> se
     """
     moment = at or datetime.now(UTC)
     params = {"at": moment, "tolerance": TOLERANCE_M, "share": LINE_SHARE}
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(_ACTIVE_CLOSURES, params)
-            return {int(row[0]) for row in cur.fetchall()}
+    with cursor(url) as cur:
+        cur.execute(_ACTIVE_CLOSURES, params)
+        return {int(row[0]) for row in cur.fetchall()}
 
 
 def flooded_edges(

@@ -22,7 +22,7 @@ from psycopg import sql
 from pyproj import Transformer
 from scipy.sparse.csgraph import dijkstra
 
-from layers.database import get_engine
+from layers.database import cursor
 from layers.settings import get_settings
 
 PROFILES = ("car", "emergency")
@@ -161,12 +161,9 @@ class RoadNetwork:
             "SELECT id, road_id, source, target, cost, reverse_cost, length_m, name, class, "
             "ST_AsBinary(geom) FROM routing_edges_all WHERE profile = %s ORDER BY id"
         )
-        with get_engine(url).connect() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute(query, (profile,))
-                rows = cur.fetchall()
+        with cursor(url) as cur:
+            cur.execute(query, (profile,))
+            rows = cur.fetchall()
         names = (
             "id",
             "road_id",

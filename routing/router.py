@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from layers.database import get_engine
+from layers.database import cursor
 from routing.closures import closed_by_layer, flooded_edges
 from routing.network import RoadNetwork, check_profile
 
@@ -42,12 +42,9 @@ class Router:
         self._lock = threading.Lock()
 
     def _stamp(self) -> tuple[Any, ...]:
-        with get_engine(self.url).connect() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute(_STAMP, (list(_TABLES),))
-                return tuple(cur.fetchall())
+        with cursor(self.url) as cur:
+            cur.execute(_STAMP, (list(_TABLES),))
+            return tuple(cur.fetchall())
 
     def network(self, profile: str = "car", *, at: datetime | None = None) -> RoadNetwork:
         """Return the network of a profile with the closures active ``at`` (now) applied.

@@ -15,7 +15,7 @@ import pandas as pd
 import shapely
 
 from layers.catalog import LAYERS
-from layers.database import database_url, get_engine
+from layers.database import cursor, database_url, get_engine
 from layers.ingest import IngestReport, ingest, ingest_frame
 from layers.queries import BBox, as_of, layer_counts, read_layer
 from layers.settings import get_settings
@@ -412,12 +412,9 @@ class City:
 def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:
     """Return the current geometry of the given road edges, by id."""
     query = "SELECT id, ST_AsBinary(geom) FROM roads WHERE valid_to IS NULL AND id = ANY(%s)"
-    with get_engine(url).connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(query, (road_ids,))
-            return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
+    with cursor(url) as cur:
+        cur.execute(query, (road_ids,))
+        return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
 
 
 def connect(url: str | None = None) -> City:
