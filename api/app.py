@@ -57,9 +57,6 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         version="0.1.0",
     )
     errors.install(app)
-    routing.install(app)
-    features.install(app)
-    tiles.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(features.routes(url))
     app.include_router(

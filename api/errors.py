@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from layers.errors import ParameterError
+
 PROBLEM = "application/problem+json"
 log = logging.getLogger("twin.api")
 
@@ -83,6 +85,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, parameter=exc.parameter)
+
+    @app.exception_handler(ParameterError)
+    async def _parameter(request: Request, exc: ParameterError) -> JSONResponse:
+        return problem(400, "Bad request", str(exc), parameter=exc.parameter)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

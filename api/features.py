@@ -20,7 +20,6 @@ from layers.cql2 import queryables
 from layers.features import (
     CRS84,
     MAX_LIMIT,
-    FeatureQueryError,
     extent,
     get_feature,
     query_arrow,
@@ -197,18 +196,18 @@ def routes(url: str) -> APIRouter:
         if f not in (None, "json", "geojson", "arrow"):
             raise ProblemError("f: use geojson or arrow", parameter="f")
         out_crs = resolve_crs(crs, "crs")
+        options: dict[str, Any] = {
+            "bbox": _bbox(bbox),
+            "bbox_crs": bbox_crs,
+            "datetime_value": datetime,
+            "filter_text": filter,
+            "limit": limit,
+            "offset": offset,
+            "crs": crs,
+            "url": url,
+        }
         if f == "arrow":
-            table = query_arrow(
-                layer.id,
-                bbox=_bbox(bbox),
-                bbox_crs=bbox_crs,
-                datetime_value=datetime,
-                filter_text=filter,
-                limit=limit,
-                offset=offset,
-                crs=crs,
-                url=url,
-            )
+            table = query_arrow(layer.id, **options)
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
@@ -217,17 +216,7 @@ def routes(url: str) -> APIRouter:
                 media_type=ARROW,
                 headers={"Content-Crs": f"<{out_crs.uri}>"},
             )
-        page = query_features(
-            layer.id,
-            bbox=_bbox(bbox),
-            bbox_crs=bbox_crs,
-            datetime_value=datetime,
-            filter_text=filter,
-            limit=limit,
-            offset=offset,
-            crs=crs,
-            url=url,
-        )
+        page = query_features(layer.id, **options)
         here = f"{_base(request)}/collections/{layer.id}/items"
         args = {k: v for k, v in request.query_params.items() if k not in ("offset",)}
         links = [
@@ -262,18 +251,3 @@ def routes(url: str) -> APIRouter:
         )
 
     return router
-
-
-def install(app: Any) -> None:
-    """Answer feature query errors with 400 problem+json naming the parameter.
-
-    Parameters
-    ----------
-    app
-        The FastAPI application.
-    """
-    from api.errors import problem
-
-    @app.exception_handler(FeatureQueryError)
-    async def _feature_query(request: Request, exc: FeatureQueryError) -> Any:
-        return problem(400, "Bad request", str(exc), parameter=exc.parameter)

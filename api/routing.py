@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.errors import ProblemError
 from layers.validation import IngestError
-from routing import PROFILES, Route, RoutingError
+from routing import PROFILES, Route
 from routing.paths import Point
 from twin.city import City
 
@@ -240,18 +240,3 @@ def routes(city: City) -> APIRouter:
         city.router.clear_flood()
 
     return router
-
-
-def install(app: Any) -> None:
-    """Answer routing errors with 400 problem+json naming the parameter.
-
-    Parameters
-    ----------
-    app
-        The FastAPI application.
-    """
-    from api.errors import problem
-
-    @app.exception_handler(RoutingError)
-    async def _routing(request: Request, exc: RoutingError) -> Any:
-        return problem(400, "Bad request", str(exc), parameter=exc.parameter)

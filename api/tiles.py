@@ -243,18 +243,3 @@ def make_cache(redis_url: str | None, memory_mb: int = 256) -> TileCache:
     if redis_url:
         return RedisTileCache(redis_url)
     return MemoryTileCache(max_bytes=memory_mb * 1024 * 1024)
-
-
-def install(app: Any) -> None:
-    """Answer tile errors with 400 problem+json naming the parameter.
-
-    Parameters
-    ----------
-    app
-        The FastAPI application.
-    """
-    from api.errors import problem
-
-    @app.exception_handler(TileError)
-    async def _tile(request: Request, exc: TileError) -> Any:
-        return problem(400, "Bad request", str(exc), parameter=exc.parameter)

@@ -18,26 +18,15 @@ from pyproj import CRS
 from layers.catalog import Layer, get_layer
 from layers.cql2 import FilterError, to_sql
 from layers.database import cursor
+from layers.errors import ParameterError
 from layers.settings import get_settings
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 MAX_LIMIT = 10_000
 
 
-class FeatureQueryError(ValueError):
-    """A feature request parameter that cannot be honoured.
-
-    Parameters
-    ----------
-    message
-        What is wrong.
-    parameter
-        The parameter at fault.
-    """
-
-    def __init__(self, message: str, *, parameter: str):
-        super().__init__(message)
-        self.parameter = parameter
+class FeatureQueryError(ParameterError):
+    """A feature request parameter that cannot be honoured."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +195,32 @@ def _where(
     return sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE"), params
 
 
+def _page_query(
+    layer_id: str,
+    bbox: tuple[float, float, float, float] | None,
+    bbox_crs: str | None,
+    datetime_value: str | None,
+    filter_text: str | None,
+    limit: int,
+    offset: int,
+    crs: str | None,
+) -> tuple[Layer, OutputCrs, sql.Composable, list[Any]]:
+    """Check a page request; return the layer, output CRS, and the WHERE clause with params."""
+    layer = get_layer(layer_id)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
+    if offset < 0:
+        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
+    where, params = _where(
+        layer,
+        bbox=bbox,
+        bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
+        datetime_value=datetime_value,
+        filter_text=filter_text,
+    )
+    return layer, resolve_crs(crs, "crs"), where, params
+
+
 def _feature_sql(layer: Layer, crs: OutputCrs) -> sql.Composable:
     geometry = sql.SQL("ST_Transform(geom, {srid})").format(srid=sql.Literal(crs.srid))
     if crs.lat_first:
@@ -265,18 +280,8 @@ def query_features(
     FeatureQueryError
         For a parameter that cannot be honoured.
     """
-    layer = get_layer(layer_id)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
-    if offset < 0:
-        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
-    out_crs = resolve_crs(crs, "crs")
-    where, params = _where(
-        layer,
-        bbox=bbox,
-        bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
-        datetime_value=datetime_value,
-        filter_text=filter_text,
+    layer, out_crs, where, params = _page_query(
+        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs
     )
     table = sql.Identifier(layer.table)
     # PostgreSQL writes the page's JSON text itself; Python never parses it on the way out
@@ -327,18 +332,8 @@ def query_arrow(
         ``id``, ``source``, ``valid_from``, ``valid_to``, the typed attributes, ``props``
         (JSON text) and ``geometry``.
     """
-    layer = get_layer(layer_id)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
-    if offset < 0:
-        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
-    out_crs = resolve_crs(crs, "crs")
-    where, params = _where(
-        layer,
-        bbox=bbox,
-        bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
-        datetime_value=datetime_value,
-        filter_text=filter_text,
+    layer, out_crs, where, params = _page_query(
+        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs
     )
     names = ["id", "source", "valid_from", "valid_to", *layer.field_names]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))

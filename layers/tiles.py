@@ -34,6 +34,7 @@ from psycopg import sql
 
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor
+from layers.errors import ParameterError
 
 EXTENT = 4096
 BUFFER = 64
@@ -47,20 +48,8 @@ _CLUSTERED = ("intersections", "pipe_nodes", "power_nodes")
 _MIN_ZOOM = {"buildings": 13, "pipelines": 12, "power_lines": 12}
 
 
-class TileError(ValueError):
-    """A tile request outside the tile matrix set, or naming an unknown layer.
-
-    Parameters
-    ----------
-    message
-        What is wrong.
-    parameter
-        The parameter at fault.
-    """
-
-    def __init__(self, message: str, *, parameter: str):
-        super().__init__(message)
-        self.parameter = parameter
+class TileError(ParameterError):
+    """A tile request outside the tile matrix set, or naming an unknown layer."""
 
 
 def check_tile(z: int, x: int, y: int) -> None:

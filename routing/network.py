@@ -23,6 +23,7 @@ from pyproj import Transformer
 from scipy.sparse.csgraph import dijkstra
 
 from layers.database import cursor
+from layers.errors import ParameterError
 from layers.settings import get_settings
 
 PROFILES = ("car", "emergency")
@@ -32,20 +33,8 @@ MAX_SNAP_M = 250.0
 _AT_NODE = 1e-9
 
 
-class RoutingError(ValueError):
-    """A routing request that cannot be answered as asked (bad point, profile, parameter).
-
-    Parameters
-    ----------
-    message
-        What is wrong.
-    parameter
-        The request parameter at fault.
-    """
-
-    def __init__(self, message: str, *, parameter: str | None = None):
-        super().__init__(message)
-        self.parameter = parameter
+class RoutingError(ParameterError):
+    """A routing request that cannot be answered as asked (bad point, profile, parameter)."""
 
 
 @dataclass(frozen=True)
