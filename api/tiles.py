@@ -104,6 +104,38 @@ def _tilejson(request: Request, layer_ids: list[str], template: str, url: str) -
     }
 
 
+def _tileset(here: str, layer_ids: list[str]) -> dict[str, Any]:
+    """OGC API - Tiles tileset metadata: the matrix set, the layers and the tile template."""
+    return {
+        "title": ", ".join(layer_ids),
+        "dataType": "vector",
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
+        "layers": [
+            {
+                "id": layer_id,
+                "dataType": "vector",
+                "geometryType": LAYERS[layer_id].storage_type.lower(),
+            }
+            for layer_id in layer_ids
+        ],
+        "links": [
+            {"rel": "self", "type": "application/json", "href": here},
+            {
+                "rel": "item",
+                "type": MVT,
+                "templated": True,
+                "href": f"{here}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+            },
+            {
+                "rel": "alternate",
+                "type": "application/vnd.mapbox.tile+json",
+                "href": f"{here}/tilejson.json",
+            },
+        ],
+    }
+
+
 def routes(url: str, cache: TileCache) -> APIRouter:
     """Build the tile endpoints.
 
@@ -158,6 +190,26 @@ def routes(url: str, cache: TileCache) -> APIRouter:
                 }
             ]
         }
+
+    @router.get(
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}",
+        summary="Tileset metadata of a collection",
+    )
+    def collection_tileset(
+        request: Request, collectionId: str, tileMatrixSetId: str
+    ) -> dict[str, Any]:
+        layer = _layer(collectionId)
+        _matrix_set(tileMatrixSetId)
+        here = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/tiles/{MATRIX_SET}"
+        return _tileset(here, [layer.id])
+
+    @router.get("/map/tiles/{tileMatrixSetId}", summary="Tileset metadata of one-map tiles")
+    def map_tileset(
+        request: Request, tileMatrixSetId: str, collections: CollectionsQuery = None
+    ) -> dict[str, Any]:
+        _matrix_set(tileMatrixSetId)
+        here = f"{str(request.base_url).rstrip('/')}/map/tiles/{MATRIX_SET}"
+        return _tileset(here, _collections(collections))
 
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json",

@@ -208,3 +208,16 @@ def test_bad_tile_requests(client: TestClient, path: str, status: int, parameter
     response = client.get(path)
     assert response.status_code == status, response.text
     assert response.json()["parameter"] == parameter
+
+
+def test_tileset_metadata(client: TestClient) -> None:
+    tileset = client.get("/collections/buildings/tiles/WebMercatorQuad").json()
+    assert tileset["dataType"] == "vector" and tileset["layers"][0]["id"] == "buildings"
+    template = next(link["href"] for link in tileset["links"] if link["rel"] == "item")
+    z, y, x = tile_of(15)
+    path = template.split("testserver")[1].format(tileMatrix=z, tileRow=y, tileCol=x)
+    assert "buildings" in decode(client.get(path))
+    combined = client.get(
+        "/map/tiles/WebMercatorQuad", params={"collections": "roads,cameras"}
+    ).json()
+    assert [layer["id"] for layer in combined["layers"]] == ["roads", "cameras"]
