@@ -26,5 +26,9 @@ sample: setup
 	$(BIN)/python data_samples/build_monaco.py
 
 bench: setup
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
+	@test -x bench/.tipg-venv/bin/python || \
+		(python3 -m venv bench/.tipg-venv && bench/.tipg-venv/bin/pip install -q tipg uvicorn)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/routing_peers.py
+	$(BIN)/python bench/serving.py
