@@ -7,7 +7,7 @@ instant gives the versions valid then, so it is the twin's "as of" query.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import pyarrow as pa
@@ -20,6 +20,7 @@ from layers.cql2 import queryables
 from layers.features import (
     CRS84,
     MAX_LIMIT,
+    MAX_OFFSET,
     extent,
     get_feature,
     query_arrow,
@@ -36,7 +37,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
@@ -183,16 +183,15 @@ def routes(url: str) -> APIRouter:
         bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
         bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
         datetime: Annotated[str | None, Query(description="Instant or interval a/b")] = None,
-        limit: Annotated[int, Query(description=f"1 to {MAX_LIMIT}")] = 100,
-        offset: int = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         crs: str | None = None,
         filter: Annotated[str | None, Query(description="CQL2-text")] = None,
-        filter_lang: Annotated[str | None, Query(alias="filter-lang")] = None,
+        filter_lang: Annotated[Literal["cql2-text"] | None, Query(alias="filter-lang")] = None,
+        filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
         f: Annotated[str | None, Query(description="geojson (default) or arrow")] = None,
     ) -> Response:
         layer = _layer(collectionId)
-        if filter_lang not in (None, "cql2-text"):
-            raise ProblemError("filter-lang: only cql2-text is supported", parameter="filter-lang")
         if f not in (None, "json", "geojson", "arrow"):
             raise ProblemError("f: use geojson or arrow", parameter="f")
         out_crs = resolve_crs(crs, "crs")
@@ -204,6 +203,7 @@ def routes(url: str) -> APIRouter:
             "limit": limit,
             "offset": offset,
             "crs": crs,
+            "filter_crs": filter_crs,
             "url": url,
         }
         if f == "arrow":

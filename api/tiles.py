@@ -21,6 +21,7 @@ from layers.tiles import (
     TileCache,
     TileError,
     cached_tile,
+    tile_etag,
     tile_fields,
 )
 
@@ -53,9 +54,11 @@ def _matrix_set(value: str) -> None:
 
 
 def _collections(value: str | None) -> list[str]:
-    if not value:
+    if value is None:
         return list(LAYERS)
-    names = [v.strip() for v in value.split(",") if v.strip()]
+    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # no repeats
+    if not names:
+        raise TileError("collections: name at least one collection", parameter="collections")
     for name in names:
         if name not in LAYERS:
             raise TileError(
@@ -154,14 +157,16 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     router = APIRouter(tags=["tiles"])
 
     def answer(request: Request, layer_ids: list[str], z: int, x: int, y: int) -> Response:
-        tile, etag, hit = cached_tile(layer_ids, z, x, y, cache=cache, url=url)
-        headers = {
-            "ETag": f'"{etag}"',
-            "Cache-Control": "public, max-age=60",
-            "X-Tile-Cache": "hit" if hit else "miss",
+        etag = tile_etag(layer_ids, z, x, y, url=url)
+        headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60"}
+        asked = {
+            tag.strip().removeprefix("W/").strip('"')
+            for tag in request.headers.get("if-none-match", "").split(",")
         }
-        if request.headers.get("if-none-match", "").strip('"') == etag:
-            return Response(status_code=304, headers=headers)
+        if etag in asked or "*" in asked:
+            return Response(status_code=304, headers=headers)  # not even cut
+        tile, _, hit = cached_tile(layer_ids, z, x, y, cache=cache, url=url, etag=etag)
+        headers["X-Tile-Cache"] = "hit" if hit else "miss"
         return Response(tile, media_type=MVT, headers=headers)
 
     @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")

@@ -63,7 +63,7 @@ def get_engine(url: str | None = None) -> Engine:
 
 @contextmanager
 def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
-    """Lend a psycopg cursor on a pooled connection, for reading.
+    """Lend a psycopg cursor on a pooled connection, for reading, under a statement timeout.
 
     Parameters
     ----------
@@ -79,6 +79,8 @@ def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
         raw = connection.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur:
+            timeout_ms = int(get_settings().statement_timeout_s * 1000)
+            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")  # an int, not user text
             yield cur
 
 

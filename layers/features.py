@@ -7,22 +7,31 @@ GeoJSON is built by PostGIS (``ST_AsGeoJSON``), in the requested CRS and its axi
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
 from layers.catalog import Layer, get_layer
 from layers.cql2 import FilterError, to_sql
-from layers.database import cursor
+from layers.database import cursor, database_url
 from layers.errors import ParameterError
 from layers.settings import get_settings
+from layers.tiles import layer_versions
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$")
 MAX_LIMIT = 10_000
+MAX_OFFSET = 10_000_000
+
+
+_FILTER_ERRORS = (psycopg.errors.DataError, psycopg.errors.UndefinedFunction)
 
 
 class FeatureQueryError(ParameterError):
@@ -130,6 +139,9 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
     def one(text: str) -> datetime | None:
         if text in ("", ".."):
             return None
+        text = text.upper()
+        if not _RFC3339.match(text):
+            raise FeatureQueryError(f"not an RFC 3339 date-time: {text!r}", parameter="datetime")
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -154,6 +166,7 @@ def _where(
     bbox_crs: OutputCrs,
     datetime_value: str | None,
     filter_text: str | None,
+    filter_crs: OutputCrs | None = None,
 ) -> tuple[sql.Composable, list[Any]]:
     clauses: list[sql.Composable] = []
     params: list[Any] = []
@@ -172,6 +185,8 @@ def _where(
             params.append(start)
     if bbox is not None:
         minx, miny, maxx, maxy = bbox
+        if not all(math.isfinite(v) for v in bbox):
+            raise FeatureQueryError("bbox: coordinates must be finite numbers", parameter="bbox")
         if bbox_crs.lat_first:
             minx, miny, maxx, maxy = miny, minx, maxy, maxx
         if minx > maxx or miny > maxy:
@@ -187,7 +202,8 @@ def _where(
         params += [minx, miny, maxx, maxy, bbox_crs.srid]
     if filter_text:
         try:
-            condition, values = to_sql(filter_text, layer)
+            crs = filter_crs or supported_crs()[CRS84]
+            condition, values = to_sql(filter_text, layer, srid=crs.srid, lat_first=crs.lat_first)
         except FilterError as exc:
             raise FeatureQueryError(str(exc), parameter="filter") from None
         clauses.append(condition)
@@ -204,19 +220,21 @@ def _page_query(
     limit: int,
     offset: int,
     crs: str | None,
+    filter_crs: str | None = None,
 ) -> tuple[Layer, OutputCrs, sql.Composable, list[Any]]:
     """Check a page request; return the layer, output CRS, and the WHERE clause with params."""
     layer = get_layer(layer_id)
     if not 1 <= limit <= MAX_LIMIT:
         raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
-    if offset < 0:
-        raise FeatureQueryError("offset must be 0 or more", parameter="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise FeatureQueryError(f"offset must be 0 to {MAX_OFFSET}", parameter="offset")
     where, params = _where(
         layer,
         bbox=bbox,
         bbox_crs=resolve_crs(bbox_crs, "bbox-crs"),
         datetime_value=datetime_value,
         filter_text=filter_text,
+        filter_crs=resolve_crs(filter_crs, "filter-crs"),
     )
     return layer, resolve_crs(crs, "crs"), where, params
 
@@ -246,6 +264,7 @@ def query_features(
     limit: int = 100,
     offset: int = 0,
     crs: str | None = None,
+    filter_crs: str | None = None,
     url: str | None = None,
 ) -> FeaturePage:
     """Return one page of a layer's features as GeoJSON text, and how many match in all.
@@ -281,7 +300,7 @@ def query_features(
         For a parameter that cannot be honoured.
     """
     layer, out_crs, where, params = _page_query(
-        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs
+        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs, filter_crs
     )
     table = sql.Identifier(layer.table)
     # PostgreSQL writes the page's JSON text itself; Python never parses it on the way out
@@ -300,7 +319,7 @@ def query_features(
             else:
                 cur.execute(count, params)
                 matched = int((cur.fetchone() or (0,))[0])
-        except Exception as exc:  # a filter comparing text with a number, say
+        except _FILTER_ERRORS as exc:  # a value PostgreSQL cannot take, say
             if filter_text:
                 message = str(exc).splitlines()[0]
                 raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
@@ -318,6 +337,7 @@ def query_arrow(
     limit: int = 100,
     offset: int = 0,
     crs: str | None = None,
+    filter_crs: str | None = None,
     url: str | None = None,
 ) -> pa.Table:
     """Return one page of features as an Arrow table with a GeoArrow (WKB) geometry column.
@@ -333,7 +353,7 @@ def query_arrow(
         (JSON text) and ``geometry``.
     """
     layer, out_crs, where, params = _page_query(
-        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs
+        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs, filter_crs
     )
     names = ["id", "source", "valid_from", "valid_to", *layer.field_names]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
@@ -344,7 +364,7 @@ def query_arrow(
     with cursor(url) as cur:
         try:
             cur.execute(query, [out_crs.srid, *params, limit, offset])
-        except Exception as exc:
+        except _FILTER_ERRORS as exc:
             if filter_text:
                 message = str(exc).splitlines()[0]
                 raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
@@ -418,6 +438,9 @@ def get_feature(
     return None if row is None else dict(row[0])
 
 
+_EXTENTS: dict[tuple[str, str, int], list[float] | None] = {}
+
+
 def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     """Return the bbox (lon/lat) of a layer's current features, or None when it is empty.
 
@@ -433,6 +456,17 @@ def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     list of float or None
         ``[minx, miny, maxx, maxy]``.
     """
+    # cached per layer version: the counters the tile cache uses keep it fresh
+    key = (database_url(url), layer_id, layer_versions([layer_id], url=url)[0])
+    if key in _EXTENTS:
+        return _EXTENTS[key]
+    if len(_EXTENTS) > 1000:
+        _EXTENTS.clear()
+    _EXTENTS[key] = _extent(layer_id, url=url)
+    return _EXTENTS[key]
+
+
+def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     query = sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
         "(SELECT ST_Extent(geom) AS e FROM {table} WHERE valid_to IS NULL) AS x"

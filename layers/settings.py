@@ -41,6 +41,9 @@ class TwinSettings(BaseSettings):
     tile_cache_mb: int = Field(
         default=256, ge=0, description="Size of the in-process tile cache, MB; 0 turns it off."
     )
+    statement_timeout_s: float = Field(
+        default=30, gt=0, description="Longest a read query (features, tiles) may run, s."
+    )
     max_reported_errors: int = Field(
         default=20, ge=1, description="How many bad rows an import lists before it stops."
     )

@@ -31,15 +31,18 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from layers.catalog import LAYERS, Layer, get_layer
-from layers.database import cursor
+from layers.database import cursor, database_url
 from layers.errors import ParameterError
 
 EXTENT = 4096
 BUFFER = 64
 MAX_ZOOM = 22
 ALL_FEATURES_ZOOM = 15
+#: Bumped whenever the tiles' content changes for the same data (zoom rules, attributes).
+_SCHEMA = "tiles-1"
 #: Earth's circumference in Web Mercator metres.
 WORLD = 40075016.685578488
 _MINOR_ROADS = ("residential", "service", "living_street", "unclassified")
@@ -276,10 +279,8 @@ class RedisTileCache:
         self.client.set(f"twin:tile:{key}", tile, ex=self.ttl_s)
 
 
-def cached_tile(
-    layer_ids: Sequence[str], z: int, x: int, y: int, *, cache: TileCache, url: str | None = None
-) -> tuple[bytes, str, bool]:
-    """Return a tile from the cache, cutting it on a miss.
+def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | None = None) -> str:
+    """Return a tile's ETag: a digest of the database, layers, address and layer versions.
 
     Parameters
     ----------
@@ -287,16 +288,13 @@ def cached_tile(
         Layers in the tile.
     z, x, y
         Tile address.
-    cache
-        Where tiles are kept.
     url
         Database URL; the configured one by default.
 
     Returns
     -------
-    tuple
-        The tile, its ETag (a digest of layers, address and layer versions) and whether it
-        came from the cache.
+    str
+        The ETag (also the cache key).
 
     Raises
     ------
@@ -311,8 +309,48 @@ def cached_tile(
         )
     check_tile(z, x, y)
     versions = layer_versions(layer_ids, url=url)
-    key = f"{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}"
-    etag = hashlib.sha1(key.encode()).hexdigest()[:20]
+    where = make_url(database_url(url))
+    store = f"{where.host}:{where.port}/{where.database}"  # caches may be shared (Redis)
+    key = f"{store}|{_SCHEMA}|{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}"
+    return hashlib.sha1(key.encode()).hexdigest()[:24]
+
+
+def cached_tile(
+    layer_ids: Sequence[str],
+    z: int,
+    x: int,
+    y: int,
+    *,
+    cache: TileCache,
+    url: str | None = None,
+    etag: str | None = None,
+) -> tuple[bytes, str, bool]:
+    """Return a tile from the cache, cutting it on a miss.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tile.
+    z, x, y
+        Tile address.
+    cache
+        Where tiles are kept.
+    url
+        Database URL; the configured one by default.
+    etag
+        The tile's ETag if already known (:func:`tile_etag`).
+
+    Returns
+    -------
+    tuple
+        The tile, its ETag and whether it came from the cache.
+
+    Raises
+    ------
+    TileError
+        For an address outside the matrix or an unknown layer.
+    """
+    etag = etag or tile_etag(layer_ids, z, x, y, url=url)
     tile = cache.get(etag)
     if tile is not None:
         return tile, etag, True

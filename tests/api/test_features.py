@@ -251,3 +251,59 @@ def test_geoarrow_output(client: TestClient, sample_db: str) -> None:
     first = shapely.geometry.shape(expected["features"][0]["geometry"])
     assert frame.geometry.iloc[0].equals_exact(first, 1e-7)
     assert frame["population"].iloc[0] == expected["features"][0]["properties"]["population"]
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter", "reason"),
+    [
+        (
+            {"filter": "lanes = 'many'"},
+            "filter",
+            "property 'lanes' is integer; cannot compare it with 'many'",
+        ),
+        ({"filter": "name = 5"}, "filter", "property 'name' is string"),
+        ({"filter": "lanes LIKE '2%'"}, "filter", "LIKE needs a text property"),
+        ({"offset": 2**63}, "offset", None),
+        ({"bbox": "nan,nan,nan,nan", "bbox-crs": "EPSG:3857"}, "bbox", "finite"),
+        ({"datetime": "20200101"}, "datetime", "RFC 3339"),
+        ({"filter": "x" * 20_001}, "filter", "longer than"),
+    ],
+)
+def test_more_bad_input(
+    client: TestClient, params: dict, parameter: str, reason: str | None
+) -> None:
+    response = client.get("/collections/roads/items", params=params)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["parameter"] == parameter
+    if reason:
+        assert reason in body["detail"]
+
+
+def test_long_filters_and_filter_crs(client: TestClient, sample_db: str) -> None:
+    chain = " AND ".join(["lanes >= 1"] * 1000)  # 15k characters, under the limit
+    assert client.get("/collections/roads/items", params={"filter": chain}).status_code == 200
+    everything = client.get("/collections/roads/items", params={"limit": 1}).json()["numberMatched"]
+    lonlat = "POLYGON((7.3 43.6, 7.6 43.6, 7.6 43.9, 7.3 43.9, 7.3 43.6))"
+    latlon = "POLYGON((43.6 7.3, 43.6 7.6, 43.9 7.6, 43.9 7.3, 43.6 7.3))"
+    mercator = "SRID=3857;POLYGON((812000 5410000, 846000 5410000, 846000 5450000, 812000 5450000, 812000 5410000))"
+    for params in (
+        {"filter": f"S_INTERSECTS(geometry, {lonlat})"},
+        {
+            "filter": f"S_INTERSECTS(geometry, {latlon})",
+            "filter-crs": "http://www.opengis.net/def/crs/EPSG/0/4326",
+        },
+        {"filter": f"S_INTERSECTS(geometry, {mercator})"},
+    ):
+        assert (
+            client.get("/collections/roads/items", params={**params, "limit": 1}).json()[
+                "numberMatched"
+            ]
+            == everything
+        )
+    assert (
+        client.get(
+            "/collections/roads/items", params={"datetime": "2026-01-01t00:00:00z"}
+        ).status_code
+        == 200
+    )

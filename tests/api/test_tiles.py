@@ -221,3 +221,24 @@ def test_tileset_metadata(client: TestClient) -> None:
         "/map/tiles/WebMercatorQuad", params={"collections": "roads,cameras"}
     ).json()
     assert [layer["id"] for layer in combined["layers"]] == ["roads", "cameras"]
+
+
+def test_collections_repeated_or_empty_and_weak_etags(client: TestClient) -> None:
+    z, y, x = tile_of(15)
+    tile = client.get(
+        f"/map/tiles/WebMercatorQuad/{z}/{y}/{x}", params={"collections": "roads,roads"}
+    )
+    assert list(mapbox_vector_tile.decode(tile.content)) == ["roads"]
+    assert (
+        client.get(
+            f"/map/tiles/WebMercatorQuad/{z}/{y}/{x}", params={"collections": ","}
+        ).status_code
+        == 400
+    )
+    etag = tile.headers["etag"]
+    weak = client.get(
+        f"/map/tiles/WebMercatorQuad/{z}/{y}/{x}",
+        params={"collections": "roads"},
+        headers={"if-none-match": f'"other", W/{etag}'},
+    )
+    assert weak.status_code == 304

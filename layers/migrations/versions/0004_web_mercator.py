@@ -1,4 +1,4 @@
-"""A stored, indexed Web Mercator geometry per layer, for vector tiles.
+"""A stored, indexed Web Mercator geometry per layer, for vector tiles; paging indexes.
 
 Revision ID: 0004
 Revises: 0003
@@ -41,8 +41,11 @@ def upgrade() -> None:
             "GENERATED ALWAYS AS (ST_Transform(geom, 3857)) STORED"
         )
         op.execute(f"CREATE INDEX {table}_geom_3857_idx ON {table} USING gist (geom_3857)")
+        # feature pages are ordered by (id, vid)
+        op.execute(f"CREATE INDEX {table}_id_vid_idx ON {table} (id, vid)")
 
 
 def downgrade() -> None:
     for table in TABLES:
+        op.execute(f"DROP INDEX IF EXISTS {table}_id_vid_idx")
         op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS geom_3857")
