@@ -11,7 +11,7 @@ roads            below z11 only motorway, trunk, primary; below z13 also seconda
 buildings        from z13
 pipelines,       from z12; below z15 power service lines are left out
 power_lines
-intersections,   below z15: clustered on a 64-pixel grid, one point per cell with ``count``
+intersections,   below z15: clustered on a grid of 1/64 of the tile, one point per cell with ``count``
 pipe_nodes,
 power_nodes
 all              below z15 lines and polygons are simplified to a quarter pixel
