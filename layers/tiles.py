@@ -11,8 +11,8 @@ roads            below z11 only motorway, trunk, primary; below z13 also seconda
 buildings        from z13
 pipelines,       from z12; below z15 power service lines are left out
 power_lines
-intersections,   below z15: clustered on a grid of 1/64 of the tile, one point per cell with ``count``
-pipe_nodes,
+intersections,   below z15: clustered on a grid of 1/64 of the tile, one point per cell
+pipe_nodes,      with ``count``
 power_nodes
 all              below z15 lines and polygons are simplified to a quarter pixel
 ===============  ============================================================================
