@@ -81,6 +81,18 @@ fi
 # --- GDAL command-line tools (ogrinfo, ogr2ogr): tests and benchmarks use them as peers ----
 command -v ogr2ogr >/dev/null || apt_install gdal-bin
 
+# --- Redis, for the shared tile cache (tests check it; the API uses it when TWIN_REDIS_URL) --
+if [ -z "${TWIN_REDIS_URL:-}" ] || printf '%s' "$TWIN_REDIS_URL" | grep -Eq '//(127\.0\.0\.1|localhost)'; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        say "starting Redis on 127.0.0.1:6379"
+        mkdir -p /var/lib/redis /var/log/redis
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+            --dir /var/lib/redis --logfile /var/log/redis/twin.log
+        for _ in $(seq 1 20); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
+    fi
+fi
+
 # --- the project's virtual environment ------------------------------------------------------
 if [ -d "$VENV" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     say "removing a broken $VENV (no pip)"
