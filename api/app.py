@@ -1,4 +1,4 @@
-"""The FastAPI application: the catalog of layers, with counts, as JSON and as a page."""
+"""The FastAPI application: the layer catalog, OGC API Features and Tiles, and routing."""
 
 from __future__ import annotations
 
