@@ -72,7 +72,19 @@ def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
     }
 
 
-def _layer(collection_id: str) -> Layer:
+def collection_layer(collection_id: str) -> Layer:
+    """Return the layer a collection id names, or raise a 404 problem naming the parameter.
+
+    Parameters
+    ----------
+    collection_id
+        The ``collectionId`` path parameter.
+
+    Returns
+    -------
+    Layer
+        The layer.
+    """
     if collection_id not in LAYERS:
         raise NotFoundError(
             f"unknown collection {collection_id!r}; collections: {', '.join(LAYERS)}",
@@ -158,11 +170,11 @@ def routes(url: str) -> APIRouter:
 
     @router.get("/collections/{collectionId}", summary="One collection")
     def collection(request: Request, collectionId: str) -> dict[str, Any]:
-        return _collection(request, _layer(collectionId), url)
+        return _collection(request, collection_layer(collectionId), url)
 
     @router.get("/collections/{collectionId}/queryables", summary="What a filter may name")
     def get_queryables(request: Request, collectionId: str) -> JSONResponse:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{_base(request)}/collections/{layer.id}/queryables",
@@ -191,7 +203,7 @@ def routes(url: str) -> APIRouter:
         filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
         f: Annotated[str | None, Query(description="geojson (default) or arrow")] = None,
     ) -> Response:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         if f not in (None, "json", "geojson", "arrow"):
             raise ProblemError("f: use geojson or arrow", parameter="f")
         out_crs = resolve_crs(crs, "crs")
@@ -241,7 +253,7 @@ def routes(url: str) -> APIRouter:
 
     @router.get("/collections/{collectionId}/items/{featureId:path}", summary="One feature")
     def item(collectionId: str, featureId: str, crs: str | None = None) -> JSONResponse:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         out_crs = resolve_crs(crs, "crs")
         feature = get_feature(layer.id, featureId, crs=crs, url=url)
         if feature is None:

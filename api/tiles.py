@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from api.errors import NotFoundError
-from layers.catalog import LAYERS, Layer
+from api.features import collection_layer
+from layers.catalog import LAYERS
 from layers.features import extent
 from layers.tiles import (
     MAX_ZOOM,
@@ -35,15 +36,6 @@ _TYPES = {
     "float": "Number",
     "bool": "Boolean",
 }
-
-
-def _layer(collection_id: str) -> Layer:
-    if collection_id not in LAYERS:
-        raise NotFoundError(
-            f"unknown collection {collection_id!r}; collections: {', '.join(LAYERS)}",
-            parameter="collectionId",
-        )
-    return LAYERS[collection_id]
 
 
 def _matrix_set(value: str) -> None:
@@ -171,7 +163,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
 
     @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")
     def tilesets(request: Request, collectionId: str) -> dict[str, Any]:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         base = str(request.base_url).rstrip("/")
         return {
             "tilesets": [
@@ -203,7 +195,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     def collection_tileset(
         request: Request, collectionId: str, tileMatrixSetId: str
     ) -> dict[str, Any]:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
         here = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/tiles/{MATRIX_SET}"
         return _tileset(here, [layer.id])
@@ -225,7 +217,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         collectionId: str,
         tileMatrixSetId: str,
     ) -> dict[str, Any]:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
         base = str(request.base_url).rstrip("/")
         template = f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}/{{z}}/{{y}}/{{x}}"
@@ -244,7 +236,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         y: int,
         x: int,
     ) -> Response:
-        layer = _layer(collectionId)
+        layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
         return answer(request, [layer.id], z, x, y)
 
