@@ -44,6 +44,7 @@ from layers.database import database_url, get_engine, upgrade  # noqa: E402
 from layers.ingest import ingest_frame  # noqa: E402
 from layers.osm import read_osm  # noqa: E402
 from routing import RoadNetwork, nearest_units, od_matrix, route, service_areas  # noqa: E402
+from twin.city import City  # noqa: E402
 
 NETWORKS = {
     "sample city (Monaco 2025)": DATA / "monaco-2025.osm.pbf",
@@ -214,6 +215,18 @@ def bench_network(label: str, path: Path, url: str, queries: int) -> None:
 
     results["close 10 edges + next route, twin"] = timed(closure_update, 20)
     conn.close()
+    # a closure written to the closures layer, and the next route through the Router that
+    # serves the API: the issue asks for it to take effect within 100 ms
+    city = City(url)
+    city.route(position[pairs[0][0]], position[pairs[0][1]])  # build the network once
+    road_ids = iter([str(network.road_id[i]) for i in rng.choice(len(network.edge_id), 20)])
+
+    def layer_closure() -> None:
+        city.close_roads(road_ids=[next(road_ids)])
+        a, b = pairs[1]
+        city.route(position[a], position[b])
+
+    results["closure in the layer + next route (Router)"] = timed(layer_closure, 20)
     base_route = percentiles(results["route, twin (cost)"])[0]
     for name, values in results.items():
         p50, p95 = percentiles(values)
