@@ -76,13 +76,13 @@ def _same_edge(
     network: RoadNetwork, starts: list[Snap], snaps: list[Snap | None], arrival: np.ndarray
 ) -> np.ndarray:
     """Lower the arrival times of buildings on a facility's own edge to the direct trip."""
-    by_edge: dict[int, list[int]] = {}
+    by_edge: dict[int, list[tuple[int, Snap]]] = {}
     for i, snap in enumerate(snaps):
         if snap is not None:
-            by_edge.setdefault(snap.edge, []).append(i)
+            by_edge.setdefault(snap.edge, []).append((i, snap))
     for start in starts:
-        for i in by_edge.get(start.edge, []):
-            direct = network.along(start, snaps[i])  # type: ignore[arg-type]
+        for i, snap in by_edge.get(start.edge, []):
+            direct = network.along(start, snap)
             if direct is not None:
                 arrival[..., i] = np.minimum(arrival[..., i], direct[0])
     return arrival
