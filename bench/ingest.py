@@ -37,7 +37,7 @@ OUT = HERE / "out"
 EXTENT = (6.5, 43.0, 9.5, 45.5)  # room for the tiled copies
 os.environ.setdefault("TWIN_CITY_BBOX", json.dumps(EXTENT))
 
-from layers.database import database_url, get_engine, upgrade  # noqa: E402
+from layers.database import database_url, drop_database, get_engine, upgrade  # noqa: E402
 from layers.ingest import ingest  # noqa: E402
 from layers.osm import read_osm  # noqa: E402
 
@@ -67,16 +67,6 @@ def make_file(features: int) -> Path:
     frame = gpd.GeoDataFrame(pd.concat(copies, ignore_index=True).head(features), crs="EPSG:4326")
     frame.to_file(path, layer="buildings", engine="pyogrio")
     return path
-
-
-def fresh_database(url: str) -> None:
-    target = make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    admin.dispose()
-    get_engine.cache_clear()
-    upgrade(url)
 
 
 def run_twin(path: Path, url: str) -> float:
@@ -152,7 +142,8 @@ def main() -> None:
     base = make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
     url = base.set(database=f"{base.database}_bench").render_as_string(hide_password=False)
     path = make_file(args.features)
-    fresh_database(url)
+    drop_database(url)
+    upgrade(url)
     print(f"file: {path.name}, {args.features:,} buildings, {path.stat().st_size / 1e6:.0f} MB")
     runs = {
         "twin": run_twin,

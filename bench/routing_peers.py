@@ -37,10 +37,9 @@ os.environ.setdefault("TWIN_CITY_BBOX", json.dumps([7.0, 43.5, 7.8, 44.0]))
 
 import networkx as nx  # noqa: E402
 import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from layers.database import database_url, get_engine, upgrade  # noqa: E402
+from layers.database import database_url, drop_database, upgrade  # noqa: E402
 from layers.ingest import ingest_frame  # noqa: E402
 from layers.osm import read_osm  # noqa: E402
 from routing import RoadNetwork, nearest_units, od_matrix, route, service_areas  # noqa: E402
@@ -65,16 +64,6 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
-def fresh(url: str) -> None:
-    target = make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    admin.dispose()
-    get_engine.cache_clear()
-    upgrade(url)
-
-
 def libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -90,7 +79,8 @@ def main() -> None:
 
 
 def bench_network(label: str, path: Path, url: str, queries: int) -> None:
-    fresh(url)
+    drop_database(url)
+    upgrade(url)
     ingest_frame("roads", read_osm(path, ["roads"])["roads"], source=path.name, url=url)
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_edges AS SELECT * FROM routing_edges")

@@ -23,7 +23,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +36,7 @@ sys.path.insert(0, str(HERE))
 import geopandas as gpd  # noqa: E402
 from ingest import make_file  # noqa: E402  (bench/ingest.py: the 200k real footprints)
 
-from layers.database import database_url, get_engine, upgrade  # noqa: E402
+from layers.database import database_url, drop_database, get_engine, upgrade  # noqa: E402
 from layers.ingest import ingest_frame  # noqa: E402
 from twin.sample import load_sample  # noqa: E402
 
@@ -128,6 +127,18 @@ def wrk(base: str, paths: list[str], connections: int, seconds: int) -> tuple[fl
     return rate, percentile("50"), percentile("99")
 
 
+def compare(addresses: dict[str, str], paths: dict[str, list[str]], seconds: int) -> None:
+    """Run every server's tile list at concurrency 1, 8 and 32; print rates against tipg."""
+    for connections in (1, 8, 32):
+        results = {
+            name: wrk(addresses[name], tile_paths, connections, seconds)
+            for name, tile_paths in paths.items()
+        }
+        for name, (rate, p50, p99) in results.items():
+            ratio = rate / results["tipg"][0]
+            print(f"{name:15} {connections:3d} {rate:9.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
@@ -136,10 +147,7 @@ def main() -> None:
     base = make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
     target = base.set(database=f"{base.database}_bench_serve")
     url = target.render_as_string(hide_password=False)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(url)
     upgrade(url)
     load_sample(url=url)
     # a 200,000-point table, the regime the issue measured tipg in: one supply point per real
@@ -220,14 +228,7 @@ def main() -> None:
             f"wrk {args.seconds} s per run"
         )
         print(f"{'server':15} {'c':>3} {'tiles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs tipg':>8}")
-        for connections in (1, 8, 32):
-            results = {
-                name: wrk(addresses[name], paths, connections, args.seconds)
-                for name, paths in addresses_tiles.items()
-            }
-            for name, (rate, p50, p99) in results.items():
-                ratio = rate / results["tipg"][0]
-                print(f"{name:15} {connections:3d} {rate:9.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x")
+        compare(addresses, addresses_tiles, args.seconds)
         z14 = tiles(range(14, 15), (minx, miny, maxx, maxy))
         points_tiles = {
             "twin uncached": [
@@ -244,14 +245,7 @@ def main() -> None:
         for path in points_tiles["twin cached"]:
             urllib.request.urlopen(addresses["twin cached"] + path).read()
         print(f"\n{len(z14)} z14 tiles over a table of {len(points) + 1713:,} points (power_nodes)")
-        for connections in (1, 8, 32):
-            results = {
-                name: wrk(addresses[name], paths, connections, args.seconds)
-                for name, paths in points_tiles.items()
-            }
-            for name, (rate, p50, p99) in results.items():
-                ratio = rate / results["tipg"][0]
-                print(f"{name:15} {connections:3d} {rate:9.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x")
+        compare(addresses, points_tiles, args.seconds)
         print()
         items = {
             "twin uncached": ["/collections/buildings/items?limit=1000"],

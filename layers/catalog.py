@@ -90,29 +90,6 @@ class Layer:
         """Names of the typed attributes, in column order."""
         return tuple(f.name for f in self.fields)
 
-    def get_field(self, name: str) -> Field:
-        """Return the typed attribute called ``name``.
-
-        Parameters
-        ----------
-        name
-            Attribute name.
-
-        Returns
-        -------
-        Field
-            Its definition.
-
-        Raises
-        ------
-        KeyError
-            If the layer has no such attribute.
-        """
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(f"layer {self.id!r} has no attribute {name!r}")
-
 
 _STATUS = ("active", "inactive", "planned", "damaged", "out_of_service")
 _NETWORKS = ("water", "gas", "sewer", "heat")

@@ -123,6 +123,25 @@ def ensure_database(url: str | None = None) -> bool:
         admin.dispose()
 
 
+def drop_database(url: str) -> None:
+    """Drop the database named in ``url``, closing its connections (for scratch databases).
+
+    Parameters
+    ----------
+    url
+        Database URL.
+    """
+    target = make_url(database_url(url))
+    get_engine(database_url(url)).dispose()
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            quoted = conn.dialect.identifier_preparer.quote(str(target.database))
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+
+
 def _alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

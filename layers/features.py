@@ -22,8 +22,8 @@ from layers.catalog import Layer, get_layer
 from layers.cql2 import FilterError, to_sql
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
+from layers.queries import layer_versions
 from layers.settings import get_settings
-from layers.tiles import layer_versions
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$")
@@ -45,11 +45,6 @@ class FeaturePage:
     features_json: str
     returned: int
     matched: int
-
-    @property
-    def features(self) -> list[dict[str, Any]]:
-        """The features, parsed."""
-        return list(json.loads(self.features_json))
 
 
 @dataclass(frozen=True)

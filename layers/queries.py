@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import geopandas as gpd
@@ -147,6 +148,30 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
         cur.execute(query, {"at": moment})
         counts = {str(name): int(count) for name, count in cur.fetchall()}
     return {layer_id: counts[layer_id] for layer_id in LAYERS}
+
+
+def layer_versions(layer_ids: Sequence[str], *, url: str | None = None) -> tuple[int, ...]:
+    """Return the change counters of layers (from ``layer_versions``), in the given order.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    tuple of int
+        One counter per layer.
+    """
+    with cursor(url) as cur:
+        cur.execute(
+            "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s)",
+            (list(layer_ids),),
+        )
+        found = dict(cur.fetchall())
+    return tuple(int(found.get(layer_id, 0)) for layer_id in layer_ids)
 
 
 def ping(url: str | None = None) -> bool:

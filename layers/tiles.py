@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
+from layers.queries import layer_versions
 
 EXTENT = 4096
 BUFFER = 64
@@ -179,30 +180,6 @@ def render_tile(
         cur.execute(query)
         row = cur.fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
-
-
-def layer_versions(layer_ids: Sequence[str], *, url: str | None = None) -> tuple[int, ...]:
-    """Return the change counters of layers (from ``layer_versions``), in the given order.
-
-    Parameters
-    ----------
-    layer_ids
-        Layers.
-    url
-        Database URL; the configured one by default.
-
-    Returns
-    -------
-    tuple of int
-        One counter per layer.
-    """
-    with cursor(url) as cur:
-        cur.execute(
-            "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s)",
-            (list(layer_ids),),
-        )
-        found = dict(cur.fetchall())
-    return tuple(int(found.get(layer_id, 0)) for layer_id in layer_ids)
 
 
 class TileCache(Protocol):

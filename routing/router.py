@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from layers.database import cursor
+from layers.queries import layer_versions
 from routing.closures import closed_by_layer, flooded_edges
 from routing.network import RoadNetwork, check_profile
 
 _TABLES = ("roads", "live_speeds", "routing_speeds", "routing_profiles")
-_STAMP = "SELECT layer, version FROM layer_versions WHERE layer = ANY(%s) ORDER BY layer"
 
 
 class Router:
@@ -41,10 +40,8 @@ class Router:
         self._flooded: set[str] = set()
         self._lock = threading.Lock()
 
-    def _stamp(self) -> tuple[Any, ...]:
-        with cursor(self.url) as cur:
-            cur.execute(_STAMP, (list(_TABLES),))
-            return tuple(cur.fetchall())
+    def _stamp(self) -> tuple[int, ...]:
+        return layer_versions(_TABLES, url=self.url)
 
     def network(self, profile: str = "car", *, at: datetime | None = None) -> RoadNetwork:
         """Return the network of a profile with the closures active ``at`` (now) applied.

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 import twin
 from layers.catalog import LAYERS
-from layers.database import database_url, get_engine, upgrade
+from layers.database import database_url, drop_database, get_engine, upgrade
 from twin.sample import load_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,12 +27,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def _fresh_database(suffix: str) -> str:
     base = make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
-    url = base.set(database=f"{base.database}{suffix}")
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
-    rendered = url.render_as_string(hide_password=False)
+    rendered = base.set(database=f"{base.database}{suffix}").render_as_string(hide_password=False)
+    drop_database(rendered)
     upgrade(rendered)
     return rendered
 
