@@ -348,7 +348,9 @@ def power_grid(
     for node in transformers:
         path = paths[node]
         tree_edges.update(itertools.pairwise(path))
+    children = pd.Series([a for a, _ in tree_edges]).value_counts()
     point_of = dict(zip(inter.node_id, inter.geometry, strict=True))
+    metric_of = dict(zip(inter.node_id, inter_m, strict=True))
     lines: list[dict[str, Any]] = [
         {
             "id": row.id,
@@ -359,6 +361,17 @@ def power_grid(
             "geometry": row.geometry,
         }
         for row in real_lines.itertuples()
+    ]
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "voltage_kv": row.voltage_kv,
+            "status": row.status,
+            "osm": row.osm,
+            "geometry": row.geometry,
+        }
+        for row in real_nodes.itertuples()
     ]
     geometry_of = dict(zip(streets.id, streets.geometry, strict=True))
     for a, b in sorted(tree_edges):
@@ -373,11 +386,24 @@ def power_grid(
                 "voltage_kv": 20.0,
                 "status": "active",
                 "geometry": line,
-                "from_node": a,
-                "to_node": b,
                 "derived": {"kind": "20 kV feeder along the street"},
             }
         )
+        if a == root or children.get(a, 0) >= 2:
+            # a sectionalising switch where each branch leaves a fork, 5 m along it
+            metric = gpd.GeoSeries([line], crs="EPSG:4326").to_crs(METRIC).iloc[0]
+            at = metric.interpolate(min(5.0, metric.length / 3))
+            nodes.append(
+                {
+                    "id": f"switch/feeder/{edge}",
+                    "kind": "switch",
+                    "voltage_kv": 20.0,
+                    "status": "closed",
+                    "line": f"feeder/{edge}",
+                    "geometry": shapely.Point(*TO_LONLAT.transform(at.x, at.y)),
+                    "derived": {"kind": "sectionalising switch at the start of a feeder branch"},
+                }
+            )
     lines.append(
         {
             "id": "feeder/substation",
@@ -388,35 +414,50 @@ def power_grid(
             "derived": {"kind": "substation to the street network"},
         }
     )
-    nodes: list[dict[str, Any]] = [
-        {
-            "id": row.id,
-            "kind": row.kind,
-            "voltage_kv": row.voltage_kv,
-            "status": row.status,
-            "osm": row.osm,
-            "geometry": row.geometry,
-        }
-        for row in real_nodes.itertuples()
-    ]
+    # each transformer stands 6 m off its junction (towards its cell's centre) on a tap line
+    # with its disconnector half-way, so opening the switch darkens that transformer only
+    placed: dict[int, shapely.Point] = {}
     for node in transformers:
-        common = {"voltage_kv": 20.0, "node_id": node, "geometry": point_of[node]}
+        junction = metric_of[node]
+        cell = (int(junction.x // 300), int(junction.y // 300))
+        dx, dy = (cell[0] + 0.5) * 300 - junction.x, (cell[1] + 0.5) * 300 - junction.y
+        norm = float(np.hypot(dx, dy))
+        if norm < 1e-6:
+            dx, dy, norm = 1.0, 0.0, 1.0
+        spot = shapely.Point(junction.x + 6 * dx / norm, junction.y + 6 * dy / norm)
+        middle = shapely.Point(junction.x + 3 * dx / norm, junction.y + 3 * dy / norm)
+        placed[node] = shapely.Point(*TO_LONLAT.transform(spot.x, spot.y))
+        lines.append(
+            {
+                "id": f"tap/{node}",
+                "kind": "feeder",
+                "voltage_kv": 20.0,
+                "status": "active",
+                "geometry": shapely.LineString([point_of[node], placed[node]]),
+                "derived": {"kind": "20 kV tap from the feeder to the transformer"},
+            }
+        )
         nodes.append(
             {
                 "id": f"transformer/{node}",
                 "kind": "transformer",
+                "voltage_kv": 20.0,
                 "status": "active",
+                "node_id": node,
+                "geometry": placed[node],
                 "derived": {"kind": "20/0.4 kV transformer, one per 300 m cell"},
-                **common,
             }
         )
         nodes.append(
             {
                 "id": f"switch/{node}",
                 "kind": "switch",
+                "voltage_kv": 20.0,
                 "status": "closed",
-                "derived": {"kind": "transformer disconnector"},
-                **common,
+                "node_id": node,
+                "line": f"tap/{node}",
+                "geometry": shapely.Point(*TO_LONLAT.transform(middle.x, middle.y)),
+                "derived": {"kind": "transformer disconnector on its tap"},
             }
         )
     t_points = gpd.GeoSeries([point_of[n] for n in transformers], crs="EPSG:4326").to_crs(METRIC)
@@ -433,7 +474,7 @@ def power_grid(
                 "voltage_kv": 0.4,
                 "status": "active",
                 "building": row.id,
-                "transformer": nearest,
+                "transformer": f"transformer/{nearest}",
                 "geometry": at,
                 "derived": {"kind": "building supply point"},
             }
@@ -444,7 +485,7 @@ def power_grid(
                 "kind": "service",
                 "voltage_kv": 0.4,
                 "status": "active",
-                "geometry": shapely.LineString([point_of[nearest], at]),
+                "geometry": shapely.LineString([placed[nearest], at]),
                 "derived": {"kind": "0.4 kV service from the nearest transformer"},
             }
         )

@@ -183,7 +183,13 @@ LAYERS: dict[str, Layer] = {
             ("LineString",),
             "LineString",
             (
-                Field("kind", "text", True, ("line", "cable", "minor_line", "feeder", "service")),
+                Field(
+                    "kind",
+                    "text",
+                    True,
+                    ("line", "cable", "minor_line", "feeder", "service", "transformer"),
+                    description="transformer: a transformer drawn as a branch between two buses",
+                ),
                 Field("voltage_kv", "float", minimum=0, maximum=1200, description="Voltage, kV"),
                 Field("status", "text", choices=_STATUS),
             ),
@@ -195,7 +201,12 @@ LAYERS: dict[str, Layer] = {
             ("Point",),
             "Point",
             (
-                Field("kind", "text", True, ("substation", "transformer", "switch", "consumer")),
+                Field(
+                    "kind",
+                    "text",
+                    True,
+                    ("substation", "transformer", "switch", "consumer", "bus"),
+                ),
                 Field("voltage_kv", "float", minimum=0, maximum=1200, description="Voltage, kV"),
                 Field("status", "text", choices=("closed", "open", *_STATUS)),
             ),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
 
-from layers.catalog import LAYERS, get_layer
+from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, get_engine
 
 BBox = tuple[float, float, float, float]
@@ -18,7 +19,7 @@ BBox = tuple[float, float, float, float]
 _AS_OF = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
 _CURRENT = "valid_to IS NULL"
 # pandas types that keep a missing value missing (not NaN in an int column)
-_DTYPES = {
+_DTYPES: dict[str, Any] = {
     "int": "Int64",
     "bigint": "Int64",
     "float": "Float64",
@@ -106,16 +107,35 @@ def read_layer(
     with cursor(url) as cur:
         cur.execute(query, params)
         rows = cur.fetchall()
-    records = [dict(zip([*columns, "geometry"], row, strict=True)) for row in rows]
-    frame = gpd.GeoDataFrame(records, columns=[*columns, "geometry"])
-    frame["geometry"] = gpd.GeoSeries.from_wkb(
-        [bytes(r["geometry"]) for r in records], crs="EPSG:4326"
-    )
+    return frame_from_rows(layer, [*columns, "geometry"], rows)
+
+
+def frame_from_rows(layer: Layer, names: Sequence[str], rows: Sequence[Any]) -> gpd.GeoDataFrame:
+    """Turn rows read from a layer table into a GeoDataFrame with the catalog's types.
+
+    Parameters
+    ----------
+    layer
+        The layer read.
+    names
+        Column names of the rows, in order; ``geometry`` holds WKB in EPSG:4326.
+    rows
+        The rows.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Typed attributes (missing values kept missing), timestamps in UTC.
+    """
+    frame = pd.DataFrame.from_records(rows, columns=list(names))
+    geometry = gpd.GeoSeries.from_wkb([bytes(g) for g in frame["geometry"]], crs="EPSG:4326")
+    frame["geometry"] = geometry.to_numpy()
     for spec in layer.fields:
-        if spec.kind in _DTYPES:
+        if spec.kind in _DTYPES and spec.name in frame:
             frame[spec.name] = frame[spec.name].astype(_DTYPES[spec.kind])
-    frame["valid_from"] = pd.to_datetime(frame["valid_from"], utc=True)
-    frame["valid_to"] = pd.to_datetime(frame["valid_to"], utc=True)
+    for column in ("valid_from", "valid_to"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
 

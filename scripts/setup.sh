@@ -111,5 +111,15 @@ if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; the
     touch "$VENV/.installed"
 fi
 
+# --- the oracles' environment: WNTR and pandapower, which the utility-trace tests compare with
+ORACLES=.venv-oracles
+if [ ! -f "$ORACLES/.installed" ] || [ tests/oracles-requirements.txt -nt "$ORACLES/.installed" ]; then
+    say "installing the test oracles (WNTR, pandapower) into $ORACLES"
+    [ -x "$ORACLES/bin/python" ] || "$PYTHON" -m venv "$ORACLES"
+    "$ORACLES/bin/python" -m pip install -q --upgrade pip
+    "$ORACLES/bin/python" -m pip install -q -r tests/oracles-requirements.txt
+    touch "$ORACLES/.installed"
+fi
+
 # --- the database: created and migrated ------------------------------------------------------
 TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from layers.catalog import LAYERS
 from layers.ingest import IngestReport, Progress, ingest_many
 from layers.queries import layer_counts
+from layers.rasters import check_raster, list_rasters, raster_transaction
 
 #: Where the built sample city lives in a checkout.
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "monaco"
+#: The sample city's elevation model (SRTM, clipped), stored as the raster ``dem``.
+SAMPLE_DEM = "dem.tif"
 
 
 def sample_files(directory: Path = SAMPLE_DIR) -> dict[str, Path]:
@@ -50,6 +54,14 @@ def load_sample(
     failed load leaves the store as it was. Each layer is imported with source
     ``sample:<layer>``, so loading again updates the layers rather than duplicating them.
 
+    The directory's elevation model (``dem.tif``, when it has one) is stored as the raster
+    ``dem`` (kind ``dem``, unit m, source ``sample``). It is read and checked before anything
+    is written, and its transaction stays open around the layers' import: it commits only once
+    the layers have, and rolls back if they fail. So a bad DEM or a bad layer leaves the store
+    as it was; the one gap is the DEM's own commit failing (the server going away) right after
+    the layers committed, which loading again repairs, since the city counts as loaded only
+    with its DEM.
+
     Parameters
     ----------
     directory
@@ -67,7 +79,19 @@ def load_sample(
         One report per layer; empty when the city was already loaded.
     """
     files = sample_files(directory)
-    if not force and all(count > 0 for count in layer_counts(url=url).values()):
+    dem_file = directory / SAMPLE_DEM
+    has_dem = dem_file.exists()
+    if (
+        not force
+        and all(count > 0 for count in layer_counts(url=url).values())
+        and (not has_dem or "dem" in set(list_rasters(url=url)["name"]))
+    ):
         return []
+    dem = (
+        check_raster(dem_file, name="dem", kind="dem", source="sample", unit="m")
+        if has_dem
+        else None
+    )
     sources = {layer_id: f"sample:{layer_id}" for layer_id in files}
-    return ingest_many(files, sources=sources, url=url, progress=progress)
+    with raster_transaction([dem], url=url) if dem else nullcontext():
+        return ingest_many(files, sources=sources, url=url, progress=progress)

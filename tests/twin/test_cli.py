@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from layers.database import head_revision
 from tests.assertions import sql_scalar, table_state
 
 TWIN = [sys.executable, "-m", "twin"]
@@ -67,4 +68,5 @@ def test_layers_and_db_status(sample_db: str) -> None:
     }
     assert counts["roads"] == str(sql_scalar(sample_db, "SELECT count(*) FROM roads"))
     status = run(sample_db, "db", "status")
-    assert "database at 0004; newest is 0004" in status.stdout
+    head = head_revision()
+    assert f"database at {head}; newest is {head}" in status.stdout

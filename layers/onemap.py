@@ -1,0 +1,505 @@
+"""One map: one spatial question, every layer answers.
+
+Around a point (a radius), within an area, or along a line (a buffer): the features of any
+subset of layers, current or as of a moment, filtered per layer by CQL2 text, each with its
+distance from the point or line and how much of it lies inside (m for lines, m² for areas);
+and a summary: counts per layer and kind, lengths per network or class, buildings and their
+population. Per district, :func:`district_stats` gives the same figures for every district.
+
+Whether a feature is within a radius or buffer is decided on the ellipsoid (PostGIS
+geography); distances and the parts inside are then measured in the city's metric CRS (a UTM
+or Gauss-Kruger zone: within 0.04% of the ellipsoid), where the radius or buffer is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from psycopg import sql
+from pyproj import Transformer
+
+from layers.catalog import LAYERS, Layer, get_layer
+from layers.cql2 import FilterError, to_sql
+from layers.database import cursor
+from layers.errors import ParameterError
+from layers.queries import as_of, frame_from_rows
+from layers.settings import get_settings
+
+#: Largest radius or buffer accepted (m).
+MAX_RADIUS_M = 20_000.0
+#: Largest area accepted for ``within`` (km²).
+MAX_AREA_KM2 = 1_000.0
+#: The attribute a layer's features are counted by in the summary.
+KIND_OF = {
+    "roads": "class",
+    "pipelines": "network",
+    "pipe_nodes": "kind",
+    "power_lines": "kind",
+    "power_nodes": "kind",
+    "cameras": "status",
+    "resources": "kind",
+    "buildings": "use",
+    "districts": "level",
+    "incidents": "kind",
+    "closures": "kind",
+    "signals": "program",
+    "intersections": "signalised",
+}
+_LINES = ("LineString", "MultiLineString")
+_AREAS = ("Polygon", "MultiPolygon")
+Shape = Literal["around", "within", "along"]
+
+
+class OneMapError(ParameterError):
+    """A one-map question that cannot be asked as given."""
+
+
+@dataclass(frozen=True)
+class OneMap:
+    """The answer of every layer asked to one spatial question.
+
+    Attributes
+    ----------
+    shape
+        ``around``, ``within`` or ``along``.
+    area
+        The area asked about (EPSG:4326).
+    features
+        Per layer, its features (EPSG:4326) with ``distance_m`` (from the point, line or
+        area) and ``inside`` (length in m of a line, area in m² of a polygon inside the area;
+        missing for points), nearest first.
+    summary
+        Counts per layer and kind, lengths per kind, buildings and population.
+    """
+
+    shape: str
+    area: shapely.Geometry
+    features: dict[str, gpd.GeoDataFrame] = field(repr=False)
+    summary: dict[str, Any]
+
+
+def around(
+    point: tuple[float, float],
+    radius_m: float,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+) -> OneMap:
+    """Ask every layer what lies within a radius of a point.
+
+    Parameters
+    ----------
+    point
+        ``(lon, lat)``.
+    radius_m
+        Radius (m), at most 20 km.
+    layers
+        Layer ids to ask; every layer by default.
+    at
+        A moment: the features valid then. None: the current ones.
+    filters
+        Per layer, a CQL2-text filter (``{"buildings": "height_m > 30"}``).
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    OneMap
+        Features per layer and the summary.
+    """
+    reference = shapely.Point(_lonlat(point, "point"))
+    _check_distance(radius_m, "radius_m")
+    area = _buffer(reference, radius_m)
+    return _ask("around", reference, area, radius_m, layers, at, filters, url)
+
+
+def within(
+    area: shapely.Geometry,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+) -> OneMap:
+    """Ask every layer what lies in an area (a polygon, lon/lat).
+
+    Parameters
+    ----------
+    area
+        Polygon or MultiPolygon (EPSG:4326), valid, at most 1,000 km².
+    layers, at, filters, url
+        As for :func:`around`.
+
+    Returns
+    -------
+    OneMap
+        Features per layer (``distance_m`` 0 inside, else from the area) and the summary.
+    """
+    if not isinstance(area, shapely.Polygon | shapely.MultiPolygon):
+        raise OneMapError("the area must be a Polygon or MultiPolygon", parameter="geometry")
+    if area.is_empty or not area.is_valid:
+        reason = shapely.is_valid_reason(area) if not area.is_empty else "empty"
+        raise OneMapError(f"the area is not a valid polygon: {reason}", parameter="geometry")
+    _check_bounds(area)
+    km2 = float(gpd.GeoSeries([area], crs=4326).to_crs(get_settings().metric_crs).area.iloc[0])
+    if km2 / 1e6 > MAX_AREA_KM2:
+        raise OneMapError(
+            f"the area is {km2 / 1e6:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
+            parameter="geometry",
+        )
+    return _ask("within", area, area, 0.0, layers, at, filters, url)
+
+
+def along(
+    line: shapely.Geometry,
+    buffer_m: float,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+) -> OneMap:
+    """Ask every layer what lies within a distance of a line (a route, a main, a street).
+
+    Parameters
+    ----------
+    line
+        LineString or MultiLineString (EPSG:4326).
+    buffer_m
+        Distance either side (m), at most 20 km.
+    layers, at, filters, url
+        As for :func:`around`.
+
+    Returns
+    -------
+    OneMap
+        Features per layer, with the distance from the line, and the summary.
+    """
+    if not isinstance(line, shapely.LineString | shapely.MultiLineString) or line.is_empty:
+        raise OneMapError("the line must be a non-empty LineString", parameter="geometry")
+    _check_bounds(line)
+    _check_distance(buffer_m, "buffer_m")
+    return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url)
+
+
+def _ask(
+    shape: Shape,
+    reference: shapely.Geometry,
+    area: shapely.Geometry,
+    distance_m: float,
+    layers: Sequence[str] | None,
+    at: datetime | str | None,
+    filters: Mapping[str, str] | None,
+    url: str | None,
+) -> OneMap:
+    asked = _layers(layers)
+    conditions = _filters(filters or {}, asked)
+    moment = as_of(at)
+    margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
+    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
+    envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
+    forward = _transformers()[0]
+    metric_reference = _to_metric(reference, forward)
+    metric_area = _to_metric(area, forward)
+    shapely.prepare(metric_area)
+
+    def ask(layer: Layer) -> gpd.GeoDataFrame:
+        query, params = _layer_query(
+            layer, shape, reference, area, envelope, distance_m, moment, conditions.get(layer.id)
+        )
+        with cursor(url) as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        frame = frame_from_rows(layer, [*_columns(layer), "geometry"], rows)
+        return _measure(frame, metric_reference, metric_area, forward)
+
+    # the layers are independent queries: two at a time keep the server's cores busy
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        answers = list(pool.map(ask, asked))
+    features = {layer.id: frame for layer, frame in zip(asked, answers, strict=True)}
+    return OneMap(shape=shape, area=area, features=features, summary=summarise(features))
+
+
+def _measure(
+    frame: gpd.GeoDataFrame,
+    reference: shapely.Geometry,
+    area: shapely.Geometry,
+    forward: Transformer,
+) -> gpd.GeoDataFrame:
+    """Add ``distance_m`` and ``inside`` (m of line, m² of area), measured in the metric CRS."""
+    metric = _to_metric(frame.geometry.to_numpy(), forward)
+    distance = shapely.distance(metric, reference)
+    dimension = shapely.get_dimensions(metric)
+    inside = np.full(len(frame), np.nan)
+    extended = dimension > 0
+    if extended.any():
+        part = metric[extended]
+        cut = part.copy()
+        edge = ~shapely.contains_properly(area, part)
+        cut[edge] = shapely.intersection(part[edge], area)
+        lines = dimension[extended] == 1
+        inside[extended] = np.where(lines, shapely.length(cut), shapely.area(cut))
+    out = frame.assign(distance_m=distance, inside=inside)
+    return out.sort_values(["distance_m", "id"], kind="stable").reset_index(drop=True)
+
+
+def _layer_query(
+    layer: Layer,
+    shape: Shape,
+    reference: shapely.Geometry,
+    area: shapely.Geometry,
+    envelope: tuple[float, float, float, float],
+    distance_m: float,
+    moment: datetime | None,
+    condition: tuple[sql.Composable, list[Any]] | None,
+) -> tuple[sql.Composed, list[Any]]:
+    if shape == "within":
+        hit = sql.SQL("ST_Intersects(geom, ST_GeomFromWKB(%s, 4326))")
+        hit_params: list[Any] = [shapely.to_wkb(area)]
+    else:  # exact on the ellipsoid; the drawn area only bounds the index search
+        hit = sql.SQL("ST_DWithin(geom::geography, ST_GeomFromWKB(%s, 4326)::geography, %s)")
+        hit_params = [shapely.to_wkb(reference), distance_m]
+    when = (
+        "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
+    )
+    when_params = [moment, moment] if moment else []
+    extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
+    query = sql.SQL(
+        "SELECT {cols}, ST_AsBinary(geom) FROM {table} "
+        "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {hit} AND ({extra})"
+    )
+    composed = query.format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, _columns(layer))),
+        table=sql.Identifier(layer.table),
+        when=sql.SQL(when),
+        hit=hit,
+        extra=extra,
+    )
+    return composed, [*when_params, *envelope, *hit_params, *extra_params]
+
+
+def summarise(features: Mapping[str, gpd.GeoDataFrame]) -> dict[str, Any]:
+    """Sum up a one-map answer: counts per layer and kind, lengths, buildings, population.
+
+    Parameters
+    ----------
+    features
+        Per layer, the features found (with ``inside``).
+
+    Returns
+    -------
+    dict
+        ``counts`` (layer → total), ``kinds`` (layer → kind → count), ``lengths_m`` (line
+        layer → kind → length inside), ``buildings`` (count, population, floor area inside).
+    """
+    counts: dict[str, int] = {}
+    kinds: dict[str, dict[str, int]] = {}
+    lengths: dict[str, dict[str, float]] = {}
+    for layer_id, frame in features.items():
+        counts[layer_id] = len(frame)
+        column = KIND_OF.get(layer_id)
+        if column and len(frame):
+            keys = frame[column].astype(object).where(frame[column].notna(), "unknown").astype(str)
+            kinds[layer_id] = {str(k): int(v) for k, v in keys.value_counts().sort_index().items()}
+            if get_layer(layer_id).storage_type in _LINES:
+                sums = frame["inside"].astype(float).groupby(keys.to_numpy()).sum()
+                lengths[layer_id] = {str(k): round(float(v), 1) for k, v in sums.items()}
+    summary: dict[str, Any] = {"counts": counts, "kinds": kinds, "lengths_m": lengths}
+    if "buildings" in features:
+        b = features["buildings"]
+        population = pd.to_numeric(b["population"], errors="coerce").fillna(0)
+        summary["buildings"] = {
+            "count": len(b),
+            "population": int(population.sum()),
+            "footprint_inside_m2": round(float(b["inside"].astype(float).fillna(0).sum()), 1),
+        }
+    return summary
+
+
+def district_stats(*, at: datetime | str | None = None, url: str | None = None) -> pd.DataFrame:
+    """Figures per district: counts and lengths per layer and kind, buildings, population.
+
+    Each district is computed on its own (a road on a border counts in both wards).
+
+    Parameters
+    ----------
+    at
+        A moment; the current features by default.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per district (``id``, ``name``, ``level``, ``area_km2``, ``population``,
+        ``buildings``, ``building_population``), then ``<layer>_count`` per point layer,
+        ``<layer>.<kind>_count`` for each kind, and ``<layer>.<kind>_m`` lengths per line
+        layer and kind.
+    """
+    moment = as_of(at)
+    when = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
+    current = when if moment else "valid_to IS NULL"
+    with cursor(url) as cur:
+        cur.execute(
+            sql.SQL(_DISTRICTS).format(
+                d_when=sql.SQL(current.replace("valid_", "d.valid_")),
+                b_when=sql.SQL(current.replace("valid_", "b.valid_")),
+            ),
+            {"at": moment},
+        )
+        base = pd.DataFrame(
+            cur.fetchall(),
+            columns=[
+                "id",
+                "name",
+                "level",
+                "area_km2",
+                "population",
+                "buildings",
+                "building_population",
+            ],
+        )
+        for layer in LAYERS.values():
+            if layer.id in ("districts", "buildings"):
+                continue
+            kind = KIND_OF.get(layer.id)
+            if layer.storage_type in _LINES:
+                measure = sql.SQL("sum(ST_Length(ST_Intersection(f.geom, d.geom)::geography))")
+                suffix = "_m"
+            else:
+                measure = sql.SQL("count(*)")
+                suffix = "_count"
+            cur.execute(
+                sql.SQL(_PER_DISTRICT).format(
+                    kind=sql.Identifier(kind) if kind else sql.SQL("NULL"),
+                    measure=measure,
+                    table=sql.Identifier(layer.table),
+                    d_when=sql.SQL(current.replace("valid_", "d.valid_")),
+                    f_when=sql.SQL(current.replace("valid_", "f.valid_")),
+                ),
+                {"at": moment},
+            )
+            for district, key, value in cur.fetchall():
+                column = f"{layer.id}.{key}{suffix}" if kind else f"{layer.id}{suffix}"
+                base.loc[base["id"] == district, column] = float(value)
+    numeric = base.columns[3:]
+    base[numeric] = base[numeric].astype(float).fillna(0.0)
+    return base.sort_values(["level", "name"]).reset_index(drop=True)
+
+
+_DISTRICTS = """
+SELECT d.id, d.name, d.level, ST_Area(d.geom::geography) / 1e6, d.population,
+       count(b.id), coalesce(sum(b.population), 0)
+FROM districts d
+LEFT JOIN buildings b
+  ON {b_when} AND b.geom && d.geom AND ST_Intersects(d.geom, ST_PointOnSurface(b.geom))
+WHERE {d_when}
+GROUP BY d.id, d.name, d.level, d.geom, d.population
+"""
+_PER_DISTRICT = """
+SELECT d.id, coalesce(f.{kind}::text, 'unknown'), {measure}
+FROM districts d JOIN {table} f ON f.geom && d.geom AND ST_Intersects(f.geom, d.geom)
+WHERE {d_when} AND {f_when}
+GROUP BY 1, 2
+"""
+
+
+def _columns(layer: Layer) -> list[str]:
+    return ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
+
+
+def _layers(layers: Sequence[str] | None) -> list[Layer]:
+    if layers is None:
+        return list(LAYERS.values())
+    if isinstance(layers, str):
+        layers = [layers]
+    unknown = [name for name in layers if name not in LAYERS]
+    if unknown:
+        raise OneMapError(
+            f"unknown layer {unknown[0]!r}; known layers: {', '.join(LAYERS)}",
+            parameter="layers",
+        )
+    if not layers:
+        raise OneMapError("ask at least one layer", parameter="layers")
+    return [LAYERS[name] for name in dict.fromkeys(layers)]
+
+
+def _filters(
+    filters: Mapping[str, str], asked: list[Layer]
+) -> dict[str, tuple[sql.Composable, list[Any]]]:
+    names = {layer.id for layer in asked}
+    out = {}
+    for layer_id, text in filters.items():
+        if layer_id not in names:
+            raise OneMapError(
+                f"a filter for {layer_id!r}, which is not among the layers asked",
+                parameter="filter",
+            )
+        try:
+            out[layer_id] = to_sql(text, LAYERS[layer_id])
+        except FilterError as exc:
+            raise OneMapError(f"{layer_id}: {exc}", parameter="filter") from None
+    return out
+
+
+def _lonlat(point: Sequence[float], parameter: str) -> tuple[float, float]:
+    try:
+        lon, lat = (float(v) for v in point)
+    except (TypeError, ValueError):
+        raise OneMapError("give a point as (lon, lat)", parameter=parameter) from None
+    if not (np.isfinite(lon) and np.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        raise OneMapError(f"({lon}, {lat}) is not a lon/lat position", parameter=parameter)
+    return lon, lat
+
+
+def _check_bounds(geometry: shapely.Geometry) -> None:
+    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(geometry))
+    if not (np.isfinite([xmin, ymin, xmax, ymax]).all() and -180 <= xmin <= xmax <= 180):
+        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter="geometry")
+    if not -90 <= ymin <= ymax <= 90:
+        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter="geometry")
+
+
+def _check_distance(value: float, parameter: str) -> None:
+    if not np.isfinite(value) or value <= 0:
+        raise OneMapError(f"{parameter} must be a positive number of metres", parameter=parameter)
+    if value > MAX_RADIUS_M:
+        raise OneMapError(
+            f"{parameter} {value:g} m is more than {MAX_RADIUS_M:g} m", parameter=parameter
+        )
+
+
+_TRANSFORMERS: dict[str, tuple[Transformer, Transformer]] = {}
+_WORKERS = 2
+
+
+def _transformers() -> tuple[Transformer, Transformer]:
+    """Lon/lat to the city's metric CRS and back."""
+    crs = get_settings().metric_crs
+    if crs not in _TRANSFORMERS:
+        _TRANSFORMERS[crs] = (
+            Transformer.from_crs(4326, crs, always_xy=True),
+            Transformer.from_crs(crs, 4326, always_xy=True),
+        )
+    return _TRANSFORMERS[crs]
+
+
+def _to_metric(geometry: Any, forward: Transformer) -> Any:
+    return shapely.transform(geometry, lambda c: np.column_stack(forward.transform(*c.T)))
+
+
+def _buffer(geometry: shapely.Geometry, distance_m: float) -> shapely.Geometry:
+    """Buffer lon/lat geometry by metres, drawn in the city's metric CRS."""
+    forward, back = _transformers()
+    drawn = shapely.buffer(_to_metric(geometry, forward), distance_m, quad_segs=32)
+    return shapely.transform(drawn, lambda c: np.column_stack(back.transform(*c.T)))
