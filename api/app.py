@@ -9,7 +9,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api import errors, features, routing, tiles
+from api import errors, features, incidents, onemap, rasters, routing, tiles, utilities
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
@@ -53,7 +53,10 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     url = settings.database_url
     app = FastAPI(
         title=f"CityTwin — {settings.city_name}",
-        description="The city's layers in PostGIS.",
+        description=(
+            "The city's layers in PostGIS: features, tiles, routing, one-map questions, "
+            "utility traces, incidents and rasters."
+        ),
         version="0.1.0",
     )
     errors.install(app)
@@ -62,7 +65,12 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(
         tiles.routes(url, tiles.make_cache(settings.redis_url, settings.tile_cache_mb))
     )
-    app.include_router(routing.routes(City(url)))
+    city = City(url)
+    app.include_router(routing.routes(city))
+    app.include_router(onemap.routes(city))
+    app.include_router(utilities.routes(city))
+    app.include_router(incidents.routes(city))
+    app.include_router(rasters.routes(city))
 
     @app.get("/health", summary="Whether the API and its database answer")
     def health() -> dict[str, str]:

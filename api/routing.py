@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.errors import ProblemError
 from layers.validation import IngestError
-from routing import PROFILES, Route
+from routing import PROFILES, Route, Unit
 from routing.paths import Point
 from twin.city import City
 
@@ -68,6 +68,23 @@ def _feature(trip: Route | None, **properties: Any) -> dict[str, Any]:
     feature = trip.to_geojson()
     feature["properties"] = {"reachable": True, **properties, **feature["properties"]}
     return feature
+
+
+def unit_features(units: list[Unit]) -> list[dict[str, Any]]:
+    """Encode units fastest first: each its route as a GeoJSON feature with its times."""
+    return [
+        _feature(
+            u.route,
+            rank=i + 1,
+            unit=u.id,
+            kind=u.kind,
+            name=u.name,
+            travel_s=round(u.travel_s, 3),
+            turnout_s=u.turnout_s,
+            total_s=round(u.total_s, 3),
+        )
+        for i, u in enumerate(units)
+    ]
 
 
 class MatrixRequest(BaseModel):
@@ -122,20 +139,7 @@ def routes(city: City) -> APIRouter:
     ) -> dict[str, Any]:
         point = parse_points(incident, "incident")[0]
         units = city.nearest_units(point, kind=kind, k=k, profile=profile)
-        features = [
-            _feature(
-                u.route,
-                rank=i + 1,
-                unit=u.id,
-                kind=u.kind,
-                name=u.name,
-                travel_s=round(u.travel_s, 3),
-                turnout_s=u.turnout_s,
-                total_s=round(u.total_s, 3),
-            )
-            for i, u in enumerate(units)
-        ]
-        return {"type": "FeatureCollection", "features": features}
+        return {"type": "FeatureCollection", "features": unit_features(units)}
 
     @router.get("/isochrones", summary="Service areas of facilities for several time breaks")
     def get_isochrones(

@@ -395,7 +395,7 @@ def isolate(
     """
     stuck = ~net.operable.copy()
     for device_id in inoperable:
-        stuck[net.node_vertex(device_id)] = True
+        stuck[net.node_vertex(device_id, parameter="inoperable")] = True
     segments = {int(net.segment_of_edge[edge])}
     frontier = list(segments)
     operate: set[int] = set()
@@ -463,7 +463,7 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
     line_ids = net.lines["id"].astype(str).to_numpy()
     operate, out = list(operate), list(out)
     for device_id in operate:
-        vertex = net.node_vertex(device_id)
+        vertex = net.node_vertex(device_id, parameter="operate")
         if not net.device[vertex]:
             raise TopologyError(f"{device_id!r} is not a valve or switch", parameter="operate")
         blocked[vertex] = True
@@ -474,7 +474,7 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
             i = int(hits[0])
             removed[net.line_first_edge[i] : net.line_first_edge[i + 1]] = True
         else:
-            blocked[net.node_vertex(element)] = True
+            blocked[net.node_vertex(element, parameter="out")] = True
     cause = {"kind": "operation", "operate": operate, "out": out}
     return _outage(
         net,

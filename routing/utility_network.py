@@ -143,13 +143,15 @@ class UtilityNetwork:
         """Number of segments between isolating devices."""
         return int(self.segment_of_edge.max(initial=-1)) + 1 if self.n_edges else 0
 
-    def node_vertex(self, node_id: str) -> int:
+    def node_vertex(self, node_id: str, *, parameter: str = "node") -> int:
         """Return the vertex a node stands on.
 
         Parameters
         ----------
         node_id
             A node (pipe node or power node) id of this network.
+        parameter
+            The request parameter that named it, for the error.
 
         Returns
         -------
@@ -165,7 +167,7 @@ class UtilityNetwork:
             return int(self.nodes["vertex"].iat[self._node_index[node_id]])
         except KeyError:
             raise TopologyError(
-                f"{node_id!r} is not a node of the {self.name} network", parameter="node"
+                f"{node_id!r} is not a node of the {self.name} network", parameter=parameter
             ) from None
 
     def device_segments(self, vertex: int) -> frozenset[int]:

@@ -27,3 +27,12 @@ def sql_scalar(url: str, query: str, **params: Any) -> Any:
     """Run a query returning one value."""
     with get_engine(url).connect() as conn:
         return conn.execute(sa.text(query), params).scalar_one()
+
+
+def problem(response: Any, status: int, parameter: str | None) -> dict[str, Any]:
+    """Check an HTTP answer is a problem+json of this status naming this parameter."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body.get("parameter") == parameter
+    return body

@@ -14,6 +14,8 @@ import networkx as nx
 import pandas as pd
 import shapely
 
+from layers import onemap, rasters
+from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
 from layers.database import cursor, database_url, get_engine
 from layers.ingest import IngestReport, ingest, ingest_frame
@@ -34,6 +36,8 @@ from routing import (
     suggest_sites,
 )
 from routing.paths import Point
+from routing.traces import Cascade, Outage, Utilities
+from twin import incidents
 
 
 class City:
@@ -391,6 +395,274 @@ class City:
         )
         ingest_frame("closures", frame, source="api", retire_missing=False, url=self.url)
         return closure_id
+
+    # --- one map ---------------------------------------------------------------------------
+
+    def around(
+        self,
+        point: Point,
+        radius_m: float,
+        *,
+        layers: Sequence[str] | None = None,
+        at: datetime | str | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> onemap.OneMap:
+        """Ask every layer (or some) what lies within a radius of a point.
+
+        Parameters
+        ----------
+        point
+            ``(lon, lat)``.
+        radius_m
+            Radius (m).
+        layers
+            Layer ids; all by default.
+        at
+            A moment; the current features by default.
+        filters
+            Per layer, a CQL2-text filter, e.g. ``{"buildings": "height_m > 30"}``.
+
+        Returns
+        -------
+        layers.onemap.OneMap
+            ``features`` (layer → GeoDataFrame with ``distance_m``, ``inside``) and ``summary``.
+        """
+        return onemap.around(point, radius_m, layers=layers, at=at, filters=filters, url=self.url)
+
+    def within(
+        self,
+        area: shapely.Geometry,
+        *,
+        layers: Sequence[str] | None = None,
+        at: datetime | str | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> onemap.OneMap:
+        """Ask every layer (or some) what lies in an area; see :meth:`around`."""
+        return onemap.within(area, layers=layers, at=at, filters=filters, url=self.url)
+
+    def along(
+        self,
+        line: shapely.Geometry,
+        buffer_m: float,
+        *,
+        layers: Sequence[str] | None = None,
+        at: datetime | str | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> onemap.OneMap:
+        """Ask every layer (or some) what lies within ``buffer_m`` of a line; see :meth:`around`."""
+        return onemap.along(line, buffer_m, layers=layers, at=at, filters=filters, url=self.url)
+
+    def district_stats(self, *, at: datetime | str | None = None) -> pd.DataFrame:
+        """Return per district its counts and lengths per layer, population and camera coverage.
+
+        Parameters
+        ----------
+        at
+            A moment; the current features by default.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per district (see :func:`layers.onemap.district_stats`) with
+            ``camera_road_share``: the share of its road length the cameras see.
+        """
+        stats = onemap.district_stats(at=at, url=self.url)
+        cameras = camera_coverage(url=self.url, at=at).districts[["id", "share"]]
+        stats = stats.merge(cameras.rename(columns={"share": "camera_road_share"}), how="left")
+        stats["camera_road_share"] = stats["camera_road_share"].fillna(0.0)
+        return stats
+
+    def camera_coverage(self, *, at: datetime | str | None = None) -> CameraCoverage:
+        """Return the cameras' view cones, road coverage per district and the blind spots."""
+        return camera_coverage(url=self.url, at=at)
+
+    # --- utility networks -------------------------------------------------------------------
+
+    @cached_property
+    def utilities(self) -> Utilities:
+        """The utility networks (water, gas, sewer, heat, power), built on first use."""
+        return Utilities(self.url)
+
+    def isolate(
+        self,
+        point: Point | None = None,
+        *,
+        network: str | None = None,
+        line: str | None = None,
+        inoperable: Sequence[str] = (),
+    ) -> Outage:
+        """Isolate a break on a pipe (or a fault on a power line): what to close, what is lost.
+
+        Parameters
+        ----------
+        point
+            ``(lon, lat)`` of the break (within 25 m of a line).
+        network
+            ``water``, ``gas``, ``sewer``, ``heat`` or ``power``; the nearest line's otherwise.
+        line
+            A line id instead of a point.
+        inoperable
+            Valves or switches that will not operate.
+
+        Returns
+        -------
+        routing.traces.Outage
+            Devices to operate, pieces isolated, nodes, hydrants and buildings without supply.
+        """
+        return self.utilities.isolate(point, network=network, line=line, inoperable=inoperable)
+
+    def outage(
+        self, network: str, *, operate: Sequence[str] = (), out: Sequence[str] = ()
+    ) -> Outage:
+        """Trace what closing valves, opening switches or losing elements cuts off.
+
+        Parameters
+        ----------
+        network
+            The network.
+        operate
+            Valves closed or switches opened.
+        out
+            Nodes or lines out of service.
+
+        Returns
+        -------
+        routing.traces.Outage
+            What loses supply.
+        """
+        return self.utilities.outage(network, operate=operate, out=out)
+
+    def grid_cascade(self, *, operate: Sequence[str] = (), out: Sequence[str] = ()) -> Cascade:
+        """Trace a grid outage and what it darkens: pumps (and their water), signals, cameras.
+
+        Parameters
+        ----------
+        operate
+            Switches opened.
+        out
+            Power nodes or lines out of service.
+
+        Returns
+        -------
+        routing.traces.Cascade
+            The grid outage, the dark assets, the water lost with the pumps.
+        """
+        return self.utilities.cascade(self.outage("power", operate=operate, out=out))
+
+    def incident_impact(
+        self,
+        geometry: shapely.Geometry,
+        *,
+        kind: str,
+        radius_m: float | None = None,
+        units: int = 3,
+    ) -> incidents.Impact:
+        """Read an incident's impact across the layers in one call.
+
+        Parameters
+        ----------
+        geometry
+            The incident, a point or an area (EPSG:4326).
+        kind
+            ``fire``, ``burst_main``, ``gas_leak``, ``power_fault``, ``collision`` ...
+        radius_m
+            Radius in which assets are hit; the kind's default otherwise.
+        units
+            How many units to send.
+
+        Returns
+        -------
+        twin.incidents.Impact
+            Assets hit, utility isolation (and cascade), units with routes, roads to close.
+        """
+        return incidents.impact(self, geometry, kind=kind, radius_m=radius_m, units=units)
+
+    # --- rasters ----------------------------------------------------------------------------
+
+    def ingest_raster(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        kind: str,
+        source: str | None = None,
+        unit: str | None = None,
+    ) -> rasters.RasterInfo:
+        """Store a GeoTIFF (DEM, flood depth, population density) under a name, versioned.
+
+        Parameters
+        ----------
+        path
+            The raster file (GeoTIFF, or anything GDAL reads: converted to GeoTIFF).
+        name
+            Name to store it under; a new version closes the previous one.
+        kind
+            ``dem``, ``flood_depth`` or ``population_density``.
+        source
+            Provenance label.
+        unit
+            Unit of the values.
+
+        Returns
+        -------
+        layers.rasters.RasterInfo
+            What was stored.
+        """
+        return rasters.ingest_raster(
+            path, name=name, kind=kind, url=self.url, source=source, unit=unit
+        )
+
+    def rasters(self, *, at: datetime | str | None = None) -> pd.DataFrame:
+        """Return the stored rasters (name, kind, size, CRS, bounds ...)."""
+        return rasters.list_rasters(url=self.url, at=at)
+
+    def zonal_stats(
+        self,
+        name: str,
+        zones: gpd.GeoDataFrame | None = None,
+        *,
+        at: datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """Return a raster's statistics per zone (per district when no zones are given).
+
+        Parameters
+        ----------
+        name
+            The raster.
+        zones
+            Polygons; the districts by default.
+        at
+            A moment; current versions by default.
+
+        Returns
+        -------
+        pandas.DataFrame
+            count, min, max, mean, sum per zone (and population for a density raster).
+        """
+        if zones is None:
+            return rasters.district_stats(name, url=self.url, at=at)
+        return rasters.zonal_stats(name, zones, url=self.url, at=at)
+
+    def pipe_profiles(self, *, dem: str = "dem", network: str | None = None) -> gpd.GeoDataFrame:
+        """Sample the DEM along the pipelines: ground, pipe elevation, cover and slope per pipe."""
+        return rasters.pipe_profiles(dem=dem, network=network, url=self.url)
+
+    def flood_closures(self, name: str, *, threshold_m: float = 0.3) -> list[str]:
+        """Close the roads a stored flood-depth raster puts under more than ``threshold_m``.
+
+        Parameters
+        ----------
+        name
+            A stored raster of kind ``flood_depth``.
+        threshold_m
+            Depth above which a road is impassable (m).
+
+        Returns
+        -------
+        list of str
+            The closed road ids (until :meth:`routing.Router.clear_flood`).
+        """
+        return self.router.flood(rasters.flood_raster(name, url=self.url), threshold_m=threshold_m)
 
     def _resources(self, kind: str | None) -> list[dict[str, Any]]:
         resources = self.layer("resources")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 import twin
 from api.app import create_app
 from layers.settings import TwinSettings
+from tests.assertions import problem
 from tests.routing.test_closures import flood_raster
 
 A, B = "7.4165,43.7315", "7.4290,43.7400"
@@ -21,14 +22,6 @@ A, B = "7.4165,43.7315", "7.4290,43.7400"
 def client(city: twin.City) -> Iterator[TestClient]:
     with TestClient(create_app(TwinSettings(database_url=city.url))) as test_client:
         yield test_client
-
-
-def problem(response, status: int, parameter: str | None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status and body.get("parameter") == parameter
-    return body
 
 
 def test_route(client: TestClient, city: twin.City) -> None:

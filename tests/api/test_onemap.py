@@ -1,0 +1,229 @@
+"""One-map, utility, incident, camera and raster endpoints over HTTP, and their problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+
+import twin
+from api.app import create_app
+from layers.settings import TwinSettings
+from tests.assertions import problem
+
+CASINO = {"lon": 7.4280, "lat": 43.7395}
+BURST = [7.4103408, 43.7335484]  # the sample's burst main
+
+
+@pytest.fixture
+def client(city: twin.City) -> Iterator[TestClient]:
+    with TestClient(create_app(TwinSettings(database_url=city.url))) as test_client:
+        yield test_client
+
+
+def test_around(client: TestClient, city: twin.City) -> None:
+    body = client.get(
+        "/onemap/around",
+        params={**CASINO, "radius_m": 300, "layers": "buildings,cameras,pipelines", "limit": 5},
+    ).json()
+    expected = city.around(
+        (CASINO["lon"], CASINO["lat"]), 300, layers=["buildings", "cameras", "pipelines"]
+    )
+    assert set(body["layers"]) == {"buildings", "cameras", "pipelines"}
+    buildings = body["layers"]["buildings"]
+    assert buildings["numberMatched"] == len(expected.features["buildings"]) > 5
+    assert buildings["numberReturned"] == len(buildings["features"]) == 5
+    distances = [f["properties"]["distance_m"] for f in buildings["features"]]
+    assert distances == sorted(distances)
+    assert body["summary"]["counts"] == expected.summary["counts"]
+    assert body["area"]["type"] == "Polygon"
+
+
+def test_around_with_a_filter_and_a_moment(client: TestClient) -> None:
+    body = client.get(
+        "/onemap/around",
+        params={
+            **CASINO,
+            "radius_m": 800,
+            "layers": "buildings",
+            "filter": "buildings:height_m > 40",
+        },
+    ).json()
+    heights = [f["properties"]["height_m"] for f in body["layers"]["buildings"]["features"]]
+    assert heights and min(heights) > 40
+    old = client.get(
+        "/onemap/around", params={**CASINO, "radius_m": 800, "datetime": "2001-01-01T00:00:00Z"}
+    ).json()
+    assert sum(old["summary"]["counts"].values()) == 0
+
+
+def test_within_along_and_districts(client: TestClient) -> None:
+    box = shapely.geometry.mapping(shapely.box(7.420, 43.730, 7.426, 43.736))
+    body = client.post("/onemap/within", json={"geometry": box, "layers": ["roads"]}).json()
+    assert body["summary"]["counts"]["roads"] > 0
+    line = {"type": "LineString", "coordinates": [[7.42, 43.733], [7.426, 43.735]]}
+    body = client.post(
+        "/onemap/along", json={"geometry": line, "buffer_m": 25, "layers": ["pipe_nodes"]}
+    ).json()
+    assert body["summary"]["counts"]["pipe_nodes"] > 0
+    districts = client.get("/onemap/districts").json()["districts"]
+    assert len(districts) == 10 and all(0 <= d["camera_road_share"] <= 1 for d in districts)
+
+
+@pytest.mark.parametrize(
+    ("request_args", "parameter"),
+    [
+        (("get", "/onemap/around", {"params": {**CASINO, "radius_m": 0}}), "radius_m"),
+        (("get", "/onemap/around", {"params": {**CASINO, "radius_m": 1e7}}), "radius_m"),
+        (
+            ("get", "/onemap/around", {"params": {**CASINO, "radius_m": 50, "layers": "lakes"}}),
+            "layers",
+        ),
+        (
+            ("get", "/onemap/around", {"params": {**CASINO, "radius_m": 50, "filter": "nocolon"}}),
+            "filter",
+        ),
+        (("get", "/onemap/around", {"params": {"lon": 7.4, "radius_m": 50}}), "lat"),
+        (
+            (
+                "post",
+                "/onemap/within",
+                {
+                    "json": {
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+                        }
+                    }
+                },
+            ),
+            "geometry",
+        ),
+        (("post", "/onemap/within", {"json": {"geometry": {"type": "Blob"}}}), "geometry"),
+        (
+            (
+                "post",
+                "/onemap/along",
+                {
+                    "json": {
+                        "geometry": {
+                            "type": "LineString",
+                            "coordinates": [[7.42, 43.73], [7.43, 43.74]],
+                        }
+                    }
+                },
+            ),
+            "buffer_m",
+        ),
+        (("post", "/utilities/water/isolate", {"json": {"point": [7.0, 43.0]}}), "point"),
+        (("post", "/utilities/water/isolate", {"json": {}}), "point"),
+        (
+            ("post", "/utilities/water/outage", {"json": {"operate": ["water/source/reservoir"]}}),
+            "operate",
+        ),
+        (("post", "/utilities/power/outage", {"json": {"operate": ["no/such"]}}), "operate"),
+        (("post", "/utilities/power/outage", {"json": {"out": ["no/such"]}}), "out"),
+        (
+            ("post", "/utilities/water/isolate", {"json": {"point": BURST, "inoperable": ["x"]}}),
+            "inoperable",
+        ),
+        (
+            (
+                "post",
+                "/incidents/impact",
+                {
+                    "json": {
+                        "geometry": {
+                            "type": "LineString",
+                            "coordinates": [[7.42, 43.73], [7.43, 43.74]],
+                        },
+                        "kind": "fire",
+                    }
+                },
+            ),
+            "geometry",
+        ),
+    ],
+)
+def test_bad_input_is_a_problem(client: TestClient, request_args, parameter: str) -> None:
+    method, path, kwargs = request_args
+    problem(getattr(client, method)(path, **kwargs), 400, parameter)
+
+
+def test_unknown_network_is_404(client: TestClient) -> None:
+    problem(client.get("/utilities/steam"), 404, "network")
+
+
+def test_network_and_isolation(client: TestClient, city: twin.City) -> None:
+    water = client.get("/utilities/water").json()
+    assert water["devices"] == 1532 and water["sources"] == 1 and water["problems"] == {}
+    body = client.post("/utilities/water/isolate", json={"point": BURST}).json()
+    expected = city.isolate(tuple(BURST), network="water")
+    assert [d["id"] for d in body["operate"]] == expected.operate
+    assert all({"lon", "lat", "kind"} <= set(d) for d in body["operate"])
+    assert body["summary"] == expected.summary()
+    assert body["isolated"]["type"] == "FeatureCollection"
+    stuck = body["operate"][0]["id"]
+    again = client.post(
+        "/utilities/water/isolate", json={"point": BURST, "inoperable": [stuck]}
+    ).json()
+    assert [d["id"] for d in again["unable"]] == [stuck]
+
+
+def test_grid_outage_cascades(client: TestClient, city: twin.City) -> None:
+    deps = city.utilities.dependents()
+    transformer = deps.loc[deps["layer"] == "signals", "fed_by"].iloc[0]
+    switch = "switch/" + transformer.removeprefix("transformer/")
+    body = client.post("/utilities/power/outage", json={"operate": [switch]}).json()
+    assert {n["id"] for n in body["nodes"] if n["kind"] == "transformer"} == {transformer}
+    dark = {d["id"] for d in body["cascade"]["dark"]}
+    assert set(deps.loc[deps["fed_by"] == transformer, "id"]) == dark
+
+
+def test_incident_impact_of_the_burst_main(client: TestClient, city: twin.City) -> None:
+    body = client.post(
+        "/incidents/impact",
+        json={"geometry": {"type": "Point", "coordinates": BURST}, "kind": "burst_main"},
+    ).json()
+    isolation = city.isolate(tuple(BURST), network="water")
+    assert [d["id"] for d in body["utility"]["operate"]] == isolation.operate
+    assert body["summary"]["utility"]["buildings"] == len(isolation.buildings)
+    assert body["closures"]["road_ids"], "the works area closes the roads over the isolated main"
+    # the sample's burst main lies on a one-way street leaving the extract: no unit reaches it
+    assert body["units"]["features"] == [] == city.nearest_units(tuple(BURST), k=3)
+    collision = client.post(
+        "/incidents/impact",
+        json={
+            "geometry": {"type": "Point", "coordinates": [7.4182804, 43.7319223]},
+            "kind": "collision",
+        },
+    ).json()
+    units = collision["units"]["features"]
+    assert len(units) == 3 and {u["properties"]["kind"] for u in units} == {"hospital"}
+    assert collision["closures"]["road_ids"]  # the roads within 25 m
+    fire = client.post(
+        "/incidents/impact",
+        json={
+            "geometry": {"type": "Point", "coordinates": [7.430966, 43.748488]},
+            "kind": "fire",
+            "units": 1,
+        },
+    ).json()
+    assert fire["utility"] is None
+    assert fire["units"]["features"][0]["properties"]["kind"] == "fire_station"
+    assert fire["summary"]["assets"]["buildings"] >= 1
+
+
+def test_cameras_and_rasters(client: TestClient) -> None:
+    cameras = client.get("/cameras/coverage").json()
+    assert cameras["cones"]["numberMatched"] == 16
+    rasters = client.get("/rasters").json()["rasters"]
+    assert [r["name"] for r in rasters] == ["dem"]
+    districts = client.get("/rasters/dem/districts").json()["districts"]
+    assert len(districts) == 10 and all(d["max"] >= d["min"] for d in districts)
+    zone = shapely.geometry.mapping(shapely.box(7.420, 43.730, 7.426, 43.736))
+    stats = client.post("/rasters/dem/zonal", json={"geometry": zone}).json()["zones"][0]
+    assert stats["count"] > 0
+    problem(client.get("/rasters/nosuch/districts"), 400, "name")
