@@ -26,6 +26,7 @@ from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
 from routing.utility_network import (
     NETWORKS,
+    Progress,
     TopologyError,
     UtilityNetwork,
     build_network,
@@ -147,7 +148,13 @@ class Utilities:
         self._cache: dict[str, tuple[tuple[int, ...], UtilityNetwork]] = {}
         self._lock = threading.Lock()
 
-    def network(self, name: str, *, at: datetime | str | None = None) -> UtilityNetwork:
+    def network(
+        self,
+        name: str,
+        *,
+        at: datetime | str | None = None,
+        progress: Progress | None = None,
+    ) -> UtilityNetwork:
         """Return a network's topology, current or as of a moment.
 
         Parameters
@@ -156,6 +163,8 @@ class Utilities:
             ``water``, ``gas``, ``sewer``, ``heat`` or ``power``.
         at
             A moment: the network as it was then. None: the current one (cached).
+        progress
+            Called as ``progress(stage, done, total)`` while the topology is built.
 
         Returns
         -------
@@ -167,16 +176,16 @@ class Utilities:
                 f"unknown network {name!r}; known: {', '.join(NETWORKS)}", parameter="network"
             )
         if at is not None:
-            return self._load(name, as_of(at))
+            return self._load(name, as_of(at), progress)
         stamp = layer_versions(_POWER_LAYERS if name == "power" else _PIPE_LAYERS, url=self.url)
         with self._lock:
             cached = self._cache.get(name)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, self._load(name, None))
+                cached = (stamp, self._load(name, None, progress))
                 self._cache[name] = cached
             return cached[1]
 
-    def _load(self, name: str, at: datetime | None) -> UtilityNetwork:
+    def _load(self, name: str, at: datetime | None, progress: Progress | None) -> UtilityNetwork:
         buildings = read_layer("buildings", at=at, url=self.url)
         if name == "power":
             lines = read_layer("power_lines", at=at, url=self.url)
@@ -196,6 +205,7 @@ class Utilities:
             tolerance_m=self.tolerance_m,
             attach_m=self.attach_m,
             service_m=self.service_m,
+            progress=progress,
         )
 
     def isolate(

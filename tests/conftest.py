@@ -50,6 +50,14 @@ def empty_db(db_url: str) -> str:
     return db_url
 
 
+@pytest.fixture
+def raster_db(empty_db: str) -> str:
+    """The write database with no layer features and no rasters."""
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("DELETE FROM rasters"))
+    return empty_db
+
+
 @pytest.fixture(scope="session")
 def sample_db() -> Iterator[str]:
     """A database holding the sample city, for tests that only read."""

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -22,9 +23,12 @@ from rich.table import Table
 
 from layers.catalog import LAYERS
 from layers.database import StoreError, current_revision, head_revision, upgrade
+from layers.errors import ParameterError
 from layers.ingest import IngestError, IngestReport, ingest
 from layers.ingest import Progress as ProgressCallback
 from layers.queries import layer_counts
+from layers.rasters import ingest_raster, list_rasters
+from routing.traces import Outage, Utilities
 from twin.sample import SAMPLE_DIR, load_sample
 
 app = typer.Typer(
@@ -34,8 +38,14 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 sample_app = typer.Typer(help="The sample city (Monaco).", no_args_is_help=True)
+raster_app = typer.Typer(
+    help="Rasters: DEM, flood depth, population density.", no_args_is_help=True
+)
+trace_app = typer.Typer(help="Utility networks: topology, breaks, outages.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+app.add_typer(raster_app, name="raster")
+app.add_typer(trace_app, name="trace")
 
 out = Console()
 err = Console(stderr=True)
@@ -173,6 +183,131 @@ def sample_load(
         out.print("sample city already loaded (use --force to import again)")
     for report in reports:
         out.print(_summary(report), markup=False, highlight=False, soft_wrap=True)
+
+
+def _point(text: str, option: str) -> tuple[float, float]:
+    try:
+        lon, lat = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _fail(f"{option}: expected lon,lat, got {text!r}", 2) from None
+    return lon, lat
+
+
+def _table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(*map(str, frame.columns), title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    return table
+
+
+@raster_app.command("ingest")
+def raster_ingest(
+    path: Annotated[Path, typer.Argument(help="GeoTIFF (or any raster GDAL reads).")],
+    name: Annotated[str, typer.Option(help="Name to store it under (a new version).")],
+    kind: Annotated[str, typer.Option(help="dem, flood_depth or population_density.")],
+    unit: Annotated[str | None, typer.Option(help="Unit of the values.")] = None,
+    source: Annotated[str | None, typer.Option(help="Provenance label.")] = None,
+    url: Url = None,
+) -> None:
+    """Store a raster in the database, versioned by name; a bad file writes nothing."""
+    try:
+        info = ingest_raster(path, name=name, kind=kind, unit=unit, source=source, url=url)
+    except (IngestError, ParameterError) as exc:
+        raise _fail(f"{exc}\nrejected: nothing was written") from exc
+    out.print(
+        f"{info.name}: {info.status} ({info.kind}, {info.width}×{info.height}, {info.crs})",
+        markup=False,
+    )
+
+
+@raster_app.command("list")
+def raster_list(url: Url = None) -> None:
+    """List the stored rasters."""
+    table = list_rasters(url=url)
+    out.print(
+        _table(table[["name", "kind", "width", "height", "crs", "unit", "valid_from"]], "rasters")
+    )
+
+
+@trace_app.command("topology")
+def trace_topology(
+    network: Annotated[str, typer.Argument(help="water, gas, sewer, heat or power.")],
+    url: Url = None,
+) -> None:
+    """Build a network's topology and report its size and problems (dangling ends ...)."""
+    try:
+        with _progress() as progress:
+            net = Utilities(url).network(network, progress=progress)
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+    out.print(
+        f"{network}: {len(net.lines)} lines, {len(net.nodes)} nodes, {net.n_edges} pieces, "
+        f"{net.n_segments} segments, {int(net.device.sum())} valves/switches, "
+        f"{int(net.source.sum())} sources"
+    )
+    if len(net.problems):
+        out.print(_table(net.problems.head(50), f"{len(net.problems)} problems (first 50)"))
+
+
+def _report(result: Outage, geojson: Path | None) -> None:
+    if result.operate:
+        out.print("operate: " + ", ".join(result.operate), markup=False, soft_wrap=True)
+    if result.unable:
+        out.print("cannot operate: " + ", ".join(result.unable), markup=False, soft_wrap=True)
+    figures = ", ".join(f"{key} {value}" for key, value in result.summary().items())
+    out.print(figures, markup=False, soft_wrap=True)
+    if geojson is not None:
+        result.lost.to_file(geojson, driver="GeoJSON")
+        out.print(f"lost pieces written to {geojson}")
+
+
+@trace_app.command("isolate")
+def trace_isolate(
+    network: Annotated[str, typer.Argument(help="water, gas, sewer, heat or power.")],
+    point: Annotated[str | None, typer.Option(help="lon,lat of the break.")] = None,
+    line: Annotated[str | None, typer.Option(help="Id of the broken pipe or line.")] = None,
+    inoperable: Annotated[
+        list[str] | None, typer.Option(help="A valve or switch that will not move (repeat).")
+    ] = None,
+    geojson: Annotated[Path | None, typer.Option(help="Write the lost pieces here.")] = None,
+    url: Url = None,
+) -> None:
+    """Isolate a break: the valves (switches) to operate and what loses supply."""
+    where = _point(point, "--point") if point else None
+    utilities = Utilities(url)
+    try:
+        with _progress() as progress:
+            utilities.network(network, progress=progress)
+        result = utilities.isolate(where, network=network, line=line, inoperable=inoperable or [])
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+    _report(result, geojson)
+
+
+@trace_app.command("outage")
+def trace_outage(
+    network: Annotated[str, typer.Argument(help="water, gas, sewer, heat or power.")],
+    operate: Annotated[
+        list[str] | None, typer.Option(help="A valve closed or switch opened (repeat).")
+    ] = None,
+    out_of_service: Annotated[
+        list[str] | None, typer.Option("--out", help="A node or line out of service (repeat).")
+    ] = None,
+    geojson: Annotated[Path | None, typer.Option(help="Write the lost pieces here.")] = None,
+    url: Url = None,
+) -> None:
+    """Trace what an operation or a failure cuts off; for the grid, what goes dark in turn."""
+    utilities = Utilities(url)
+    try:
+        with _progress() as progress:
+            utilities.network(network, progress=progress)
+        result = utilities.outage(network, operate=operate or [], out=out_of_service or [])
+        cascade = utilities.cascade(result) if network == "power" else None
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+    _report(result, geojson)
+    if cascade is not None and len(cascade.dark):
+        out.print(_table(cascade.dark, "dark"))
 
 
 @app.command("serve")

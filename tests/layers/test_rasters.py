@@ -50,14 +50,6 @@ UTM = "EPSG:32632"
 ORIGIN = (370_000.0, 4_846_000.0)  # a 10 m grid in Monaco's UTM zone
 
 
-@pytest.fixture
-def raster_db(empty_db: str) -> str:
-    """The write database with no layer features and no rasters."""
-    with get_engine(empty_db).begin() as conn:
-        conn.execute(sa.text("DELETE FROM rasters"))
-    return empty_db
-
-
 def write_raster(
     path: Path,
     data: np.ndarray,

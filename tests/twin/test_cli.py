@@ -70,3 +70,49 @@ def test_layers_and_db_status(sample_db: str) -> None:
     status = run(sample_db, "db", "status")
     head = head_revision()
     assert f"database at {head}; newest is {head}" in status.stdout
+
+
+def test_trace_isolate_and_outage(sample_db: str, tmp_path: Path) -> None:
+    import twin
+
+    city = twin.connect(sample_db)
+    expected = city.isolate((7.4103408, 43.7335484), network="water")
+    result = run(
+        sample_db,
+        "trace",
+        "isolate",
+        "water",
+        "--point",
+        "7.4103408,43.7335484",
+        "--geojson",
+        str(tmp_path / "lost.geojson"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"operate: {', '.join(expected.operate)}" in result.stdout
+    assert f"buildings {len(expected.buildings)}" in result.stdout
+    lost = json.loads((tmp_path / "lost.geojson").read_text())
+    assert len(lost["features"]) == len(expected.lost)
+    missed = run(sample_db, "trace", "isolate", "water", "--point", "7,43")
+    assert missed.returncode == 2 and "is not on a line of the water network" in missed.stderr
+    topology = run(sample_db, "trace", "topology", "gas")
+    assert topology.returncode == 0 and "dangling_end" in topology.stdout
+    outage = run(sample_db, "trace", "outage", "power", "--operate", "switch/nosuch")
+    assert outage.returncode == 2 and "'switch/nosuch' is not a node" in outage.stderr
+
+
+def test_raster_ingest_and_a_bad_raster(raster_db: str, tmp_path: Path) -> None:
+    empty_db = raster_db
+    dem = Path(__file__).resolve().parents[2] / "data_samples" / "monaco" / "dem.tif"
+    result = run(empty_db, "raster", "ingest", str(dem), "--name", "dem", "--kind", "dem")
+    assert result.returncode == 0, result.stderr
+    assert "dem: added" in result.stdout
+    listed = run(empty_db, "raster", "list")
+    assert "dem" in listed.stdout
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    refused = run(
+        empty_db, "raster", "ingest", str(bad), "--name", "flood", "--kind", "flood_depth"
+    )
+    assert refused.returncode == 1
+    assert "bad.tif" in refused.stderr and "nothing was written" in refused.stderr
+    assert sql_scalar(empty_db, "SELECT count(*) FROM rasters") == 1
