@@ -332,14 +332,13 @@ def build_network(
                 )
     named = end_node >= 0
     node_on_line = np.full(n_nodes, -1)  # a device naming its line
+    line_index = {line_id: i for i, line_id in enumerate(lines["id"].astype(str).tolist())}
     for j, props in enumerate(node_props):
         ref = props.get("pipe", props.get("line"))
         if ref is not None:
-            node_on_line[j] = -2  # named but unknown until matched below
-            matches = np.flatnonzero(lines["id"].astype(str).to_numpy() == str(ref))
-            if len(matches):
-                node_on_line[j] = matches[0]
-            else:
+            if str(ref) in line_index:
+                node_on_line[j] = line_index[str(ref)]
+            else:  # no such line: the node joins by geometry
                 problems.append(_problem("unknown_node", node_ids[j], f"line {ref!r} not found"))
 
     # 1. free ends cluster with each other; free nodes join the nearest cluster in tolerance
@@ -377,44 +376,46 @@ def build_network(
     splits: list[list[tuple[float, int]]] = [[] for _ in range(n_lines)]
     line_tree = shapely.STRtree(line_geoms)
 
-    def split_at(line: int, point: np.ndarray, vertex: int) -> None:
-        position = float(shapely.line_locate_point(line_geoms[line], shapely.points(point)))
+    def split_at(line: int, position: float, vertex: int) -> None:
         eps = min(1e-3, lengths[line] / 4)
         splits[line].append((min(max(position, eps), lengths[line] - eps), vertex))
 
     laterals: list[tuple[int, int]] = []
     pending = np.flatnonzero(vertex_of_node < 0)
     points: np.ndarray = np.asarray(shapely.points(node_xy[pending].reshape(-1, 2)), dtype=object)
-    for j, point in zip(pending.tolist(), points.reshape(-1).tolist(), strict=True):
-        target = int(node_on_line[j])
-        if target == -1:
-            found = line_tree.query_nearest(point, max_distance=max(tolerance_m, attach_m))
-            candidates = found[np.argsort(shapely.distance(line_geoms[found], point))]
-            target = candidates[0] if len(candidates) else -1
+    target = node_on_line[pending].copy()
+    loose = np.flatnonzero(target == -1)
+    if len(loose):  # the nearest line within reach, for nodes that name none
+        hit, near = line_tree.query_nearest(
+            points[loose], max_distance=max(tolerance_m, attach_m), all_matches=False
+        )
+        target[loose] = -1
+        target[loose[hit]] = near
+    placed = target >= 0
+    distance = np.full(len(pending), np.inf)
+    along = np.zeros(len(pending))
+    distance[placed] = shapely.distance(line_geoms[target[placed]], points[placed])
+    along[placed] = shapely.line_locate_point(line_geoms[target[placed]], points[placed])
+    for k, j in enumerate(pending.tolist()):
+        line = int(target[k])
         vertex_of_node[j] = len(vertex_xy)
         vertex_xy.append(node_xy[j])
-        if target < 0:
+        if line < 0:
             problems.append(_problem("unattached_node", node_ids[j], "joins no line", node_xy[j]))
-            continue
-        distance = float(shapely.distance(line_geoms[target], point))
-        if distance <= tolerance_m or node_on_line[j] >= 0:
-            split_at(int(target), node_xy[j], int(vertex_of_node[j]))
-        elif distance <= attach_m and node_kind[j] in TERMINAL_KINDS:
+        elif distance[k] <= tolerance_m or node_on_line[j] >= 0:
+            split_at(line, float(along[k]), int(vertex_of_node[j]))
+        elif distance[k] <= attach_m and node_kind[j] in TERMINAL_KINDS:
             tee = len(vertex_xy)
-            projected = shapely.get_coordinates(
-                shapely.line_interpolate_point(
-                    line_geoms[target], shapely.line_locate_point(line_geoms[target], point)
-                )
-            )[0]
-            vertex_xy.append(projected)
-            split_at(int(target), projected, tee)
+            projected = shapely.line_interpolate_point(line_geoms[line], along[k])
+            vertex_xy.append(shapely.get_coordinates(projected)[0])
+            split_at(line, float(along[k]), tee)
             laterals.append((tee, int(vertex_of_node[j])))
         else:
             problems.append(
                 _problem(
                     "unattached_node",
                     node_ids[j],
-                    f"{distance:.1f} m from the nearest line",
+                    f"{distance[k]:.1f} m from the nearest line",
                     node_xy[j],
                 )
             )
@@ -431,7 +432,8 @@ def build_network(
         found = line_tree.query(point, predicate="dwithin", distance=tolerance_m)
         found = found[found != line_self]
         if len(found):
-            split_at(int(found[0]), end_xy[lone], int(vertex_of_end[lone]))
+            position = float(shapely.line_locate_point(line_geoms[found[0]], point))
+            split_at(int(found[0]), position, int(vertex_of_end[lone]))
         else:
             problems.append(
                 _problem("dangling_end", lines["id"].iat[line_self], "joins nothing", end_xy[lone])
