@@ -80,6 +80,7 @@ def answer(result: OneMap, *, limit: int) -> dict[str, Any]:
         "summary": result.summary,
         "layers": {
             layer: feature_collection(frame, limit=limit)
+            | {"numberMatched": result.summary["counts"][layer]}
             for layer, frame in result.features.items()
         },
     }
@@ -116,6 +117,7 @@ def routes(city: City) -> APIRouter:
             layers=parse_layers(layers),
             at=at,
             filters=parse_filters(filters),
+            limit=limit,
         )
         return answer(result, limit=limit)
 
@@ -123,7 +125,11 @@ def routes(city: City) -> APIRouter:
     def post_within(request: AreaRequest) -> dict[str, Any]:
         area = parse_geometry(request.geometry)
         result = city.within(
-            area, layers=request.layers, at=request.datetime, filters=request.filters
+            area,
+            layers=request.layers,
+            at=request.datetime,
+            filters=request.filters,
+            limit=request.limit,
         )
         return answer(result, limit=request.limit)
 
@@ -138,6 +144,7 @@ def routes(city: City) -> APIRouter:
             layers=request.layers,
             at=request.datetime,
             filters=request.filters,
+            limit=request.limit,
         )
         return answer(result, limit=request.limit)
 

@@ -35,6 +35,8 @@ from layers.settings import get_settings
 
 #: Largest radius or buffer accepted (m).
 MAX_RADIUS_M = 20_000.0
+#: Most features returned per layer when a limit is asked.
+MAX_LIMIT = 10_000
 #: Largest area accepted for ``within`` (km²).
 MAX_AREA_KM2 = 1_000.0
 #: The attribute a layer's features are counted by in the summary.
@@ -94,6 +96,7 @@ def around(
     at: datetime | str | None = None,
     filters: Mapping[str, str] | None = None,
     url: str | None = None,
+    limit: int | None = None,
 ) -> OneMap:
     """Ask every layer what lies within a radius of a point.
 
@@ -111,6 +114,9 @@ def around(
         Per layer, a CQL2-text filter (``{"buildings": "height_m > 30"}``).
     url
         Database URL; the configured one by default.
+    limit
+        Return only the nearest ``limit`` features of each layer (the summary still covers
+        them all); all by default.
 
     Returns
     -------
@@ -120,7 +126,7 @@ def around(
     reference = shapely.Point(_lonlat(point, "point"))
     _check_distance(radius_m, "radius_m")
     area = _buffer(reference, radius_m)
-    return _ask("around", reference, area, radius_m, layers, at, filters, url)
+    return _ask("around", reference, area, radius_m, layers, at, filters, url, limit)
 
 
 def within(
@@ -130,6 +136,7 @@ def within(
     at: datetime | str | None = None,
     filters: Mapping[str, str] | None = None,
     url: str | None = None,
+    limit: int | None = None,
 ) -> OneMap:
     """Ask every layer what lies in an area (a polygon, lon/lat).
 
@@ -137,7 +144,7 @@ def within(
     ----------
     area
         Polygon or MultiPolygon (EPSG:4326), valid, at most 1,000 km².
-    layers, at, filters, url
+    layers, at, filters, url, limit
         As for :func:`around`.
 
     Returns
@@ -157,7 +164,7 @@ def within(
             f"the area is {km2 / 1e6:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
             parameter="geometry",
         )
-    return _ask("within", area, area, 0.0, layers, at, filters, url)
+    return _ask("within", area, area, 0.0, layers, at, filters, url, limit)
 
 
 def along(
@@ -168,6 +175,7 @@ def along(
     at: datetime | str | None = None,
     filters: Mapping[str, str] | None = None,
     url: str | None = None,
+    limit: int | None = None,
 ) -> OneMap:
     """Ask every layer what lies within a distance of a line (a route, a main, a street).
 
@@ -177,7 +185,7 @@ def along(
         LineString or MultiLineString (EPSG:4326).
     buffer_m
         Distance either side (m), at most 20 km.
-    layers, at, filters, url
+    layers, at, filters, url, limit
         As for :func:`around`.
 
     Returns
@@ -189,7 +197,7 @@ def along(
         raise OneMapError("the line must be a non-empty LineString", parameter="geometry")
     _check_bounds(line)
     _check_distance(buffer_m, "buffer_m")
-    return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url)
+    return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url, limit)
 
 
 def _ask(
@@ -201,7 +209,10 @@ def _ask(
     at: datetime | str | None,
     filters: Mapping[str, str] | None,
     url: str | None,
+    limit: int | None,
 ) -> OneMap:
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
+        raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
     asked = _layers(layers)
     conditions = _filters(filters or {}, asked)
     moment = as_of(at)
@@ -213,21 +224,87 @@ def _ask(
     metric_area = _to_metric(area, forward)
     shapely.prepare(metric_area)
 
-    def ask(layer: Layer) -> gpd.GeoDataFrame:
+    # with a limit, every feature is read lean (id, kind, geometry) for the summary and the
+    # ranking, and only the nearest ``limit`` whole; threads only wait on the database
+    lean = limit is not None
+    columns = {layer.id: _lean_columns(layer) if lean else _columns(layer) for layer in asked}
+
+    def fetch(layer: Layer) -> list[Any]:
         query, params = _layer_query(
-            layer, shape, reference, area, envelope, distance_m, moment, conditions.get(layer.id)
+            layer,
+            columns[layer.id],
+            shape,
+            reference,
+            area,
+            envelope,
+            distance_m,
+            moment,
+            conditions.get(layer.id),
         )
         with cursor(url) as cur:
             cur.execute(query, params)
-            rows = cur.fetchall()
-        frame = frame_from_rows(layer, [*_columns(layer), "geometry"], rows)
-        return _measure(frame, metric_reference, metric_area, forward)
+            return cur.fetchall()
 
-    # the layers are independent queries: two at a time keep the server's cores busy
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        answers = list(pool.map(ask, asked))
-    features = {layer.id: frame for layer, frame in zip(asked, answers, strict=True)}
-    return OneMap(shape=shape, area=area, features=features, summary=summarise(features))
+        fetched = list(pool.map(fetch, asked))
+    everything = {
+        layer.id: _measure(
+            frame_from_rows(layer, [*columns[layer.id], "geometry"], rows),
+            metric_reference,
+            metric_area,
+            forward,
+        )
+        for layer, rows in zip(asked, fetched, strict=True)
+    }
+    if not lean:
+        features = everything
+    else:
+        nearest = {layer_id: frame.head(limit) for layer_id, frame in everything.items()}
+
+        def fetch_whole(layer: Layer) -> list[Any]:
+            with cursor(url) as cur:
+                cur.execute(*_rows_by_id(layer, list(nearest[layer.id]["id"]), moment))
+                return cur.fetchall()
+
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            wholes = list(pool.map(fetch_whole, asked))
+        features = {
+            layer.id: _with_measures(
+                frame_from_rows(layer, [*_columns(layer), "geometry"], rows), nearest[layer.id]
+            )
+            for layer, rows in zip(asked, wholes, strict=True)
+        }
+    return OneMap(shape=shape, area=area, features=features, summary=summarise(everything))
+
+
+def _with_measures(whole: gpd.GeoDataFrame, nearest: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Order whole rows as the nearest lean ones and give them their measures."""
+    ordered = whole.set_index("id").loc[nearest["id"]].reset_index()
+    ordered = ordered.assign(
+        distance_m=nearest["distance_m"].to_numpy(), inside=nearest["inside"].to_numpy()
+    )
+    return gpd.GeoDataFrame(ordered, geometry="geometry", crs="EPSG:4326")
+
+
+def _lean_columns(layer: Layer) -> list[str]:
+    """Name the columns the summary needs of every feature: id, kind, population."""
+    kind = KIND_OF.get(layer.id)
+    return ["id", *([kind] if kind else []), *(["population"] if layer.id == "buildings" else [])]
+
+
+def _rows_by_id(
+    layer: Layer, ids: list[str], moment: datetime | None
+) -> tuple[sql.Composed, list[Any]]:
+    when = (
+        "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
+    )
+    query = sql.SQL("SELECT {cols}, ST_AsBinary(geom) FROM {table} WHERE {when} AND id = ANY(%s)")
+    composed = query.format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, _columns(layer))),
+        table=sql.Identifier(layer.table),
+        when=sql.SQL(when),
+    )
+    return composed, [*([moment, moment] if moment else []), ids]
 
 
 def _measure(
@@ -249,12 +326,14 @@ def _measure(
         cut[edge] = shapely.intersection(part[edge], area)
         lines = dimension[extended] == 1
         inside[extended] = np.where(lines, shapely.length(cut), shapely.area(cut))
-    out = frame.assign(distance_m=distance, inside=inside)
-    return out.sort_values(["distance_m", "id"], kind="stable").reset_index(drop=True)
+    order = np.argsort(distance, kind="stable")  # rows come ordered by id: ties stay so
+    out = frame.assign(distance_m=distance, inside=inside).take(order)
+    return out.reset_index(drop=True)
 
 
 def _layer_query(
     layer: Layer,
+    columns: list[str],
     shape: Shape,
     reference: shapely.Geometry,
     area: shapely.Geometry,
@@ -276,10 +355,11 @@ def _layer_query(
     extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
     query = sql.SQL(
         "SELECT {cols}, ST_AsBinary(geom) FROM {table} "
-        "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {hit} AND ({extra})"
+        "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {hit} AND ({extra}) "
+        "ORDER BY id"
     )
     composed = query.format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, _columns(layer))),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         table=sql.Identifier(layer.table),
         when=sql.SQL(when),
         hit=hit,

@@ -406,6 +406,7 @@ class City:
         layers: Sequence[str] | None = None,
         at: datetime | str | None = None,
         filters: dict[str, str] | None = None,
+        limit: int | None = None,
     ) -> onemap.OneMap:
         """Ask every layer (or some) what lies within a radius of a point.
 
@@ -421,13 +422,17 @@ class City:
             A moment; the current features by default.
         filters
             Per layer, a CQL2-text filter, e.g. ``{"buildings": "height_m > 30"}``.
+        limit
+            Only the nearest ``limit`` features per layer (the summary covers all).
 
         Returns
         -------
         layers.onemap.OneMap
             ``features`` (layer → GeoDataFrame with ``distance_m``, ``inside``) and ``summary``.
         """
-        return onemap.around(point, radius_m, layers=layers, at=at, filters=filters, url=self.url)
+        return onemap.around(
+            point, radius_m, layers=layers, at=at, filters=filters, url=self.url, limit=limit
+        )
 
     def within(
         self,
@@ -436,9 +441,10 @@ class City:
         layers: Sequence[str] | None = None,
         at: datetime | str | None = None,
         filters: dict[str, str] | None = None,
+        limit: int | None = None,
     ) -> onemap.OneMap:
         """Ask every layer (or some) what lies in an area; see :meth:`around`."""
-        return onemap.within(area, layers=layers, at=at, filters=filters, url=self.url)
+        return onemap.within(area, layers=layers, at=at, filters=filters, url=self.url, limit=limit)
 
     def along(
         self,
@@ -448,9 +454,12 @@ class City:
         layers: Sequence[str] | None = None,
         at: datetime | str | None = None,
         filters: dict[str, str] | None = None,
+        limit: int | None = None,
     ) -> onemap.OneMap:
         """Ask every layer (or some) what lies within ``buffer_m`` of a line; see :meth:`around`."""
-        return onemap.along(line, buffer_m, layers=layers, at=at, filters=filters, url=self.url)
+        return onemap.along(
+            line, buffer_m, layers=layers, at=at, filters=filters, url=self.url, limit=limit
+        )
 
     def district_stats(self, *, at: datetime | str | None = None) -> pd.DataFrame:
         """Return per district its counts and lengths per layer, population and camera coverage.

@@ -139,3 +139,17 @@ def test_district_stats_equal_direct_sql(sample_db: str) -> None:
     # every building's population counts in the ward holding its point on surface
     assert wards["building_population"].sum() <= monaco["building_population"] + 1
     assert np.isfinite(stats.select_dtypes("number").to_numpy()).all()
+
+
+def test_a_limit_keeps_the_nearest_and_the_whole_summary(sample_db: str) -> None:
+    everything = around(CASINO, 600.0, url=sample_db)
+    nearest = around(CASINO, 600.0, url=sample_db, limit=7)
+    assert nearest.summary == everything.summary
+    for layer, frame in nearest.features.items():
+        full = everything.features[layer]
+        assert len(frame) == min(7, len(full))
+        assert list(frame["id"]) == list(full["id"][: len(frame)])
+        assert list(frame.columns) == list(full.columns)
+        assert np.allclose(frame["distance_m"], full["distance_m"][: len(frame)])
+    with pytest.raises(OneMapError):
+        around(CASINO, 600.0, url=sample_db, limit=-1)
