@@ -14,7 +14,7 @@ districts      ``boundary=administrative`` areas with ``admin_level`` >= 8
 resources      ``amenity`` fire_station, hospital, police; ``emergency=assembly_point`` and
                ``social_facility=shelter`` as shelters (areas as their centroid; a node inside
                an area of the same kind is the same facility and is dropped)
-cameras        ``man_made=surveillance`` nodes; ``camera:direction`` as heading
+cameras        ``man_made=surveillance`` nodes; ``camera:direction`` (else ``direction``) as heading
 pipelines      ``man_made=pipeline`` with ``substance`` (or ``type``) gas, water, sewage or heat
 pipe_nodes     ``emergency=fire_hydrant`` nodes (water hydrants)
 power_lines    ``power`` line, cable, minor_line
@@ -207,7 +207,7 @@ class _Collector:
             self.features["cameras"].append(
                 {
                     "id": ident,
-                    "heading": _heading(tags.get("camera:direction")),
+                    "heading": _heading(tags.get("camera:direction") or tags.get("direction")),
                     "status": "active",
                     "owner": tags.get("operator"),
                     "osm": tags,

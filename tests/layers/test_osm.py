@@ -24,6 +24,9 @@ def test_real_assets_are_all_read(osm: dict) -> None:
     assert len(wards) == 9 and "Monte-Carlo" in set(wards["name"])
     assert len(osm["buildings"]) >= 1600
     assert {"fire_station", "hospital", "police"} <= set(osm["resources"]["kind"])
+    # three cameras are mapped with a `direction` tag: it is their heading
+    mapped = osm["cameras"].set_index("id")["heading"].dropna().to_dict()
+    assert mapped == {"node/6459866647": 240.0, "node/6473583428": 160.0, "node/6482706099": 0.0}
 
 
 def test_road_edges_meet_at_intersections(osm: dict) -> None:
