@@ -32,3 +32,4 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/routing_peers.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/utilities.py

@@ -6,6 +6,11 @@ never imported by the twin: pandapower pins pandas 2, the twin runs on pandas 3.
     python utility_oracles.py wntr Net3.inp OUT.json
     python utility_oracles.py pandapower OUT.json
 
+With ``ORACLE_REPEAT=N`` in the environment (the benchmark, ``bench/utilities.py``), the
+oracle's own computation is also timed best of N: ``best_seconds`` is WNTR's
+``valve_segments`` on a ready graph (``graph_seconds`` the ``to_graph`` call once), or every
+``unsupplied_buses`` call of the switch loop; ``runs`` lists each run's seconds.
+
 Each turns the oracle's own network into twin layers (GeoJSON, EPSG:4326, with the
 ``from_node`` / ``to_node`` / ``pipe`` / ``line`` properties the topology reads) and writes the
 oracle's answer beside them: WNTR's ``valve_segments`` for its strategic valve layer, and
@@ -264,8 +269,26 @@ def _collection(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
+def best_of(function: Any, repeat: int) -> list[float]:
+    """Seconds of each of ``repeat`` calls of ``function``."""
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        runs.append(time.perf_counter() - started)
+    return runs
+
+
+def _timings(repeat: int, function: Any) -> dict[str, Any]:
+    if repeat <= 0:
+        return {}
+    runs = best_of(function, repeat)
+    return {"best_seconds": min(runs), "runs": runs}
+
+
 def main(argv: list[str]) -> None:
     """Write a network and the oracle's answer as JSON."""
+    repeat = int(os.environ.get("ORACLE_REPEAT", "0") or 0)
     if argv[0] == "wntr":
         wn = wntr_network(argv[1])
         valves = wntr_valve_layer(wn)
@@ -280,7 +303,20 @@ def main(argv: list[str]) -> None:
             "link_segments": {str(k): int(v) for k, v in link_segments.items()},
             "seconds": seconds,
             "valves": len(valves),
+            "nodes": wn.num_nodes,
+            "links": wn.num_links,
         }
+        if repeat > 0:
+            started = time.perf_counter()
+            graph = wn.to_graph()
+            out["graph_seconds"] = time.perf_counter() - started
+
+            def segment() -> None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    wntr.metrics.topographic.valve_segments(graph, valves)
+
+            out |= _timings(repeat, segment)
     else:
         net = oberrhein()
         lines, nodes = pandapower_frames(net)
@@ -290,6 +326,7 @@ def main(argv: list[str]) -> None:
             for i in net.switch.index[net.switch.closed]
         }
         seconds = time.perf_counter() - started
+        switches = [int(i) for i in net.switch.index[net.switch.closed]]
         out = {
             "power_lines": lines,
             "power_nodes": nodes,
@@ -297,6 +334,7 @@ def main(argv: list[str]) -> None:
             "opened": opened,
             "seconds": seconds,
         }
+        out |= _timings(repeat, lambda: [unsupplied(net, open_switch=i) for i in switches])
     with open(argv[-1], "w") as handle:
         json.dump(out, handle)
 
