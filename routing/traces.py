@@ -356,10 +356,9 @@ def locate(
         ``(distance m, piece, position along the line m)``, None if nothing is near.
     """
     if line is not None:
-        hits = np.flatnonzero(net.lines["id"].astype(str).to_numpy() == str(line))
-        if not len(hits):
+        if str(line) not in net.line_index:
             return None
-        i = int(hits[0])
+        i = net.line_index[str(line)]
         middle = float(net.lines["length_m"].iat[i]) / 2
         return 0.0, net.piece_at(i, middle), middle
     if point is None:
@@ -369,8 +368,7 @@ def locate(
         return None
     here = shapely.Point(x, y)
     geoms = net.lines.geometry.to_numpy()
-    tree = shapely.STRtree(geoms)
-    found = tree.query_nearest(here, max_distance=max_distance_m, return_distance=True)
+    found = net.line_tree.query_nearest(here, max_distance=max_distance_m, return_distance=True)
     if not len(found[0]):
         return None
     i = int(found[0][0])
@@ -470,7 +468,6 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
     blocked = np.zeros(net.n_vertices, dtype=bool)
     removed = np.zeros(net.n_edges, dtype=bool)
     devices: list[int] = []
-    line_ids = net.lines["id"].astype(str).to_numpy()
     operate, out = list(operate), list(out)
     for device_id in operate:
         vertex = net.node_vertex(device_id, parameter="operate")
@@ -479,9 +476,8 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
         blocked[vertex] = True
         devices.append(vertex)
     for element in out:
-        hits = np.flatnonzero(line_ids == str(element))
-        if len(hits):
-            i = int(hits[0])
+        if str(element) in net.line_index:
+            i = net.line_index[str(element)]
             removed[net.line_first_edge[i] : net.line_first_edge[i + 1]] = True
         else:
             blocked[net.node_vertex(element, parameter="out")] = True
@@ -515,20 +511,17 @@ def _outage(
     lost_v = before_v & ~after_v
     lost_e = before_e & ~after_e
     lost_e[isolated] = True
-    nodes = net.nodes
-    vertex = nodes["vertex"].to_numpy()
-    hit = lost_v[vertex] & listed[vertex]
-    lost_nodes = nodes.loc[hit, ["id", "kind"]].reset_index(drop=True)
-    served = net.buildings
-    if len(served):
-        bv, be = served["vertex"].to_numpy(), served["edge"].to_numpy()
-        out = np.where(bv >= 0, lost_v[np.maximum(bv, 0)], False) | np.where(
-            be >= 0, lost_e[np.maximum(be, 0)], False
-        )
-        buildings = served.loc[out, ["id", "population"]].reset_index(drop=True)
-    else:
-        buildings = pd.DataFrame(columns=["id", "population"])
-    device_ids = _device_ids(net)
+    table = net.tables
+    hit = lost_v[table.node_vertex] & listed[table.node_vertex]
+    lost_nodes = pd.DataFrame({"id": table.node_id[hit], "kind": table.node_kind[hit]})
+    bv, be = table.building_vertex, table.building_edge
+    out = np.where(bv >= 0, lost_v[np.maximum(bv, 0)], False) | np.where(
+        be >= 0, lost_e[np.maximum(be, 0)], False
+    )
+    buildings = pd.DataFrame(
+        {"id": table.building_id[out], "population": table.building_population[out]}
+    )
+    device_ids = net.device_ids
     return Outage(
         network=net.name,
         cause=cause,
@@ -541,20 +534,11 @@ def _outage(
     )
 
 
-def _device_ids(net: UtilityNetwork) -> dict[int, str]:
-    nodes = net.nodes[net.nodes["kind"].isin(("valve", "switch"))]
-    return dict(zip(nodes["vertex"].astype(int), nodes["id"].astype(str), strict=True))
-
-
 def _pieces(net: UtilityNetwork, edges: np.ndarray) -> gpd.GeoDataFrame:
-    lines = net.lines["id"].astype(str).to_numpy()
-    geometry = gpd.GeoSeries(net.piece_geometry(edges), crs=net.crs).to_crs("EPSG:4326")
+    table = net.tables
     return gpd.GeoDataFrame(
-        {
-            "line": [lines[net.edge_line[e]] if net.edge_line[e] >= 0 else None for e in edges],
-            "length_m": net.edge_to_m[edges] - net.edge_from_m[edges],
-        },
-        geometry=geometry.to_numpy(),
+        {"line": table.piece_line[edges], "length_m": table.piece_length[edges]},
+        geometry=table.piece_geometry[edges],
         crs="EPSG:4326",
     )
 

@@ -57,6 +57,22 @@ class TopologyError(ParameterError):
 
 
 @dataclass(frozen=True)
+class Tables:
+    """Columns of a network's nodes, buildings and pieces as arrays, for fast traces."""
+
+    node_id: np.ndarray
+    node_kind: np.ndarray
+    node_vertex: np.ndarray
+    building_id: np.ndarray
+    building_population: np.ndarray
+    building_vertex: np.ndarray
+    building_edge: np.ndarray
+    piece_line: np.ndarray
+    piece_length: np.ndarray
+    piece_geometry: np.ndarray
+
+
+@dataclass(frozen=True)
 class UtilityNetwork:
     """One utility network as a graph of vertices and line pieces.
 
@@ -197,18 +213,63 @@ class UtilityNetwork:
         ends = self.edge_to_m[first:last]
         return int(first + min(np.searchsorted(ends, position_m), last - first - 1))
 
-    def piece_geometry(self, edges: np.ndarray) -> np.ndarray:
-        """Return the pieces' lines (metric CRS); a lateral is the straight line it stands for."""
-        edges = np.asarray(edges, dtype=np.int64)
-        out = np.empty(len(edges), dtype=object)
+    @cached_property
+    def pieces(self) -> gpd.GeoDataFrame:
+        """Every piece: its ``line`` id (None for a lateral), ``length_m`` and line (EPSG:4326).
+
+        Cut once, on first use; traces index it.
+        """
         geoms = self.lines.geometry.to_numpy()
-        for i, e in enumerate(edges):
+        out = np.empty(self.n_edges, dtype=object)
+        for e in range(self.n_edges):
             line = self.edge_line[e]
-            if line < 0:
-                out[i] = shapely.LineString(self.vertex_xy[[self.edge_u[e], self.edge_v[e]]])
+            if line < 0:  # a lateral: the straight line it stands for
+                out[e] = shapely.LineString(self.vertex_xy[[self.edge_u[e], self.edge_v[e]]])
             else:
-                out[i] = substring(geoms[line], self.edge_from_m[e], self.edge_to_m[e])
-        return out
+                out[e] = substring(geoms[line], self.edge_from_m[e], self.edge_to_m[e])
+        ids = self.lines["id"].astype(str).to_numpy()
+        return gpd.GeoDataFrame(
+            {
+                "line": np.where(self.edge_line >= 0, ids[np.maximum(self.edge_line, 0)], None),
+                "length_m": self.edge_to_m - self.edge_from_m,
+            },
+            geometry=gpd.GeoSeries(out, crs=self.crs).to_crs("EPSG:4326").to_numpy(),
+            crs="EPSG:4326",
+        )
+
+    @cached_property
+    def tables(self) -> Tables:
+        """The columns traces read, as plain arrays (pandas indexing costs more than a trace)."""
+        pieces = self.pieces
+        b = self.buildings
+        return Tables(
+            node_id=self.nodes["id"].astype(str).to_numpy(dtype=object),
+            node_kind=self.nodes["kind"].astype(str).to_numpy(dtype=object),
+            node_vertex=self.nodes["vertex"].to_numpy(dtype=np.int64),
+            building_id=b["id"].astype(str).to_numpy(dtype=object),
+            building_population=b["population"].to_numpy(dtype=np.int64),
+            building_vertex=b["vertex"].to_numpy(dtype=np.int64),
+            building_edge=b["edge"].to_numpy(dtype=np.int64),
+            piece_line=pieces["line"].to_numpy(dtype=object),
+            piece_length=pieces["length_m"].to_numpy(dtype=float),
+            piece_geometry=pieces.geometry.to_numpy(),
+        )
+
+    @cached_property
+    def device_ids(self) -> dict[int, str]:
+        """The id of the valve or switch on each device vertex."""
+        devices = self.nodes[self.nodes["kind"].isin(DEVICE_KINDS)]
+        return dict(zip(devices["vertex"].astype(int), devices["id"].astype(str), strict=True))
+
+    @cached_property
+    def line_tree(self) -> shapely.STRtree:
+        """A spatial index of the lines (metric CRS), to find the line under a point."""
+        return shapely.STRtree(self.lines.geometry.to_numpy())
+
+    @cached_property
+    def line_index(self) -> dict[str, int]:
+        """Line position by id."""
+        return {line_id: i for i, line_id in enumerate(self.lines["id"].astype(str))}
 
     @cached_property
     def base_supply(self) -> tuple[np.ndarray, np.ndarray]:
