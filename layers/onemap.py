@@ -247,43 +247,79 @@ def _ask(
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         fetched = list(pool.map(fetch, asked))
-    everything = {
-        layer.id: _measure(
-            frame_from_rows(layer, [*columns[layer.id], "geometry"], rows),
+    if not lean:
+        features = {}
+        measured = {}
+        for layer, rows in zip(asked, fetched, strict=True):
+            frame = frame_from_rows(layer, [*columns[layer.id], "geometry"], rows)
+            kind = KIND_OF.get(layer.id)
+            found = _measure(
+                frame["id"].to_numpy(dtype=object),
+                frame[kind].to_numpy(dtype=object) if kind else None,
+                frame["population"].to_numpy(dtype=object) if layer.id == "buildings" else None,
+                frame.geometry.to_numpy(),
+                metric_reference,
+                metric_area,
+                forward,
+            )
+            measured[layer.id] = found
+            features[layer.id] = _with_measures(frame.take(found.order), found)
+        return OneMap(shape=shape, area=area, features=features, summary=_summary(measured))
+
+    measured = {}
+    for layer, rows in zip(asked, fetched, strict=True):
+        kind = KIND_OF.get(layer.id)
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns[layer.id]) + [()]
+        measured[layer.id] = _measure(
+            np.asarray(values[0], dtype=object),
+            np.asarray(values[1], dtype=object) if kind else None,
+            np.asarray(values[-2], dtype=object) if layer.id == "buildings" else None,
+            shapely.from_wkb(np.asarray([bytes(g) for g in values[-1]], dtype=object)),
             metric_reference,
             metric_area,
             forward,
         )
-        for layer, rows in zip(asked, fetched, strict=True)
-    }
-    if not lean:
-        features = everything
-    else:
-        nearest = {layer_id: frame.head(limit) for layer_id, frame in everything.items()}
 
-        def fetch_whole(layer: Layer) -> list[Any]:
-            with cursor(url) as cur:
-                cur.execute(*_rows_by_id(layer, list(nearest[layer.id]["id"]), moment))
-                return cur.fetchall()
+    def fetch_whole(layer: Layer) -> list[Any]:
+        ids = measured[layer.id].ids[measured[layer.id].order[:limit]]
+        with cursor(url) as cur:
+            cur.execute(*_rows_by_id(layer, list(ids), moment))
+            return cur.fetchall()
 
-        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            wholes = list(pool.map(fetch_whole, asked))
-        features = {
-            layer.id: _with_measures(
-                frame_from_rows(layer, [*_columns(layer), "geometry"], rows), nearest[layer.id]
-            )
-            for layer, rows in zip(asked, wholes, strict=True)
-        }
-    return OneMap(shape=shape, area=area, features=features, summary=summarise(everything))
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        wholes = list(pool.map(fetch_whole, asked))
+    features = {}
+    for layer, rows in zip(asked, wholes, strict=True):
+        found = measured[layer.id]
+        whole = frame_from_rows(layer, [*_columns(layer), "geometry"], rows)
+        nearest = found.order[:limit]
+        position = {str(i): k for k, i in enumerate(whole["id"])}
+        ordered = whole.take([position[str(i)] for i in found.ids[nearest]])
+        features[layer.id] = _with_measures(ordered, found, nearest)
+    return OneMap(shape=shape, area=area, features=features, summary=_summary(measured))
 
 
-def _with_measures(whole: gpd.GeoDataFrame, nearest: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Order whole rows as the nearest lean ones and give them their measures."""
-    ordered = whole.set_index("id").loc[nearest["id"]].reset_index()
-    ordered = ordered.assign(
-        distance_m=nearest["distance_m"].to_numpy(), inside=nearest["inside"].to_numpy()
+@dataclass(frozen=True)
+class _Measured:
+    """One layer's answer as arrays, in row order; ``order`` sorts it nearest first."""
+
+    ids: np.ndarray
+    kinds: np.ndarray | None
+    population: np.ndarray | None
+    distance: np.ndarray
+    inside: np.ndarray
+    order: np.ndarray
+
+
+def _with_measures(
+    frame: gpd.GeoDataFrame, found: _Measured, rows: np.ndarray | None = None
+) -> gpd.GeoDataFrame:
+    """Give rows (already nearest first) their distance and inside measures."""
+    picked = found.order if rows is None else rows
+    out = frame.reset_index(drop=True).assign(
+        distance_m=found.distance[picked], inside=found.inside[picked]
     )
-    return gpd.GeoDataFrame(ordered, geometry="geometry", crs="EPSG:4326")
+    return gpd.GeoDataFrame(out, geometry="geometry", crs="EPSG:4326")
 
 
 def _lean_columns(layer: Layer) -> list[str]:
@@ -308,16 +344,19 @@ def _rows_by_id(
 
 
 def _measure(
-    frame: gpd.GeoDataFrame,
+    ids: np.ndarray,
+    kinds: np.ndarray | None,
+    population: np.ndarray | None,
+    geometry: np.ndarray,
     reference: shapely.Geometry,
     area: shapely.Geometry,
     forward: Transformer,
-) -> gpd.GeoDataFrame:
-    """Add ``distance_m`` and ``inside`` (m of line, m² of area), measured in the metric CRS."""
-    metric = _to_metric(frame.geometry.to_numpy(), forward)
+) -> _Measured:
+    """Measure in the metric CRS: distance, and the m of line or m² of area inside."""
+    metric = _to_metric(geometry, forward)
     distance = shapely.distance(metric, reference)
     dimension = shapely.get_dimensions(metric)
-    inside = np.full(len(frame), np.nan)
+    inside = np.full(len(ids), np.nan)
     extended = dimension > 0
     if extended.any():
         part = metric[extended]
@@ -327,8 +366,7 @@ def _measure(
         lines = dimension[extended] == 1
         inside[extended] = np.where(lines, shapely.length(cut), shapely.area(cut))
     order = np.argsort(distance, kind="stable")  # rows come ordered by id: ties stay so
-    out = frame.assign(distance_m=distance, inside=inside).take(order)
-    return out.reset_index(drop=True)
+    return _Measured(ids, kinds, population, distance, inside, order)
 
 
 def _layer_query(
@@ -342,66 +380,88 @@ def _layer_query(
     moment: datetime | None,
     condition: tuple[sql.Composable, list[Any]] | None,
 ) -> tuple[sql.Composed, list[Any]]:
-    if shape == "within":
-        hit = sql.SQL("ST_Intersects(geom, ST_GeomFromWKB(%s, 4326))")
-        hit_params: list[Any] = [shapely.to_wkb(area)]
-    else:  # exact on the ellipsoid; the drawn area only bounds the index search
-        hit = sql.SQL("ST_DWithin(geom::geography, ST_GeomFromWKB(%s, 4326)::geography, %s)")
-        hit_params = [shapely.to_wkb(reference), distance_m]
     when = (
         "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
     )
     when_params = [moment, moment] if moment else []
     extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
-    query = sql.SQL(
-        "SELECT {cols}, ST_AsBinary(geom) FROM {table} "
-        "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {hit} AND ({extra}) "
-        "ORDER BY id"
-    )
+    if shape == "within":
+        query = sql.SQL(
+            "SELECT {cols}, ST_AsBinary(geom) FROM {table} "
+            "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) "
+            "AND ST_Intersects(geom, ST_GeomFromWKB(%s, 4326)) AND ({extra}) ORDER BY id"
+        )
+        params = [*when_params, *envelope, shapely.to_wkb(area), *extra_params]
+    else:
+        # Within the distance on the ellipsoid (as ST_DWithin on geography decides), found
+        # fast: Web Mercator (the stored, indexed geom_3857) stretches distances by between
+        # sec(lat) and about 1% more, so a feature within the inner planar radius is in, one
+        # beyond the outer radius out, and only those in the ring between are measured on
+        # the ellipsoid.
+        inner, outer = _mercator_radii(area, distance_m)
+        query = sql.SQL(
+            "SELECT {cols}, ST_AsBinary(geom) FROM {table}, "
+            "(SELECT ST_Transform(r, 3857) AS m, r::geography AS g "
+            " FROM ST_GeomFromWKB(%s, 4326) AS r) AS ref "
+            "WHERE {when} AND ST_DWithin(geom_3857, ref.m, %s) "
+            "AND (ST_DWithin(geom_3857, ref.m, %s) OR ST_DWithin(geom::geography, ref.g, %s)) "
+            "AND ({extra}) ORDER BY id"
+        )
+        params = [
+            shapely.to_wkb(reference),
+            *when_params,
+            outer,
+            inner,
+            distance_m,
+            *extra_params,
+        ]
     composed = query.format(
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         table=sql.Identifier(layer.table),
         when=sql.SQL(when),
-        hit=hit,
         extra=extra,
     )
-    return composed, [*when_params, *envelope, *hit_params, *extra_params]
+    return composed, params
 
 
-def summarise(features: Mapping[str, gpd.GeoDataFrame]) -> dict[str, Any]:
-    """Sum up a one-map answer: counts per layer and kind, lengths, buildings, population.
+def _mercator_radii(area: shapely.Geometry, distance_m: float) -> tuple[float, float]:
+    """Planar Web Mercator radii that surely hold, and surely exceed, a true distance."""
+    _, south, _, north = (float(v) for v in shapely.bounds(area))
+    latitudes = np.radians([min(abs(south), abs(north)), max(abs(south), abs(north))])
+    if south < 0 < north:
+        latitudes[0] = 0.0
+    secant = 1 / np.cos(np.minimum(latitudes, np.radians(85.0)))
+    return float(distance_m * secant[0] * 0.99), float(distance_m * secant[1] * 1.01 + 1.0)
 
-    Parameters
-    ----------
-    features
-        Per layer, the features found (with ``inside``).
 
-    Returns
-    -------
-    dict
-        ``counts`` (layer → total), ``kinds`` (layer → kind → count), ``lengths_m`` (line
-        layer → kind → length inside), ``buildings`` (count, population, floor area inside).
-    """
+def _summary(measured: Mapping[str, _Measured]) -> dict[str, Any]:
+    """Sum up: counts per layer and kind, lengths inside per kind, buildings and population."""
     counts: dict[str, int] = {}
     kinds: dict[str, dict[str, int]] = {}
     lengths: dict[str, dict[str, float]] = {}
-    for layer_id, frame in features.items():
-        counts[layer_id] = len(frame)
-        column = KIND_OF.get(layer_id)
-        if column and len(frame):
-            keys = frame[column].astype(object).where(frame[column].notna(), "unknown").astype(str)
-            kinds[layer_id] = {str(k): int(v) for k, v in keys.value_counts().sort_index().items()}
-            if get_layer(layer_id).storage_type in _LINES:
-                sums = frame["inside"].astype(float).groupby(keys.to_numpy()).sum()
-                lengths[layer_id] = {str(k): round(float(v), 1) for k, v in sums.items()}
+    for layer_id, found in measured.items():
+        counts[layer_id] = len(found.ids)
+        if found.kinds is None or not len(found.ids):
+            continue
+        keys = np.array(
+            ["unknown" if k is None or k is pd.NA else str(k) for k in found.kinds], dtype=object
+        )
+        names, index = np.unique(keys, return_inverse=True)
+        tally = np.bincount(index, minlength=len(names))
+        kinds[layer_id] = {str(n): int(c) for n, c in zip(names, tally, strict=True)}
+        if get_layer(layer_id).storage_type in _LINES:
+            sums = np.bincount(index, weights=np.nan_to_num(found.inside), minlength=len(names))
+            lengths[layer_id] = {
+                str(n): round(float(v), 1) for n, v in zip(names, sums, strict=True)
+            }
     summary: dict[str, Any] = {"counts": counts, "kinds": kinds, "lengths_m": lengths}
-    if "buildings" in features:
-        b = features["buildings"]
-        population = pd.to_numeric(b["population"], errors="coerce").fillna(0)
+    if "buildings" in measured:
+        b = measured["buildings"]
+        people = pd.to_numeric(pd.Series(b.population, dtype=object), errors="coerce")
         summary["buildings"] = {
-            "count": len(b),
-            "population": int(population.sum()),
-            "footprint_inside_m2": round(float(b["inside"].astype(float).fillna(0).sum()), 1),
+            "count": len(b.ids),
+            "population": int(people.fillna(0).sum()),
+            "footprint_inside_m2": round(float(np.nansum(b.inside)), 1),
         }
     return summary
 
