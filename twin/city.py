@@ -461,24 +461,40 @@ class City:
             line, buffer_m, layers=layers, at=at, filters=filters, url=self.url, limit=limit
         )
 
-    def district_stats(self, *, at: datetime | str | None = None) -> pd.DataFrame:
-        """Return per district its counts and lengths per layer, population and camera coverage.
+    def district_stats(
+        self,
+        *,
+        at: datetime | str | None = None,
+        cover: tuple[str, float] | None = ("fire_station", 8.0),
+    ) -> pd.DataFrame:
+        """Return per district its counts and lengths per layer, population and coverage.
 
         Parameters
         ----------
         at
-            A moment; the current features by default.
+            A moment; the current features by default (coverage is always today's).
+        cover
+            A resource kind and minutes: adds the share of the district's people within that
+            time of the nearest such resource (the finest districts only); None to skip it.
 
         Returns
         -------
         pandas.DataFrame
             One row per district (see :func:`layers.onemap.district_stats`) with
-            ``camera_road_share``: the share of its road length the cameras see.
+            ``camera_road_share`` (the share of its road length the cameras see) and
+            ``<kind>_<minutes>min_population_share``.
         """
         stats = onemap.district_stats(at=at, url=self.url)
         cameras = camera_coverage(url=self.url, at=at).districts[["id", "share"]]
         stats = stats.merge(cameras.rename(columns={"share": "camera_road_share"}), how="left")
         stats["camera_road_share"] = stats["camera_road_share"].fillna(0.0)
+        if cover is not None:
+            kind, minutes = cover
+            result, _ = self.coverage(kind=kind, minutes=minutes)
+            shares = result.districts.set_index("district")["population_share"]
+            finest = stats["level"] == stats["level"].max()
+            column = f"{kind}_{minutes:g}min_population_share"
+            stats[column] = stats["name"].map(shares).where(finest)
         return stats
 
     def camera_coverage(self, *, at: datetime | str | None = None) -> CameraCoverage:

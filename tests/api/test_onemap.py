@@ -70,6 +70,13 @@ def test_within_along_and_districts(client: TestClient) -> None:
     assert body["summary"]["counts"]["pipe_nodes"] > 0
     districts = client.get("/onemap/districts").json()["districts"]
     assert len(districts) == 10 and all(0 <= d["camera_road_share"] <= 1 for d in districts)
+    wards = [d for d in districts if d["level"] == 10]
+    assert all(0 <= d["fire_station_8min_population_share"] <= 1 for d in wards)
+    coverage = client.get("/routing/coverage", params={"kind": "fire_station", "minutes": 8}).json()
+    by_name = {d["district"]: d["population_share"] for d in coverage["districts"]}
+    assert {d["name"]: d["fire_station_8min_population_share"] for d in wards} == pytest.approx(
+        {d["name"]: by_name[d["name"]] for d in wards}
+    )
 
 
 @pytest.mark.parametrize(
