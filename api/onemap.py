@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.errors import ProblemError
 from api.geojson import feature_collection, geometry, records
-from layers.onemap import MAX_RADIUS_M, OneMap
+from layers.onemap import MAX_RADIUS_M, OneMap, check_geometry
 from twin.city import City
 
 Layers = Annotated[
@@ -65,11 +65,13 @@ def parse_filters(values: list[str] | None) -> dict[str, str]:
 def parse_geometry(value: dict[str, Any], parameter: str = "geometry") -> shapely.Geometry:
     """Read a GeoJSON geometry object, or answer 400 naming the parameter."""
     try:
-        return shapely.from_geojson(json.dumps(value))
+        geometry = shapely.from_geojson(json.dumps(value))
     except (shapely.errors.ShapelyError, TypeError, ValueError) as exc:
         raise ProblemError(
             f"{parameter}: not a GeoJSON geometry ({exc})".splitlines()[0], parameter=parameter
         ) from None
+    check_geometry(geometry, parameter)
+    return geometry
 
 
 def answer(result: OneMap, *, limit: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from psycopg import sql
-from pyproj import Transformer
+from pyproj import Geod, Transformer
 
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.cql2 import FilterError, to_sql
@@ -154,14 +154,14 @@ def within(
     """
     if not isinstance(area, shapely.Polygon | shapely.MultiPolygon):
         raise OneMapError("the area must be a Polygon or MultiPolygon", parameter="geometry")
-    if area.is_empty or not area.is_valid:
-        reason = shapely.is_valid_reason(area) if not area.is_empty else "empty"
+    check_geometry(area)
+    if not area.is_valid:
+        reason = shapely.is_valid_reason(area)
         raise OneMapError(f"the area is not a valid polygon: {reason}", parameter="geometry")
-    _check_bounds(area)
-    km2 = float(gpd.GeoSeries([area], crs=4326).to_crs(get_settings().metric_crs).area.iloc[0])
-    if km2 / 1e6 > MAX_AREA_KM2:
+    km2 = abs(_GEOD.geometry_area_perimeter(area)[0]) / 1e6
+    if not np.isfinite(km2) or km2 > MAX_AREA_KM2:
         raise OneMapError(
-            f"the area is {km2 / 1e6:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
+            f"the area is {km2:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
             parameter="geometry",
         )
     return _ask("within", area, area, 0.0, layers, at, filters, url, limit)
@@ -193,9 +193,9 @@ def along(
     OneMap
         Features per layer, with the distance from the line, and the summary.
     """
-    if not isinstance(line, shapely.LineString | shapely.MultiLineString) or line.is_empty:
-        raise OneMapError("the line must be a non-empty LineString", parameter="geometry")
-    _check_bounds(line)
+    if not isinstance(line, shapely.LineString | shapely.MultiLineString):
+        raise OneMapError("the line must be a LineString or MultiLineString", parameter="geometry")
+    check_geometry(line)
     _check_distance(buffer_m, "buffer_m")
     return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url, limit)
 
@@ -215,7 +215,7 @@ def _ask(
         raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
     asked = _layers(layers)
     conditions = _filters(filters or {}, asked)
-    moment = as_of(at)
+    moment = _moment(at)
     margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
     xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
     envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
@@ -292,8 +292,11 @@ def _ask(
     for layer, rows in zip(asked, wholes, strict=True):
         found = measured[layer.id]
         whole = frame_from_rows(layer, [*_columns(layer), "geometry"], rows)
-        nearest = found.order[:limit]
         position = {str(i): k for k, i in enumerate(whole["id"])}
+        # a feature retired between the two reads is left out of the list (not the summary)
+        nearest = np.array(
+            [r for r in found.order[:limit] if str(found.ids[r]) in position], dtype=np.int64
+        )
         ordered = whole.take([position[str(i)] for i in found.ids[nearest]])
         features[layer.id] = _with_measures(ordered, found, nearest)
     return OneMap(shape=shape, area=area, features=features, summary=_summary(measured))
@@ -486,7 +489,7 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
         ``<layer>.<kind>_count`` for each kind, and ``<layer>.<kind>_m`` lengths per line
         layer and kind.
     """
-    moment = as_of(at)
+    moment = _moment(at)
     when = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
     current = when if moment else "valid_to IS NULL"
     with cursor(url) as cur:
@@ -554,6 +557,13 @@ GROUP BY 1, 2
 """
 
 
+def _moment(at: datetime | str | None) -> datetime | None:
+    try:
+        return as_of(at)
+    except ValueError as exc:
+        raise OneMapError(f"not an ISO 8601 moment: {exc}", parameter="datetime") from None
+
+
 def _columns(layer: Layer) -> list[str]:
     return ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
 
@@ -602,12 +612,36 @@ def _lonlat(point: Sequence[float], parameter: str) -> tuple[float, float]:
     return lon, lat
 
 
-def _check_bounds(geometry: shapely.Geometry) -> None:
+def check_geometry(geometry: shapely.Geometry, parameter: str = "geometry") -> None:
+    """Refuse a geometry the store cannot be asked about: empty, with an empty part, not lon/lat.
+
+    Parameters
+    ----------
+    geometry
+        A geometry in EPSG:4326.
+    parameter
+        The request parameter that gave it, for the error.
+
+    Raises
+    ------
+    OneMapError
+        Naming the parameter and what is wrong.
+    """
+    parts = shapely.get_parts(geometry)
+    if shapely.is_empty(geometry) or shapely.is_empty(parts).any():
+        raise OneMapError("the geometry is empty or has an empty part", parameter=parameter)
+    rings = shapely.get_rings(parts)
+    if len(rings) and shapely.is_empty(rings).any():
+        raise OneMapError("the geometry has an empty ring", parameter=parameter)
+    _check_bounds(geometry, parameter)
+
+
+def _check_bounds(geometry: shapely.Geometry, parameter: str = "geometry") -> None:
     xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(geometry))
     if not (np.isfinite([xmin, ymin, xmax, ymax]).all() and -180 <= xmin <= xmax <= 180):
-        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter="geometry")
+        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter=parameter)
     if not -90 <= ymin <= ymax <= 90:
-        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter="geometry")
+        raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter=parameter)
 
 
 def _check_distance(value: float, parameter: str) -> None:
@@ -621,6 +655,7 @@ def _check_distance(value: float, parameter: str) -> None:
 
 _TRANSFORMERS: dict[str, tuple[Transformer, Transformer]] = {}
 _WORKERS = 2
+_GEOD = Geod(ellps="WGS84")
 
 
 def _transformers() -> tuple[Transformer, Transformer]:

@@ -25,6 +25,7 @@ from pyproj import Transformer
 from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
 from routing.utility_network import (
+    DEVICE_KINDS,
     NETWORKS,
     Progress,
     TopologyError,
@@ -36,6 +37,8 @@ from routing.utility_network import (
 BREAK_SNAP_M = 25.0
 #: How far a dependent asset may be from the transformer that feeds it (m).
 FEED_M = 1000.0
+#: Node kinds that carry flow through their vertex: out of service, they stop it.
+THROUGH_KINDS = (*DEVICE_KINDS, "pump", "source", "junction", "substation", "transformer", "bus")
 
 _PIPE_LAYERS = ("pipelines", "pipe_nodes", "buildings")
 _POWER_LAYERS = ("power_lines", "power_nodes", "buildings")
@@ -53,8 +56,9 @@ class Outage:
         What happened: ``{"kind": "break" | "fault" | "operation", ...}`` with the line, the
         point (lon, lat) and the devices or nodes given.
     operate
-        Devices to operate to isolate it (valves to close, switches to open), in order of
-        distance from the break; empty for a plain operation.
+        What to operate to isolate it, nearest the break first: valves to close, switches to
+        open, and a source inside the isolated part to shut; the devices operated for a plain
+        operation.
     unable
         Devices met that cannot be operated (the next ring out closes instead).
     isolated
@@ -401,9 +405,13 @@ def isolate(
     Outage
         The isolation plan and what loses supply.
     """
+    _check_traceable(net)
     stuck = ~net.operable.copy()
     for device_id in inoperable:
-        stuck[net.node_vertex(device_id, parameter="inoperable")] = True
+        vertex = net.node_vertex(device_id, parameter="inoperable")
+        if not net.device[vertex]:
+            raise TopologyError(f"{device_id!r} is not a valve or switch", parameter="inoperable")
+        stuck[vertex] = True
     segments = {int(net.segment_of_edge[edge])}
     frontier = list(segments)
     operate: set[int] = set()
@@ -425,9 +433,12 @@ def isolate(
                 operate.add(device)
     # a device closed earlier may now sit inside the isolated area
     operate = {d for d in operate if not net.device_segments(d) <= segments}
+    # a source inside the area feeds the break until its outlet is shut too
+    shut = net.source & np.isin(net.segment_of_vertex, list(segments))
     removed = np.isin(net.segment_of_edge, list(segments))
     blocked = np.zeros(net.n_vertices, dtype=bool)
     blocked[list(operate)] = True
+    operate |= {int(v) for v in np.flatnonzero(shut)}
     at = _lonlat(net, edge, position_m)
     cause = {
         "kind": "fault" if net.name == "power" else "break",
@@ -444,7 +455,8 @@ def isolate(
         operate=order,
         unable=sorted(unable),
         isolated=np.flatnonzero(removed),
-        listed=~blocked,
+        listed=~(blocked | shut),
+        shut=shut,
     )
 
 
@@ -465,6 +477,7 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
     Outage
         What loses supply.
     """
+    _check_traceable(net)
     blocked = np.zeros(net.n_vertices, dtype=bool)
     removed = np.zeros(net.n_edges, dtype=bool)
     devices: list[int] = []
@@ -475,12 +488,17 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
             raise TopologyError(f"{device_id!r} is not a valve or switch", parameter="operate")
         blocked[vertex] = True
         devices.append(vertex)
+    kind_of = dict(zip(net.tables.node_id, net.tables.node_kind, strict=True))
     for element in out:
         if str(element) in net.line_index:
             i = net.line_index[str(element)]
             removed[net.line_first_edge[i] : net.line_first_edge[i + 1]] = True
-        else:
-            blocked[net.node_vertex(element, parameter="out")] = True
+            continue
+        vertex = net.node_vertex(element, parameter="out")
+        # a hydrant, meter or consumer out of service takes nothing else with it; a pump,
+        # source, junction or transformer stops the flow through its vertex
+        if kind_of[str(element)] in THROUGH_KINDS:
+            blocked[vertex] = True
     cause = {"kind": "operation", "operate": operate, "out": out}
     return _outage(
         net,
@@ -504,10 +522,11 @@ def _outage(
     unable: list[int],
     isolated: np.ndarray,
     listed: np.ndarray,
+    shut: np.ndarray | None = None,
 ) -> Outage:
     """Compare supply after with before; ``listed`` marks the vertices reported if lost."""
     before_v, before_e = net.base_supply
-    after_v, after_e = net.supply(blocked=blocked, removed=removed)
+    after_v, after_e = net.supply(blocked=blocked, removed=removed, shut=shut)
     lost_v = before_v & ~after_v
     lost_e = before_e & ~after_e
     lost_e[isolated] = True
@@ -521,7 +540,7 @@ def _outage(
     buildings = pd.DataFrame(
         {"id": table.building_id[out], "population": table.building_population[out]}
     )
-    device_ids = net.device_ids
+    device_ids = net.device_ids | net.source_ids
     return Outage(
         network=net.name,
         cause=cause,
@@ -541,6 +560,18 @@ def _pieces(net: UtilityNetwork, edges: np.ndarray) -> gpd.GeoDataFrame:
         geometry=table.piece_geometry[edges],
         crs="EPSG:4326",
     )
+
+
+def _check_traceable(net: UtilityNetwork) -> None:
+    """Refuse a trace where supply cannot be traced: no lines, or no source to trace from."""
+    if not net.n_edges:
+        raise TopologyError(f"the {net.name} network holds no lines", parameter="network")
+    if not net.source.any():
+        raise TopologyError(
+            f"the {net.name} network has no source (a 'source' node, or a 'substation' for "
+            "power): supply cannot be traced",
+            parameter="network",
+        )
 
 
 def _line_id(net: UtilityNetwork, edge: int) -> str | None:

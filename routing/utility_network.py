@@ -9,8 +9,9 @@ GIS connects its features:
 - a node on a line's interior (a valve, a switch, a tee) splits the line there; a node naming
   its line in a ``pipe`` or ``line`` property splits that line only;
 - a line end on another line's interior is a tee: that line is split there;
-- a terminal node (hydrant, meter, consumer, pump, source) off every line but within
-  ``attach_m`` of one is joined to it by a lateral;
+- a terminal node (hydrant, meter, consumer, source) off every line but within ``attach_m``
+  of one is joined to it by a lateral; a valve, switch or pump drawn beside its line within
+  ``attach_m`` is moved onto it (it stands in the line);
 - what joins nothing is reported (:attr:`UtilityNetwork.problems`): dangling ends, nodes off
   the network, node references that name no node.
 
@@ -45,7 +46,9 @@ DEVICE_KINDS = ("valve", "switch")
 #: Node kinds that feed a network.
 SOURCE_KINDS = ("source", "substation")
 #: Node kinds joined to the nearest line by a lateral when they are off every line.
-TERMINAL_KINDS = ("hydrant", "meter", "consumer", "pump", "source")
+TERMINAL_KINDS = ("hydrant", "meter", "consumer", "source")
+#: Node kinds that stand in a line: off it but within reach, they are moved onto it.
+INLINE_KINDS = (*DEVICE_KINDS, "pump")
 #: Line and node states that take an element out of the network.
 OUT_OF_SERVICE = ("inactive", "planned", "damaged", "out_of_service")
 
@@ -262,6 +265,12 @@ class UtilityNetwork:
         return dict(zip(devices["vertex"].astype(int), devices["id"].astype(str), strict=True))
 
     @cached_property
+    def source_ids(self) -> dict[int, str]:
+        """The id of a source on each source vertex (a source inside an isolation is shut)."""
+        feeds = self.nodes[self.nodes["kind"].isin(SOURCE_KINDS)]
+        return dict(zip(feeds["vertex"].astype(int), feeds["id"].astype(str), strict=True))
+
+    @cached_property
     def line_tree(self) -> shapely.STRtree:
         """A spatial index of the lines (metric CRS), to find the line under a point."""
         return shapely.STRtree(self.lines.geometry.to_numpy())
@@ -281,6 +290,7 @@ class UtilityNetwork:
         *,
         blocked: np.ndarray | None = None,
         removed: np.ndarray | None = None,
+        shut: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Trace supply from the sources.
 
@@ -291,6 +301,9 @@ class UtilityNetwork:
             blocked in normal operation are always blocked.
         removed
             Per piece: out of the network (broken, isolated). Lines out of service always are.
+        shut
+            Per vertex: a source that feeds nothing now (its outlet closed); the junction it
+            stands on still carries flow.
 
         Returns
         -------
@@ -306,7 +319,7 @@ class UtilityNetwork:
             shape=(n, n),
         ).tocsr()
         _, labels = connected_components(graph, directed=False)
-        fed = self.source & ~stop
+        fed = self.source & ~stop if shut is None else self.source & ~stop & ~shut
         live_labels = np.unique(labels[fed])
         vertex_ok = np.isin(labels, live_labels) & ~stop
         edge_ok = ~gone & (vertex_ok[self.edge_u] | vertex_ok[self.edge_v])
@@ -464,6 +477,11 @@ def build_network(
         if line < 0:
             problems.append(_problem("unattached_node", node_ids[j], "joins no line", node_xy[j]))
         elif distance[k] <= tolerance_m or node_on_line[j] >= 0:
+            split_at(line, float(along[k]), int(vertex_of_node[j]))
+        elif distance[k] <= attach_m and node_kind[j] in INLINE_KINDS:
+            # a pump or valve drawn beside its main stands in it: its vertex moves onto it
+            projected = shapely.line_interpolate_point(line_geoms[line], along[k])
+            vertex_xy[int(vertex_of_node[j])] = shapely.get_coordinates(projected)[0]
             split_at(line, float(along[k]), int(vertex_of_node[j]))
         elif distance[k] <= attach_m and node_kind[j] in TERMINAL_KINDS:
             tee = len(vertex_xy)

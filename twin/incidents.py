@@ -23,7 +23,7 @@ import numpy as np
 import shapely
 
 from layers.errors import ParameterError
-from layers.onemap import OneMap, along, around, within
+from layers.onemap import OneMap, along, around, check_geometry, within
 from routing import Unit
 from routing.traces import Cascade, Outage
 
@@ -155,6 +155,7 @@ def impact(
         rule = KindRule(radius_m, rule.close_m, rule.network, rule.units)
     if not 0 <= units <= 20:
         raise ParameterError("units must be between 0 and 20", parameter="units")
+    check_geometry(geometry)
     if isinstance(geometry, shapely.Point):
         assets = around((geometry.x, geometry.y), rule.radius_m, url=city.url)
         centre = geometry

@@ -112,6 +112,98 @@ def test_within_along_and_districts(client: TestClient) -> None:
         (
             (
                 "post",
+                "/onemap/within",
+                {
+                    "json": {
+                        "geometry": {
+                            "type": "MultiPolygon",
+                            "coordinates": [
+                                [[[7.42, 43.73], [7.43, 43.73], [7.43, 43.74], [7.42, 43.73]]],
+                                [],
+                            ],
+                        }
+                    }
+                },
+            ),
+            "geometry",
+        ),
+        (
+            (
+                "post",
+                "/onemap/within",
+                {
+                    "json": {
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [[[7.3, 43.6], [97, 0], [7.5, 43.9], [7.3, 43.6]]],
+                        }
+                    }
+                },
+            ),
+            "geometry",
+        ),
+        (
+            (
+                "post",
+                "/onemap/along",
+                {
+                    "json": {
+                        "buffer_m": 10,
+                        "geometry": {
+                            "type": "MultiLineString",
+                            "coordinates": [[[7.42, 43.73], [7.43, 43.74]], []],
+                        },
+                    }
+                },
+            ),
+            "geometry",
+        ),
+        (
+            (
+                "get",
+                "/onemap/around",
+                {"params": {**CASINO, "radius_m": 50, "datetime": "garbage"}},
+            ),
+            "datetime",
+        ),
+        (("get", "/onemap/districts", {"params": {"datetime": "+99:00"}}), "datetime"),
+        (("post", "/utilities/heat/outage", {"json": {}}), "network"),
+        (
+            ("post", "/utilities/sewer/isolate", {"json": {"point": [7.4103408, 43.7335484]}}),
+            "network",
+        ),
+        (
+            (
+                "post",
+                "/utilities/water/isolate",
+                {
+                    "json": {
+                        "point": [7.4103408, 43.7335484],
+                        "inoperable": ["water/source/reservoir"],
+                    }
+                },
+            ),
+            "inoperable",
+        ),
+        (
+            (
+                "post",
+                "/incidents/impact",
+                {"json": {"geometry": {"type": "Point", "coordinates": []}, "kind": "fire"}},
+            ),
+            "geometry",
+        ),
+        (
+            (
+                "post",
+                "/rasters/dem/zonal",
+                {"json": {"geometry": {"type": "Polygon", "coordinates": []}}},
+            ),
+            "geometry",
+        ),
+        (
+            (
+                "post",
                 "/onemap/along",
                 {
                     "json": {

@@ -118,36 +118,50 @@ def test_sample_networks_build_clean(utilities: Utilities) -> None:
     assert (gas.problems["kind"] == "dangling_end").any()  # real OSM gas pipes, unconnected
 
 
+def check_isolation(net: UtilityNetwork, result: Any, line: str) -> None:
+    """Check an isolation with networkx: the break is cut off from every source, each device
+    operated is needed (operating all but it leaves the break joined to the rest), and the
+    isolated length is what the operated devices enclose."""
+    operated = {net.node_vertex(v) for v in result.operate}
+    closed = {v for v in operated if net.device[v]}
+    shut = operated - closed  # sources inside the isolated part
+    assert all(net.source[v] for v in shut)
+    i = net.line_index[line]
+    broken = net.piece_at(i, float(net.lines["length_m"].iat[i]) / 2)
+    ends = [int(v) for v in (net.edge_u[broken], net.edge_v[broken]) if v not in closed]
+    g = graph_of(net, without=closed)
+    area = nx.node_connected_component(g, ends[0]) if ends else set()
+    assert not (area & (set(np.flatnonzero(net.source)) - shut))  # no open source feeds it
+    for device in closed:  # opening any one of them alone joins the area to the rest again
+        reopened = nx.node_connected_component(
+            graph_of(net, without=closed - {device}), ends[0] if ends else device
+        )
+        assert reopened - area - {device}
+    touching = {
+        e
+        for e in range(net.n_edges)
+        if net.edge_u[e] in area or net.edge_v[e] in area or e == broken
+    }
+    assert result.isolated["length_m"].sum() == pytest.approx(
+        sum(net.edge_to_m[e] - net.edge_from_m[e] for e in touching), rel=1e-9
+    )
+
+
 def test_isolating_a_break_closes_exactly_the_boundary_valves(utilities: Utilities) -> None:
     water = utilities.network("water")
-    checked = 0
-    for line in water.lines["id"].iloc[::150]:
+    reservoir = water.node_vertex("water/source/reservoir")
+    beside = {  # the mains in the reservoir's own segment: it must be shut as well
+        str(water.lines["id"].iat[water.edge_line[e]])
+        for e in np.flatnonzero(water.segment_of_edge == water.segment_of_vertex[reservoir])
+    }
+    lines = [*water.lines["id"].iloc[::150], *sorted(beside)]
+    for line in lines:
         result = utilities.isolate(line=line, network="water")
-        closed = {water.node_vertex(v) for v in result.operate}
         assert result.cause["line"] == line
-        i = int(np.flatnonzero(water.lines["id"] == line)[0])
-        broken = water.piece_at(i, float(water.lines["length_m"].iat[i]) / 2)
-        ends = [int(v) for v in (water.edge_u[broken], water.edge_v[broken]) if v not in closed]
-        g = graph_of(water, without=closed)
-        area = nx.node_connected_component(g, ends[0]) if ends else set()
-        sources = set(np.flatnonzero(water.source))
-        assert not (area & sources)  # the break is cut off from the reservoir
-        for valve in closed:  # and each valve is needed: opening it alone reconnects the area
-            reopened = nx.node_connected_component(
-                graph_of(water, without=closed - {valve}), ends[0] if ends else valve
-            )
-            assert reopened - area - {valve}
-        # what is isolated: the pieces touching the area, up to the closed valves
-        touching = {
-            e
-            for e in range(water.n_edges)
-            if water.edge_u[e] in area or water.edge_v[e] in area or e == broken
-        }
-        assert result.isolated["length_m"].sum() == pytest.approx(
-            sum(water.edge_to_m[e] - water.edge_from_m[e] for e in touching), rel=1e-9
-        )
-        checked += 1
-    assert checked >= 10
+        check_isolation(water, result, line)
+        if line in beside:
+            assert "water/source/reservoir" in result.operate
+    assert len(lines) >= 11
 
 
 def test_an_inoperable_valve_closes_the_next_ring(utilities: Utilities) -> None:
@@ -183,13 +197,26 @@ def test_opening_a_transformer_switch_darkens_its_buildings(utilities: Utilities
 def test_a_feeder_fault_opens_its_sectionalisers(utilities: Utilities) -> None:
     power = utilities.network("power")
     branch = power.nodes.loc[power.nodes["id"].str.startswith("switch/feeder/"), "props"]
-    line = branch.iloc[len(branch) // 2]["line"]
-    result = utilities.isolate(line=line, network="power")
-    assert result.cause["kind"] == "fault"
-    assert result.operate and all(s.startswith("switch/") for s in result.operate)
-    dark = set(result.nodes.loc[result.nodes["kind"] == "transformer", "id"])
-    whole = utilities.outage("power", operate=result.operate)
-    assert set(whole.nodes.loc[whole.nodes["kind"] == "transformer", "id"]) == dark
+    for props in branch.iloc[::10]:
+        result = utilities.isolate(line=props["line"], network="power")
+        assert result.cause["kind"] == "fault"
+        assert result.operate and all(s.startswith("switch/") for s in result.operate)
+        check_isolation(power, result, props["line"])
+
+
+def test_networks_without_a_source_are_not_traced(utilities: Utilities) -> None:
+    with pytest.raises(TopologyError, match="sewer network has no source"):
+        utilities.isolate(line=str(utilities.network("sewer").lines["id"].iat[0]), network="sewer")
+    with pytest.raises(TopologyError, match="heat network holds no lines"):
+        utilities.outage("heat")
+
+
+def test_a_hydrant_out_of_service_takes_nothing_else(utilities: Utilities) -> None:
+    water = utilities.network("water")
+    hydrants = water.nodes[water.nodes["id"].str.match(r"water/hydrant/\d+$")]
+    hydrant = str(hydrants["id"].iloc[0])  # shares its vertex with a street junction
+    result = utilities.outage("water", out=[hydrant])
+    assert result.nodes.empty and result.buildings.empty and result.lost.empty
 
 
 def test_a_grid_outage_cascades_to_signals_and_cameras(utilities: Utilities, sample_db: str):
@@ -215,8 +242,9 @@ def test_a_grid_outage_cascades_to_signals_and_cameras(utilities: Utilities, sam
 def test_a_dark_pump_stops_the_water_it_lifts(empty_db: str) -> None:
     """Hand-made: reservoir R -> main -> pump P -> main -> junction J serving a house.
 
-    The pump is fed by transformer T; opening T's switch darkens the pump, and J, its hydrant
-    and the house lose water. Coordinates in a local metric frame (UTM 32N near Monaco).
+    The pump (drawn 5 m beside the mains, it stands in them) is fed by transformer T; opening
+    T's switch darkens the pump, and J, its hydrant and the house lose water. Coordinates in a
+    local metric frame (UTM 32N near Monaco).
     """
     x0, y0 = 370_000.0, 4_845_000.0
 
@@ -242,7 +270,7 @@ def test_a_dark_pump_stops_the_water_it_lifts(empty_db: str) -> None:
         frame(
             [
                 {"id": "R", "kind": "source", **water, "geometry": pt(0, 0)},
-                {"id": "P", "kind": "pump", **water, "geometry": pt(100, 0)},
+                {"id": "P", "kind": "pump", **water, "geometry": pt(100, 5)},  # drawn beside
                 {"id": "J", "kind": "junction", **water, "geometry": pt(200, 0)},
                 {"id": "H", "kind": "hydrant", **water, "geometry": pt(200, 10)},
             ]
