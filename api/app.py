@@ -1,15 +1,23 @@
-"""The FastAPI application: the layer catalog, OGC API Features and Tiles, and routing."""
+"""The FastAPI application: viewer, catalog, features, tiles, routing, one map, utilities."""
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse
 
-from api import errors, features, incidents, onemap, rasters, routing, tiles, utilities
+from api import (
+    errors,
+    features,
+    incidents,
+    onemap,
+    rasters,
+    routing,
+    tiles,
+    utilities,
+    viewer,
+)
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
@@ -71,6 +79,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(utilities.routes(city))
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
+    app.include_router(viewer.routes(settings))
 
     @app.get("/health", summary="Whether the API and its database answer")
     def health() -> dict[str, str]:
@@ -94,40 +103,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
             )
         return _describe(LAYERS[layer_id], _counts(url, None)[layer_id])
 
-    @app.get("/", include_in_schema=False, response_model=None)
-    def landing(request: Request, f: str | None = None) -> HTMLResponse | JSONResponse:
-        accept = request.headers.get("accept", "")
-        if f == "json" or (f is None and "json" in accept and "text/html" not in accept):
-            return JSONResponse(features.landing(request))
-        return HTMLResponse(_landing_page(settings, url))
-
     return app
-
-
-def _landing_page(settings: TwinSettings, url: str) -> str:
-    """Return the HTML page listing the layers and their counts."""
-    counts = layer_counts(url=url)
-    rows = "\n".join(
-        f"<tr><td><a href='/layers/{layer.id}'>{html.escape(layer.id)}</a></td>"
-        f"<td>{html.escape(layer.title)}</td><td>{layer.storage_type}</td>"
-        f"<td class='n'>{counts[layer.id]:,}</td></tr>"
-        for layer in LAYERS.values()
-    )
-    title = html.escape(f"CityTwin — {settings.city_name}")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font:15px system-ui,sans-serif;margin:2rem}}td,th{{padding:.2rem .8rem;
-text-align:left}}.n{{text-align:right}}</style></head>
-<body><h1>{title}</h1>
-<table><thead><tr><th>layer</th><th>title</th><th>geometry</th><th class="n">features</th>
-</tr></thead><tbody>
-{rows}
-</tbody></table>
-<p><a href="/layers">/layers</a> (JSON) · <a href="/collections">OGC API - Features</a> ·
-<a href="/docs">API documentation</a></p>
-<p><small>Map data © OpenStreetMap contributors (ODbL); elevation SRTM (public domain).
-</small></p>
-</body></html>"""
 
 
 def _counts(url: str, at: str | None) -> dict[str, int]:

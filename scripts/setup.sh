@@ -121,5 +121,27 @@ if [ ! -f "$ORACLES/.installed" ] || [ tests/oracles-requirements.txt -nt "$ORAC
     touch "$ORACLES/.installed"
 fi
 
+# --- the viewer's vector-tile worker and the browser the viewer's tests drive ----------------
+# deck.gl's bundle (shipped by pydeck) parses vector tiles in loaders.gl's worker, which it would
+# fetch from a CDN; the twin serves it itself, taken once from the npm registry at this version.
+WORKER=api/static/vendor/mvt-worker.js
+if [ ! -s "$WORKER" ]; then
+    command -v npm >/dev/null || apt_install npm
+    BUNDLE=$("$VENV/bin/python" -c 'import twin.deck as d; print(d.DECK_BUNDLE)')
+    MVT_VERSION=$(grep -o '_loadersgl_.version="[0-9.]*"' "$BUNDLE" | head -1 | cut -d'"' -f2 || true)
+    if [ -z "$MVT_VERSION" ]; then
+        say "cannot read the loaders.gl version of deck.gl's bundle ($BUNDLE)" >&2
+        exit 1
+    fi
+    say "fetching @loaders.gl/mvt@$MVT_VERSION's worker from npm for the viewer"
+    PACK=$(mktemp -d)
+    (cd "$PACK" && npm pack "@loaders.gl/mvt@$MVT_VERSION" --silent >/dev/null)
+    tar xzf "$PACK"/*.tgz -C "$PACK" package/dist/mvt-worker.js
+    mkdir -p "$(dirname "$WORKER")"
+    cp "$PACK/package/dist/mvt-worker.js" "$WORKER"
+    rm -rf "$PACK"
+fi
+command -v chromium >/dev/null || apt_install chromium
+
 # --- the database: created and migrated ------------------------------------------------------
 TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade

@@ -12,6 +12,7 @@ from typing import Any
 import geopandas as gpd
 import networkx as nx
 import pandas as pd
+import pydeck as pdk
 import shapely
 
 from layers import onemap, rasters
@@ -37,7 +38,7 @@ from routing import (
 )
 from routing.paths import Point
 from routing.traces import Cascade, Outage, Utilities
-from twin import incidents
+from twin import deck, incidents
 
 
 class City:
@@ -397,6 +398,45 @@ class City:
         return closure_id
 
     # --- one map ---------------------------------------------------------------------------
+
+    def map(
+        self,
+        layers: Sequence[str] | None = None,
+        *,
+        bbox: BBox | None = None,
+        at: datetime | str | None = None,
+    ) -> pdk.Deck:
+        """Return a pydeck map of layers, drawn as the viewer draws them, with no web basemap.
+
+        Parameters
+        ----------
+        layers
+            Layer ids; those the viewer shows on opening by default.
+        bbox
+            ``(min lon, min lat, max lon, max lat)``: only features in it (keep it small for
+            big layers).
+        at
+            A moment; the current features by default.
+
+        Returns
+        -------
+        pydeck.Deck
+            Show it offline with ``IPython.display.HTML(twin.deck.iframe(m))``, or save
+            ``twin.deck.to_html(m)``.
+        """
+        names = (
+            list(layers)
+            if layers is not None
+            else [s.layer for s in deck.STYLES.values() if s.visible]
+        )
+        frames = {name: self.layer(name, bbox=bbox, at=at) for name in names}
+        return pdk.Deck(
+            layers=[deck.pydeck_layer(name, frame) for name, frame in frames.items()],
+            initial_view_state=deck.view_of(list(frames.values())),
+            map_provider=None,
+            map_style=None,
+            tooltip=True,
+        )
 
     def around(
         self,

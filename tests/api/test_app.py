@@ -41,11 +41,28 @@ def test_bad_moment_is_a_400_problem(client: TestClient) -> None:
     assert response.json()["parameter"] == "at"
 
 
-def test_landing_page_lists_the_layers(client: TestClient) -> None:
-    page = client.get("/")
+def test_the_catalog_page_lists_the_layers(client: TestClient) -> None:
+    page = client.get("/catalog")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "CityTwin — Monaco" in page.text and "/layers/pipe_nodes" in page.text
     assert "OpenStreetMap contributors" in page.text
+
+
+def test_the_landing_page_is_the_viewer_and_loads_nothing_from_outside(client: TestClient) -> None:
+    page = client.get("/", headers={"accept": "text/html"})
+    assert page.status_code == 200 and "viewer/deck.js" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in (
+        "viewer/deck.js",
+        "viewer/viewer.js",
+        "viewer/viewer.css",
+        "viewer/mvt-worker.js",
+    ):
+        assert client.get("/" + asset).status_code == 200, asset
+    config = client.get("/viewer/config.json").json()
+    assert [s["layer"] for s in config["styles"]][:3] == ["districts", "roads", "buildings"]
+    assert all(config["features"].values())
+    assert client.get("/?f=json").json()["links"]  # the OGC API landing page stays
 
 
 def test_health(client: TestClient) -> None:

@@ -1,0 +1,277 @@
+// The CityTwin viewer: deck.gl (pydeck's bundle, served by the API), the twin's own tiles and
+// features, and the one-map, routing and incident endpoints. Nothing is fetched from outside.
+// Layer styles come from twin/deck.py through viewer/config.json, so notebooks draw the same.
+/* global deck */
+const {Deck, MVTLayer, TileLayer, GeoJsonLayer, PathLayer} = deck;
+
+const SURFACE = new Set(["basemap", "surface"]);
+const GROUPS = {
+  basemap: "Basemap", surface: "Buildings", underground: "Underground", grid: "Power grid",
+  traffic: "Traffic", emergency: "Emergency", events: "Incidents and closures",
+};
+const MODES = {
+  inspect: {label: "Inspect", needs: null, hint: "Click a feature for its attributes, or the map for what is here."},
+  route: {label: "Route", needs: "route", hint: "Click the start, then the destination."},
+  areas: {label: "Service areas", needs: "isochrones", hint: "Click a station: 4, 8 and 12 minutes."},
+  incident: {label: "Incident", needs: "impact", hint: "Click where it happens: units, assets, closures."},
+};
+
+const state = {
+  config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
+  overlays: {route: null, areas: null, units: null, closures: null, marks: []},
+  cones: null, selected: null,
+};
+const el = (id) => document.getElementById(id);
+const show = (html) => { el("result").innerHTML = html; };
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function colorOf(style, props) {
+  if (style.by && props) {
+    const key = String(props[style.by] ?? "").toLowerCase();
+    if (style.colors[key]) return style.colors[key];
+  }
+  return style.color;
+}
+
+function withAlpha(color, factor) {
+  return [color[0], color[1], color[2], Math.round((color[3] ?? 255) * factor)];
+}
+
+function styleProps(style) {
+  const factor = SURFACE.has(style.group) ? state.surface : 1.0;
+  return {
+    // district areas are the ground: a click on them asks what is here instead
+    pickable: !(style.group === "basemap" && style.shape === "area"),
+    stroked: true,
+    filled: true,
+    getFillColor: (f) => withAlpha(colorOf(style, f.properties), factor),
+    getLineColor: (f) => withAlpha(colorOf(style, f.properties), style.shape === "area" ? Math.min(1, factor * 1.5) : factor),
+    getLineWidth: style.width_m,
+    lineWidthMinPixels: style.shape === "area" ? 0.5 : 1,
+    getPointRadius: style.radius_m,
+    pointRadiusMinPixels: style.layer === "resources" ? 6 : 2,
+    extruded: Boolean(style.extrude),
+    getElevation: (f) => Number(f.properties?.[style.extrude]) || 10,
+    material: {ambient: 0.5, diffuse: 0.6, shininess: 16},
+    updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
+  };
+}
+
+function sinkLines(collection, style) {
+  // underground lines are drawn at their depth, exaggerated so a 1.2 m main is visible
+  const k = state.config.depth_exaggeration;
+  for (const f of collection.features) {
+    const z = -(Number(f.properties?.[style.depth]) || 1) * k;
+    const g = f.geometry;
+    if (!g) continue;
+    if (g.type === "LineString") g.coordinates = g.coordinates.map((c) => [c[0], c[1], z]);
+    else if (g.type === "MultiLineString") g.coordinates = g.coordinates.map((l) => l.map((c) => [c[0], c[1], z]));
+    else if (g.type === "Point") g.coordinates = [g.coordinates[0], g.coordinates[1], z];
+  }
+  return collection;
+}
+
+function layerOf(style) {
+  const visible = Boolean(state.visible[style.layer]);
+  const common = {id: style.layer, visible, minZoom: style.minzoom, ...styleProps(style)};
+  if (style.source === "features") {
+    // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view
+    return new TileLayer({
+      ...common,
+      maxZoom: 18,
+      tileSize: 256,
+      getTileData: async ({bbox, signal}) => {
+        const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
+        const response = await fetch(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal});
+        const collection = await response.json();
+        return style.depth ? sinkLines(collection, style) : collection;
+      },
+      renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
+    });
+  }
+  return new MVTLayer({
+    ...common,
+    data: `collections/${style.layer}/tiles/WebMercatorQuad/{z}/{y}/{x}`,
+    maxZoom: 16,
+    binary: false,
+    // loaders.gl's MVT worker, served by the twin (its default comes from a CDN)
+    loadOptions: {mvt: {workerUrl: new URL("viewer/mvt-worker.js", document.baseURI).href}},
+  });
+}
+
+function overlayLayers() {
+  const out = [];
+  const o = state.overlays;
+  if (state.cones && state.visible.cameras) {
+    out.push(new GeoJsonLayer({id: "camera-cones", data: state.cones, pickable: false, stroked: true,
+      filled: true, getFillColor: [90, 40, 140, 60], getLineColor: [90, 40, 140, 200], getLineWidth: 0.5}));
+  }
+  if (o.areas) {
+    out.push(new GeoJsonLayer({id: "service-areas", data: o.areas, pickable: false, stroked: true, filled: true,
+      getFillColor: (f) => [[0, 150, 80, 70], [240, 180, 0, 60], [220, 60, 40, 50]][Math.min(2, o.areas.features.indexOf(f))],
+      getLineColor: [40, 40, 40, 160], getLineWidth: 2}));
+  }
+  if (o.closures) {
+    out.push(new GeoJsonLayer({id: "suggested-closures", data: o.closures, getLineColor: [255, 120, 0, 230],
+      getLineWidth: 8, lineWidthMinPixels: 3}));
+  }
+  for (const [id, data, color] of [["route", o.route, [0, 90, 255, 230]], ["units", o.units, [220, 0, 90, 220]]]) {
+    if (data) {
+      out.push(new GeoJsonLayer({id, data, pickable: false, getLineColor: color, getLineWidth: 6,
+        lineWidthMinPixels: 3}));
+    }
+  }
+  if (o.marks.length) {
+    out.push(new GeoJsonLayer({id: "marks", data: {type: "FeatureCollection", features: o.marks.map((c) => (
+      {type: "Feature", geometry: {type: "Point", coordinates: c}, properties: {}}))},
+      getFillColor: [0, 0, 0, 255], getPointRadius: 6, pointRadiusMinPixels: 5}));
+  }
+  return out;
+}
+
+function render() {
+  const layers = state.config.styles.map(layerOf).concat(overlayLayers());
+  state.deck.setProps({layers});
+}
+
+function attributes(object, layer, fromTiles) {
+  const props = object.properties || object;
+  // a vector tile's feature id is the row's version, and the tile reader writes it over `id`
+  const hidden = new Set(fromTiles ? ["id", "layerName"] : ["layerName"]);
+  const rows = Object.entries(props)
+    .filter(([k, v]) => v !== null && v !== undefined && !k.startsWith("_") && !hidden.has(k) && typeof v !== "object")
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join("");
+  return `<h3>${esc(layer)}</h3><table class="attributes">${rows}</table>`;
+}
+
+async function json(url, options) {
+  const response = await fetch(url, options);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.detail || response.statusText);
+  return body;
+}
+
+async function whatIsHere(lon, lat) {
+  const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=30&limit=3`);
+  const found = Object.entries(body.layers).filter(([, fc]) => fc.numberMatched > 0);
+  const rows = found.map(([layer, fc]) => {
+    const first = fc.features[0]?.properties || {};
+    const label = first.name || first.kind || first.class || first.network || first.use || first.id || "";
+    return `<tr><th>${esc(layer)}</th><td>${fc.numberMatched}</td><td>${esc(label)}</td></tr>`;
+  }).join("");
+  show(`<h3>Within 30 m</h3><table class="attributes">${rows || "<tr><td>nothing</td></tr>"}</table>`);
+}
+
+async function onClick(info) {
+  if (!info.coordinate) return;
+  const [lon, lat] = info.coordinate.map((v) => Number(v.toFixed(6)));
+  const o = state.overlays;
+  try {
+    if (state.mode === "inspect") {
+      if (info.object && info.layer) {
+        const layer = info.layer.id;
+        const style = state.config.styles.find((x) => x.layer === layer);
+        show(attributes(info.object, layer, style?.source === "tiles"));
+        if (style?.source === "tiles" && state.config.features.onemap) {
+          // the store's ids of what stands here, from the one-map endpoint
+          const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=5&layers=${layer}&limit=5`);
+          const ids = (body.layers[layer]?.features || []).map((f) => esc(f.properties.id));
+          el("result").insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`);
+        }
+      } else if (state.config.features.onemap) {
+        await whatIsHere(lon, lat);
+      }
+    } else if (state.mode === "route") {
+      o.marks = state.points.length >= 2 ? [] : o.marks;
+      state.points = state.points.length >= 2 ? [] : state.points;
+      state.points.push([lon, lat]);
+      o.marks = [...state.points];
+      if (state.points.length === 2) {
+        const [a, b] = state.points;
+        const feature = await json(`routing/route?from=${a.join(",")}&to=${b.join(",")}&profile=emergency`);
+        o.route = feature.geometry ? {type: "FeatureCollection", features: [feature]} : null;
+        const p = feature.properties;
+        show(p.reachable ? `<h3>Route</h3><p>${(p.duration_s / 60).toFixed(1)} min, ${(p.distance_m / 1000).toFixed(2)} km (emergency)</p>`
+          : "<h3>Route</h3><p>No route between these points.</p>");
+      } else {
+        show("<p>Now click the destination.</p>");
+      }
+    } else if (state.mode === "areas") {
+      o.areas = await json(`routing/isochrones?facilities=${lon},${lat}&breaks=4,8,12`);
+      o.areas.features.sort((x, y) => x.properties.minutes - y.properties.minutes);
+      show(`<h3>Service areas</h3><p>${o.areas.features.map((f) => `${f.properties.minutes} min: ${(f.properties.reached_length_m / 1000).toFixed(1)} km of road`).join("<br>")}</p>`);
+    } else if (state.mode === "incident") {
+      const kind = el("incident-kind").value;
+      const body = await json("incidents/impact", {method: "POST", headers: {"content-type": "application/json"},
+        body: JSON.stringify({geometry: {type: "Point", coordinates: [lon, lat]}, kind, limit: 20})});
+      o.units = body.units;
+      o.marks = [[lon, lat]];
+      o.closures = body.closures.geometry ? {type: "FeatureCollection", features: [{type: "Feature", geometry: body.closures.geometry, properties: {}}]} : null;
+      const s = body.summary;
+      const units = s.units.map((u) => `${esc(u.name || u.id)} (${esc(u.kind)}): ${(u.total_s / 60).toFixed(1)} min`).join("<br>");
+      const assets = Object.entries(s.assets).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
+      const utility = s.utility ? `<p>Utility: close ${s.utility.operate}, ${s.utility.buildings} buildings (${s.utility.population} people) lose supply.</p>` : "";
+      show(`<h3>${esc(kind)}</h3><p>Within ${s.radius_m} m: ${assets || "nothing"}.</p>${utility}<p>${units || "No unit reaches it."}</p><p>${s.closures} roads to close.</p>`);
+    }
+  } catch (error) {
+    show(`<p class="error">${esc(error.message)}</p>`);
+  }
+  render();
+}
+
+function buildPanel() {
+  const groups = {};
+  for (const style of state.config.styles) (groups[style.group] ||= []).push(style);
+  const html = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(GROUPS[group] || group)}</legend>${
+    styles.map((s) => `<label><input type="checkbox" data-layer="${s.layer}" ${state.visible[s.layer] ? "checked" : ""}> ${esc(s.title)}</label>`).join("")}</fieldset>`).join("");
+  el("layers").innerHTML = html;
+  el("layers").addEventListener("change", (event) => {
+    const layer = event.target.dataset.layer;
+    if (layer) { state.visible[layer] = event.target.checked; render(); }
+  });
+  el("surface").addEventListener("input", (event) => {
+    state.surface = Number(event.target.value) / 100;
+    render();
+  });
+  const modes = Object.entries(MODES).filter(([, m]) => !m.needs || state.config.features[m.needs]);
+  el("modes").innerHTML = modes.map(([key, m]) => `<button data-mode="${key}" class="${key === state.mode ? "on" : ""}">${m.label}</button>`).join("");
+  el("modes").addEventListener("click", (event) => {
+    const mode = event.target.dataset.mode;
+    if (!mode) return;
+    state.mode = mode;
+    state.points = [];
+    for (const b of el("modes").children) b.classList.toggle("on", b.dataset.mode === mode);
+    el("hint").textContent = MODES[mode].hint;
+    el("incident-options").hidden = mode !== "incident";
+  });
+  el("incident-kind").innerHTML = state.config.incident_kinds.map((k) => `<option>${esc(k)}</option>`).join("");
+  el("hint").textContent = MODES[state.mode].hint;
+}
+
+async function start() {
+  state.config = await json("viewer/config.json");
+  document.title = state.config.title;
+  el("title").textContent = state.config.title;
+  for (const style of state.config.styles) state.visible[style.layer] = style.visible;
+  buildPanel();
+  let firstDraw;
+  const drawn = new Promise((resolve) => { firstDraw = resolve; });
+  state.deck = new Deck({
+    parent: el("map"),
+    initialViewState: state.config.view,
+    controller: true,
+    layers: [],
+    getTooltip: ({object, layer}) => object && layer && {text: `${layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`},
+    onClick,
+    onAfterRender: () => firstDraw(),
+    onError: (error) => console.error(error),
+  });
+  render();
+  if (state.config.features.cameras) {
+    json("cameras/coverage").then((body) => { state.cones = body.cones; render(); }).catch(() => {});
+  }
+  await drawn;
+  return state;
+}
+
+window.twinViewer = {state, ready: start(), project: (lon, lat) => state.deck.getViewports()[0].project([lon, lat])};

@@ -1,0 +1,156 @@
+"""The one-map viewer at ``/``: a deck.gl page over the twin's own tiles and endpoints.
+
+Everything the page needs is served here: deck.gl itself (the bundle pydeck ships, so no CDN),
+the page's script and style, and ``viewer/config.json`` — the layer styles of
+:mod:`twin.deck` (the same notebooks use), the opening view, and which endpoints exist, so a
+tool whose backend is not built is hidden, not broken. ``/catalog`` keeps the plain table of
+layers; ``/?f=json`` is the OGC API landing page.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from api import features
+from api.errors import NotFoundError
+from layers.catalog import LAYERS
+from layers.queries import layer_counts
+from layers.settings import TwinSettings
+from twin.deck import DECK_BUNDLE, DEPTH_EXAGGERATION, viewer_styles
+from twin.incidents import KINDS
+
+STATIC = Path(__file__).with_name("static")
+#: loaders.gl's MVT parser worker, of the version deck.gl's bundle asks for; scripts/setup.sh
+#: takes it from the npm registry (the bundle would fetch it from a CDN).
+MVT_WORKER = STATIC / "vendor" / "mvt-worker.js"
+#: The endpoints each viewer tool needs (a tool is shown when its endpoint is served).
+TOOLS = {
+    "onemap": "/onemap/around",
+    "route": "/routing/route",
+    "isochrones": "/routing/isochrones",
+    "impact": "/incidents/impact",
+    "cameras": "/cameras/coverage",
+}
+_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
+def routes(settings: TwinSettings) -> APIRouter:
+    """Build the viewer's endpoints.
+
+    Parameters
+    ----------
+    settings
+        The served city's settings (name, extent).
+
+    Returns
+    -------
+    fastapi.APIRouter
+        ``/``, ``/catalog`` and ``/viewer/...``.
+    """
+    router = APIRouter(include_in_schema=False)
+    url = settings.database_url
+
+    @router.get("/", response_model=None)
+    def landing(request: Request, f: str | None = None) -> HTMLResponse | JSONResponse:
+        accept = request.headers.get("accept", "")
+        if f == "json" or (f is None and "json" in accept and "text/html" not in accept):
+            return JSONResponse(features.landing(request))
+        return HTMLResponse(_page(settings))
+
+    @router.get("/catalog")
+    def catalog() -> HTMLResponse:
+        return HTMLResponse(_catalog_page(settings, url))
+
+    @router.get("/viewer/config.json")
+    def config(request: Request) -> dict[str, Any]:
+        served = set(request.app.openapi()["paths"])
+        west, south, east, north = settings.city_bbox
+        return {
+            "title": f"CityTwin — {settings.city_name}",
+            "styles": viewer_styles(),
+            "depth_exaggeration": DEPTH_EXAGGERATION,
+            "view": {
+                "longitude": (west + east) / 2,
+                "latitude": (south + north) / 2,
+                "zoom": 14.6,
+                "pitch": 45,
+                "bearing": 0,
+            },
+            "features": {tool: path in served for tool, path in TOOLS.items()},
+            "incident_kinds": list(KINDS),
+        }
+
+    @router.get("/viewer/deck.js")
+    def deck_bundle() -> FileResponse:
+        return FileResponse(DECK_BUNDLE, media_type="text/javascript", headers=_CACHE)
+
+    @router.get("/viewer/mvt-worker.js")
+    def mvt_worker() -> FileResponse:
+        if not MVT_WORKER.exists():
+            raise NotFoundError(
+                "the vector-tile worker is not installed: run `make setup`", parameter=None
+            )
+        return FileResponse(MVT_WORKER, media_type="text/javascript", headers=_CACHE)
+
+    @router.get("/viewer/viewer.js")
+    def script() -> FileResponse:
+        return FileResponse(STATIC / "viewer.js", media_type="text/javascript")
+
+    @router.get("/viewer/viewer.css")
+    def style() -> FileResponse:
+        return FileResponse(STATIC / "viewer.css", media_type="text/css")
+
+    return router
+
+
+def _page(settings: TwinSettings) -> str:
+    title = html.escape(f"CityTwin — {settings.city_name}")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="viewer/viewer.css">
+<script src="viewer/deck.js"></script></head>
+<body><div id="map"></div>
+<aside id="panel"><h1 id="title">{title}</h1>
+<div id="modes"></div><div id="hint"></div>
+<div id="incident-options" hidden><label>Kind <select id="incident-kind"></select></label></div>
+<div id="result"></div>
+<label>Surface <input id="surface" type="range" min="0" max="100" value="100"> (section
+view: lower it to see the pipes below)</label>
+<div id="layers"></div>
+<p><a href="catalog">Layers</a> · <a href="docs">API</a></p></aside>
+<div id="attribution">© OpenStreetMap contributors (ODbL) · SRTM</div>
+<script src="viewer/viewer.js"></script>
+</body></html>"""
+
+
+def _catalog_page(settings: TwinSettings, url: str) -> str:
+    """Return the HTML page listing the layers and their counts."""
+    counts = layer_counts(url=url)
+    rows = "\n".join(
+        f"<tr><td><a href='/layers/{layer.id}'>{html.escape(layer.id)}</a></td>"
+        f"<td>{html.escape(layer.title)}</td><td>{layer.storage_type}</td>"
+        f"<td class='n'>{counts[layer.id]:,}</td></tr>"
+        for layer in LAYERS.values()
+    )
+    title = html.escape(f"CityTwin — {settings.city_name}")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font:15px system-ui,sans-serif;margin:2rem}}td,th{{padding:.2rem .8rem;
+text-align:left}}.n{{text-align:right}}</style></head>
+<body><h1>{title}</h1>
+<table><thead><tr><th>layer</th><th>title</th><th>geometry</th><th class="n">features</th>
+</tr></thead><tbody>
+{rows}
+</tbody></table>
+<p><a href="/">Map</a> · <a href="/layers">/layers</a> (JSON) ·
+<a href="/collections">OGC API - Features</a> · <a href="/docs">API documentation</a></p>
+<p><small>Map data © OpenStreetMap contributors (ODbL); elevation SRTM (public domain).
+</small></p>
+</body></html>"""
