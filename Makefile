@@ -33,3 +33,4 @@ bench: setup
 	$(BIN)/python bench/routing_peers.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/utilities.py
+	$(BIN)/python bench/viewer.py

@@ -16,6 +16,10 @@ const MODES = {
   incident: {label: "Incident", needs: "impact", hint: "Click where it happens: units, assets, closures."},
 };
 
+// made once: deck.gl compares props by identity, and a new loadOptions object reloads every tile
+const LOAD_OPTIONS = {mvt: {workerUrl: new URL("viewer/mvt-worker.js", document.baseURI).href}};
+const MATERIAL = {ambient: 0.5, diffuse: 0.6, shininess: 16};
+
 const state = {
   config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
   overlays: {route: null, areas: null, units: null, closures: null, marks: []},
@@ -23,6 +27,7 @@ const state = {
 };
 const el = (id) => document.getElementById(id);
 const show = (html) => { el("result").innerHTML = html; };
+let clicks = 0;  // a slow answer to an earlier click must not overwrite a newer one
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function colorOf(style, props) {
@@ -52,7 +57,7 @@ function styleProps(style) {
     pointRadiusMinPixels: style.layer === "resources" ? 6 : 2,
     extruded: Boolean(style.extrude),
     getElevation: (f) => Number(f.properties?.[style.extrude]) || 10,
-    material: {ambient: 0.5, diffuse: 0.6, shininess: 16},
+    material: MATERIAL,
     updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
   };
 }
@@ -71,31 +76,52 @@ function sinkLines(collection, style) {
   return collection;
 }
 
-function layerOf(style) {
-  const visible = Boolean(state.visible[style.layer]);
-  const common = {id: style.layer, visible, minZoom: style.minzoom, ...styleProps(style)};
-  if (style.source === "features") {
-    // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view
-    return new TileLayer({
-      ...common,
-      maxZoom: 18,
-      tileSize: 256,
-      getTileData: async ({bbox, signal}) => {
-        const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
-        const response = await fetch(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal});
-        const collection = await response.json();
-        return style.depth ? sinkLines(collection, style) : collection;
-      },
-      renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
-    });
-  }
-  return new MVTLayer({
+function featureLayer(style) {
+  // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view
+  const common = {id: style.layer, visible: Boolean(state.visible[style.layer]), minZoom: style.minzoom};
+  return new TileLayer({
     ...common,
-    data: `collections/${style.layer}/tiles/WebMercatorQuad/{z}/{y}/{x}`,
+    ...styleProps(style),
+    maxZoom: 18,
+    tileSize: 256,
+    getTileData: async ({bbox, signal}) => {
+      const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
+      const response = await fetch(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal});
+      const collection = await response.json();
+      return style.depth ? sinkLines(collection, style) : collection;
+    },
+    renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
+  });
+}
+
+function mapLayer(styles) {
+  // every shown tile layer in one one-map vector tile per z/x/y (a layer per collection);
+  // each feature is drawn by its layer's style (loaders.gl puts the layer in `layerName`)
+  const shown = styles.filter((s) => state.visible[s.layer]);
+  const byLayer = Object.fromEntries(shown.map((s) => [s.layer, s]));
+  const pick = (f) => byLayer[f.properties.layerName] || shown[0];
+  const factor = (s) => (SURFACE.has(s.group) ? state.surface : 1.0);
+  return new MVTLayer({
+    id: "map",
+    data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
+    visible: shown.length > 0,
+    minZoom: 0,
     maxZoom: 16,
     binary: false,
-    // loaders.gl's MVT worker, served by the twin (its default comes from a CDN)
-    loadOptions: {mvt: {workerUrl: new URL("viewer/mvt-worker.js", document.baseURI).href}},
+    pickable: true,
+    stroked: true,
+    filled: true,
+    extruded: true,
+    getFillColor: (f) => withAlpha(colorOf(pick(f), f.properties), factor(pick(f))),
+    getLineColor: (f) => withAlpha(colorOf(pick(f), f.properties), pick(f).shape === "area" ? Math.min(1, factor(pick(f)) * 1.5) : factor(pick(f))),
+    getLineWidth: (f) => pick(f).width_m,
+    lineWidthMinPixels: 1,
+    getPointRadius: (f) => pick(f).radius_m,
+    pointRadiusMinPixels: 3,
+    getElevation: (f) => (pick(f).extrude ? Number(f.properties[pick(f).extrude]) || 10 : 0),
+    material: MATERIAL,
+    updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
+    loadOptions: LOAD_OPTIONS,  // loaders.gl's MVT worker, served by the twin (not a CDN)
   });
 }
 
@@ -130,8 +156,9 @@ function overlayLayers() {
 }
 
 function render() {
-  const layers = state.config.styles.map(layerOf).concat(overlayLayers());
-  state.deck.setProps({layers});
+  const tiles = state.config.styles.filter((s) => s.source === "tiles");
+  const features = state.config.styles.filter((s) => s.source === "features").map(featureLayer);
+  state.deck.setProps({layers: [mapLayer(tiles), ...features, ...overlayLayers()]});
 }
 
 function attributes(object, layer, fromTiles) {
@@ -151,7 +178,7 @@ async function json(url, options) {
   return body;
 }
 
-async function whatIsHere(lon, lat) {
+async function whatIsHere(lon, lat, say) {
   const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=30&limit=3`);
   const found = Object.entries(body.layers).filter(([, fc]) => fc.numberMatched > 0);
   const rows = found.map(([layer, fc]) => {
@@ -159,27 +186,38 @@ async function whatIsHere(lon, lat) {
     const label = first.name || first.kind || first.class || first.network || first.use || first.id || "";
     return `<tr><th>${esc(layer)}</th><td>${fc.numberMatched}</td><td>${esc(label)}</td></tr>`;
   }).join("");
-  show(`<h3>Within 30 m</h3><table class="attributes">${rows || "<tr><td>nothing</td></tr>"}</table>`);
+  say(`<h3>Within 30 m</h3><table class="attributes">${rows || "<tr><td>nothing</td></tr>"}</table>`);
+}
+
+function layerOf(hit) {
+  return hit.layer.id === "map" ? hit.object.properties.layerName : hit.layer.id;
 }
 
 async function onClick(info) {
   if (!info.coordinate) return;
+  const mine = ++clicks;
+  const say = (html) => { if (mine === clicks) show(html); };
   const [lon, lat] = info.coordinate.map((v) => Number(v.toFixed(6)));
   const o = state.overlays;
   try {
     if (state.mode === "inspect") {
-      if (info.object && info.layer) {
-        const layer = info.layer.id;
-        const style = state.config.styles.find((x) => x.layer === layer);
-        show(attributes(info.object, layer, style?.source === "tiles"));
-        if (style?.source === "tiles" && state.config.features.onemap) {
+      // what stands here, top first; district areas are the ground, not a feature
+      const hits = state.deck.pickMultipleObjects({x: info.x, y: info.y, radius: 3, depth: 8});
+      const styleOf = (hit) => state.config.styles.find((x) => x.layer === layerOf(hit));
+      const hit = hits.find((h) => styleOf(h) && state.visible[layerOf(h)]
+        && !(styleOf(h).group === "basemap" && styleOf(h).shape === "area"));
+      if (hit) {
+        const layer = layerOf(hit);
+        const style = styleOf(hit);
+        say(attributes(hit.object, layer, style.source === "tiles"));
+        if (style.source === "tiles" && state.config.features.onemap) {
           // the store's ids of what stands here, from the one-map endpoint
           const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=5&layers=${layer}&limit=5`);
           const ids = (body.layers[layer]?.features || []).map((f) => esc(f.properties.id));
-          el("result").insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`);
+          if (mine === clicks) el("result").insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`);
         }
       } else if (state.config.features.onemap) {
-        await whatIsHere(lon, lat);
+        await whatIsHere(lon, lat, say);
       }
     } else if (state.mode === "route") {
       o.marks = state.points.length >= 2 ? [] : o.marks;
@@ -191,15 +229,15 @@ async function onClick(info) {
         const feature = await json(`routing/route?from=${a.join(",")}&to=${b.join(",")}&profile=emergency`);
         o.route = feature.geometry ? {type: "FeatureCollection", features: [feature]} : null;
         const p = feature.properties;
-        show(p.reachable ? `<h3>Route</h3><p>${(p.duration_s / 60).toFixed(1)} min, ${(p.distance_m / 1000).toFixed(2)} km (emergency)</p>`
+        say(p.reachable ? `<h3>Route</h3><p>${(p.duration_s / 60).toFixed(1)} min, ${(p.distance_m / 1000).toFixed(2)} km (emergency)</p>`
           : "<h3>Route</h3><p>No route between these points.</p>");
       } else {
-        show("<p>Now click the destination.</p>");
+        say("<p>Now click the destination.</p>");
       }
     } else if (state.mode === "areas") {
       o.areas = await json(`routing/isochrones?facilities=${lon},${lat}&breaks=4,8,12`);
       o.areas.features.sort((x, y) => x.properties.minutes - y.properties.minutes);
-      show(`<h3>Service areas</h3><p>${o.areas.features.map((f) => `${f.properties.minutes} min: ${(f.properties.reached_length_m / 1000).toFixed(1)} km of road`).join("<br>")}</p>`);
+      say(`<h3>Service areas</h3><p>${o.areas.features.map((f) => `${f.properties.minutes} min: ${(f.properties.reached_length_m / 1000).toFixed(1)} km of road`).join("<br>")}</p>`);
     } else if (state.mode === "incident") {
       const kind = el("incident-kind").value;
       const body = await json("incidents/impact", {method: "POST", headers: {"content-type": "application/json"},
@@ -211,10 +249,10 @@ async function onClick(info) {
       const units = s.units.map((u) => `${esc(u.name || u.id)} (${esc(u.kind)}): ${(u.total_s / 60).toFixed(1)} min`).join("<br>");
       const assets = Object.entries(s.assets).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
       const utility = s.utility ? `<p>Utility: close ${s.utility.operate}, ${s.utility.buildings} buildings (${s.utility.population} people) lose supply.</p>` : "";
-      show(`<h3>${esc(kind)}</h3><p>Within ${s.radius_m} m: ${assets || "nothing"}.</p>${utility}<p>${units || "No unit reaches it."}</p><p>${s.closures} roads to close.</p>`);
+      say(`<h3>${esc(kind)}</h3><p>Within ${s.radius_m} m: ${assets || "nothing"}.</p>${utility}<p>${units || "No unit reaches it."}</p><p>${s.closures} roads to close.</p>`);
     }
   } catch (error) {
-    show(`<p class="error">${esc(error.message)}</p>`);
+    say(`<p class="error">${esc(error.message)}</p>`);
   }
   render();
 }
@@ -261,7 +299,7 @@ async function start() {
     initialViewState: state.config.view,
     controller: true,
     layers: [],
-    getTooltip: ({object, layer}) => object && layer && {text: `${layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`},
+    getTooltip: ({object, layer}) => object && layer && {text: `${object.properties?.layerName || layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`},
     onClick,
     onAfterRender: () => firstDraw(),
     onError: (error) => console.error(error),

@@ -1,0 +1,116 @@
+"""Time to the first useful map: the twin's viewer vs pydeck's own page of the same layers.
+
+One run, on a scratch database holding the sample city. Both are drawn by deck.gl (pydeck's
+bundle) in Debian's Chromium, headless with software WebGL, cache empty, every outside request
+blocked:
+
+- twin: the viewer at ``/`` (vector tiles and GeoJSON per tile, lazily, for the opening
+  view), from navigation until every visible layer has loaded and drawn;
+- peer: the page pydeck makes of the same layers (``City.map`` → ``twin.deck.to_html``: the
+  layers' GeoJSON inlined whole, deck.gl from pydeck's bundle), from navigation until deck.gl
+  has drawn it.
+
+Prints the medians of five loads, what each transferred, and the ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import twin  # noqa: E402
+from layers.database import database_url, drop_database, upgrade  # noqa: E402
+from tests.conftest import serve  # noqa: E402  (the API in its own process, as in the tests)
+from twin.deck import STYLES, to_html  # noqa: E402
+from twin.sample import load_sample  # noqa: E402
+
+RUNS = 5
+ARGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
+LOADED = """() => {
+  const v = window.twinViewer;
+  if (!v || !v.state.deck) return false;
+  const layers = v.state.deck.props.layers.filter((l) => l.props.visible);
+  return layers.length > 0 && layers.every((l) => l.isLoaded);
+}"""
+
+
+def scratch_url() -> str:
+    base = make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
+    return base.set(database=f"{base.database}_bench_viewer").render_as_string(hide_password=False)
+
+
+def load(browser, address: str, *, viewer: bool) -> tuple[float, int, int]:
+    """Load a page in a fresh context; return (seconds to the drawn map, bytes, requests)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    sizes: list[int] = []
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(("http://127.0.0.1", "file://"))
+            else route.abort()
+        ),
+    )
+    page.on("requestfinished", lambda request: sizes.append(request.sizes()["responseBodySize"]))
+    started = time.perf_counter()
+    page.goto(address)
+    if viewer:
+        page.evaluate("() => window.twinViewer.ready.then(() => true)")
+        page.wait_for_function(LOADED, timeout=60_000, polling=20)
+    else:  # pydeck's page: drawn once its canvas has had two frames after the load event
+        page.wait_for_selector("canvas", timeout=60_000)
+        page.evaluate(
+            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
+    seconds = time.perf_counter() - started
+    context.close()
+    return seconds, sum(sizes), len(sizes)
+
+
+def main() -> None:
+    url = scratch_url()
+    drop_database(url)
+    upgrade(url)
+    load_sample(directory=ROOT / "data_samples" / "monaco", url=url)
+    visible = [s.layer for s in STYLES.values() if s.visible]
+    page = Path(tempfile.mkdtemp()) / "pydeck.html"
+    page.write_text(to_html(twin.connect(url).map(visible)), encoding="utf-8")
+    try:
+        with contextmanager(serve)(url) as address, sync_playwright() as playwright:
+            chromium = shutil.which("chromium")
+            browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
+            load(browser, address + "/", viewer=True)  # warm the server's caches once
+            ours = [load(browser, address + "/", viewer=True) for _ in range(RUNS)]
+            peer = [load(browser, page.as_uri(), viewer=False) for _ in range(RUNS)]
+            browser.close()
+    finally:
+        drop_database(url)
+    print("== time to the first useful map, sample city, 1200x800, cache empty, median of 5")
+    print(f"layers shown on opening: {', '.join(visible)}")
+    for name, runs in (
+        ("twin viewer (tiles, lazily)", ours),
+        ("pydeck page (GeoJSON whole)", peer),
+    ):
+        seconds = statistics.median(r[0] for r in runs)
+        megabytes = statistics.median(r[1] for r in runs) / 1e6
+        requests = statistics.median(r[2] for r in runs)
+        print(f"{name:30s} {seconds:6.2f} s  {megabytes:6.1f} MB  {requests:4.0f} requests")
+        print(f"  runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s")
+    ratio = statistics.median(r[0] for r in peer) / statistics.median(r[0] for r in ours)
+    print(f"ratio pydeck page / twin viewer: {ratio:.2f}x (goal: the twin's first map within 3 s)")
+
+
+if __name__ == "__main__":
+    main()
