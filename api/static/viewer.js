@@ -19,6 +19,9 @@ const MODES = {
 // made once: deck.gl compares props by identity, and a new loadOptions object reloads every tile
 const LOAD_OPTIONS = {mvt: {workerUrl: new URL("viewer/mvt-worker.js", document.baseURI).href}};
 const MATERIAL = {ambient: 0.5, diffuse: 0.6, shininess: 16};
+// emergency resources: a letter for the kind on the kind's colour, a ring for the status
+const LETTERS = {fire_station: "F", hospital: "H", police: "P", shelter: "S", depot: "D", vehicle: "V"};
+const STATUS = {available: [0, 150, 60, 255], busy: [220, 0, 0, 255]};
 
 const state = {
   config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
@@ -113,11 +116,19 @@ function mapLayer(styles) {
     filled: true,
     extruded: true,
     getFillColor: (f) => withAlpha(colorOf(pick(f), f.properties), factor(pick(f))),
-    getLineColor: (f) => withAlpha(colorOf(pick(f), f.properties), pick(f).shape === "area" ? Math.min(1, factor(pick(f)) * 1.5) : factor(pick(f))),
-    getLineWidth: (f) => pick(f).width_m,
+    getLineColor: (f) => (f.properties.layerName === "resources"
+      ? STATUS[f.properties.status] || [90, 90, 90, 255]
+      : withAlpha(colorOf(pick(f), f.properties), pick(f).shape === "area" ? Math.min(1, factor(pick(f)) * 1.5) : factor(pick(f)))),
+    getLineWidth: (f) => (f.properties.layerName === "resources" ? 3 : pick(f).width_m),
     lineWidthMinPixels: 1,
-    getPointRadius: (f) => pick(f).radius_m,
+    pointType: "circle+text",
+    getText: (f) => (f.properties.layerName === "resources" ? LETTERS[f.properties.kind] || "?" : ""),
+    getTextColor: [255, 255, 255, 255],
+    getTextSize: 10,
+    textFontWeight: "bold",
+    getPointRadius: (f) => (f.properties.layerName === "resources" ? 30 : pick(f).radius_m),
     pointRadiusMinPixels: 3,
+    pointRadiusMaxPixels: 40,
     getElevation: (f) => (pick(f).extrude ? Number(f.properties[pick(f).extrude]) || 10 : 0),
     material: MATERIAL,
     updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
