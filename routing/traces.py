@@ -42,6 +42,8 @@ THROUGH_KINDS = (*DEVICE_KINDS, "pump", "source", "junction", "substation", "tra
 
 _PIPE_LAYERS = ("pipelines", "pipe_nodes", "buildings")
 _POWER_LAYERS = ("power_lines", "power_nodes", "buildings")
+#: Layers holding what the grid feeds (pumps are pipe nodes).
+_DEPENDENT_LAYERS = ("pipe_nodes", "signals", "cameras")
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class Utilities:
         self.url = url
         self.tolerance_m, self.attach_m, self.service_m = tolerance_m, attach_m, service_m
         self._cache: dict[str, tuple[tuple[int, ...], UtilityNetwork]] = {}
+        self._feeds: tuple[tuple[Any, ...], pd.DataFrame] | None = None
         self._lock = threading.Lock()
 
     def network(
@@ -292,9 +295,13 @@ class Utilities:
             ``layer``, ``id``, ``kind``, ``network`` (pumps), ``fed_by`` (power node id or
             None when nothing feeds it).
         """
+        key = (*layer_versions((*_POWER_LAYERS, *_DEPENDENT_LAYERS), url=self.url), feed_m)
+        cached = self._feeds
+        if cached is not None and cached[0] == key:
+            return cached[1]
         grid = self.network("power")
         frames = []
-        for layer in ("pipe_nodes", "signals", "cameras"):
+        for layer in _DEPENDENT_LAYERS:
             frame = read_layer(layer, url=self.url)
             if layer == "pipe_nodes":
                 frame = frame[frame["kind"] == "pump"]
@@ -305,7 +312,9 @@ class Utilities:
             )
             frames.append(frame[["layer", "id", "kind", "network", "props", "geometry"]])
         assets = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
-        return _feeds(grid, assets, feed_m=feed_m)
+        feeds = _feeds(grid, assets, feed_m=feed_m)
+        self._feeds = (key, feeds)  # read again only when the grid or the assets change
+        return feeds
 
     def cascade(self, power: Outage, *, feed_m: float = FEED_M) -> Cascade:
         """Follow a grid outage: the assets it darkens and the water their pumps stop.
@@ -488,7 +497,6 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
             raise TopologyError(f"{device_id!r} is not a valve or switch", parameter="operate")
         blocked[vertex] = True
         devices.append(vertex)
-    kind_of = dict(zip(net.tables.node_id, net.tables.node_kind, strict=True))
     for element in out:
         if str(element) in net.line_index:
             i = net.line_index[str(element)]
@@ -497,7 +505,7 @@ def outage(net: UtilityNetwork, *, operate: Iterable[str] = (), out: Iterable[st
         vertex = net.node_vertex(element, parameter="out")
         # a hydrant, meter or consumer out of service takes nothing else with it; a pump,
         # source, junction or transformer stops the flow through its vertex
-        if kind_of[str(element)] in THROUGH_KINDS:
+        if net.node_kind(str(element)) in THROUGH_KINDS:
             blocked[vertex] = True
     cause = {"kind": "operation", "operate": operate, "out": out}
     return _outage(

@@ -189,6 +189,10 @@ class UtilityNetwork:
                 f"{node_id!r} is not a node of the {self.name} network", parameter=parameter
             ) from None
 
+    def node_kind(self, node_id: str) -> str:
+        """Return a node's kind (``valve``, ``hydrant``, ``transformer`` ...)."""
+        return str(self.nodes["kind"].iat[self._node_index[node_id]])
+
     def device_segments(self, vertex: int) -> frozenset[int]:
         """Return the segments a device vertex separates."""
         return self._device_segments.get(vertex, frozenset())

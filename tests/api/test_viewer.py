@@ -88,6 +88,7 @@ class Viewer:
         self.wait()
 
     def click_at(self, lon: float, lat: float) -> None:
+        self.wait()  # a click while tiles are still being cut and drawn can be dropped
         x, y = self.page.evaluate("([lon, lat]) => window.twinViewer.project(lon, lat)", [lon, lat])
         # as a hand does: move there, press, release (deck.gl tells a click from a drag)
         self.page.mouse.move(x - 4, y - 4)
@@ -99,22 +100,29 @@ class Viewer:
         self.page.wait_for_timeout(600)  # two clicks in quick succession are a double-click
 
     def click_for(self, lon: float, lat: float, text: str) -> str:
-        """Click until the panel says ``text`` (a synthetic click can land while deck.gl is
-        still busy with the frame and be dropped; a person would click again)."""
-        for _ in range(3):
+        """Click until the viewer takes the click, then wait for the panel to say ``text``.
+
+        A synthetic click that lands while deck.gl is busy with a frame can be dropped; a
+        person would click again. A slow answer is waited for, not clicked over.
+        """
+        for _ in range(5):
+            taken = self.page.evaluate("() => window.twinViewer.clicks()")
             self.click_at(lon, lat)
             try:
-                return self.result(text, timeout=10_000)
-            except AssertionError:
+                self.page.wait_for_function(
+                    "(n) => window.twinViewer.clicks() > n", arg=taken, timeout=3_000
+                )
+                break
+            except PlaywrightTimeout:
                 continue
         return self.result(text)
 
-    def result(self, text: str, timeout: int = 30_000) -> str:
+    def result(self, text: str) -> str:
         try:
             self.page.wait_for_function(
                 "(text) => document.getElementById('result').textContent.includes(text)",
                 arg=text,
-                timeout=timeout,
+                timeout=30_000,
             )
         except PlaywrightTimeout:
             shown = self.page.locator("#result").inner_text()
