@@ -1,0 +1,1 @@
+"""Traffic-signal optimisation, proven in SUMO."""

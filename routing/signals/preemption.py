@@ -1,0 +1,487 @@
+"""The emergency green corridor: hold each signal green for the vehicle, then restore the plan.
+
+For an emergency route the corridor is planned ahead (which signal, which links, when the
+vehicle arrives at free speed, when each hold must start so the green is up before it, when it
+ends, and the plan each signal returns to), and run in SUMO through TraCI the way a real
+pre-emption system runs: a signal starts its hold when the vehicle, detected on its approach,
+is ``lead_s`` from the stop line; conflicting greens get a yellow first; once the vehicle has
+crossed, the signal shows yellow where needed and rejoins its plan at the phase the plan is in
+at that moment, so coordination is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import traci
+
+from routing.signals import sumo
+from routing.signals.model import Program, Signal, SignalError
+
+EMERGENCY_TYPE = "twin_emergency"
+_YELLOW_S = 3.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One signal's part of a green corridor.
+
+    Attributes
+    ----------
+    signal
+        The signal's id.
+    edge
+        The route's edge into the signal.
+    links
+        Link indices the vehicle uses.
+    distance_m
+        Distance along the route from its start to the stop line, m.
+    eta_s
+        When the vehicle reaches the stop line at free speed, s after departure.
+    start_s
+        When the hold must start (yellow for conflicting greens first), s after departure.
+    end_s
+        When the hold ends and the signal goes back to its plan, s after departure.
+    phase
+        Index of the plan's phase whose greens the hold shows.
+    state
+        The state held.
+    route_index
+        Position of ``edge`` in the route.
+    restore_phase
+        The plan's phase the signal rejoins after its restoring yellow (at ``end_s`` + 3 s,
+        the time counted from the plan's own start).
+    """
+
+    signal: str
+    edge: str
+    links: tuple[int, ...]
+    distance_m: float
+    eta_s: float
+    start_s: float
+    end_s: float
+    phase: int
+    state: str
+    route_index: int
+    restore_phase: int
+
+
+def serving_phase(program: Program, links: Sequence[int]) -> int:
+    """Return the phase that gives the links green longest (protected green first)."""
+    best, best_key = -1, (-1, -1.0)
+    for i, p in enumerate(program.phases):
+        if all(p.state[j] in "Gg" for j in links):
+            key = (sum(p.state[j] == "G" for j in links), p.duration)
+            if key > best_key:
+                best, best_key = i, key
+    if best < 0:
+        raise SignalError(
+            f"no phase of program {program.id} gives links {list(links)} green",
+            parameter="route",
+        )
+    return best
+
+
+def plan_corridor(
+    net: Any,
+    signals: Mapping[str, Signal],
+    route: Sequence[str],
+    *,
+    speed_factor: float = 1.0,
+    lead_s: float = 12.0,
+    clear_s: float = 4.0,
+    depart: float = 0.0,
+) -> list[Hold]:
+    """Plan the holds of a green corridor along a route.
+
+    Parameters
+    ----------
+    net
+        The network (``sumolib.net.Net``).
+    signals
+        Signals by id.
+    route
+        The route's edges, connected.
+    speed_factor
+        The vehicle's speed as a share of each edge's speed limit.
+    lead_s
+        How long before the vehicle's arrival the hold starts (yellow, then the queue ahead
+        of it clears).
+    clear_s
+        How long after the arrival the hold lasts.
+    depart
+        Departure, s of the plans' clock (for the phase each signal rejoins).
+
+    Returns
+    -------
+    list of Hold
+        Holds in route order.
+
+    Raises
+    ------
+    SignalError
+        When an edge is unknown or two consecutive edges are not connected.
+    """
+    if len(route) < 2:
+        raise SignalError("a route needs at least two edges", parameter="route")
+    for e in route:
+        if not net.hasEdge(e):
+            raise SignalError(f"edge {e} is not in the network", parameter="route")
+    turns: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for sid, sig in signals.items():
+        for link in sig.links.values():
+            turns.setdefault((link.from_edge, link.to_edge), []).append((sid, link.index))
+    holds: list[Hold] = []
+    distance = eta = 0.0
+    for position, (a, b) in enumerate(itertools.pairwise(route)):
+        edge = net.getEdge(a)
+        if net.getEdge(b) not in edge.getOutgoing():
+            raise SignalError(
+                f"the route is not connected: {a} does not lead to {b}", parameter="route"
+            )
+        distance += edge.getLength()
+        eta += edge.getLength() / (edge.getSpeed() * speed_factor)
+        found = turns.get((a, b), [])
+        if not found:
+            continue
+        sid = found[0][0]
+        links = tuple(sorted({i for s, i in found if s == sid}))
+        program = signals[sid].program
+        phase = serving_phase(program, links)
+        holds.append(
+            Hold(
+                sid,
+                a,
+                links,
+                round(distance, 1),
+                round(eta, 1),
+                round(max(eta - lead_s, 0.0), 1),
+                round(eta + clear_s, 1),
+                phase,
+                program.phases[phase].state,
+                position,
+                phase_at(program, depart + eta + clear_s + _YELLOW_S)[0],
+            )
+        )
+    return holds
+
+
+def phase_at(program: Program, time: float) -> tuple[int, float]:
+    """Return the phase a program shows at a time (s) and the seconds left in it."""
+    position = (time - program.offset) % program.cycle
+    t = 0.0
+    for i, p in enumerate(program.phases):
+        if t + p.duration > position:
+            return i, t + p.duration - position
+        t += p.duration
+    return 0, program.phases[0].duration
+
+
+def _yellow_between(current: str, target: str) -> str:
+    """Return the change state between two states: yellow where a green ends."""
+    return "".join(
+        "y" if c in "Gg" and t not in "Gg" else c for c, t in zip(current, target, strict=True)
+    )
+
+
+class _Corridor:
+    """Drives the holds through TraCI as a pre-emption controller does, step by step."""
+
+    def __init__(self, conn: Any, net: Any, holds: Sequence[Hold], signals: Mapping[str, Signal]):
+        self.conn = conn
+        self.net = net
+        self.waiting = list(holds)
+        self.signals = signals
+        # signal -> (mode, until, hold): mode "yellow" then "hold", then "restore"
+        self.modes: dict[str, tuple[str, float, Hold]] = {}
+        self.log: list[dict[str, Any]] = []
+
+    def step(self, now: float, vehicle: str | None, lead_s: float) -> None:
+        tl = self.conn.trafficlight
+        if vehicle is not None:
+            index = self.conn.vehicle.getRouteIndex(vehicle)
+            speed = self.conn.vehicle.getSpeed(vehicle)
+            for hold in list(self.waiting):
+                if hold.route_index < index:
+                    self.waiting.remove(hold)
+                    continue
+                edge = self.net.getEdge(hold.edge)
+                ahead = self.conn.vehicle.getDrivingDistance(vehicle, hold.edge, edge.getLength())
+                expected = max(speed, 0.5 * edge.getSpeed())
+                if ahead < 0 or ahead / expected > lead_s:
+                    continue
+                self.waiting.remove(hold)
+                state = tl.getRedYellowGreenState(hold.signal)
+                if all(state[j] in "Gg" for j in hold.links):
+                    tl.setRedYellowGreenState(hold.signal, state)
+                    self.modes[hold.signal] = ("hold", now, hold)
+                else:
+                    tl.setRedYellowGreenState(hold.signal, _yellow_between(state, hold.state))
+                    self.modes[hold.signal] = ("yellow", now + _YELLOW_S, hold)
+                self.log.append({"signal": hold.signal, "hold_from_s": now})
+        for sid, (mode, until, hold) in list(self.modes.items()):
+            program = self.signals[sid].program
+            if mode == "yellow" and now >= until:
+                tl.setRedYellowGreenState(sid, hold.state)
+                self.modes[sid] = ("hold", now, hold)
+            elif mode == "hold":
+                passed = (
+                    vehicle is None or self.conn.vehicle.getRouteIndex(vehicle) > hold.route_index
+                )
+                if passed:
+                    target = program.phases[phase_at(program, now + _YELLOW_S)[0]].state
+                    current = tl.getRedYellowGreenState(sid)
+                    tl.setRedYellowGreenState(sid, _yellow_between(current, target))
+                    self.modes[sid] = ("restore", now + _YELLOW_S, hold)
+                    next(e for e in self.log if e["signal"] == sid)["hold_to_s"] = now
+            elif mode == "restore" and now >= until:
+                tl.setProgram(sid, program.id)
+                phase, left = phase_at(program, now)
+                tl.setPhase(sid, phase)
+                tl.setPhaseDuration(sid, left)
+                del self.modes[sid]
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.modes)
+
+
+def run_corridor(
+    scenario: sumo.Scenario,
+    net_file: Path,
+    additional: Sequence[Path],
+    route: Sequence[str],
+    *,
+    seed: int,
+    depart: float,
+    corridor: bool,
+    end: float | None,
+    workdir: Path,
+    lead_s: float = 12.0,
+) -> dict[str, Any]:
+    """Run SUMO with one emergency vehicle, with or without the green corridor (TraCI).
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    net_file, additional
+        Network and additional files of the plans the signals run.
+    route
+        The vehicle's edges (connected).
+    seed
+        Random seed.
+    depart
+        Departure, s.
+    corridor
+        Whether the signals give the corridor.
+    end
+        Simulation horizon, s.
+    workdir
+        Folder for SUMO's files.
+    lead_s
+        How long before the vehicle's arrival each hold starts.
+
+    Returns
+    -------
+    dict
+        The vehicle's travel time, the other vehicles' mean time loss, the holds carried out.
+    """
+    net = scenario.read_net()
+    programs = sumo.read_programs([net_file, *additional])
+    signals = sumo.signals_of(net, programs)
+    holds = plan_corridor(net, signals, route, lead_s=lead_s, depart=depart)
+    vtype = workdir / "emergency.add.xml"
+    vtype.write_text(
+        f'<additional><vType id="{EMERGENCY_TYPE}" vClass="emergency" guiShape="emergency" '
+        'color="red"/></additional>\n',
+        encoding="utf-8",
+    )
+    tag = f"em-{'on' if corridor else 'off'}-{seed}"
+    trips = workdir / f"{tag}.tripinfo.xml"
+    cmd = [
+        sumo.sumo_binary("sumo"),
+        "-c",
+        str(scenario.config),
+        "-n",
+        str(net_file),
+        "-a",
+        ",".join(str(p) for p in [*additional, vtype]),
+        "--seed",
+        str(seed),
+        "--tripinfo-output",
+        str(trips),
+        "--tripinfo-output.write-unfinished",
+        "--log",
+        str(workdir / f"{tag}.log"),
+        "--no-step-log",
+        "--no-warnings",
+        "--duration-log.disable",
+    ]
+    if end is not None:
+        cmd += ["--end", str(end)]
+    label = f"twin-{os.getpid()}-{tag}"
+    traci.start(cmd, label=label)
+    conn = traci.getConnection(label)
+    controller = _Corridor(conn, net, holds, signals)
+    vid = "twin_emergency"
+    try:
+        conn.route.add("twin_emergency_route", list(route))
+        conn.vehicle.add(vid, "twin_emergency_route", typeID=EMERGENCY_TYPE, depart=str(depart))
+        conn.simulationStep(depart)
+        seen = False
+        while end is None or conn.simulation.getTime() < end:
+            conn.simulationStep()
+            present = vid in conn.vehicle.getIDList()
+            seen = seen or present
+            if corridor:
+                controller.step(conn.simulation.getTime(), vid if present else None, lead_s)
+            if seen and not present and not controller.busy:
+                break
+        if end is None:
+            while conn.simulation.getMinExpectedNumber() > 0:
+                conn.simulationStep()
+        elif conn.simulation.getTime() < end:
+            conn.simulationStep(end)
+    finally:
+        conn.close()
+    return _corridor_result(trips, holds, controller.log, depart)
+
+
+def _corridor_result(
+    trips: Path, holds: Sequence[Hold], done: list[dict[str, Any]], depart: float
+) -> dict[str, Any]:
+    others = n = 0.0
+    travel = None
+    for _, el in ET.iterparse(trips, events=("end",)):
+        if el.tag != "tripinfo":
+            continue
+        if el.get("id") == "twin_emergency":
+            travel = float(el.get("duration", "nan"))
+        else:
+            others += float(el.get("timeLoss", "0"))
+            n += 1
+        el.clear()
+    return {
+        "travel_time_s": travel,
+        "others_time_loss_s": others / max(n, 1),
+        "holds": [asdict(h) for h in holds],
+        "carried_out": done,
+        "depart_s": depart,
+    }
+
+
+def evaluate_corridor(
+    scenario: sumo.Scenario,
+    net_file: Path,
+    additional: Sequence[Path],
+    route: Sequence[str],
+    *,
+    seeds: Sequence[int],
+    depart: float | None = None,
+    end: float | None = None,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure an emergency vehicle with and without the green corridor, seed by seed.
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    net_file, additional
+        Network and additional files of the plans the signals run.
+    route
+        The vehicle's edges; two edges are routed by the fastest path between them.
+    seeds
+        Seeds.
+    depart
+        Departure, s (a third of the horizon by default).
+    end
+        Simulation horizon, s.
+    workdir
+        Folder for SUMO's files.
+
+    Returns
+    -------
+    dict
+        Per seed and on average: the vehicle's travel time with and without the corridor, the
+        gain, and the change of everyone else's mean time loss.
+    """
+    net = scenario.read_net()
+    edges = full_route(net, route)
+    if depart is None:
+        depart = (end or 3600.0) / 3
+    folder = workdir or Path(tempfile.mkdtemp(prefix="twin-corridor-"))
+    per_seed: list[dict[str, Any]] = []
+    for seed in seeds:
+        off = run_corridor(
+            scenario,
+            net_file,
+            additional,
+            edges,
+            seed=seed,
+            depart=depart,
+            corridor=False,
+            end=end,
+            workdir=folder,
+        )
+        on = run_corridor(
+            scenario,
+            net_file,
+            additional,
+            edges,
+            seed=seed,
+            depart=depart,
+            corridor=True,
+            end=end,
+            workdir=folder,
+        )
+        per_seed.append({"seed": seed, "without": off, "with": on})
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    t_off = mean([s["without"]["travel_time_s"] for s in per_seed])
+    t_on = mean([s["with"]["travel_time_s"] for s in per_seed])
+    d_off = mean([s["without"]["others_time_loss_s"] for s in per_seed])
+    d_on = mean([s["with"]["others_time_loss_s"] for s in per_seed])
+    return {
+        "route": list(edges),
+        "depart_s": depart,
+        "holds": per_seed[0]["with"]["holds"],
+        "travel_time_without_s": t_off,
+        "travel_time_with_s": t_on,
+        "faster_pct": 100 * (t_off - t_on) / t_off if t_off else 0.0,
+        "others_time_loss_without_s": d_off,
+        "others_time_loss_with_s": d_on,
+        "others_extra_delay_pct": 100 * (d_on - d_off) / d_off if d_off else 0.0,
+        "seeds": [
+            {
+                "seed": s["seed"],
+                "travel_time_without_s": s["without"]["travel_time_s"],
+                "travel_time_with_s": s["with"]["travel_time_s"],
+                "others_time_loss_without_s": s["without"]["others_time_loss_s"],
+                "others_time_loss_with_s": s["with"]["others_time_loss_s"],
+            }
+            for s in per_seed
+        ],
+    }
+
+
+def full_route(net: Any, route: Sequence[str]) -> list[str]:
+    """Return a route's edges: as given, or the fastest path when only its two ends are given."""
+    for e in route:
+        if not net.hasEdge(e):
+            raise SignalError(f"edge {e} is not in the network", parameter="emergency")
+    if len(route) == 2 and net.getEdge(route[1]) not in net.getEdge(route[0]).getOutgoing():
+        path, _ = net.getFastestPath(net.getEdge(route[0]), net.getEdge(route[1]))
+        if not path:
+            raise SignalError(
+                f"no path from edge {route[0]} to edge {route[1]}", parameter="emergency"
+            )
+        return [e.getID() for e in path]
+    return list(route)

@@ -1,0 +1,625 @@
+"""The SUMO bridge: scenarios, networks, signal programs and demand in and out of SUMO's files.
+
+SUMO is the proving ground of every plan: a scenario (``.sumocfg``) names a network
+(``.net.xml``), route files (the demand) and additional files (among them signal programs,
+``tlLogic``). This module reads them into the signal model, counts approach flows from the
+routes, writes plans back as SUMO additional files, and finds SUMO's programs and tools in the
+``eclipse-sumo`` package.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sumolib
+
+from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
+
+# Passenger-car equivalents by vehicle type, as SUMO's tlsCycleAdaptation.py counts them.
+PCE = {"bicycle": 0.2, "moped": 0.5, "motorcycle": 0.5, "truck": 3.5, "trailer": 3.5}
+PCE |= {"bus": 3.5, "coach": 3.5}
+_SKIP_NODE_TYPES = ("rail_crossing", "rail_signal")
+
+
+def sumo_home() -> Path:
+    """Return SUMO's home: the ``eclipse-sumo`` package (binaries in ``bin/``, ``tools/``)."""
+    import sumo
+
+    return Path(sumo.SUMO_HOME)
+
+
+def sumo_binary(name: str = "sumo") -> str:
+    """Return the path of one of SUMO's programs (``sumo``, ``netconvert``, ``duarouter`` ...)."""
+    path = sumo_home() / "bin" / name
+    if not path.exists():
+        raise SignalError(f"SUMO's {name} is not installed ({path})", parameter="sumo")
+    return str(path)
+
+
+def sumo_tool(name: str) -> str:
+    """Return the path of one of SUMO's Python tools (``tlsCycleAdaptation.py`` ...)."""
+    path = sumo_home() / "tools" / name
+    if not path.exists():
+        raise SignalError(f"SUMO's tool {name} is not installed ({path})", parameter="sumo")
+    return str(path)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A SUMO scenario read from its configuration file.
+
+    Attributes
+    ----------
+    config
+        The ``.sumocfg`` file.
+    net
+        The network file.
+    routes
+        Route files (vehicles, flows).
+    additional
+        Additional files other than signal programs.
+    programs
+        Additional files holding signal programs (``tlLogic``): the scenario's own plans.
+    begin, end
+        Simulation period from the configuration, if set.
+    """
+
+    config: Path
+    net: Path
+    routes: tuple[Path, ...]
+    additional: tuple[Path, ...]
+    programs: tuple[Path, ...]
+    begin: float | None = None
+    end: float | None = None
+    _net_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The scenario's name: its folder, or the configuration's stem."""
+        return self.config.parent.name or self.config.stem
+
+    @property
+    def demand_files(self) -> tuple[Path, ...]:
+        """Every file that may hold vehicles: route files and additional route files."""
+        extra = tuple(p for p in self.additional if p.name.endswith(".rou.xml"))
+        return self.routes + extra
+
+    def read_net(self) -> Any:
+        """Return the network (``sumolib.net.Net``, with its default programs), read once."""
+        if "net" not in self._net_cache:
+            self._net_cache["net"] = read_net(self.net)
+        return self._net_cache["net"]
+
+
+def read_scenario(config: str | os.PathLike[str]) -> Scenario:
+    """Read a SUMO scenario's configuration: which network, demand and programs it runs.
+
+    Parameters
+    ----------
+    config
+        The ``.sumocfg`` file.
+
+    Returns
+    -------
+    Scenario
+        The scenario, every file checked to exist.
+
+    Raises
+    ------
+    SignalError
+        When the file is missing or is not a SUMO configuration, names no network, names no
+        demand, or names a file that does not exist.
+    """
+    path = Path(config)
+    if not path.is_file():
+        raise SignalError(f"scenario {path} does not exist", parameter="scenario")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise SignalError(f"scenario {path} is not XML: {exc}", parameter="scenario") from exc
+    if root.tag not in ("configuration", "sumoConfiguration"):
+        raise SignalError(
+            f"scenario {path} is not a SUMO configuration (root <{root.tag}>)",
+            parameter="scenario",
+        )
+
+    def values(option: str) -> list[Path]:
+        found = root.find(f".//{option}")
+        if found is None or not found.get("value"):
+            return []
+        files = [path.parent / v.strip() for v in found.get("value", "").split(",") if v.strip()]
+        for f in files:
+            if not f.is_file():
+                raise SignalError(
+                    f"scenario {path}: {option} {f.name} does not exist", parameter="scenario"
+                )
+        return files
+
+    nets = values("net-file")
+    if not nets:
+        raise SignalError(f"scenario {path} names no network (net-file)", parameter="scenario")
+    routes = values("route-files")
+    additional = values("additional-files")
+    programs = tuple(f for f in additional if _holds(f, "tlLogic"))
+    others = tuple(f for f in additional if f not in programs)
+    if not routes and not any(f.name.endswith(".rou.xml") for f in others):
+        raise SignalError(f"scenario {path} names no demand (route-files)", parameter="scenario")
+
+    def number(option: str) -> float | None:
+        found = root.find(f".//{option}")
+        return None if found is None else float(found.get("value", "0"))
+
+    return Scenario(
+        path.resolve(),
+        nets[0].resolve(),
+        tuple(p.resolve() for p in routes),
+        tuple(p.resolve() for p in others),
+        tuple(p.resolve() for p in programs),
+        number("begin"),
+        number("end"),
+    )
+
+
+def _holds(path: Path, tag: str) -> bool:
+    """Whether an XML file has an element of this tag (read as a stream, stops at the first)."""
+    return any(element.tag == tag for _, element in ET.iterparse(path, events=("start",)))
+
+
+def read_net(path: str | os.PathLike[str]) -> Any:
+    """Read a SUMO network with its signal programs.
+
+    Parameters
+    ----------
+    path
+        The ``.net.xml`` file.
+
+    Returns
+    -------
+    sumolib.net.Net
+        The network.
+
+    Raises
+    ------
+    SignalError
+        When the file is missing or is not a SUMO network.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SignalError(f"network {p} does not exist", parameter="net")
+    try:
+        return sumolib.net.readNet(str(p), withPrograms=True, withPedestrianConnections=True)
+    except Exception as exc:  # sumolib raises whatever its SAX parser raises
+        raise SignalError(f"network {p} cannot be read: {exc}", parameter="net") from exc
+
+
+def read_programs(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Program]:
+    """Read the signal programs (``tlLogic``) of additional files; the last one per signal wins.
+
+    Parameters
+    ----------
+    paths
+        Additional files.
+
+    Returns
+    -------
+    dict
+        Program by signal id.
+    """
+    programs: dict[str, Program] = {}
+    for path in paths:
+        for _, el in ET.iterparse(path, events=("end",)):
+            if el.tag == "tlLogic":
+                programs[el.get("id", "")] = _program(el)
+                el.clear()
+    return programs
+
+
+def _program(el: ET.Element) -> Program:
+    phases = tuple(
+        Phase(float(ph.get("duration", "0")), ph.get("state", ""), ph.get("name"))
+        for ph in el.iter("phase")
+    )
+    return Program(el.get("programID", "0"), phases, float(el.get("offset", "0")))
+
+
+def signals_of(net: Any, programs: Mapping[str, Program] | None = None) -> dict[str, Signal]:
+    """Build the signals of a network: links, active links and the program to time.
+
+    Parameters
+    ----------
+    net
+        A network from :func:`read_net`.
+    programs
+        Programs that replace the network's own (a scenario's plans); signals not named keep
+        the network's first program.
+
+    Returns
+    -------
+    dict
+        Signal by id, in the network's order.
+    """
+    programs = programs or {}
+    out: dict[str, Signal] = {}
+    for tls in net.getTrafficLights():
+        own = tls.getPrograms()
+        if tls.getID() in programs:
+            program = programs[tls.getID()]
+        elif own:
+            first = next(iter(own.values()))
+            program = Program(
+                first._id,
+                tuple(Phase(float(p.duration), p.state, p.name or None) for p in first.getPhases()),
+                float(first._offset),
+            )
+        else:
+            continue
+        links: dict[int, Link] = {}
+        for in_lane, out_lane, index in sorted(tls.getConnections(), key=lambda c: c[2]):
+            if index in links:
+                continue
+            conn = next(
+                (
+                    c
+                    for c in in_lane.getOutgoing()
+                    if c.getToLane() is out_lane and c.getTLLinkIndex() == index
+                ),
+                None,
+            )
+            links[index] = Link(
+                index,
+                in_lane.getEdge().getID(),
+                out_lane.getEdge().getID(),
+                in_lane.getIndex(),
+                conn.getDirection() if conn is not None else "s",
+                in_lane.allows("passenger"),
+            )
+        active = frozenset(
+            c.getTLLinkIndex()
+            for in_lane, _, _ in tls.getConnections()
+            for to_edge, conns in in_lane.getEdge().getOutgoing().items()
+            for c in conns
+            if c.getTLLinkIndex() >= 0
+            and to_edge.getFunction() not in ("crossing", "walkingarea", "internal")
+        )
+        lon, lat = _position(net, tls)
+        out[tls.getID()] = Signal(tls.getID(), links, program, active, lon, lat)
+    return out
+
+
+def _position(net: Any, tls: Any) -> tuple[float | None, float | None]:
+    """WGS84 position of a signal: the mean of its controlled junctions' positions."""
+    nodes = {lane.getEdge().getToNode() for lane, _, _ in tls.getConnections()}
+    if not nodes or not net.hasGeoProj():
+        return None, None
+    x = sum(n.getCoord()[0] for n in nodes) / len(nodes)
+    y = sum(n.getCoord()[1] for n in nodes) / len(nodes)
+    lon, lat = net.convertXY2LonLat(x, y)
+    return float(lon), float(lat)
+
+
+# --- demand ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trip:
+    """One vehicle of the demand: departure, type and the edges it drives."""
+
+    depart: float
+    type: str
+    edges: tuple[str, ...]
+
+
+def read_trips(paths: Iterable[str | os.PathLike[str]]) -> list[Trip]:
+    """Read the vehicles of route files (``vehicle`` with a route, ``flow`` with a route).
+
+    Vehicles whose departure is ``triggered`` and trips without a route are left out, as
+    SUMO's tools leave them out.
+
+    Parameters
+    ----------
+    paths
+        Route files.
+
+    Returns
+    -------
+    list of Trip
+        The vehicles; a flow gives one per vehicle it inserts.
+    """
+    trips: list[Trip] = []
+    for path in paths:
+        routes: dict[str, tuple[str, ...]] = {}
+        for _, el in ET.iterparse(path, events=("end",)):
+            if el.tag == "route" and el.get("id"):
+                routes[el.get("id", "")] = tuple(el.get("edges", "").split())
+            elif el.tag in ("vehicle", "flow"):
+                inner = el.find("route")
+                if inner is not None:
+                    edges = tuple(inner.get("edges", "").split())
+                else:
+                    edges = routes.get(el.get("route", ""), ())
+                if edges:
+                    trips.extend(_departures(el, edges))
+                el.clear()
+    return trips
+
+
+def _departures(el: ET.Element, edges: tuple[str, ...]) -> Iterator[Trip]:
+    kind = el.get("type", "DEFAULT_VEHTYPE")
+    if el.tag == "vehicle":
+        depart = el.get("depart", "0")
+        if depart != "triggered":
+            yield Trip(float(sumolib.miscutils.parseTime(depart)), kind, edges)
+        return
+    begin = float(sumolib.miscutils.parseTime(el.get("begin", "0")))
+    end = float(sumolib.miscutils.parseTime(el.get("end", "3600")))
+    if el.get("number"):
+        n = int(el.get("number", "0"))
+        step = (end - begin) / max(n, 1)
+    elif el.get("period"):
+        step = float(el.get("period", "1"))
+        n = int((end - begin) / step)
+    else:
+        per_hour = float(el.get("vehsPerHour", el.get("perHour", "0")))
+        step = 3600.0 / per_hour if per_hour > 0 else end - begin + 1
+        n = int((end - begin) / step) if per_hour > 0 else 0
+    for k in range(n):
+        yield Trip(begin + k * step, kind, edges)
+
+
+def peak_hour(trips: Sequence[Trip]) -> float:
+    """Return the start (s) of the busiest hour of departures, in passenger-car equivalents."""
+    if not trips:
+        return 0.0
+    departs = sorted(trips, key=lambda t: t.depart)
+    best, best_start, j, window = -1.0, departs[0].depart, 0, 0.0
+    for i, t in enumerate(departs):
+        window += PCE.get(t.type, 1.0)
+        while departs[j].depart <= t.depart - 3600:
+            window -= PCE.get(departs[j].type, 1.0)
+            j += 1
+        if window > best:
+            best, best_start = window, max(departs[j].depart, t.depart - 3600)
+        del i
+    return float(best_start)
+
+
+def link_flows(
+    net: Any,
+    signals: Mapping[str, Signal],
+    trips: Sequence[Trip],
+    *,
+    begin: float | None = None,
+) -> dict[str, dict[int, float]]:
+    """Count hourly approach flows per signal link from the demand, in passenger-car units.
+
+    Counted as SUMO's ``tlsCycleAdaptation.py`` counts them: vehicles departing in the hour
+    from ``begin`` pass from one edge to the next; a turn served by several links (lanes) is
+    shared equally among them; a period shorter than an hour is scaled up to an hour; links
+    downstream of a signal's own links inside a joined junction are not counted twice.
+
+    Parameters
+    ----------
+    net
+        The network.
+    signals
+        Signals by id (see :func:`signals_of`).
+    trips
+        The demand (see :func:`read_trips`).
+    begin
+        Start of the hour, s; by default the first departure (as the reference tool does).
+
+    Returns
+    -------
+    dict
+        Flow (pcu/h) per link index, per signal id.
+    """
+    departs = [t.depart for t in trips]
+    if not departs:
+        raise SignalError("the demand has no vehicles", parameter="routes")
+    if begin is None:
+        begin = min(departs)
+    end = begin + 3600
+    scale = 1.0
+    if max(departs) < begin + 3599:
+        scale += (begin + 3599 - max(departs)) / 3600
+    by_turn: dict[str, dict[tuple[str, str], list[int]]] = {}
+    for tls in net.getTrafficLights():
+        if tls.getID() not in signals:
+            continue
+        turns: dict[tuple[str, str], list[int]] = collections.defaultdict(list)
+        for in_lane, out_lane, index in tls.getConnections():
+            turns[in_lane.getEdge().getID(), out_lane.getEdge().getID()].append(index)
+        by_turn[tls.getID()] = turns
+    edge_tls: dict[str, list[str]] = collections.defaultdict(list)
+    for tls_id, turns in by_turn.items():
+        for from_edge, _ in turns:
+            if tls_id not in edge_tls[from_edge]:
+                edge_tls[from_edge].append(tls_id)
+    skip = {e.getID() for e in net.getEdges() if e.getToNode().getType() in _SKIP_NODE_TYPES}
+    counts: dict[str, dict[tuple[str, str], dict[int, float]]] = {
+        t: collections.defaultdict(lambda: collections.defaultdict(float)) for t in by_turn
+    }
+    for trip in trips:
+        if not begin <= trip.depart < end:
+            continue
+        pce = PCE.get(trip.type, 1.0)
+        for a, b in zip(trip.edges, trip.edges[1:], strict=False):
+            if a in skip:
+                continue
+            for tls_id in edge_tls.get(a, ()):
+                for index in by_turn[tls_id].get((a, b), ()):
+                    counts[tls_id][a, b][index] += pce
+    flows: dict[str, dict[int, float]] = {}
+    for tls_id, per_turn in counts.items():
+        out: dict[int, float] = {}
+        for per_link in per_turn.values():
+            share = len(per_link)
+            for index, value in per_link.items():
+                out[index] = value * scale / share
+        for index in _redundant_links(net.getTLS(tls_id)):
+            if index in out:
+                out[index] = 0.0
+        flows[tls_id] = out
+    return flows
+
+
+def _redundant_links(tls: Any) -> list[int]:
+    """Links whose traffic another link of the same signal already counted.
+
+    Inside a joined junction one vehicle passes two links of one signal (in, then on); the
+    second is redundant. As ``tlsCycleAdaptation.py``: if every road into the inner edge comes
+    from the first link's edge, all links out of the inner edge are redundant, else those
+    reached straight on.
+    """
+    conns = sorted(tls.getConnections(), key=lambda c: c[2])
+    redundant: list[int] = []
+    # Once one inner edge is found fed from elsewhere, the reference tool keeps treating every
+    # later one so: the flag is not reset per pair. Kept, so that both count the same.
+    only_from_first = True
+    for c1 in conns:
+        for c2 in conns:
+            if c1[2] == c2[2] or c1[1].getEdge() is not c2[0].getEdge():
+                continue
+            inner = c2[0].getEdge()
+            only_from_first = only_from_first and all(
+                e is c1[0].getEdge() for e in inner.getIncoming()
+            )
+            if only_from_first:
+                chosen = [c for cs in inner.getOutgoing().values() for c in cs]
+            else:
+                chosen = [
+                    c
+                    for first in c1[0].getEdge().getOutgoing().get(inner, [])
+                    if first.getDirection() == "s"
+                    for cs in inner.getOutgoing().values()
+                    for c in cs
+                ]
+            for c in chosen:
+                if c.getTLLinkIndex() not in redundant:
+                    redundant.append(c.getTLLinkIndex())
+    return redundant
+
+
+# --- plans out ------------------------------------------------------------------------------
+
+
+def write_additional(
+    timings: Iterable[SignalTiming | tuple[str, Program]],
+    path: str | os.PathLike[str],
+    *,
+    program_id: str | None = None,
+) -> Path:
+    """Write signal programs as a SUMO additional file (``tlLogic`` elements).
+
+    Parameters
+    ----------
+    timings
+        Timings, or (signal id, program) pairs.
+    path
+        The file to write.
+    program_id
+        Program id to write (by default each program's own).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    out = Path(path)
+    out.write_text(additional_xml(timings, program_id=program_id), encoding="utf-8")
+    return out
+
+
+def additional_xml(
+    timings: Iterable[SignalTiming | tuple[str, Program]], *, program_id: str | None = None
+) -> str:
+    """Return signal programs as the text of a SUMO additional file (see write_additional)."""
+    root = ET.Element("additional")
+    for item in timings:
+        sid, program = (item.signal, item.program) if isinstance(item, SignalTiming) else item
+        el = ET.SubElement(
+            root,
+            "tlLogic",
+            id=sid,
+            type="static",
+            programID=program_id or program.id,
+            offset=_num(program.offset),
+        )
+        for phase in program.phases:
+            attrs = {"duration": _num(phase.duration), "state": phase.state}
+            if phase.name:
+                attrs["name"] = phase.name
+            ET.SubElement(el, "phase", attrs)
+    ET.indent(root, space="    ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def net_with_programs(
+    net: str | os.PathLike[str], programs: Mapping[str, Program], path: str | os.PathLike[str]
+) -> Path:
+    """Write a copy of a network whose signals run the given programs instead of their own.
+
+    SUMO's tools read programs from the network only; this is how they are made to time a
+    scenario's own plans.
+
+    Parameters
+    ----------
+    net
+        The network file.
+    programs
+        Program by signal id (signals not named keep theirs).
+    path
+        The network file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    tree = ET.parse(net)
+    root = tree.getroot()
+    done: set[str] = set()
+    for position, el in enumerate(list(root)):
+        sid = el.get("id", "")
+        if el.tag != "tlLogic" or sid not in programs:
+            continue
+        root.remove(el)
+        if sid in done:
+            continue
+        done.add(sid)
+        program = programs[sid]
+        new = ET.Element(
+            "tlLogic",
+            id=sid,
+            type="static",
+            programID=program.id,
+            offset=_num(program.offset),
+        )
+        new.text = el.text
+        new.tail = el.tail
+        for phase in program.phases:
+            ET.SubElement(new, "phase", duration=_num(phase.duration), state=phase.state)
+        root.insert(position, new)
+    out = Path(path)
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    return out
+
+
+def merge_routes(paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str]) -> Path:
+    """Write the contents of several route files into one (for tools that read only one)."""
+    root = ET.Element("routes")
+    for p in paths:
+        root.extend(list(ET.parse(p).getroot()))
+    out = Path(path)
+    ET.ElementTree(root).write(out, encoding="UTF-8", xml_declaration=True)
+    return out
