@@ -42,10 +42,15 @@ raster_app = typer.Typer(
     help="Rasters: DEM, flood depth, population density.", no_args_is_help=True
 )
 trace_app = typer.Typer(help="Utility networks: topology, breaks, outages.", no_args_is_help=True)
+signals_app = typer.Typer(
+    help="Traffic signals: Webster timing, green waves, emergency corridors, proof in SUMO.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(raster_app, name="raster")
 app.add_typer(trace_app, name="trace")
+app.add_typer(signals_app, name="signals")
 
 out = Console()
 err = Console(stderr=True)
@@ -308,6 +313,119 @@ def trace_outage(
     _report(result, geojson)
     if cascade is not None and len(cascade.dark):
         out.print(_table(cascade.dark, "dark"))
+
+
+Scenario = Annotated[Path, typer.Argument(help="SUMO scenario (.sumocfg).")]
+Base = Annotated[
+    str,
+    typer.Option(help="Phases to re-time: 'scenario' (its own plans) or 'network' (defaults)."),
+]
+
+
+@signals_app.command("optimise")
+def signals_optimise(
+    scenario: Scenario,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the plan as a SUMO additional file.")
+    ] = None,
+    base: Base = "scenario",
+    greenwave: Annotated[
+        bool, typer.Option(help="Common cycle and MAXBAND offsets along the busiest corridors.")
+    ] = False,
+) -> None:
+    """Time a scenario's signals by Webster's method from its peak-hour flows."""
+    from routing.signals import coordinate, optimise_scenario, read_scenario, write_additional
+
+    try:
+        sc = read_scenario(scenario)
+        plan = optimise_scenario(sc, base=base)
+        if greenwave:
+            plan = coordinate(sc, plan, base=base)
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+    table = Table(title=f"{sc.name}: Webster plan")
+    for column in ("signal", "cycle s", "offset s", "greens s", "Y", "x", "delay s"):
+        table.add_column(column)
+    for t in plan.timings.values():
+        greens = " ".join(f"{g:g}" for g in t.greens.values())
+        y = sum(t.critical_ratios.values())
+        table.add_row(
+            t.signal,
+            f"{t.cycle:g}",
+            f"{t.offset:g}",
+            greens,
+            f"{y:.2f}",
+            f"{t.degree_of_saturation:.2f}",
+            f"{t.delay_s:.1f}",
+        )
+    out.print(table)
+    for wave in plan.bandwidth:
+        out.print(
+            f"green wave {' > '.join(wave['signals'])}: cycle {wave['cycle_s']:g} s, bandwidth "
+            f"{wave['bandwidth_out_s']:.1f} s out, {wave['bandwidth_in_s']:.1f} s in"
+        )
+    if plan.idle:
+        out.print(f"no counted flow, left as they were: {', '.join(plan.idle)}")
+    if out_file is not None:
+        write_additional(plan.timings.values(), out_file, program_id="twin")
+        out.print(f"wrote {out_file}")
+
+
+@signals_app.command("evaluate")
+def signals_evaluate(
+    scenario: Scenario,
+    seeds: Annotated[int, typer.Option(help="Seeds per variant.")] = 5,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated variants (all by default)."),
+    ] = None,
+    base: Base = "scenario",
+    end: Annotated[float | None, typer.Option(help="Simulation horizon, s.")] = None,
+    emergency: Annotated[
+        str | None,
+        typer.Option(
+            help="Emergency route: comma-separated edges (two: routed between them); measures "
+            "the vehicle with and without the green corridor."
+        ),
+    ] = None,
+    emergency_depart: Annotated[
+        float | None, typer.Option(help="When the emergency vehicle departs, s.")
+    ] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Keep SUMO's files in this folder.")] = None,
+) -> None:
+    """Run SUMO for each plan (scenario's, SUMO's tools, the twin's) and compare, seed by seed."""
+    from routing.signals import VARIANTS, evaluate, write_json
+
+    chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
+    route = [e.strip() for e in emergency.split(",") if e.strip()] if emergency else None
+    try:
+        result = evaluate(
+            scenario,
+            seeds=seeds,
+            variants=chosen,
+            base=base,
+            end=end,
+            emergency=route,
+            emergency_depart=emergency_depart,
+            workdir=workdir,
+            progress=lambda line: err.print(line, markup=False, highlight=False),
+        )
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+    out.print(result.table(), markup=False, highlight=False, soft_wrap=True)
+    if result.emergency:
+        e = result.emergency
+        out.print(
+            f"emergency vehicle: {e['travel_time_without_s']:.0f} s without the corridor, "
+            f"{e['travel_time_with_s']:.0f} s with it ({e['faster_pct']:.0f}% faster); "
+            f"everyone else's time loss {e['others_extra_delay_pct']:+.1f}%"
+        )
+    if json_file is not None:
+        write_json(result, json_file)
+        out.print(f"wrote {json_file}")
 
 
 @app.command("serve")

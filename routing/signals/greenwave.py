@@ -119,11 +119,11 @@ def maxband(
     prob = pulp.LpProblem("maxband", pulp.LpMaximize)
     g_out = min(c.green_out[1] for c in corridor)
     g_in = min(c.green_in[1] for c in corridor)
-    b = pulp.LpVariable("b", 0, g_out)
-    b_in = pulp.LpVariable("b_in", 0, g_in)
-    tau = pulp.LpVariable("tau", 0, cycle)
-    tau_in = pulp.LpVariable("tau_in", 0, cycle)
-    offsets = [pulp.LpVariable(f"o{i}", 0, cycle) for i in range(n)]
+    b = prob.add_variable("b", 0, g_out)
+    b_in = prob.add_variable("b_in", 0, g_in)
+    tau = prob.add_variable("tau", 0, cycle)
+    tau_in = prob.add_variable("tau_in", 0, cycle)
+    offsets = [prob.add_variable(f"o{i}", 0, cycle) for i in range(n)]
     prob += offsets[0] == 0
     span = math.ceil(max(t_out[-1], t_in[0]) / cycle) + 2
     # Short greens can leave no two-way band at all; rather than fail, a band may be cut at
@@ -131,13 +131,15 @@ def maxband(
     # every signal.
     cuts = []
     for i, c in enumerate(corridor):
-        n_out = pulp.LpVariable(f"n{i}", -span, span, cat="Integer")
-        n_in = pulp.LpVariable(f"m{i}", -span, span, cat="Integer")
-        cut, cut_in = pulp.LpVariable(f"e{i}", 0), pulp.LpVariable(f"f{i}", 0)
+        n_out = prob.add_variable(f"n{i}", -span, span, cat="Integer")
+        n_in = prob.add_variable(f"m{i}", -span, span, cat="Integer")
+        cut, cut_in = prob.add_variable(f"e{i}", 0), prob.add_variable(f"f{i}", 0)
         cuts += [cut, cut_in]
         a, g = c.green_out
         prob += offsets[i] + a + cycle * n_out <= tau + t_out[i] + cut
         prob += tau + t_out[i] + b <= offsets[i] + a + g + cycle * n_out + cut
+        if weight_in <= 0:  # a one-way wave: the inbound direction constrains nothing
+            continue
         a, g = c.green_in
         prob += offsets[i] + a + cycle * n_in <= tau_in + t_in[i] + cut_in
         prob += tau_in + t_in[i] + b_in <= offsets[i] + a + g + cycle * n_in + cut_in
@@ -154,7 +156,7 @@ def maxband(
         cycle,
         found,
         max(0.0, float(pulp.value(b) or 0.0) - 2 * max(slack[0::2])),
-        max(0.0, float(pulp.value(b_in) or 0.0) - 2 * max(slack[1::2])),
+        max(0.0, float(pulp.value(b_in) or 0.0) - 2 * max(slack[1::2])) if weight_in > 0 else 0.0,
         tuple(c.id for c in corridor),
     )
 
@@ -209,19 +211,21 @@ def _pairs(
     trips: Sequence[sumo.Trip],
     begin: float,
     speed_factor: float,
-) -> dict[tuple[str, str], _Pair]:
-    """Count the traffic between consecutive signals along the trips of the peak hour."""
+) -> tuple[dict[tuple[str, str], _Pair], dict[tuple[str, str, str], float]]:
+    """Count the traffic between consecutive signals (and on through three) in the peak hour."""
     by_turn: dict[tuple[str, str], tuple[str, int]] = {}
     for sid, sig in signals.items():
         for link in sig.links.values():
             by_turn.setdefault((link.from_edge, link.to_edge), (sid, link.index))
     flows: dict[tuple[str, str], float] = collections.defaultdict(float)
+    through: dict[tuple[str, str, str], float] = collections.defaultdict(float)
     travel: dict[tuple[str, str], float] = {}
     used: dict[tuple[str, str], tuple[collections.Counter[int], collections.Counter[int]]] = {}
     for trip in trips:
         if not begin <= trip.depart < begin + 3600:
             continue
         last: tuple[str, int, int] | None = None  # signal, link, position of its out-edge
+        passed: list[str] = []
         for k, (a, b) in enumerate(zip(trip.edges, trip.edges[1:], strict=False)):
             hit = by_turn.get((a, b))
             if hit is None:
@@ -238,8 +242,12 @@ def _pairs(
                 counters = used.setdefault(key, (collections.Counter(), collections.Counter()))
                 counters[0][last[1]] += 1
                 counters[1][hit[1]] += 1
+                if len(passed) >= 2:
+                    through[passed[-2], passed[-1], hit[0]] += sumo.PCE.get(trip.type, 1.0)
+            if not passed or passed[-1] != hit[0]:
+                passed.append(hit[0])
             last = (hit[0], hit[1], k + 1)
-    return {
+    pairs = {
         key: _Pair(
             flows[key],
             travel[key],
@@ -248,17 +256,38 @@ def _pairs(
         )
         for key in flows
     }
+    return pairs, dict(through)
 
 
-def corridors(pairs: Mapping[tuple[str, str], _Pair], *, min_flow: float = 1.0) -> list[list[str]]:
-    """Chain signals into corridors, heaviest two-way traffic first; each signal in one chain."""
+def corridors(
+    pairs: Mapping[tuple[str, str], _Pair],
+    through: Mapping[tuple[str, str, str], float],
+    *,
+    min_flow: float = 1.0,
+    min_through: float = 0.3,
+) -> list[list[str]]:
+    """Chain signals into corridors, heaviest two-way traffic first; each signal in one chain.
+
+    A chain grows from its end ``b`` (reached from ``a``) to ``c`` only where traffic goes on
+    through: at least ``min_through`` of the flow between ``a`` and ``b`` (either way) drives
+    ``a, b, c`` (or back), so a corridor follows a street rather than any neighbour.
+    """
     weight: dict[frozenset[str], float] = collections.defaultdict(float)
     for (a, b), p in pairs.items():
         if a != b:
             weight[frozenset((a, b))] += p.flow
+    neighbours: dict[str, set[str]] = collections.defaultdict(set)
+    for edge in weight:
+        a, b = sorted(edge)
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+
+    def goes_on(a: str, b: str, c: str) -> float:
+        return through.get((a, b, c), 0.0) + through.get((c, b, a), 0.0)
+
     placed: set[str] = set()
     chains: list[list[str]] = []
-    for edge, w in sorted(weight.items(), key=lambda kv: -kv[1]):
+    for edge, w in sorted(weight.items(), key=lambda kv: (-kv[1], sorted(kv[0]))):
         a, b = sorted(edge)
         if w < min_flow or a in placed or b in placed:
             continue
@@ -267,15 +296,20 @@ def corridors(pairs: Mapping[tuple[str, str], _Pair], *, min_flow: float = 1.0) 
         grown = True
         while grown:
             grown = False
-            for end, at_head in ((chain[-1], False), (chain[0], True)):
+            for at_head in (False, True):
+                prev, end = (chain[1], chain[0]) if at_head else (chain[-2], chain[-1])
+                base = weight[frozenset((prev, end))]
                 options = [
-                    (weight[frozenset((end, o))], o)
-                    for o in {x for e in weight if end in e for x in e}
-                    if o not in placed and weight[frozenset((end, o))] >= min_flow
+                    (goes_on(prev, end, c), c)
+                    for c in sorted(neighbours[end] - placed)
+                    if goes_on(prev, end, c) >= max(min_flow, min_through * base)
                 ]
                 if options:
                     _, nxt = max(options)
-                    chain.insert(0, nxt) if at_head else chain.append(nxt)
+                    if at_head:
+                        chain.insert(0, nxt)
+                    else:
+                        chain.append(nxt)
                     placed.add(nxt)
                     grown = True
         chains.append(chain)
@@ -319,10 +353,13 @@ def coordinate(
     if not plan.timings:
         return plan
     trips = sumo.read_trips(scenario.demand_files)
-    pairs = _pairs(scenario.read_net(), signals, trips, sumo.peak_hour(trips), speed_factor)
+    pairs, through = _pairs(
+        scenario.read_net(), signals, trips, sumo.peak_hour(trips), speed_factor
+    )
     result = Plan(dict(plan.timings), s, list(plan.idle))
     timed = set(plan.timings)
-    for chain in corridors({k: v for k, v in pairs.items() if k[0] in timed and k[1] in timed}):
+    inside = {k: v for k, v in pairs.items() if k[0] in timed and k[1] in timed}
+    for chain in corridors(inside, through):
         cycle = max(plan.timings[sid].cycle for sid in chain)
         common = optimise(signals, flows, settings=replace(s, cycle_s=cycle), ids=chain)
         members: list[CorridorSignal] = []
