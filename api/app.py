@@ -14,6 +14,7 @@ from api import (
     onemap,
     rasters,
     routing,
+    signals,
     tiles,
     utilities,
     viewer,
@@ -79,6 +80,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(utilities.routes(city))
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
+    app.include_router(signals.routes(city))
     app.include_router(viewer.routes(settings))
 
     @app.get("/health", summary="Whether the API and its database answer")

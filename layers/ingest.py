@@ -241,6 +241,58 @@ def ingest_frame(
     return batch.report
 
 
+def ingest_frames(
+    frames: Mapping[str, gpd.GeoDataFrame],
+    *,
+    source: str,
+    url: str | None = None,
+    progress: Progress | None = None,
+) -> list[IngestReport]:
+    """Import several GeoDataFrames, one per layer, in one transaction: all or nothing.
+
+    Parameters
+    ----------
+    frames
+        Layer id to features (with a CRS and an ``id`` column).
+    source
+        Source label of every layer's features; re-importing it updates them.
+    url
+        Database URL; the configured one by default.
+    progress
+        Called as ``progress(stage, done, total)``; stages are prefixed with the layer id.
+
+    Returns
+    -------
+    list of IngestReport
+        One report per layer, in the order of ``frames``.
+
+    Raises
+    ------
+    IngestError
+        For the first frame with a problem; nothing is written then.
+    """
+    started = time.perf_counter()
+    batches = []
+    for layer_id, frame in frames.items():
+        if frame.crs is None:
+            raise IngestError(source, [Problem(None, "crs", "the features have no CRS")])
+        frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
+        batches.append(
+            _check(
+                get_layer(layer_id),
+                frame,
+                source=source,
+                path=f"{source} ({layer_id})",
+                id_field="id",
+                progress=_prefixed(progress, layer_id),
+            )
+        )
+    _write(batches, url=url, progress=progress)
+    for batch in batches:
+        batch.report.seconds = time.perf_counter() - started
+    return [batch.report for batch in batches]
+
+
 @dataclass
 class _Batch:
     """One layer's checked features, ready to be written."""

@@ -20,8 +20,10 @@ from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
 from layers.database import cursor, database_url, get_engine
 from layers.ingest import IngestReport, ingest, ingest_frame
+from layers.ingest import Progress as IngestProgress
 from layers.queries import BBox, as_of, layer_counts, read_layer
 from layers.settings import get_settings
+from layers.signal_plans import get_plan, list_plans
 from routing import (
     Coverage,
     RoadNetwork,
@@ -37,8 +39,10 @@ from routing import (
     suggest_sites,
 )
 from routing.paths import Point
+from routing.signals import Hold, WebsterSettings
 from routing.traces import Cascade, Outage, Utilities
 from twin import deck, incidents
+from twin import signals as twin_signals
 
 
 class City:
@@ -728,6 +732,100 @@ class City:
             The closed road ids (until :meth:`routing.Router.clear_flood`).
         """
         return self.router.flood(rasters.flood_raster(name, url=self.url), threshold_m=threshold_m)
+
+    # --- traffic signals -------------------------------------------------------------------
+
+    def import_sumo(
+        self,
+        scenario: str | Path,
+        *,
+        base: str = "scenario",
+        progress: IngestProgress | None = None,
+    ) -> list[IngestReport]:
+        """Import a SUMO scenario's roads, intersections and signals (with their flows).
+
+        See :func:`twin.signals.import_sumo`.
+        """
+        reports = twin_signals.import_sumo(scenario, base=base, url=self.url, progress=progress)
+        self.__dict__.pop("router", None)  # the roads changed: build the graph again
+        return reports
+
+    def optimise_signals(
+        self,
+        name: str,
+        *,
+        bbox: tuple[float, float, float, float] | None = None,
+        signals: Sequence[str] | None = None,
+        greenwave: bool = False,
+        settings: WebsterSettings | None = None,
+    ) -> dict[str, Any]:
+        """Time an area's or a corridor's signals by Webster's method; store it under a name.
+
+        Parameters
+        ----------
+        name
+            The plan's name (saving it again adds a version).
+        bbox
+            ``(min lon, min lat, max lon, max lat)``: every signal inside.
+        signals
+            Signal ids; with ``greenwave`` their order is the corridor's.
+        greenwave
+            One common cycle and MAXBAND offsets along the corridor.
+        settings
+            Webster's inputs.
+
+        Returns
+        -------
+        dict
+            The stored plan: name, version, request and plan (per signal: cycle, greens,
+            offset, phases, predicted delay).
+        """
+        return twin_signals.optimise_signals(
+            name=name,
+            graph=self.road_graph(profile="car"),
+            bbox=bbox,
+            ids=signals,
+            greenwave=greenwave,
+            settings=settings,
+            url=self.url,
+        )
+
+    def signal_plan(self, name: str) -> dict[str, Any] | None:
+        """Return the current version of a stored signal plan, or None."""
+        return get_plan(name, url=self.url)
+
+    def signal_plans(self) -> list[dict[str, Any]]:
+        """Return the stored signal plans (current versions)."""
+        return list_plans(url=self.url)
+
+    def signal_plan_sumo(self, name: str) -> str:
+        """Return a stored signal plan as a SUMO additional file; KeyError if unknown."""
+        try:
+            return twin_signals.plan_sumo(name, url=self.url)
+        except LookupError as exc:
+            raise KeyError(name) from exc
+
+    def green_corridor(
+        self, origin: Point, destination: Point, *, depart_s: float = 0.0
+    ) -> tuple[Route | None, list[Hold]]:
+        """Plan the emergency green corridor along the fastest emergency route.
+
+        Parameters
+        ----------
+        origin, destination
+            ``(lon, lat)``.
+        depart_s
+            Departure on the signal plans' clock, s.
+
+        Returns
+        -------
+        tuple
+            The route (None if unreachable) and the signal holds along it.
+        """
+        trip = self.route(origin, destination, profile="emergency")
+        if trip is None:
+            return None, []
+        return trip, twin_signals.emergency_corridor(trip, depart_s=depart_s, url=self.url)
 
     def _resources(self, kind: str | None) -> list[dict[str, Any]]:
         resources = self.layer("resources")

@@ -322,6 +322,24 @@ Base = Annotated[
 ]
 
 
+@signals_app.command("import")
+def signals_import(
+    scenario: Scenario,
+    base: Base = "scenario",
+    url: Url = None,
+) -> None:
+    """Import a SUMO scenario's roads, intersections and signals (links, flows) into the twin."""
+    from twin.signals import import_sumo
+
+    try:
+        with _progress() as progress:
+            reports = import_sumo(scenario, base=base, url=url, progress=progress)
+    except (ParameterError, IngestError) as exc:
+        raise _fail(str(exc), 2) from exc
+    for report in reports:
+        out.print(_summary(report))
+
+
 @signals_app.command("optimise")
 def signals_optimise(
     scenario: Scenario,

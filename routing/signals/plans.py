@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routing.signals import sumo
-from routing.signals.model import Signal, SignalError, SignalTiming
+from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
 from routing.signals.webster import WebsterSettings, webster
 
 
@@ -129,3 +129,41 @@ def optimise_scenario(
     """
     signals, flows = scenario_signals(scenario, base=base)
     return optimise(signals, flows, settings=settings)
+
+
+def signals_from_layer(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[dict[str, Signal], dict[str, dict[int, float]]]:
+    """Rebuild signals and their flows from the twin's ``signals`` layer.
+
+    Parameters
+    ----------
+    rows
+        Features of the layer: ``id``, ``program``, ``offset_s``, ``phases`` and, in
+        ``props``, ``links`` (``[index, from, to, lane, direction, cars]``), ``active`` and
+        ``flows_pcu_h`` (as a SUMO import stores them).
+
+    Returns
+    -------
+    tuple
+        Signals by feature id, and flows by feature id for those that have approach data.
+    """
+    signals: dict[str, Signal] = {}
+    flows: dict[str, dict[int, float]] = {}
+    for row in rows:
+        props = row.get("props") or {}
+        links = {
+            int(k[0]): Link(int(k[0]), str(k[1]), str(k[2]), int(k[3]), str(k[4]), bool(k[5]))
+            for k in props.get("links") or []
+        }
+        phases = tuple(
+            Phase(float(p.get("duration_s", 0.0)), str(p.get("state", "")))
+            for p in row.get("phases") or []
+            if p.get("state")
+        )
+        sid = str(row["id"])
+        program = Program(str(row.get("program") or "0"), phases, float(row.get("offset_s") or 0))
+        signals[sid] = Signal(sid, links, program, frozenset(props.get("active") or links))
+        if links and phases and props.get("flows_pcu_h") is not None:
+            flows[sid] = {int(k): float(v) for k, v in props["flows_pcu_h"].items()}
+    return signals, flows

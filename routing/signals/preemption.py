@@ -73,6 +73,23 @@ class Hold:
     restore_phase: int
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What a corridor plan needs of a road edge: length, speed and the edges it leads to."""
+
+    length_m: float
+    speed_ms: float
+    successors: frozenset[str]
+
+
+def edge_table(net: Any) -> dict[str, Edge]:
+    """Return a SUMO network's edges as a corridor plan reads them."""
+    return {
+        e.getID(): Edge(e.getLength(), e.getSpeed(), frozenset(o.getID() for o in e.getOutgoing()))
+        for e in net.getEdges(withInternal=False)
+    }
+
+
 def serving_phase(program: Program, links: Sequence[int]) -> int:
     """Return the phase that gives the links green longest (protected green first)."""
     best, best_key = -1, (-1, -1.0)
@@ -104,7 +121,7 @@ def plan_corridor(
     Parameters
     ----------
     net
-        The network (``sumolib.net.Net``).
+        The network (``sumolib.net.Net``), or its edges as :func:`edge_table` gives them.
     signals
         Signals by id.
     route
@@ -131,8 +148,9 @@ def plan_corridor(
     """
     if len(route) < 2:
         raise SignalError("a route needs at least two edges", parameter="route")
+    edges = net if isinstance(net, Mapping) else edge_table(net)
     for e in route:
-        if not net.hasEdge(e):
+        if e not in edges:
             raise SignalError(f"edge {e} is not in the network", parameter="route")
     turns: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for sid, sig in signals.items():
@@ -141,13 +159,13 @@ def plan_corridor(
     holds: list[Hold] = []
     distance = eta = 0.0
     for position, (a, b) in enumerate(itertools.pairwise(route)):
-        edge = net.getEdge(a)
-        if net.getEdge(b) not in edge.getOutgoing():
+        edge = edges[a]
+        if b not in edge.successors:
             raise SignalError(
                 f"the route is not connected: {a} does not lead to {b}", parameter="route"
             )
-        distance += edge.getLength()
-        eta += edge.getLength() / (edge.getSpeed() * speed_factor)
+        distance += edge.length_m
+        eta += edge.length_m / (edge.speed_ms * speed_factor)
         found = turns.get((a, b), [])
         if not found:
             continue

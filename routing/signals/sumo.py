@@ -10,6 +10,8 @@ routes, writes plans back as SUMO additional files, and finds SUMO's programs an
 from __future__ import annotations
 
 import collections
+import hashlib
+import importlib.util
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
+import shapely
 import sumolib
 
 from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
@@ -28,15 +32,22 @@ _SKIP_NODE_TYPES = ("rail_crossing", "rail_signal")
 
 
 def sumo_home() -> Path:
-    """Return SUMO's home: the ``eclipse-sumo`` package (binaries in ``bin/``, ``tools/``)."""
-    import sumo
+    """Return SUMO's home: the ``eclipse-sumo`` package (binaries in ``bin/``, ``tools/``).
 
-    return Path(sumo.SUMO_HOME)
+    Found without importing the package: its ``__init__`` points ``PROJ_LIB`` at SUMO's own
+    PROJ database for the whole process, which breaks GDAL and pyproj beside it.
+    """
+    spec = importlib.util.find_spec("sumo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SignalError("SUMO is not installed (pip install eclipse-sumo)", parameter="sumo")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def sumo_binary(name: str = "sumo") -> str:
     """Return the path of one of SUMO's programs (``sumo``, ``netconvert``, ``duarouter`` ...)."""
-    path = sumo_home() / "bin" / name
+    home = sumo_home()
+    os.environ.setdefault("SUMO_HOME", str(home))  # SUMO finds its schemas and data by it
+    path = home / "bin" / name
     if not path.exists():
         raise SignalError(f"SUMO's {name} is not installed ({path})", parameter="sumo")
     return str(path)
@@ -44,7 +55,9 @@ def sumo_binary(name: str = "sumo") -> str:
 
 def sumo_tool(name: str) -> str:
     """Return the path of one of SUMO's Python tools (``tlsCycleAdaptation.py`` ...)."""
-    path = sumo_home() / "tools" / name
+    home = sumo_home()
+    os.environ.setdefault("SUMO_HOME", str(home))
+    path = home / "tools" / name
     if not path.exists():
         raise SignalError(f"SUMO's tool {name} is not installed ({path})", parameter="sumo")
     return str(path)
@@ -623,3 +636,126 @@ def merge_routes(paths: Iterable[str | os.PathLike[str]], path: str | os.PathLik
     out = Path(path)
     ET.ElementTree(root).write(out, encoding="UTF-8", xml_declaration=True)
     return out
+
+
+# --- a SUMO network as the twin's layers ------------------------------------------------------
+
+
+def node_id(scenario: str, junction: str) -> int:
+    """Return a stable 50-bit node id for a SUMO junction (clear of OSM's node ids)."""
+    digest = hashlib.blake2b(f"{scenario}/{junction}".encode(), digest_size=6).digest()
+    return (1 << 50) | (int.from_bytes(digest, "big") & ((1 << 49) - 1))
+
+
+def network_frames(scenario: Scenario, *, base: str = "scenario") -> dict[str, gpd.GeoDataFrame]:
+    """Return a scenario's network as the twin's layers: roads, intersections and signals.
+
+    Road ids are ``<scenario>:<edge id>`` (so two scenarios' edges never collide); each
+    signal carries its links and the peak-hour flow per link (pcu/h) counted from the
+    scenario's routes, which is what the twin's optimiser needs.
+
+    Parameters
+    ----------
+    scenario
+        The scenario (its network must be geo-referenced).
+    base
+        Programs the signals get: ``scenario`` (its own plans) or ``network``.
+
+    Returns
+    -------
+    dict
+        GeoDataFrames (EPSG:4326) by layer id.
+
+    Raises
+    ------
+    SignalError
+        When the network has no geo-reference.
+    """
+    from routing.signals.plans import scenario_signals
+
+    net = scenario.read_net()
+    if not net.hasGeoProj():
+        raise SignalError(
+            f"network {scenario.net.name} has no geo-reference (location projParameter)",
+            parameter="scenario",
+        )
+    name = scenario.name
+
+    def lonlat(xy: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [tuple(map(float, net.convertXY2LonLat(x, y))) for x, y in xy]  # type: ignore[misc]
+
+    roads = []
+    for edge in net.getEdges(withInternal=False):
+        if edge.getFunction() in ("internal", "crossing", "walkingarea"):
+            continue
+        lanes = [lane for lane in edge.getLanes() if lane.allows("passenger")]
+        edge_type = edge.getType() or ""
+        kind = edge_type.split(".")[-1] if edge_type.startswith("highway.") else None
+        if not lanes:
+            kind = "busway" if any(lane.allows("bus") for lane in edge.getLanes()) else "service"
+        roads.append(
+            {
+                "id": f"{name}:{edge.getID()}",
+                "source_node": node_id(name, edge.getFromNode().getID()),
+                "target_node": node_id(name, edge.getToNode().getID()),
+                "class": kind or _road_class(edge.getSpeed()),
+                "lanes": min(max(len(lanes), 1), 12),
+                "maxspeed": min(max(round(edge.getSpeed() * 3.6, 1), 1.0), 150.0),
+                "oneway": True,
+                "name": edge.getName() or None,
+                "sumo": {"edge": edge.getID(), "scenario": name},
+                "geometry": shapely.LineString(lonlat(edge.getShape())),
+            }
+        )
+    intersections = []
+    for node in net.getNodes():
+        if node.getType() == "internal":
+            continue
+        intersections.append(
+            {
+                "id": f"{name}:{node.getID()}",
+                "node_id": node_id(name, node.getID()),
+                "signalised": node.getType().startswith("traffic_light"),
+                "sumo": {"junction": node.getID(), "scenario": name},
+                "geometry": shapely.Point(lonlat([node.getCoord()[:2]])[0]),
+            }
+        )
+    signals, flows = scenario_signals(scenario, base=base)
+    rows = []
+    for sid, sig in signals.items():
+        tls = net.getTLS(sid)
+        junction = next(iter(tls.getConnections()))[0].getEdge().getToNode()
+        rows.append(
+            {
+                "id": f"{name}:tls:{sid}",
+                "node_id": node_id(name, junction.getID()),
+                "program": sig.program.id,
+                "cycle_s": min(max(sig.program.cycle, 10.0), 300.0),
+                "offset_s": max(sig.program.offset, 0.0) % max(sig.program.cycle, 1.0),
+                "phases": sig.program.to_json(),
+                "links": [
+                    [k.index, k.from_edge, k.to_edge, k.from_lane, k.direction, k.passenger]
+                    for k in sig.links.values()
+                ],
+                "active": sorted(sig.active),
+                "flows_pcu_h": {str(k): round(v, 3) for k, v in flows.get(sid, {}).items()},
+                "sumo": {"tls": sid, "scenario": name},
+                "geometry": shapely.Point(lonlat([junction.getCoord()[:2]])[0]),
+            }
+        )
+    return {
+        "roads": gpd.GeoDataFrame(roads, geometry="geometry", crs="EPSG:4326"),
+        "intersections": gpd.GeoDataFrame(intersections, geometry="geometry", crs="EPSG:4326"),
+        "signals": gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"),
+    }
+
+
+def _road_class(speed_ms: float) -> str:
+    kmh = speed_ms * 3.6
+    if kmh >= 80:
+        return "primary"
+    if kmh >= 50:
+        return "secondary"
+    if kmh >= 30:
+        return "tertiary"
+    return "residential"

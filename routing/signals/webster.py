@@ -58,6 +58,17 @@ class WebsterSettings:
         phases). Counting each phase apart charges a lost time per phase and counts the same
         critical flow once per phase, which inflates the cycle; a stage's green is shared
         among its phases in their original proportions.
+    critical_per_lane
+        A stage's critical flow is its busiest lane's (Webster's definition: the highest
+        flow ratio). SUMO's tool takes the group with the highest total flow and divides it
+        by that group's lanes, which under-serves a busy one-lane group beside a wide one and
+        a lane loaded more than its neighbours.
+    area_factor
+        Saturation-flow adjustment for the area type (HCM 2010, exhibit 18-13: 0.90 in a
+        central business district, 1.00 elsewhere).
+    turn_factors
+        Count turning vehicles as through-car equivalents by HCM's turn adjustments (a right
+        turn discharges at 0.85 of the through rate, a protected left at 0.95).
     """
 
     yellow_s: float | None = None
@@ -73,6 +84,9 @@ class WebsterSettings:
     cycle_s: float | None = None
     car_lanes_only: bool = True
     stages: bool = True
+    critical_per_lane: bool = True
+    area_factor: float = 0.9
+    turn_factors: bool = True
 
     @classmethod
     def sumo(cls, **changes: float | bool | None) -> WebsterSettings:
@@ -88,13 +102,16 @@ class WebsterSettings:
             restrict_cycle=False,
             car_lanes_only=False,
             stages=False,
+            critical_per_lane=False,
+            area_factor=1.0,
+            turn_factors=False,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
     @property
     def saturation_flow(self) -> float:
-        """Saturation flow per lane, pcu/h."""
-        return 3600.0 / self.saturation_headway_s
+        """Saturation flow per through lane, pcu/h (headway and area type)."""
+        return 3600.0 / self.saturation_headway_s * self.area_factor
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,7 @@ class LaneGroup:
     edge: str
     lanes: tuple[int, ...]
     flow: float
+    busiest_lane: float = 0.0
 
 
 def stages(program: Program, settings: WebsterSettings) -> list[list[int]]:
@@ -201,8 +219,16 @@ def lane_groups(
                     )
                 )
                 lanes = car or lanes
-            flow = sum(flows.get(j, 0.0) / max(protected.get(j, 1), 1) for j in links)
-            groups[key].append(LaneGroup(edge, lanes, flow))
+            shares = {
+                j: flows.get(j, 0.0) / max(protected.get(j, 1), 1) / _turn(signal, j, settings)
+                for j in links
+            }
+            per_lane: dict[int, float] = {}
+            for j, f in shares.items():
+                lane = signal.links[j].from_lane
+                per_lane[lane] = per_lane.get(lane, 0.0) + f
+            busiest = max((per_lane.get(lane, 0.0) for lane in lanes), default=0.0)
+            groups[key].append(LaneGroup(edge, lanes, sum(shares.values()), busiest))
 
         for j, c in enumerate(state):
             if j not in active or j not in signal.links:
@@ -218,12 +244,26 @@ def lane_groups(
     return groups
 
 
+_TURN_FACTORS = {"r": 0.85, "R": 0.85, "t": 0.85, "l": 0.95, "L": 0.95}
+
+
+def _turn(signal: Signal, link: int, settings: WebsterSettings) -> float:
+    """HCM's saturation-flow factor of a link's turn (1 for straight on, or when not used)."""
+    if not settings.turn_factors:
+        return 1.0
+    return _TURN_FACTORS.get(signal.links[link].direction, 1.0)
+
+
 def critical_ratios(
     groups: Mapping[int, list[LaneGroup]], settings: WebsterSettings
 ) -> dict[int, float]:
-    """Return each green phase's critical flow ratio: its heaviest group's flow per lane / s."""
+    """Return each stage's critical flow ratio: its critical group's flow per lane over s."""
     ratios: dict[int, float] = {}
     for i, gs in groups.items():
+        if settings.critical_per_lane:
+            ratios[i] = max((max(g.busiest_lane, g.flow / len(g.lanes)) for g in gs), default=0.0)
+            ratios[i] /= settings.saturation_flow
+            continue
         best: LaneGroup | None = None
         for g in gs:
             if best is None or g.flow >= best.flow:
@@ -301,8 +341,10 @@ def webster(
         for k in free:
             greens[k] = max(s.min_green_s, float(round(greens[k] / total * spare)))
         new = _program(program, staged, greens, s)
-    if s.cycle_s is not None:
-        greens = _fit(greens, new.cycle, float(s.cycle_s), s.min_green_s)
+    target = s.cycle_s if s.cycle_s is not None else (cycle if s.lost_s is None else None)
+    if target is not None and new.cycle != target:
+        # whole-second rounding of the greens: the program lasts exactly the cycle computed
+        greens = _fit(greens, new.cycle, float(target), s.min_green_s)
         new = _program(program, staged, greens, s)
     delay, x_max = _delay(groups, greens, after, per_stage, new.cycle, s)
     return SignalTiming(signal.id, new, new.cycle, ratios, greens, delay, x_max)

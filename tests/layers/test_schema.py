@@ -82,4 +82,4 @@ def test_required_and_enumerated_attributes_are_enforced_by_the_database(db_url:
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
-    assert upgrade(db_url) == head_revision() == current_revision(db_url) == "0006"
+    assert upgrade(db_url) == head_revision() == current_revision(db_url) == "0007"

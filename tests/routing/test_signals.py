@@ -234,7 +234,7 @@ def test_bad_scenarios_name_what_is_missing(tmp_path):
     missing.write_text(
         '<configuration><input><net-file value="gone.net.xml"/></input></configuration>'
     )
-    with pytest.raises(SignalError, match="gone.net.xml does not exist"):
+    with pytest.raises(SignalError, match=r"gone\.net\.xml does not exist"):
         read_scenario(missing)
     done = subprocess.run(
         [str(Path(sys.executable).parent / "twin"), "signals", "evaluate", str(missing)],
@@ -248,7 +248,7 @@ def test_bad_scenarios_name_what_is_missing(tmp_path):
 def test_signals_without_approach_data_are_named():
     sc = read_scenario(config("acosta"))
     signals = signals_of(sc.read_net())
-    with pytest.raises(SignalError, match="without approach data.*209") as caught:
+    with pytest.raises(SignalError, match=r"without approach data.*209") as caught:
         optimise(signals, {})
     assert caught.value.parameter == "signals"
 

@@ -1,0 +1,306 @@
+"""The twin's signals: SUMO networks into the layers, stored plans, corridors over the twin's roads.
+
+The optimiser works on the ``signals`` layer: a signal imported from SUMO carries its links
+and the peak-hour flow per link, so an area or a corridor is timed from the twin alone; the
+plan is stored under a name and exported as a SUMO additional file. Green waves and emergency
+corridors follow routes over the twin's road graph (the routing engine's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import networkx as nx
+import shapely
+
+from layers.ingest import IngestReport, Progress, ingest_frames
+from layers.queries import read_layer
+from layers.settings import get_settings
+from layers.signal_plans import check_name, get_plan, save_plan
+from routing.paths import Route
+from routing.signals import (
+    CorridorSignal,
+    Hold,
+    Phase,
+    Program,
+    SignalError,
+    WebsterSettings,
+    additional_xml,
+    green_window,
+    maxband,
+    optimise,
+    plan_corridor,
+    read_scenario,
+)
+from routing.signals.plans import signals_from_layer
+from routing.signals.preemption import Edge
+from routing.signals.sumo import network_frames
+
+BBox = tuple[float, float, float, float]
+
+
+def import_sumo(
+    scenario: str | os.PathLike[str],
+    *,
+    base: str = "scenario",
+    url: str | None = None,
+    progress: Progress | None = None,
+) -> list[IngestReport]:
+    """Import a SUMO scenario's network into the roads, intersections and signals layers.
+
+    One transaction for the three layers, source ``sumo:<scenario>``; importing again
+    updates them. Signals keep their links and the peak-hour flows counted from the routes.
+
+    Parameters
+    ----------
+    scenario
+        The ``.sumocfg`` file.
+    base
+        Programs to store: ``scenario`` (its own plans) or ``network`` (the defaults).
+    url
+        Database URL; the configured one by default.
+    progress
+        Called as ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    list of IngestReport
+        One report per layer.
+    """
+    sc = read_scenario(scenario)
+    frames = network_frames(sc, base=base)
+    return ingest_frames(frames, source=f"sumo:{sc.name}", url=url, progress=progress)
+
+
+def _signal_rows(url: str | None, bbox: BBox | None) -> list[dict[str, Any]]:
+    frame = read_layer("signals", bbox=bbox, url=url)
+    rows = frame.drop(columns="geometry").to_dict("records")
+    for row, point in zip(rows, frame.geometry, strict=True):
+        row["lon"], row["lat"] = float(point.x), float(point.y)
+    return rows
+
+
+def optimise_signals(
+    *,
+    name: str,
+    graph: nx.MultiDiGraph,
+    bbox: BBox | None = None,
+    ids: Sequence[str] | None = None,
+    greenwave: bool = False,
+    settings: WebsterSettings | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Time an area's (or a corridor's) signals and store the plan under a name.
+
+    Parameters
+    ----------
+    name
+        The plan's name (a new version if it exists).
+    graph
+        The road graph (``City.road_graph()``), for the corridor's travel times.
+    bbox
+        ``(min lon, min lat, max lon, max lat)``: every signal inside.
+    ids
+        Signal ids; with ``greenwave`` their order is the corridor's.
+    greenwave
+        Coordinate the signals as one corridor: a common cycle and MAXBAND offsets.
+    settings
+        Webster's inputs (the twin's defaults when omitted).
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    dict
+        The stored plan record (name, version, request, plan).
+
+    Raises
+    ------
+    SignalError
+        No signals in the area, unknown signals, signals without approach data, a corridor of
+        fewer than two signals or whose signals the roads do not connect.
+    """
+    check_name(name)
+    if bbox is None and not ids:
+        raise SignalError("give an area (bbox) or signal ids", parameter="signals")
+    signals, flows = signals_from_layer(_signal_rows(url, bbox))
+    if ids:
+        unknown = [i for i in ids if i not in signals]
+        if unknown:
+            raise SignalError(f"unknown signals: {', '.join(unknown[:10])}", parameter="signals")
+        chosen = list(dict.fromkeys(ids))
+    else:
+        chosen = list(signals)
+    if not chosen:
+        raise SignalError("there are no signals in the area", parameter="bbox")
+    s = settings or WebsterSettings()
+    plan = optimise(signals, flows, settings=s, ids=chosen)
+    corridor = None
+    if greenwave:
+        if len(chosen) < 2:
+            raise SignalError("a green wave needs at least two signals", parameter="signals")
+        rows = {r["id"]: r for r in _signal_rows(url, None) if r["id"] in chosen}
+        cycle = max(t.cycle for t in plan.timings.values())
+        plan = optimise(signals, flows, settings=replace(s, cycle_s=cycle), ids=chosen)
+        corridor = _wave(chosen, rows, {k: t.program for k, t in plan.timings.items()}, graph)
+        for sid, offset in corridor["offsets_s"].items():
+            t = plan.timings[sid]
+            plan.timings[sid] = replace(t, program=replace(t.program, offset=offset))
+        plan.bandwidth.append(corridor)
+    request = {
+        "bbox": list(bbox) if bbox else None,
+        "signals": list(ids) if ids else None,
+        "greenwave": greenwave,
+        "settings": {k: v for k, v in vars(s).items()},
+    }
+    return save_plan(name, plan.to_json(), request, url=url)
+
+
+def _wave(
+    chosen: Sequence[str],
+    rows: Mapping[str, Mapping[str, Any]],
+    programs: Mapping[str, Program],
+    graph: nx.MultiDiGraph,
+) -> dict[str, Any]:
+    """MAXBAND over a corridor of the twin's signals, travel times from the road graph.
+
+    Between two neighbours the corridor leaves the first by one of its links' outgoing roads
+    and reaches the second by one of its links' incoming roads, whichever pair the roads join
+    fastest.
+    """
+    signals, _ = signals_from_layer(rows.values())
+    arcs: dict[str, tuple[int, int, float, float]] = {}
+    for u, v, key, data in graph.edges(keys=True, data=True):
+        arcs[_edge(str(key))] = (u, v, float(data["cost"]), float(data["length_m"]))
+    legs: list[tuple[str, str, float, float]] = []  # leave by, arrive by, seconds, metres
+    for a, b in itertools.pairwise(chosen):
+        leave = {k.to_edge for k in signals[a].links.values() if k.to_edge in arcs}
+        arrive = {k.from_edge for k in signals[b].links.values() if k.from_edge in arcs}
+        starts: dict[int, str] = {}
+        for e in sorted(leave):
+            starts.setdefault(arcs[e][1], e)
+        if not starts or not arrive:
+            raise SignalError(
+                f"the corridor is not connected: signal {a} or {b} has no road in the network",
+                parameter="signals",
+            )
+        cost, paths = nx.multi_source_dijkstra(graph, set(starts), weight="cost")
+        best = (
+            min((cost[arcs[e][0]] + arcs[e][2], e) for e in sorted(arrive) if arcs[e][0] in cost)
+            if any(arcs[e][0] in cost for e in arrive)
+            else None
+        )
+        if best is None:
+            raise SignalError(
+                f"the corridor is not connected: no road leads from signal {a} to signal {b}",
+                parameter="signals",
+            )
+        seconds, arrive_by = best
+        nodes = paths[arcs[arrive_by][0]]
+        leave_by = starts[nodes[0]]
+        metres = (
+            arcs[leave_by][3]
+            + arcs[arrive_by][3]
+            + sum(
+                min(d["length_m"] for d in graph[u][v].values())
+                for u, v in itertools.pairwise(nodes)
+            )
+        )
+        legs.append((leave_by, arrive_by, seconds + arcs[leave_by][2], metres))
+    members: list[CorridorSignal] = []
+    travel: list[float] = []
+    position = 0.0
+    for i, sid in enumerate(chosen):
+        into = legs[i - 1][1] if i > 0 else None
+        out_of = legs[i][0] if i < len(legs) else None
+        links = [k for k in signals[sid].links.values() if k.from_edge == into or into is None]
+        links = (
+            [k for k in links if out_of is None or k.to_edge == out_of]
+            or [k for k in links if k.direction == "s"]
+            or links
+        )
+        if not links:
+            raise SignalError(
+                f"signal {sid} controls no movement along the corridor", parameter="signals"
+            )
+        window = green_window(programs[sid], [links[0].index])
+        members.append(CorridorSignal(sid, position, window, window))
+        if i < len(legs):
+            travel.append(legs[i][2])
+            position += legs[i][3]
+    cycle = programs[chosen[0]].cycle
+    wave = maxband(members, cycle=cycle, travel_out_s=travel, weight_in=0.0)
+    out = wave.to_json()
+    out["offsets_s"] = {k: round(v, 1) for k, v in wave.offsets.items()}
+    return out
+
+
+def _edge(road_id: str) -> str:
+    """Return the SUMO edge of an imported road (``<scenario>:<edge>``; ``:reverse`` arcs too)."""
+    return road_id.removesuffix(":reverse").split(":", 1)[-1]
+
+
+def plan_sumo(name: str, *, url: str | None = None) -> str:
+    """Return a stored plan as a SUMO additional file (``tlLogic`` per signal)."""
+    record = get_plan(name, url=url)
+    if record is None:
+        raise LookupError(name)
+    items = []
+    for t in record["plan"]["signals"]:
+        phases = tuple(Phase(float(p["duration_s"]), str(p["state"])) for p in t["phases"])
+        sid = str(t["signal"]).split(":tls:", 1)[-1]
+        items.append((sid, Program(name, phases, float(t["offset_s"]))))
+    return additional_xml(items)
+
+
+def emergency_corridor(
+    route: Route, *, depart_s: float = 0.0, url: str | None = None
+) -> list[Hold]:
+    """Plan the green corridor for an emergency route over the twin's roads.
+
+    Parameters
+    ----------
+    route
+        The route (``City.route(..., profile="emergency")``).
+    depart_s
+        Departure on the plans' clock, s.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list of Hold
+        The signals to hold, when, and the phase each rejoins.
+    """
+    roads = read_layer("roads", url=url)
+    roads = roads[roads["id"].isin(route.road_ids)]
+    metric = roads.to_crs(get_settings().metric_crs)
+    edges: dict[str, Edge] = {}
+    ends: dict[str, tuple[int, int]] = {}
+    for row, line in zip(roads.itertuples(), metric.geometry, strict=True):
+        edge = _edge(str(row.id))
+        speed = float(row.maxspeed or 50.0) / 3.6
+        edges[edge] = Edge(float(shapely.length(line)), speed, frozenset())
+        ends[edge] = (int(row.source_node), int(row.target_node))
+    sequence = [_edge(r) for r in route.road_ids]
+    sequence = [e for i, e in enumerate(sequence) if i == 0 or e != sequence[i - 1]]
+    for a, b in itertools.pairwise(sequence):
+        if a in edges and b in edges and ends[a][1] == ends[b][0]:
+            edges[a] = replace(edges[a], successors=edges[a].successors | {b})
+    signals, _ = signals_from_layer(_signal_rows(url, None))
+    by_edge = {}
+    for sid, sig in signals.items():
+        for link in sig.links.values():
+            by_edge[link.from_edge, link.to_edge] = sid
+    on_route = {
+        sid: signals[sid]
+        for pair, sid in by_edge.items()
+        if pair in set(itertools.pairwise(sequence))
+    }
+    if len(sequence) < 2:
+        return []
+    return plan_corridor(edges, on_route, sequence, depart=depart_s)
