@@ -17,6 +17,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import numpy as np
+from scipy.optimize import linprog
+
 from routing.signals.model import Program, Signal, SignalError, SignalTiming
 
 
@@ -69,6 +72,11 @@ class WebsterSettings:
     turn_factors
         Count turning vehicles as through-car equivalents by HCM's turn adjustments (a right
         turn discharges at 0.85 of the through rate, a protected left at 0.95).
+    shared_lanes
+        A lane green in several stages is served by all of them together: the stages' ratios
+        are the least total that gives every lane its flow ratio (a linear program), and the
+        greens then equalise the lanes' degrees of saturation. SUMO's tool splits such a
+        lane's flow equally among its stages, whatever their length.
     """
 
     yellow_s: float | None = None
@@ -87,6 +95,7 @@ class WebsterSettings:
     critical_per_lane: bool = True
     area_factor: float = 0.9
     turn_factors: bool = True
+    shared_lanes: bool = True
 
     @classmethod
     def sumo(cls, **changes: float | bool | None) -> WebsterSettings:
@@ -105,6 +114,7 @@ class WebsterSettings:
             critical_per_lane=False,
             area_factor=1.0,
             turn_factors=False,
+            shared_lanes=False,
         )
         return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -182,26 +192,8 @@ def lane_groups(
     dict
         Lane groups per stage.
     """
-    phases = signal.program.phases
     active = signal.active or frozenset(signal.links)
-    size = signal.size
-    staged = stages(signal.program, settings)
-    states: dict[int, str] = {}
-    for stage in staged:
-        states[stage[0]] = "".join(
-            "G"
-            if any(phases[i].state[j] == "G" for i in stage)
-            else "g"
-            if any(phases[i].state[j] == "g" for i in stage)
-            else "r"
-            for j in range(size)
-        )
-    counted = states.values() if settings.stages else (p.state for p in phases)
-    protected: dict[int, int] = {}
-    for state in counted:
-        for j, c in enumerate(state):
-            if c == "G" and j in active:
-                protected[j] = protected.get(j, 0) + 1
+    states, protected = _stage_states(signal, settings)
     groups: dict[int, list[LaneGroup]] = {}
     for key, state in states.items():
         groups[key] = []
@@ -242,6 +234,112 @@ def lane_groups(
                 run.append(j)
         close(run_edge, run)
     return groups
+
+
+def _stage_states(
+    signal: Signal, settings: WebsterSettings
+) -> tuple[dict[int, str], dict[int, int]]:
+    """Each stage's combined state, and how many stages (phases) protect each link."""
+    phases = signal.program.phases
+    active = signal.active or frozenset(signal.links)
+    states: dict[int, str] = {}
+    for stage in stages(signal.program, settings):
+        states[stage[0]] = "".join(
+            "G"
+            if any(phases[i].state[j] == "G" for i in stage)
+            else "g"
+            if any(phases[i].state[j] == "g" for i in stage)
+            else "r"
+            for j in range(signal.size)
+        )
+    counted = states.values() if settings.stages else (p.state for p in phases)
+    protected: dict[int, int] = {}
+    for state in counted:
+        for j, c in enumerate(state):
+            if c == "G" and j in active:
+                protected[j] = protected.get(j, 0) + 1
+    return states, protected
+
+
+def _lane_needs(
+    signal: Signal, flows: Mapping[int, float], settings: WebsterSettings
+) -> dict[tuple[int, ...], float]:
+    """Flow ratio each lane needs, keyed by the stages that serve it (the largest per key).
+
+    A lane's load is the flow of all its links (turns sharing a lane share its queue); each
+    of its links must be served long enough to discharge it.
+    """
+    states, protected = _stage_states(signal, settings)
+    active = signal.active or frozenset(signal.links)
+    load: dict[tuple[str, int], float] = {}
+    for j in active:
+        if j in signal.links and flows.get(j, 0.0) > 0:
+            link = signal.links[j]
+            if settings.car_lanes_only and not link.passenger:
+                continue
+            key = (link.from_edge, link.from_lane)
+            load[key] = load.get(key, 0.0) + flows[j] / _turn(signal, j, settings)
+    needs: dict[tuple[int, ...], float] = {}
+    for j in active:
+        if j not in signal.links:
+            continue
+        lane = (signal.links[j].from_edge, signal.links[j].from_lane)
+        if load.get(lane, 0.0) <= 0:
+            continue
+        serving = tuple(
+            k
+            for k, state in states.items()
+            if state[j] == "G" or (state[j] == "g" and j not in protected)
+        )
+        if serving:
+            ratio = load[lane] / settings.saturation_flow
+            needs[serving] = max(needs.get(serving, 0.0), ratio)
+    return needs
+
+
+def _least_ratios(keys: list[int], needs: Mapping[tuple[int, ...], float]) -> dict[int, float]:
+    """Stage ratios of least total that give every lane its flow ratio (a linear program)."""
+    index = {k: n for n, k in enumerate(keys)}
+    a = np.zeros((len(needs), len(keys)))
+    b = np.zeros(len(needs))
+    for row, (serving, ratio) in enumerate(needs.items()):
+        for k in serving:
+            a[row, index[k]] = -1.0
+        b[row] = -ratio
+    found = linprog(np.ones(len(keys)), A_ub=a, b_ub=b, bounds=(0, None), method="highs")
+    return {k: float(found.x[index[k]]) for k in keys}
+
+
+def _equal_saturation(
+    keys: list[int],
+    needs: Mapping[tuple[int, ...], float],
+    effective: float,
+    cycle: float,
+    minimum: float,
+) -> dict[int, float] | None:
+    """Greens (sum ``effective``, each ``>= minimum``) that maximise the least lane reserve."""
+    n = len(keys)
+    if effective < n * minimum:
+        return None
+    index = {k: i for i, k in enumerate(keys)}
+    # variables: greens, then lambda; maximise lambda
+    a = np.zeros((len(needs), n + 1))
+    for row, (serving, ratio) in enumerate(needs.items()):
+        for k in serving:
+            a[row, index[k]] = -1.0
+        a[row, n] = ratio * cycle
+    found = linprog(
+        np.r_[np.zeros(n), -1.0],
+        A_ub=a,
+        b_ub=np.zeros(len(needs)),
+        A_eq=np.r_[np.ones(n), 0.0][None, :],
+        b_eq=[effective],
+        bounds=[(minimum, None)] * n + [(0, None)],
+        method="highs",
+    )
+    if not found.success:
+        return None
+    return {k: float(found.x[index[k]]) for k in keys}
 
 
 _TURN_FACTORS = {"r": 0.85, "R": 0.85, "t": 0.85, "l": 0.95, "L": 0.95}
@@ -302,6 +400,9 @@ def webster(
             parameter="signals",
         )
     ratios = critical_ratios(groups, s)
+    needs = _lane_needs(signal, flows, s) if s.shared_lanes and s.stages else {}
+    if needs:
+        ratios = _least_ratios(list(groups), needs)
     y_sum = sum(ratios.values())
     if y_sum <= 0:
         return None
@@ -333,6 +434,11 @@ def webster(
             g = s.min_green_s
             at_minimum.append(k)
         greens[k] = g
+    if needs:
+        balanced = _equal_saturation(list(ratios), needs, effective, cycle, s.min_green_s)
+        if balanced is not None:
+            greens = {k: float(round(g)) for k, g in balanced.items()}
+            at_minimum = []
     new = _program(program, staged, greens, s)
     if at_minimum and s.restrict_cycle and new.cycle > s.max_cycle_s and s.cycle_s is None:
         free = [k for k in greens if k not in at_minimum]
