@@ -401,7 +401,11 @@ def webster(
         )
     ratios = critical_ratios(groups, s)
     needs = _lane_needs(signal, flows, s) if s.shared_lanes and s.stages else {}
-    if needs:
+    if needs and all(len(serving) == 1 for serving in needs):
+        # no lane spans stages: the linear programs' answer is the busiest lane per stage
+        ratios = {k: needs.get((k,), 0.0) for k in groups}
+        needs = {}
+    elif needs:
         ratios = _least_ratios(list(groups), needs)
     y_sum = sum(ratios.values())
     if y_sum <= 0:
