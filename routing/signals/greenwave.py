@@ -5,7 +5,9 @@ Little's MAXBAND, written with explicit offsets: along a corridor of signals, a 
 it must fit inside one of the signal's outbound greens, ``o_i + a_i + n_i C <= tau + T_i`` and
 ``tau + T_i + b <= o_i + a_i + g_i + n_i C`` with integer ``n_i``; the inbound band likewise
 from the last signal back. The mixed-integer program maximises ``b + k b_in`` (``k`` the
-inbound weight) and is solved exactly by HiGHS through PuLP.
+inbound weight) and is solved exactly by HiGHS through PuLP. Where greens are short no band
+may pass both ways; the one-way programs are solved too and the best kept. The bands reported
+are measured from the offsets found, not read from the solver.
 """
 
 from __future__ import annotations
@@ -116,49 +118,105 @@ def maxband(
     for i in range(n - 2, -1, -1):
         t_in[i] = t_in[i + 1] + travel_in_s[i]
 
+    ids = tuple(c.id for c in corridor)
+    # Both bands through every signal, or only one of them: the best of the three programs
+    # (a two-way band may not exist at all where greens are short).
+    best: GreenWave | None = None
+    best_value = -1.0
+    for outbound, inbound in ((True, True), (True, False), (False, True)):
+        if inbound and weight_in <= 0:
+            continue
+        offsets = _solve(corridor, cycle, t_out, t_in, weight_in, outbound, inbound)
+        if offsets is None:
+            continue
+        b = band(corridor, offsets, t_out, cycle, inbound=False)
+        b_in = band(corridor, offsets, t_in, cycle, inbound=True)
+        value = b + weight_in * b_in
+        if value > best_value + 1e-6:
+            best_value = value
+            best = GreenWave(cycle, dict(zip(ids, offsets, strict=True)), b, b_in, ids)
+    if best is None:
+        raise SignalError("MAXBAND found no solution", parameter="corridor")
+    return best
+
+
+def _solve(
+    corridor: Sequence[CorridorSignal],
+    cycle: float,
+    t_out: Sequence[float],
+    t_in: Sequence[float],
+    weight_in: float,
+    outbound: bool,
+    inbound: bool,
+) -> list[float] | None:
+    """Solve MAXBAND for the bands asked for; offsets in [0, cycle), or None if infeasible."""
+    n = len(corridor)
     prob = pulp.LpProblem("maxband", pulp.LpMaximize)
-    g_out = min(c.green_out[1] for c in corridor)
-    g_in = min(c.green_in[1] for c in corridor)
-    b = prob.add_variable("b", 0, g_out)
-    b_in = prob.add_variable("b_in", 0, g_in)
+    b = prob.add_variable("b", 0, min(c.green_out[1] for c in corridor))
+    b_in = prob.add_variable("b_in", 0, min(c.green_in[1] for c in corridor))
     tau = prob.add_variable("tau", 0, cycle)
     tau_in = prob.add_variable("tau_in", 0, cycle)
     offsets = [prob.add_variable(f"o{i}", 0, cycle) for i in range(n)]
     prob += offsets[0] == 0
     span = math.ceil(max(t_out[-1], t_in[0]) / cycle) + 2
-    # Short greens can leave no two-way band at all; rather than fail, a band may be cut at
-    # a signal (elastic slack, heavily penalised) and the bandwidth reported is what passes
-    # every signal.
-    cuts = []
     for i, c in enumerate(corridor):
-        n_out = prob.add_variable(f"n{i}", -span, span, cat="Integer")
-        n_in = prob.add_variable(f"m{i}", -span, span, cat="Integer")
-        cut, cut_in = prob.add_variable(f"e{i}", 0), prob.add_variable(f"f{i}", 0)
-        cuts += [cut, cut_in]
-        a, g = c.green_out
-        prob += offsets[i] + a + cycle * n_out <= tau + t_out[i] + cut
-        prob += tau + t_out[i] + b <= offsets[i] + a + g + cycle * n_out + cut
-        if weight_in <= 0:  # a one-way wave: the inbound direction constrains nothing
-            continue
-        a, g = c.green_in
-        prob += offsets[i] + a + cycle * n_in <= tau_in + t_in[i] + cut_in
-        prob += tau_in + t_in[i] + b_in <= offsets[i] + a + g + cycle * n_in + cut_in
+        if outbound:
+            k = prob.add_variable(f"n{i}", -span, span, cat="Integer")
+            a, g = c.green_out
+            prob += offsets[i] + a + cycle * k <= tau + t_out[i]
+            prob += tau + t_out[i] + b <= offsets[i] + a + g + cycle * k
+        if inbound:
+            k = prob.add_variable(f"m{i}", -span, span, cat="Integer")
+            a, g = c.green_in
+            prob += offsets[i] + a + cycle * k <= tau_in + t_in[i]
+            prob += tau_in + t_in[i] + b_in <= offsets[i] + a + g + cycle * k
     # a tiny pull towards small offsets makes the answer unique where the band leaves room
-    prob += b + weight_in * b_in - 10 * pulp.lpSum(cuts) - 1e-6 * pulp.lpSum(offsets)
+    objective = (b if outbound else 0) + (weight_in * b_in if inbound else 0)
+    prob += objective - 1e-6 * pulp.lpSum(offsets)
     status = prob.solve(pulp.HiGHS(msg=False))
     if pulp.LpStatus[status] != "Optimal":
-        raise SignalError(
-            f"MAXBAND found no solution ({pulp.LpStatus[status]})", parameter="corridor"
-        )
-    found = {c.id: (pulp.value(o) or 0.0) % cycle for c, o in zip(corridor, offsets, strict=True)}
-    slack = [float(pulp.value(e) or 0.0) for e in cuts]
-    return GreenWave(
-        cycle,
-        found,
-        max(0.0, float(pulp.value(b) or 0.0) - 2 * max(slack[0::2])),
-        max(0.0, float(pulp.value(b_in) or 0.0) - 2 * max(slack[1::2])) if weight_in > 0 else 0.0,
-        tuple(c.id for c in corridor),
-    )
+        return None
+    return [round(float(pulp.value(o) or 0.0) % cycle, 6) for o in offsets]
+
+
+def band(
+    corridor: Sequence[CorridorSignal],
+    offsets: Sequence[float],
+    arrivals: Sequence[float],
+    cycle: float,
+    *,
+    inbound: bool,
+) -> float:
+    """Measure the band (s) that passes every green, for given offsets and arrival times.
+
+    Parameters
+    ----------
+    corridor
+        The signals.
+    offsets
+        Each signal's offset, s.
+    arrivals
+        When the band reaches each signal after leaving the first one it meets, s.
+    cycle
+        The common cycle, s.
+    inbound
+        Measure the inbound greens (else the outbound ones).
+
+    Returns
+    -------
+    float
+        The widest run of departure times (modulo the cycle) that meets green everywhere.
+    """
+    opens, greens = [], []
+    for c, o, t in zip(corridor, offsets, arrivals, strict=True):
+        a, g = c.green_in if inbound else c.green_out
+        opens.append((o + a - t) % cycle)
+        greens.append(g)
+    best = 0.0
+    for start in opens:
+        left = min(g - (start - o) % cycle for o, g in zip(opens, greens, strict=True))
+        best = max(best, left)
+    return max(best, 0.0)
 
 
 def green_window(program: Program, links: Sequence[int]) -> tuple[float, float]:
