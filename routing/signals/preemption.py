@@ -4,7 +4,8 @@ For an emergency route the corridor is planned ahead (which signal, which links,
 vehicle arrives at free speed, when each hold must start so the green is up before it, when it
 ends, and the plan each signal returns to), and run in SUMO through TraCI the way a real
 pre-emption system runs: a signal starts its hold when the vehicle, detected on its approach,
-is ``lead_s`` from the stop line; conflicting greens get a yellow first; once the vehicle has
+is ``lead_s`` from the stop line plus the time the queue standing there needs to clear;
+conflicting greens get a yellow first; once the vehicle has
 crossed, the signal shows yellow where needed and rejoins its plan at the phase the plan is in
 at that moment, so coordination is kept.
 """
@@ -16,7 +17,7 @@ import os
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from routing.signals.model import Program, Signal, SignalError
 
 EMERGENCY_TYPE = "twin_emergency"
 _YELLOW_S = 3.0
+_MAX_HOLD_S = 40.0  # longest hold of one signal
+_DISCHARGE_S = 2.0  # saturation headway: a queued vehicle leaves the stop line every 2 s
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Hold:
         The state held.
     route_index
         Position of ``edge`` in the route.
+    through_index
+        Position of the last route edge the hold serves (a signal that controls two
+        junctions in a row serves both turns with one hold); it ends once the vehicle is past.
     restore_phase
         The plan's phase the signal rejoins after its restoring yellow (at ``end_s`` + 3 s,
         the time counted from the plan's own start).
@@ -70,6 +76,7 @@ class Hold:
     phase: int
     state: str
     route_index: int
+    through_index: int
     restore_phase: int
 
 
@@ -112,7 +119,7 @@ def plan_corridor(
     route: Sequence[str],
     *,
     speed_factor: float = 1.0,
-    lead_s: float = 12.0,
+    lead_s: float = 8.0,
     clear_s: float = 4.0,
     depart: float = 0.0,
 ) -> list[Hold]:
@@ -172,6 +179,20 @@ def plan_corridor(
         sid = found[0][0]
         links = tuple(sorted({i for s, i in found if s == sid}))
         program = signals[sid].program
+        restore = phase_at(program, depart + eta + clear_s + _YELLOW_S)[0]
+        last = holds[-1] if holds else None
+        if last is not None and last.signal == sid and last.through_index == position - 1:
+            # the same signal's next junction: one hold serves both turns
+            links = tuple(sorted({*last.links, *links}))
+            holds[-1] = replace(
+                last,
+                links=links,
+                end_s=round(eta + clear_s, 1),
+                state=_serving_state(program, links),
+                through_index=position,
+                restore_phase=restore,
+            )
+            continue
         phase = serving_phase(program, links)
         holds.append(
             Hold(
@@ -185,10 +206,22 @@ def plan_corridor(
                 phase,
                 program.phases[phase].state,
                 position,
-                phase_at(program, depart + eta + clear_s + _YELLOW_S)[0],
+                position,
+                restore,
             )
         )
     return holds
+
+
+def _serving_state(program: Program, links: Sequence[int]) -> str:
+    """Return the state serving all links (the first one's phase, others made green if none)."""
+    try:
+        return program.phases[serving_phase(program, links)].state
+    except SignalError:
+        state = list(program.phases[serving_phase(program, links[:1])].state)
+        for j in links:
+            state[j] = "G"
+        return "".join(state)
 
 
 def phase_at(program: Program, time: float) -> tuple[int, float]:
@@ -233,7 +266,7 @@ class _Corridor:
                 edge = self.net.getEdge(hold.edge)
                 ahead = self.conn.vehicle.getDrivingDistance(vehicle, hold.edge, edge.getLength())
                 expected = max(speed, 0.5 * edge.getSpeed())
-                if ahead < 0 or ahead / expected > lead_s:
+                if ahead < 0 or ahead / expected > lead_s + self._queue_s(hold):
                     continue
                 self.waiting.remove(hold)
                 state = tl.getRedYellowGreenState(hold.signal)
@@ -251,9 +284,11 @@ class _Corridor:
                 self.modes[sid] = ("hold", now, hold)
             elif mode == "hold":
                 passed = (
-                    vehicle is None or self.conn.vehicle.getRouteIndex(vehicle) > hold.route_index
+                    vehicle is None or self.conn.vehicle.getRouteIndex(vehicle) > hold.through_index
                 )
-                if passed:
+                # as real pre-emption does, a hold never outlasts its maximum: a vehicle held up
+                # in a queue must not keep cross traffic red into gridlock
+                if passed or now - until >= _MAX_HOLD_S:
                     target = program.phases[phase_at(program, now + _YELLOW_S)[0]].state
                     current = tl.getRedYellowGreenState(sid)
                     tl.setRedYellowGreenState(sid, _yellow_between(current, target))
@@ -265,6 +300,15 @@ class _Corridor:
                 tl.setPhase(sid, phase)
                 tl.setPhaseDuration(sid, left)
                 del self.modes[sid]
+
+    def _queue_s(self, hold: Hold) -> float:
+        """Time the queue standing at the stop line needs to clear (2 s per vehicle)."""
+        lanes = {self.signals[hold.signal].links[j].from_lane for j in hold.links}
+        halting = max(
+            (self.conn.lane.getLastStepHaltingNumber(f"{hold.edge}_{lane}") for lane in lanes),
+            default=0,
+        )
+        return _DISCHARGE_S * halting
 
     @property
     def busy(self) -> bool:
@@ -282,7 +326,7 @@ def run_corridor(
     corridor: bool,
     end: float | None,
     workdir: Path,
-    lead_s: float = 12.0,
+    lead_s: float = 8.0,
 ) -> dict[str, Any]:
     """Run SUMO with one emergency vehicle, with or without the green corridor (TraCI).
 
@@ -305,7 +349,8 @@ def run_corridor(
     workdir
         Folder for SUMO's files.
     lead_s
-        How long before the vehicle's arrival each hold starts.
+        How long before the vehicle's arrival each hold starts, plus the time the queue
+        standing ahead of it needs to clear (2 s per halting vehicle).
 
     Returns
     -------
@@ -319,7 +364,8 @@ def run_corridor(
     vtype = workdir / "emergency.add.xml"
     vtype.write_text(
         f'<additional><vType id="{EMERGENCY_TYPE}" vClass="emergency" guiShape="emergency" '
-        'color="red"/></additional>\n',
+        f'color="red"/><vType id="{EMERGENCY_TYPE}_car" vClass="passenger" '
+        'guiShape="emergency" color="red"/></additional>\n',
         encoding="utf-8",
     )
     tag = f"em-{'on' if corridor else 'off'}-{seed}"
@@ -352,7 +398,14 @@ def run_corridor(
     vid = "twin_emergency"
     try:
         conn.route.add("twin_emergency_route", list(route))
-        conn.vehicle.add(vid, "twin_emergency_route", typeID=EMERGENCY_TYPE, depart=str(depart))
+        try:
+            conn.vehicle.add(vid, "twin_emergency_route", typeID=EMERGENCY_TYPE, depart=str(depart))
+        except traci.TraCIException:
+            # lanes that list the classes they allow may leave emergency vehicles out: the
+            # vehicle then drives with a car's permissions
+            conn.vehicle.add(
+                vid, "twin_emergency_route", typeID=f"{EMERGENCY_TYPE}_car", depart=str(depart)
+            )
         conn.simulationStep(depart)
         seen = False
         while end is None or conn.simulation.getTime() < end:
@@ -406,6 +459,7 @@ def evaluate_corridor(
     depart: float | None = None,
     end: float | None = None,
     workdir: Path | None = None,
+    lead_s: float = 8.0,
 ) -> dict[str, Any]:
     """Measure an emergency vehicle with and without the green corridor, seed by seed.
 
@@ -425,6 +479,8 @@ def evaluate_corridor(
         Simulation horizon, s.
     workdir
         Folder for SUMO's files.
+    lead_s
+        How long before the vehicle's arrival (beyond the queue's clearing) holds start.
 
     Returns
     -------
@@ -460,6 +516,7 @@ def evaluate_corridor(
             corridor=True,
             end=end,
             workdir=folder,
+            lead_s=lead_s,
         )
         per_seed.append({"seed": seed, "without": off, "with": on})
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
@@ -490,16 +547,35 @@ def evaluate_corridor(
     }
 
 
+def drivable(net: Any, route: Sequence[str], vclass: str = "passenger") -> bool:
+    """Whether a vehicle class may drive a route: every turn has a lane pair it may use."""
+    for a, b in itertools.pairwise(route):
+        if not (net.hasEdge(a) and net.hasEdge(b)):
+            return False
+        conns = net.getEdge(a).getOutgoing().get(net.getEdge(b), [])
+        if not any(c.getFromLane().allows(vclass) and c.getToLane().allows(vclass) for c in conns):
+            return False
+    return True
+
+
 def full_route(net: Any, route: Sequence[str]) -> list[str]:
     """Return a route's edges: as given, or the fastest path when only its two ends are given."""
     for e in route:
         if not net.hasEdge(e):
             raise SignalError(f"edge {e} is not in the network", parameter="emergency")
+    edges = list(route)
     if len(route) == 2 and net.getEdge(route[1]) not in net.getEdge(route[0]).getOutgoing():
-        path, _ = net.getFastestPath(net.getEdge(route[0]), net.getEdge(route[1]))
+        path, _ = net.getFastestPath(
+            net.getEdge(route[0]), net.getEdge(route[1]), vClass="passenger"
+        )
         if not path:
             raise SignalError(
                 f"no path from edge {route[0]} to edge {route[1]}", parameter="emergency"
             )
-        return [e.getID() for e in path]
-    return list(route)
+        edges = [e.getID() for e in path]
+    if not drivable(net, edges):
+        raise SignalError(
+            "the emergency route has a turn no car may take (a bus-only lane?): " + " ".join(edges),
+            parameter="emergency",
+        )
+    return edges
