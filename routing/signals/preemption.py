@@ -28,7 +28,7 @@ from routing.signals.model import Program, Signal, SignalError
 
 EMERGENCY_TYPE = "twin_emergency"
 _YELLOW_S = 3.0
-_MAX_HOLD_S = 40.0  # longest hold of one signal
+_MAX_HOLD_S = 60.0  # longest hold of one signal
 _DISCHARGE_S = 2.0  # saturation headway: a queued vehicle leaves the stop line every 2 s
 
 
@@ -59,8 +59,8 @@ class Hold:
     route_index
         Position of ``edge`` in the route.
     through_index
-        Position of the last route edge the hold serves (a signal that controls two
-        junctions in a row serves both turns with one hold); it ends once the vehicle is past.
+        Position of the last route edge the hold serves (a signal that controls the next
+        junctions too serves all their turns with one hold); it ends once the vehicle is past.
     restore_phase
         The plan's phase the signal rejoins after its restoring yellow (at ``end_s`` + 3 s,
         the time counted from the plan's own start).
@@ -181,8 +181,9 @@ def plan_corridor(
         program = signals[sid].program
         restore = phase_at(program, depart + eta + clear_s + _YELLOW_S)[0]
         last = holds[-1] if holds else None
-        if last is not None and last.signal == sid and last.through_index == position - 1:
-            # the same signal's next junction: one hold serves both turns
+        if last is not None and last.signal == sid:
+            # the same signal's next junction (no other signal between): one hold serves both
+            # turns, else the first hold's queue waits on the second junction's red
             links = tuple(sorted({*last.links, *links}))
             holds[-1] = replace(
                 last,
@@ -303,7 +304,8 @@ class _Corridor:
 
     def _queue_s(self, hold: Hold) -> float:
         """Time the queue standing at the stop line needs to clear (2 s per vehicle)."""
-        lanes = {self.signals[hold.signal].links[j].from_lane for j in hold.links}
+        links = [self.signals[hold.signal].links[j] for j in hold.links]
+        lanes = {k.from_lane for k in links if k.from_edge == hold.edge}
         halting = max(
             (self.conn.lane.getLastStepHaltingNumber(f"{hold.edge}_{lane}") for lane in lanes),
             default=0,
