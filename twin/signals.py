@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import networkx as nx
@@ -155,7 +155,7 @@ def optimise_signals(
         "bbox": list(bbox) if bbox else None,
         "signals": list(ids) if ids else None,
         "greenwave": greenwave,
-        "settings": {k: v for k, v in vars(s).items()},
+        "settings": asdict(s),
     }
     return save_plan(name, plan.to_json(), request, url=url)
 

@@ -202,8 +202,6 @@ def prepare(
         merged = sumo.merge_routes(scenario.demand_files, workdir / "demand.rou.xml")
         _tool("tlsCoordinator.py", "-n", base_net, "-r", merged, "-a", tca, "-o", offsets)
         setups["tlsCoordinator"] = Setup(base_net, (tca, offsets))
-    if "tlsCycleAdaptation" not in variants:
-        setups.pop("tlsCycleAdaptation", None)
     if "webster" in variants or "webster+greenwave" in variants:
         say("the twin's Webster")
         plan = optimise_scenario(scenario, base=base, settings=settings)

@@ -236,6 +236,22 @@ def test_bad_scenarios_name_what_is_missing(tmp_path):
     )
     with pytest.raises(SignalError, match=r"gone\.net\.xml does not exist"):
         read_scenario(missing)
+    (tmp_path / "garbage.net.xml").write_text("<net><edge id=")
+    (tmp_path / "some.rou.xml").write_text("<routes/>")
+    garbage = tmp_path / "garbage.sumocfg"
+    garbage.write_text(
+        '<configuration><input><net-file value="garbage.net.xml"/>'
+        '<route-files value="some.rou.xml"/></input></configuration>'
+    )
+    with pytest.raises(SignalError, match=r"garbage\.net\.xml cannot be read"):
+        read_scenario(garbage).read_net()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "twin"), "signals", "optimise", str(garbage)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "cannot be read" in done.stderr
     done = subprocess.run(
         [str(Path(sys.executable).parent / "twin"), "signals", "evaluate", str(missing)],
         capture_output=True,
