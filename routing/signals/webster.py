@@ -73,10 +73,12 @@ class WebsterSettings:
         Count turning vehicles as through-car equivalents by HCM's turn adjustments (a right
         turn discharges at 0.85 of the through rate, a protected left at 0.95).
     shared_lanes
-        A lane green in several stages is served by all of them together: the stages' ratios
-        are the least total that gives every lane its flow ratio (a linear program), and the
-        greens then equalise the lanes' degrees of saturation. SUMO's tool splits such a
-        lane's flow equally among its stages, whatever their length.
+        In programs that write stages as several phases (adaptive systems' plans), a lane
+        green in several stages is served by all of them together: the stages' ratios are the
+        least total that gives every lane its flow ratio (a linear program), and the greens
+        then equalise the lanes' degrees of saturation. SUMO's tool splits such a lane's flow
+        equally among its stages, whatever their length; on programs of one phase per stage
+        (netconvert's defaults) that equal split measured better in SUMO and is kept.
     """
 
     yellow_s: float | None = None
@@ -264,27 +266,19 @@ def _stage_states(
 def _lane_needs(
     signal: Signal, flows: Mapping[int, float], settings: WebsterSettings
 ) -> dict[tuple[int, ...], float]:
-    """Flow ratio each lane needs, keyed by the stages that serve it (the largest per key).
+    """Flow ratio to serve, keyed by the set of stages that serve it (the largest per set).
 
-    A lane's load is the flow of all its links (turns sharing a lane share its queue); each
-    of its links must be served long enough to discharge it.
+    On each lane, the turns served by the same stages queue and leave together: their flows
+    add up, and those stages together must discharge them.
     """
     states, protected = _stage_states(signal, settings)
     active = signal.active or frozenset(signal.links)
-    load: dict[tuple[str, int], float] = {}
-    for j in active:
-        if j in signal.links and flows.get(j, 0.0) > 0:
-            link = signal.links[j]
-            if settings.car_lanes_only and not link.passenger:
-                continue
-            key = (link.from_edge, link.from_lane)
-            load[key] = load.get(key, 0.0) + flows[j] / _turn(signal, j, settings)
-    needs: dict[tuple[int, ...], float] = {}
-    for j in active:
-        if j not in signal.links:
+    load: dict[tuple[str, int, tuple[int, ...]], float] = {}
+    for j in sorted(active):
+        if j not in signal.links or flows.get(j, 0.0) <= 0:
             continue
-        lane = (signal.links[j].from_edge, signal.links[j].from_lane)
-        if load.get(lane, 0.0) <= 0:
+        link = signal.links[j]
+        if settings.car_lanes_only and not link.passenger:
             continue
         serving = tuple(
             k
@@ -292,8 +286,11 @@ def _lane_needs(
             if state[j] == "G" or (state[j] == "g" and j not in protected)
         )
         if serving:
-            ratio = load[lane] / settings.saturation_flow
-            needs[serving] = max(needs.get(serving, 0.0), ratio)
+            key = (link.from_edge, link.from_lane, serving)
+            load[key] = load.get(key, 0.0) + flows[j] / _turn(signal, j, settings)
+    needs: dict[tuple[int, ...], float] = {}
+    for (_, _, serving), flow in load.items():
+        needs[serving] = max(needs.get(serving, 0.0), flow / settings.saturation_flow)
     return needs
 
 
@@ -400,7 +397,8 @@ def webster(
             parameter="signals",
         )
     ratios = critical_ratios(groups, s)
-    needs = _lane_needs(signal, flows, s) if s.shared_lanes and s.stages else {}
+    multi_phase = any(len(stage) > 1 for stage in stages(program, s))
+    needs = _lane_needs(signal, flows, s) if s.shared_lanes and multi_phase else {}
     if needs and all(len(serving) == 1 for serving in needs):
         # no lane spans stages: the linear programs' answer is the busiest lane per stage
         ratios = {k: needs.get((k,), 0.0) for k in groups}
