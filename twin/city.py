@@ -40,6 +40,7 @@ from routing import (
 )
 from routing.paths import Point
 from routing.signals import Hold, WebsterSettings
+from routing.signals.sumo import network_to_sumo
 from routing.traces import Cascade, Outage, Utilities
 from twin import deck, incidents
 from twin import signals as twin_signals
@@ -788,6 +789,19 @@ class City:
             greenwave=greenwave,
             settings=settings,
             url=self.url,
+        )
+
+    def export_sumo(self, folder: str | Path, *, name: str = "twin") -> Path:
+        """Write the city's roads and signals as a SUMO network; return the ``.net.xml``.
+
+        See :func:`routing.signals.sumo.network_to_sumo`.
+        """
+        return network_to_sumo(
+            self.layer("roads"),
+            self.layer("signals"),
+            folder,
+            metric_crs=self.metric_crs,
+            name=name,
         )
 
     def signal_plan(self, name: str) -> dict[str, Any] | None:

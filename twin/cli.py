@@ -340,6 +340,31 @@ def signals_import(
         out.print(_summary(report))
 
 
+@signals_app.command("export")
+def signals_export(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the SUMO files into.")],
+    plan: Annotated[
+        str | None, typer.Option(help="Also write this stored plan as an additional file.")
+    ] = None,
+    url: Url = None,
+) -> None:
+    """Write the twin's roads and signals as a SUMO network (and a stored plan)."""
+    import twin
+
+    city = twin.connect(url)
+    try:
+        net = city.export_sumo(folder)
+        out.print(f"wrote {net}")
+        if plan is not None:
+            path = folder / f"{plan}.add.xml"
+            path.write_text(city.signal_plan_sumo(plan), encoding="utf-8")
+            out.print(f"wrote {path}")
+    except KeyError as exc:
+        raise _fail(f"no signal plan named {plan!r}", 2) from exc
+    except ParameterError as exc:
+        raise _fail(str(exc), 2) from exc
+
+
 @signals_app.command("optimise")
 def signals_optimise(
     scenario: Scenario,

@@ -13,6 +13,7 @@ import collections
 import hashlib
 import importlib.util
 import os
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 import sumolib
 
@@ -759,3 +761,115 @@ def _road_class(speed_ms: float) -> str:
     if kmh >= 30:
         return "tertiary"
     return "residential"
+
+
+def network_to_sumo(
+    roads: gpd.GeoDataFrame,
+    signals: gpd.GeoDataFrame,
+    folder: str | os.PathLike[str],
+    *,
+    metric_crs: str,
+    name: str = "twin",
+) -> Path:
+    """Write the twin's road network and signals as a SUMO network (``netconvert``).
+
+    Roads become edges (a two-way road gives a second edge ``-<id>``; a loop road, two edges
+    ``<id>#1`` and ``<id>#2`` through a middle node) with their lanes, speed limit and shape, in
+    the city's metric CRS; the signals' intersections become traffic-light
+    junctions, whose programs netconvert builds from the junction's geometry (the twin's own
+    plans are exported as an additional file, see :func:`write_additional`).
+
+    Parameters
+    ----------
+    roads
+        The ``roads`` layer (``id``, ``source_node``, ``target_node``, ``lanes``,
+        ``maxspeed``, ``oneway``, ``name``, line geometry).
+    signals
+        The ``signals`` layer (``node_id``).
+    folder
+        Where to write ``<name>.nod.xml``, ``<name>.edg.xml`` and ``<name>.net.xml``.
+    metric_crs
+        The city's metric CRS (SUMO networks are in metres).
+    name
+        File stem.
+
+    Returns
+    -------
+    pathlib.Path
+        The network file.
+
+    Raises
+    ------
+    SignalError
+        When there are no roads or netconvert refuses them.
+    """
+    if roads.empty:
+        raise SignalError("there are no roads to export", parameter="roads")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = roads.to_crs(metric_crs)
+    lit = {str(int(n)) for n in signals["node_id"].dropna()} if "node_id" in signals else set()
+    nodes: dict[str, tuple[float, float]] = {}
+    edges = ET.Element("edges")
+    for row, line in zip(roads.itertuples(), metric.geometry, strict=True):
+        coords = [(float(x), float(y)) for x, y, *_ in line.coords]
+        source, target = str(int(row.source_node)), str(int(row.target_node))
+        nodes.setdefault(source, coords[0])
+        nodes.setdefault(target, coords[-1])
+        lanes = int(row.lanes) if _given(row.lanes) else 1
+        speed = float(row.maxspeed) / 3.6 if _given(row.maxspeed) else 50 / 3.6
+        attrs = {"numLanes": str(lanes), "speed": f"{speed:.2f}"}
+        if isinstance(row.name, str) and row.name:
+            attrs["name"] = row.name
+        pieces = [(str(row.id), source, target, coords)]
+        if source == target and len(coords) >= 3:
+            # SUMO has no edge from a junction back to itself: a loop road gets a middle node
+            middle = f"{row.id}#middle"
+            half = len(coords) // 2
+            nodes[middle] = coords[half]
+            pieces = [
+                (f"{row.id}#1", source, middle, coords[: half + 1]),
+                (f"{row.id}#2", middle, target, coords[half:]),
+            ]
+        for edge_id, a, b, points in pieces:
+            ET.SubElement(edges, "edge", id=edge_id, attrib={"from": a, "to": b, **attrs}).set(
+                "shape", " ".join(f"{x:.2f},{y:.2f}" for x, y in points)
+            )
+            if not bool(row.oneway):
+                ET.SubElement(
+                    edges, "edge", id=f"-{edge_id}", attrib={"from": b, "to": a, **attrs}
+                ).set("shape", " ".join(f"{x:.2f},{y:.2f}" for x, y in reversed(points)))
+    root = ET.Element("nodes")
+    for nid, (x, y) in nodes.items():
+        kind = "traffic_light" if nid in lit else "priority"
+        ET.SubElement(root, "node", id=nid, x=f"{x:.2f}", y=f"{y:.2f}", type=kind)
+    nod, edg, net = out / f"{name}.nod.xml", out / f"{name}.edg.xml", out / f"{name}.net.xml"
+    ET.ElementTree(root).write(nod, encoding="UTF-8", xml_declaration=True)
+    ET.ElementTree(edges).write(edg, encoding="UTF-8", xml_declaration=True)
+    done = subprocess.run(
+        [
+            sumo_binary("netconvert"),
+            "-n",
+            str(nod),
+            "-e",
+            str(edg),
+            "-o",
+            str(net),
+            "--no-warnings",
+            "--junctions.join",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SignalError(
+            f"netconvert refused the network: {done.stderr.strip()[-300:]}", parameter="roads"
+        )
+    return net
+
+
+def _given(value: Any) -> bool:
+    """Whether an attribute holds a value (not None, not NaN, not 0)."""
+    return not bool(pd.isna(value)) and bool(value)

@@ -116,3 +116,35 @@ def test_raster_ingest_and_a_bad_raster(raster_db: str, tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "bad.tif" in refused.stderr and "nothing was written" in refused.stderr
     assert sql_scalar(empty_db, "SELECT count(*) FROM rasters") == 1
+
+
+def test_signals_export_gives_a_network_sumo_runs(sample_db: str, tmp_path: Path) -> None:
+    """The sample city's roads and signals written as a SUMO network; SUMO loads and runs it."""
+    import sumolib
+
+    from routing.signals.sumo import sumo_binary
+
+    result = run(sample_db, "signals", "export", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    net_file = tmp_path / "twin.net.xml"
+    net = sumolib.net.readNet(str(net_file))
+    roads = sql_scalar(sample_db, "SELECT count(*) FROM roads WHERE valid_to IS NULL")
+    two_way = sql_scalar(
+        sample_db, "SELECT count(*) FROM roads WHERE valid_to IS NULL AND NOT oneway"
+    )
+    loops = sql_scalar(
+        sample_db,
+        "SELECT sum(CASE WHEN oneway THEN 1 ELSE 2 END) FROM roads "
+        "WHERE valid_to IS NULL AND source_node = target_node",
+    )
+    # every road each way; a loop road is two edges through a middle node
+    assert len(net.getEdges(withInternal=False)) == roads + two_way + loops
+    signals = sql_scalar(sample_db, "SELECT count(*) FROM signals WHERE valid_to IS NULL")
+    assert len(net.getTrafficLights()) == signals
+    done = subprocess.run(
+        [sumo_binary("sumo"), "-n", str(net_file), "--end", "10"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    missing = run(sample_db, "signals", "export", str(tmp_path), "--plan", "nope")
+    assert missing.returncode == 2
+    assert "no signal plan named 'nope'" in missing.stderr
