@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import statistics
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -521,11 +522,10 @@ def evaluate_corridor(
             lead_s=lead_s,
         )
         per_seed.append({"seed": seed, "without": off, "with": on})
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    t_off = mean([s["without"]["travel_time_s"] for s in per_seed])
-    t_on = mean([s["with"]["travel_time_s"] for s in per_seed])
-    d_off = mean([s["without"]["others_time_loss_s"] for s in per_seed])
-    d_on = mean([s["with"]["others_time_loss_s"] for s in per_seed])
+    t_off = statistics.fmean([s["without"]["travel_time_s"] for s in per_seed])
+    t_on = statistics.fmean([s["with"]["travel_time_s"] for s in per_seed])
+    d_off = statistics.fmean([s["without"]["others_time_loss_s"] for s in per_seed])
+    d_on = statistics.fmean([s["with"]["others_time_loss_s"] for s in per_seed])
     return {
         "route": list(edges),
         "depart_s": depart,
