@@ -34,3 +34,4 @@ bench: setup
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/utilities.py
 	$(BIN)/python bench/viewer.py
+	$(BIN)/python bench/signals.py
