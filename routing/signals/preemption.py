@@ -12,6 +12,8 @@ at that moment, so coordination is kept.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import os
 import statistics
@@ -395,7 +397,8 @@ def run_corridor(
     if end is not None:
         cmd += ["--end", str(end)]
     label = f"twin-{os.getpid()}-{tag}"
-    traci.start(cmd, label=label)
+    with contextlib.redirect_stdout(io.StringIO()):  # traci prints "Retrying" while SUMO starts
+        traci.start(cmd, label=label)
     conn = traci.getConnection(label)
     controller = _Corridor(conn, net, holds, signals)
     vid = "twin_emergency"
