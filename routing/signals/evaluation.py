@@ -351,7 +351,8 @@ def evaluate(
         The twin's Webster settings.
     emergency
         Edges of an emergency vehicle's route (two edges: routed by the fastest path); when
-        given, its travel time with and without the green corridor is measured too.
+        given, its travel time with and without the green corridor is measured too, under the
+        twin's Webster + green-wave plans (or the first variant's when those are not run).
     emergency_depart
         When the emergency vehicle departs, s (a third of the horizon by default).
     workdir
