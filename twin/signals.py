@@ -127,7 +127,8 @@ def optimise_signals(
     check_name(name)
     if bbox is None and not ids:
         raise SignalError("give an area (bbox) or signal ids", parameter="signals")
-    signals, flows = signals_from_layer(_signal_rows(url, bbox))
+    rows = _signal_rows(url, bbox)
+    signals, flows = signals_from_layer(rows)
     if ids:
         unknown = [i for i in ids if i not in signals]
         if unknown:
@@ -143,10 +144,10 @@ def optimise_signals(
     if greenwave:
         if len(chosen) < 2:
             raise SignalError("a green wave needs at least two signals", parameter="signals")
-        rows = {r["id"]: r for r in _signal_rows(url, None) if r["id"] in chosen}
         cycle = max(t.cycle for t in plan.timings.values())
         plan = optimise(signals, flows, settings=replace(s, cycle_s=cycle), ids=chosen)
-        corridor = _wave(chosen, rows, {k: t.program for k, t in plan.timings.items()}, graph)
+        members = {r["id"]: r for r in rows if r["id"] in chosen}
+        corridor = _wave(chosen, members, {k: t.program for k, t in plan.timings.items()}, graph)
         for sid, offset in corridor["offsets_s"].items():
             t = plan.timings[sid]
             plan.timings[sid] = replace(t, program=replace(t.program, offset=offset))
@@ -276,7 +277,10 @@ def emergency_corridor(
     list of Hold
         The signals to hold, when, and the phase each rejoins.
     """
-    roads = read_layer("roads", url=url)
+    # only the route's surroundings are read, not the city's every road and signal
+    xmin, ymin, xmax, ymax = route.geometry.buffer(0.001).bounds
+    area: BBox = (xmin, ymin, xmax, ymax)
+    roads = read_layer("roads", bbox=area, url=url)
     roads = roads[roads["id"].isin(route.road_ids)]
     metric = roads.to_crs(get_settings().metric_crs)
     edges: dict[str, Edge] = {}
@@ -291,7 +295,7 @@ def emergency_corridor(
     for a, b in itertools.pairwise(sequence):
         if a in edges and b in edges and ends[a][1] == ends[b][0]:
             edges[a] = replace(edges[a], successors=edges[a].successors | {b})
-    signals, _ = signals_from_layer(_signal_rows(url, None))
+    signals, _ = signals_from_layer(_signal_rows(url, area))
     by_edge = {}
     for sid, sig in signals.items():
         for link in sig.links.values():

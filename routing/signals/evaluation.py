@@ -259,33 +259,9 @@ def simulate(
     Run
         The run's figures.
     """
-    tag = f"{variant.replace('+', '_')}-{seed}"
-    trips = workdir / f"{tag}.tripinfo.xml"
-    stats_file = workdir / f"{tag}.stats.xml"
+    outputs = workdir / f"{variant.replace('+', '_')}-{seed}"
     additional = [*scenario.additional, *setup.programs]
-    cmd = [
-        sumo.sumo_binary("sumo"),
-        "-c",
-        str(scenario.config),
-        "-n",
-        str(setup.net),
-        "-a",
-        ",".join(str(p) for p in additional),
-        "--seed",
-        str(seed),
-        "--tripinfo-output",
-        str(trips),
-        "--tripinfo-output.write-unfinished",
-        "--statistic-output",
-        str(stats_file),
-        "--log",
-        str(workdir / f"{tag}.log"),
-        "--no-step-log",
-        "--no-warnings",
-        "--duration-log.disable",
-    ]
-    if end is not None:
-        cmd += ["--end", str(end)]
+    cmd = sumo.run_command(scenario, setup.net, additional, seed=seed, outputs=outputs, end=end)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -293,7 +269,9 @@ def simulate(
             f"SUMO cannot run {scenario.config.name} ({variant}): {' '.join(tail)}",
             parameter="scenario",
         )
-    return _read_run(trips, stats_file, variant=variant, seed=seed)
+    return _read_run(
+        Path(f"{outputs}.tripinfo.xml"), Path(f"{outputs}.stats.xml"), variant=variant, seed=seed
+    )
 
 
 def _read_run(trips: Path, stats_file: Path, *, variant: str, seed: int) -> Run:

@@ -410,7 +410,7 @@ def coordinate(
     signals, flows = scenario_signals(scenario, base=base)
     if not plan.timings:
         return plan
-    trips = sumo.read_trips(scenario.demand_files)
+    trips = scenario.read_trips()
     pairs, through = _pairs(
         scenario.read_net(), signals, trips, sumo.peak_hour(trips), speed_factor
     )

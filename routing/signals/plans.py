@@ -99,7 +99,7 @@ def scenario_signals(
     programs = sumo.read_programs(scenario.programs) if base == "scenario" else {}
     net = scenario.read_net()
     signals = sumo.signals_of(net, programs)
-    trips = sumo.read_trips(scenario.demand_files)
+    trips = scenario.read_trips()
     flows = sumo.link_flows(net, signals, trips, begin=sumo.peak_hour(trips))
     return signals, flows
 

@@ -374,28 +374,9 @@ def run_corridor(
         encoding="utf-8",
     )
     tag = f"em-{'on' if corridor else 'off'}-{seed}"
-    trips = workdir / f"{tag}.tripinfo.xml"
-    cmd = [
-        sumo.sumo_binary("sumo"),
-        "-c",
-        str(scenario.config),
-        "-n",
-        str(net_file),
-        "-a",
-        ",".join(str(p) for p in [*additional, vtype]),
-        "--seed",
-        str(seed),
-        "--tripinfo-output",
-        str(trips),
-        "--tripinfo-output.write-unfinished",
-        "--log",
-        str(workdir / f"{tag}.log"),
-        "--no-step-log",
-        "--no-warnings",
-        "--duration-log.disable",
-    ]
-    if end is not None:
-        cmd += ["--end", str(end)]
+    cmd = sumo.run_command(
+        scenario, net_file, [*additional, vtype], seed=seed, outputs=workdir / tag, end=end
+    )
     label = f"twin-{os.getpid()}-{tag}"
     with contextlib.redirect_stdout(io.StringIO()):  # traci prints "Retrying" while SUMO starts
         traci.start(cmd, label=label)
@@ -429,7 +410,7 @@ def run_corridor(
             conn.simulationStep(end)
     finally:
         conn.close()
-    return _corridor_result(trips, holds, controller.log, depart)
+    return _corridor_result(workdir / f"{tag}.tripinfo.xml", holds, controller.log, depart)
 
 
 def _corridor_result(

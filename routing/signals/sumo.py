@@ -92,7 +92,7 @@ class Scenario:
     programs: tuple[Path, ...]
     begin: float | None = None
     end: float | None = None
-    _net_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -107,9 +107,74 @@ class Scenario:
 
     def read_net(self) -> Any:
         """Return the network (``sumolib.net.Net``, with its default programs), read once."""
-        if "net" not in self._net_cache:
-            self._net_cache["net"] = read_net(self.net)
-        return self._net_cache["net"]
+        if "net" not in self._cache:
+            self._cache["net"] = read_net(self.net)
+        return self._cache["net"]
+
+    def read_trips(self) -> list[Trip]:
+        """Return the vehicles of every demand file (see :func:`read_trips`), read once."""
+        if "trips" not in self._cache:
+            self._cache["trips"] = read_trips(self.demand_files)
+        return self._cache["trips"]
+
+
+def run_command(
+    scenario: Scenario,
+    net: Path,
+    additional: Sequence[Path],
+    *,
+    seed: int,
+    outputs: Path,
+    end: float | None = None,
+) -> list[str]:
+    """Return the ``sumo`` command that runs a scenario with another network and additionals.
+
+    The scenario's own configuration applies (its processing options); its output files are
+    redirected to ``outputs`` + ``.tripinfo.xml``/``.stats.xml``/``.log`` (never beside the
+    scenario), unfinished trips included.
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    net
+        The network to run.
+    additional
+        Additional files, in loading order.
+    seed
+        Random seed.
+    outputs
+        Path stem of the output files.
+    end
+        Simulation horizon, s (the scenario's own by default).
+
+    Returns
+    -------
+    list of str
+        The command.
+    """
+    cmd = [
+        sumo_binary("sumo"),
+        "-c",
+        str(scenario.config),
+        "-n",
+        str(net),
+        "-a",
+        ",".join(str(p) for p in additional),
+        "--seed",
+        str(seed),
+        "--tripinfo-output",
+        f"{outputs}.tripinfo.xml",
+        "--tripinfo-output.write-unfinished",
+        "--statistic-output",
+        f"{outputs}.stats.xml",
+        "--log",
+        f"{outputs}.log",
+        "--no-step-log",
+        "--no-warnings",
+        "--duration-log.disable",
+    ]
+    return cmd if end is None else [*cmd, "--end", str(end)]
 
 
 def read_scenario(config: str | os.PathLike[str]) -> Scenario:
