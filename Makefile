@@ -4,7 +4,7 @@ BIN := .venv/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup demo test lint sample bench
+.PHONY: setup demo test test-stress lint sample bench
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# The suite beside one CPU-bound process per core, STRESS_RUNS times (default 2): flake hunting.
+test-stress: setup
+	@bash scripts/test-stress.sh
 
 # Rebuild data_samples/monaco from ../shared/data/monaco (the files are committed).
 sample: setup
