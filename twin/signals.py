@@ -27,6 +27,7 @@ from routing.signals import (
     Hold,
     Phase,
     Program,
+    Signal,
     SignalError,
     WebsterSettings,
     additional_xml,
@@ -36,6 +37,7 @@ from routing.signals import (
     plan_corridor,
     read_scenario,
 )
+from routing.signals.greenwave import band
 from routing.signals.plans import signals_from_layer
 from routing.signals.preemption import Edge
 from routing.signals.sumo import network_frames
@@ -169,75 +171,134 @@ def _wave(
 ) -> dict[str, Any]:
     """MAXBAND over a corridor of the twin's signals, travel times from the road graph.
 
-    Between two neighbours the corridor leaves the first by one of its links' outgoing roads
-    and reaches the second by one of its links' incoming roads, whichever pair the roads join
-    fastest.
+    The corridor is driven the fastest way from the first signal through each of the others in
+    turn (:func:`_stop_lines`); each signal's green is that of the movement the corridor makes
+    at the signal's first stop line on it. The offsets make the outbound band (the corridor's
+    order) widest; the inbound band is that of the corridor driven back, when the roads lead
+    back (else 0). Both bands are measured with the offsets as rounded for the plan.
     """
     signals, _ = signals_from_layer(rows.values())
     arcs: dict[str, tuple[int, int, float, float]] = {}
     for u, v, key, data in graph.edges(keys=True, data=True):
         arcs[_edge(str(key))] = (u, v, float(data["cost"]), float(data["length_m"]))
-    legs: list[tuple[str, str, float, float]] = []  # leave by, arrive by, seconds, metres
+    out = _stop_lines(chosen, signals, arcs, graph)
+    try:
+        back = _stop_lines(list(reversed(chosen)), signals, arcs, graph)[::-1]
+    except SignalError:  # the roads do not lead back: no inbound band
+        back = None
+    members: list[CorridorSignal] = []
+    for i, sid in enumerate(chosen):
+        window = green_window(programs[sid], out[i][0])
+        window_in = green_window(programs[sid], back[i][0]) if back else (0.0, 0.0)
+        members.append(CorridorSignal(sid, out[i][2], window, window_in))
+    t_out = [t for _, t, _ in out]  # from the first signal to each
+    t_in = [t for _, t, _ in back] if back else [0.0] * len(chosen)  # from the last to each
+    cycle = programs[chosen[0]].cycle
+    wave = maxband(
+        members,
+        cycle=cycle,
+        travel_out_s=[b - a for a, b in itertools.pairwise(t_out)],
+        travel_in_s=[a - b for a, b in itertools.pairwise(t_in)],
+        weight_in=0.0,
+    )
+    offsets = [round(wave.offsets[sid], 1) for sid in chosen]
+    out_s = band(members, offsets, t_out, cycle, inbound=False)
+    in_s = band(members, offsets, t_in, cycle, inbound=True) if back else 0.0
+    result = wave.to_json()
+    result["offsets_s"] = dict(zip(chosen, offsets, strict=True))
+    result["bandwidth_out_s"] = round(out_s, 2)
+    result["bandwidth_in_s"] = round(in_s, 2)
+    return result
+
+
+def _stop_lines(
+    chosen: Sequence[str],
+    signals: Mapping[str, Signal],
+    arcs: Mapping[str, tuple[int, int, float, float]],
+    graph: nx.MultiDiGraph,
+) -> list[tuple[list[int], float, float]]:
+    """Drive a corridor of signals in order; return, per signal, where the corridor meets it.
+
+    The corridor leaves the first signal by one of its links' outgoing roads and goes on, the
+    fastest way, to a road into the next signal, then on from there to the next, and so on.
+    For each signal: the links of the movement made at its first stop line on the way (at the
+    first signal, a movement onto the corridor's first road; at the last, one out of the road
+    it arrives by: straight ahead where there is one), and the seconds and metres from the
+    first signal's stop line.
+    """
+    path: list[str] = []  # the corridor's roads (SUMO edges), from the first signal on
+    arrivals: list[int] = []  # per later signal, the position in path of its approach road
     for a, b in itertools.pairwise(chosen):
-        leave = {k.to_edge for k in signals[a].links.values() if k.to_edge in arcs}
         arrive = {k.from_edge for k in signals[b].links.values() if k.from_edge in arcs}
-        starts: dict[int, str] = {}
-        for e in sorted(leave):
-            starts.setdefault(arcs[e][1], e)
-        if not starts or not arrive:
-            raise SignalError(
-                f"the corridor is not connected: signal {a} or {b} has no road in the network",
-                parameter="signals",
-            )
-        cost, paths = nx.multi_source_dijkstra(graph, set(starts), weight="cost")
-        best = (
-            min((cost[arcs[e][0]] + arcs[e][2], e) for e in sorted(arrive) if arcs[e][0] in cost)
-            if any(arcs[e][0] in cost for e in arrive)
-            else None
-        )
-        if best is None:
+        if path:
+            starts = [path[-1]]
+        else:
+            starts = sorted({k.to_edge for k in signals[a].links.values() if k.to_edge in arcs})
+        leg = _fastest(starts, arrive, arcs, graph, start_counts=not path)
+        if leg is None:
             raise SignalError(
                 f"the corridor is not connected: no road leads from signal {a} to signal {b}",
                 parameter="signals",
             )
-        seconds, arrive_by = best
-        nodes = paths[arcs[arrive_by][0]]
-        leave_by = starts[nodes[0]]
-        metres = (
-            arcs[leave_by][3]
-            + arcs[arrive_by][3]
-            + sum(
-                min(d["length_m"] for d in graph[u][v].values())
-                for u, v in itertools.pairwise(nodes)
-            )
-        )
-        legs.append((leave_by, arrive_by, seconds + arcs[leave_by][2], metres))
-    members: list[CorridorSignal] = []
-    travel: list[float] = []
-    position = 0.0
-    for i, sid in enumerate(chosen):
-        into = legs[i - 1][1] if i > 0 else None
-        out_of = legs[i][0] if i < len(legs) else None
-        links = [k for k in signals[sid].links.values() if k.from_edge == into or into is None]
-        links = (
-            [k for k in links if out_of is None or k.to_edge == out_of]
-            or [k for k in links if k.direction == "s"]
-            or links
-        )
-        if not links:
+        path += leg if not path else leg[1:]
+        arrivals.append(len(path) - 1)
+    seconds = list(itertools.accumulate(arcs[e][2] for e in path))
+    metres = list(itertools.accumulate(arcs[e][3] for e in path))
+    first = signals[chosen[0]].links.values()
+    out = [(_movement([k for k in first if k.to_edge == path[0]]), 0.0, 0.0)]
+    for sid, k in zip(chosen[1:], arrivals, strict=True):
+        into = [link for link in signals[sid].links.values() if link.from_edge == path[k]]
+        onward = [link for link in into if k + 1 < len(path) and link.to_edge == path[k + 1]]
+        if not into:
             raise SignalError(
                 f"signal {sid} controls no movement along the corridor", parameter="signals"
             )
-        window = green_window(programs[sid], [links[0].index])
-        members.append(CorridorSignal(sid, position, window, window))
-        if i < len(legs):
-            travel.append(legs[i][2])
-            position += legs[i][3]
-    cycle = programs[chosen[0]].cycle
-    wave = maxband(members, cycle=cycle, travel_out_s=travel, weight_in=0.0)
-    out = wave.to_json()
-    out["offsets_s"] = {k: round(v, 1) for k, v in wave.offsets.items()}
+        out.append((_movement(onward or into), seconds[k], metres[k]))
     return out
+
+
+def _movement(links: Sequence[Any]) -> list[int]:
+    """Return the link indices of one movement: straight ahead if there is one, else the first."""
+    if not links:
+        raise SignalError("a signal controls no movement along the corridor", parameter="signals")
+    ahead = [k for k in links if k.direction == "s"] or list(links)
+    edges = (ahead[0].from_edge, ahead[0].to_edge)
+    return sorted(k.index for k in ahead if (k.from_edge, k.to_edge) == edges)
+
+
+def _fastest(
+    starts: Sequence[str],
+    arrive: set[str],
+    arcs: Mapping[str, tuple[int, int, float, float]],
+    graph: nx.MultiDiGraph,
+    *,
+    start_counts: bool,
+) -> list[str] | None:
+    """Return the fastest roads from one of ``starts`` to one of ``arrive`` (both included).
+
+    ``start_counts``: whether the start road's own time counts (else the way is measured from
+    its end); a start road that is itself a road into the next signal is the whole way.
+    """
+    best: tuple[float, str, list[str]] | None = None
+    for start in starts:
+        own = arcs[start][2] if start_counts else 0.0
+        if start in arrive:
+            options = [(own, start, [start])]
+        else:
+            cost, paths = nx.single_source_dijkstra(graph, arcs[start][1], weight="cost")
+            options = []
+            for end in sorted(e for e in arrive if arcs[e][0] in cost):
+                nodes = paths[arcs[end][0]]
+                between = [
+                    _edge(str(min(graph[u][v].items(), key=lambda kv: float(kv[1]["cost"]))[0]))
+                    for u, v in itertools.pairwise(nodes)
+                ]
+                total = own + cost[arcs[end][0]] + arcs[end][2]
+                options.append((total, start, [start, *between, end]))
+        for option in options:
+            if best is None or option[:2] < best[:2]:
+                best = option
+    return best[2] if best else None
 
 
 def _edge(road_id: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -184,6 +183,7 @@ def prepare(
     base_net = scenario.net
     if base_programs:
         base_net = sumo.net_with_programs(scenario.net, base_programs, workdir / "base.net.xml")
+    demand = [base_net, *scenario.demand_files]
     routes = ",".join(str(p) for p in scenario.demand_files)
     setups: dict[str, Setup] = {}
     if "scenario" in variants:
@@ -193,14 +193,25 @@ def prepare(
     tca = workdir / "tlsCycleAdaptation.add.xml"
     if "tlsCycleAdaptation" in variants or "tlsCoordinator" in variants:
         say("SUMO's tlsCycleAdaptation.py")
-        _tool("tlsCycleAdaptation.py", "-n", base_net, "-r", routes, "-o", tca)
+        _tool("tlsCycleAdaptation.py", "-n", base_net, "-r", routes, "-o", tca, reads=demand)
         setups["tlsCycleAdaptation"] = Setup(base_net, (tca,))
     if "tlsCoordinator" in variants:
         say("SUMO's tlsCoordinator.py")
         offsets = workdir / "tlsCoordinator.add.xml"
         # the coordinator reads one route file: the demand merged into one
         merged = sumo.merge_routes(scenario.demand_files, workdir / "demand.rou.xml")
-        _tool("tlsCoordinator.py", "-n", base_net, "-r", merged, "-a", tca, "-o", offsets)
+        _tool(
+            "tlsCoordinator.py",
+            "-n",
+            base_net,
+            "-r",
+            merged,
+            "-a",
+            tca,
+            "-o",
+            offsets,
+            reads=demand,
+        )
         setups["tlsCoordinator"] = Setup(base_net, (tca, offsets))
     if "webster" in variants or "webster+greenwave" in variants:
         say("the twin's Webster")
@@ -220,9 +231,10 @@ def prepare(
     return {v: setups[v] for v in variants if v in setups}
 
 
-def _tool(name: str, *args: str | os.PathLike[str]) -> None:
+def _tool(name: str, *args: str | os.PathLike[str], reads: Sequence[Path]) -> None:
+    """Run one of SUMO's tools; ``reads``: its input files (its time limit grows with them)."""
     cmd = [sys.executable, sumo.sumo_tool(name), *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = sumo.run_process(cmd, timeout_s=sumo.tool_timeout(reads), what=f"SUMO's {name}")
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise SignalError(f"SUMO's {name} failed: {' '.join(tail)}", parameter="scenario")
@@ -236,6 +248,7 @@ def simulate(
     seed: int,
     end: float | None = None,
     workdir: Path,
+    timeout_s: float | None = None,
 ) -> Run:
     """Run SUMO once and read its trip statistics.
 
@@ -253,16 +266,26 @@ def simulate(
         Stop the simulation at this time, s (vehicles still running are counted as unfinished).
     workdir
         Folder for SUMO's outputs.
+    timeout_s
+        Wall-clock limit of the run, s (by default :func:`routing.signals.sumo.run_timeout`).
 
     Returns
     -------
     Run
         The run's figures.
+
+    Raises
+    ------
+    SignalError
+        When SUMO fails, or has not finished within ``timeout_s`` (it is stopped).
     """
     outputs = workdir / f"{variant.replace('+', '_')}-{seed}"
     additional = [*scenario.additional, *setup.programs]
     cmd = sumo.run_command(scenario, setup.net, additional, seed=seed, outputs=outputs, end=end)
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    limit = timeout_s if timeout_s is not None else sumo.run_timeout(scenario, end)
+    done = sumo.run_process(
+        cmd, timeout_s=limit, what=f"SUMO's run of {scenario.config.name} ({variant}, seed {seed})"
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise SignalError(

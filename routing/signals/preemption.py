@@ -15,15 +15,18 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import os
 import statistics
+import subprocess
 import tempfile
+import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import sumolib
 import traci
 
 from routing.signals import sumo
@@ -332,6 +335,8 @@ def run_corridor(
     end: float | None,
     workdir: Path,
     lead_s: float = 8.0,
+    options: Sequence[str] = (),
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Run SUMO with one emergency vehicle, with or without the green corridor (TraCI).
 
@@ -356,11 +361,21 @@ def run_corridor(
     lead_s
         How long before the vehicle's arrival each hold starts, plus the time the queue
         standing ahead of it needs to clear (2 s per halting vehicle).
+    options
+        Further SUMO options (outputs such as ``--fcd-output``).
+    timeout_s
+        Wall-clock limit of the run, s (by default :func:`routing.signals.sumo.run_timeout`);
+        SUMO is stopped when it is reached.
 
     Returns
     -------
     dict
         The vehicle's travel time, the other vehicles' mean time loss, the holds carried out.
+
+    Raises
+    ------
+    SignalError
+        When SUMO cannot start, fails, or has not finished within ``timeout_s``.
     """
     net = scenario.read_net()
     programs = sumo.read_programs([net_file, *additional])
@@ -375,42 +390,137 @@ def run_corridor(
     )
     tag = f"em-{'on' if corridor else 'off'}-{seed}"
     cmd = sumo.run_command(
-        scenario, net_file, [*additional, vtype], seed=seed, outputs=workdir / tag, end=end
+        scenario,
+        net_file,
+        [*additional, vtype],
+        seed=seed,
+        outputs=workdir / tag,
+        end=end,
+        options=options,
     )
-    label = f"twin-{os.getpid()}-{tag}"
-    with contextlib.redirect_stdout(io.StringIO()):  # traci prints "Retrying" while SUMO starts
-        traci.start(cmd, label=label)
-    conn = traci.getConnection(label)
+    limit = timeout_s if timeout_s is not None else sumo.run_timeout(scenario, end)
+    what = f"SUMO's emergency run of {scenario.config.name} ({tag})"
+    with _traci_session(cmd, limit=limit, what=what, log=workdir / f"{tag}.log") as conn:
+        controller = _drive(conn, net, holds, signals, route, depart, corridor, end, lead_s)
+    return _corridor_result(workdir / f"{tag}.tripinfo.xml", holds, controller.log, depart)
+
+
+@contextlib.contextmanager
+def _traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> Iterator[Any]:
+    """Start SUMO as a TraCI server and yield the connection; SUMO is stopped after ``limit`` s.
+
+    A watchdog kills SUMO once the time is up: the connection then breaks, and the error says
+    that the run took too long rather than that SUMO went away. On leaving, the connection is
+    closed and SUMO given the rest of the time to write its outputs.
+    """
+    deadline = time.monotonic() + limit
+    process: subprocess.Popen[bytes] | None = None
+    conn: Any = None
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        if process is not None:
+            process.kill()
+
+    def stopped() -> SignalError:
+        return SignalError(
+            f"{what} did not finish within {round(limit, 1):g} s and was stopped",
+            parameter="scenario",
+        )
+
+    watchdog = threading.Timer(limit, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        # a port found free may be taken before SUMO binds it: SUMO then exits; try another
+        for _ in range(3):
+            port = int(sumolib.miscutils.getFreeSocketPort())
+            process = subprocess.Popen(
+                [*cmd, "--remote-port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                # traci prints "Retrying" while SUMO starts
+                with contextlib.redirect_stdout(io.StringIO()):
+                    conn = traci.connect(port, proc=process)
+                break
+            except traci.TraCIException:  # SUMO exited before it answered
+                if expired.is_set():
+                    raise
+        if conn is None:
+            raise SignalError(
+                f"{what} could not start: {' '.join(_tail(log))}", parameter="scenario"
+            )
+        yield conn
+    except (traci.FatalTraCIError, traci.TraCIException, OSError) as exc:
+        if expired.is_set():
+            raise stopped() from exc
+        raise SignalError(
+            f"{what} failed: {exc} {' '.join(_tail(log))}".strip(), parameter="scenario"
+        ) from exc
+    finally:
+        watchdog.cancel()
+        if conn is not None:
+            with contextlib.suppress(traci.FatalTraCIError, OSError):
+                conn.close(wait=False)
+        if process is not None:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 10.0))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+                raise stopped() from None
+
+
+def _tail(log: Path, lines: int = 3) -> list[str]:
+    """Return the last lines of a SUMO log (what went wrong), if it was written."""
+    try:
+        return log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _drive(
+    conn: Any,
+    net: Any,
+    holds: Sequence[Hold],
+    signals: Mapping[str, Signal],
+    route: Sequence[str],
+    depart: float,
+    corridor: bool,
+    end: float | None,
+    lead_s: float,
+) -> _Corridor:
+    """Add the emergency vehicle and step the simulation to its end, driving the corridor."""
     controller = _Corridor(conn, net, holds, signals)
     vid = "twin_emergency"
+    conn.route.add("twin_emergency_route", list(route))
     try:
-        conn.route.add("twin_emergency_route", list(route))
-        try:
-            conn.vehicle.add(vid, "twin_emergency_route", typeID=EMERGENCY_TYPE, depart=str(depart))
-        except traci.TraCIException:
-            # lanes that list the classes they allow may leave emergency vehicles out: the
-            # vehicle then drives with a car's permissions
-            conn.vehicle.add(
-                vid, "twin_emergency_route", typeID=f"{EMERGENCY_TYPE}_car", depart=str(depart)
-            )
-        conn.simulationStep(depart)
-        seen = False
-        while end is None or conn.simulation.getTime() < end:
+        conn.vehicle.add(vid, "twin_emergency_route", typeID=EMERGENCY_TYPE, depart=str(depart))
+    except traci.TraCIException:
+        # lanes that list the classes they allow may leave emergency vehicles out: the
+        # vehicle then drives with a car's permissions
+        conn.vehicle.add(
+            vid, "twin_emergency_route", typeID=f"{EMERGENCY_TYPE}_car", depart=str(depart)
+        )
+    conn.simulationStep(depart)
+    seen = False
+    while end is None or conn.simulation.getTime() < end:
+        conn.simulationStep()
+        present = vid in conn.vehicle.getIDList()
+        seen = seen or present
+        if corridor:
+            controller.step(conn.simulation.getTime(), vid if present else None, lead_s)
+        if seen and not present and not controller.busy:
+            break
+    if end is None:
+        while conn.simulation.getMinExpectedNumber() > 0:
             conn.simulationStep()
-            present = vid in conn.vehicle.getIDList()
-            seen = seen or present
-            if corridor:
-                controller.step(conn.simulation.getTime(), vid if present else None, lead_s)
-            if seen and not present and not controller.busy:
-                break
-        if end is None:
-            while conn.simulation.getMinExpectedNumber() > 0:
-                conn.simulationStep()
-        elif conn.simulation.getTime() < end:
-            conn.simulationStep(end)
-    finally:
-        conn.close()
-    return _corridor_result(workdir / f"{tag}.tripinfo.xml", holds, controller.log, depart)
+    elif conn.simulation.getTime() < end:
+        conn.simulationStep(end)
+    return controller
 
 
 def _corridor_result(

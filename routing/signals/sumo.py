@@ -126,12 +126,16 @@ def run_command(
     seed: int,
     outputs: Path,
     end: float | None = None,
+    options: Sequence[str] = (),
 ) -> list[str]:
     """Return the ``sumo`` command that runs a scenario with another network and additionals.
 
     The scenario's own configuration applies (its processing options); its output files are
     redirected to ``outputs`` + ``.tripinfo.xml``/``.stats.xml``/``.log`` (never beside the
-    scenario), unfinished trips included.
+    scenario), unfinished trips included. So are the outputs its additional files declare
+    (detectors, ...): such a file is loaded from a copy beside ``outputs`` that writes to
+    ``outputs`` + ``.<file name>``, never into the scenario's folder (which may be read-only,
+    and which runs in parallel would share).
 
     Parameters
     ----------
@@ -147,12 +151,15 @@ def run_command(
         Path stem of the output files.
     end
         Simulation horizon, s (the scenario's own by default).
+    options
+        Further SUMO options (e.g. ``["--fcd-output", path]``), appended.
 
     Returns
     -------
     list of str
         The command.
     """
+    loaded = [redirect_outputs(p, outputs) for p in additional]
     cmd = [
         sumo_binary("sumo"),
         "-c",
@@ -160,7 +167,7 @@ def run_command(
         "-n",
         str(net),
         "-a",
-        ",".join(str(p) for p in additional),
+        ",".join(str(p) for p in loaded),
         "--seed",
         str(seed),
         "--tripinfo-output",
@@ -174,7 +181,149 @@ def run_command(
         "--no-warnings",
         "--duration-log.disable",
     ]
-    return cmd if end is None else [*cmd, "--end", str(end)]
+    if end is not None:
+        cmd += ["--end", str(end)]
+    return [*cmd, *options]
+
+
+# Elements of additional files that write an output file, and the attribute naming it.
+_OUTPUTS = {
+    tag: "file"
+    for tag in (
+        "e1Detector",
+        "inductionLoop",
+        "instantInductionLoop",
+        "e2Detector",
+        "laneAreaDetector",
+        "e3Detector",
+        "entryExitDetector",
+        "edgeData",
+        "laneData",
+        "edgeRelation",
+        "tazRelation",
+        "routeProbe",
+        "vTypeProbe",
+    )
+} | {"calibrator": "output", "timedEvent": "dest"}
+
+
+def redirect_outputs(path: Path, outputs: Path) -> Path:
+    """Return an additional file that writes its outputs beside ``outputs``, not beside itself.
+
+    A file declaring no output (programs, vehicle types, stops ...) and route files are
+    returned as they are; otherwise a copy ``outputs`` + ``.<name>`` is written whose outputs
+    go to ``outputs`` + ``.<their file name>``.
+
+    Parameters
+    ----------
+    path
+        The additional file.
+    outputs
+        Path stem of the run's output files.
+
+    Returns
+    -------
+    pathlib.Path
+        The file to load.
+    """
+    if path.name.endswith(".rou.xml"):
+        return path
+    tree = ET.parse(path)
+    changed = False
+    for el in tree.getroot().iter():
+        attribute = _OUTPUTS.get(str(el.tag))
+        target = el.get(attribute) if attribute else None
+        if attribute and target:
+            el.set(attribute, f"{outputs}.{Path(target).name}")
+            changed = True
+    if not changed:
+        return path
+    copy = Path(f"{outputs}.{path.name}")
+    tree.write(copy, encoding="UTF-8", xml_declaration=True)
+    return copy
+
+
+def run_timeout(scenario: Scenario, end: float | None = None) -> float:
+    """Return how long one SUMO run of a scenario may take before it counts as hung, s.
+
+    Two minutes to start, then one second per simulated second: SUMO runs a city's scenario
+    far faster than real time (Bologna's acosta, 600 s of traffic, in about 3 s), so a run
+    slower than real time has hung. The horizon is ``end``, else the configuration's end,
+    else the last departure of the demand plus an hour for the last vehicles to arrive.
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    end
+        The run's horizon, s.
+
+    Returns
+    -------
+    float
+        Seconds of wall-clock time.
+    """
+    horizon = end if end is not None else scenario.end
+    if horizon is None:
+        horizon = max((t.depart for t in scenario.read_trips()), default=0.0) + 3600.0
+    return 120.0 + max(horizon - (scenario.begin or 0.0), 0.0)
+
+
+def tool_timeout(inputs: Iterable[str | os.PathLike[str]]) -> float:
+    """Return how long one of SUMO's tools or ``netconvert`` may take on its inputs, s.
+
+    Two minutes, plus a minute per megabyte of input files (SUMO's tools read Bologna's
+    acosta, 2 MB of network and demand, in a few seconds).
+
+    Parameters
+    ----------
+    inputs
+        The files the tool reads.
+
+    Returns
+    -------
+    float
+        Seconds of wall-clock time.
+    """
+    size = sum(Path(p).stat().st_size for p in inputs if Path(p).is_file())
+    return 120.0 + 60.0 * size / 1e6
+
+
+def run_process(
+    cmd: Sequence[str], *, timeout_s: float, what: str, parameter: str = "scenario"
+) -> subprocess.CompletedProcess[str]:
+    """Run one of SUMO's programs or tools, its output captured, for at most ``timeout_s``.
+
+    Parameters
+    ----------
+    cmd
+        The command.
+    timeout_s
+        Seconds after which the process is killed.
+    what
+        What runs, for the message when it is stopped (``"SUMO's netconvert"`` ...).
+    parameter
+        The parameter an error names.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        The finished process (the caller checks its return code).
+
+    Raises
+    ------
+    SignalError
+        When the process has not finished within ``timeout_s`` (it is killed).
+    """
+    try:
+        return subprocess.run(
+            list(cmd), capture_output=True, text=True, check=False, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SignalError(
+            f"{what} did not finish within {round(timeout_s, 1):g} s and was stopped",
+            parameter=parameter,
+        ) from exc
 
 
 def read_scenario(config: str | os.PathLike[str]) -> Scenario:
@@ -866,7 +1015,8 @@ def network_to_sumo(
     Raises
     ------
     SignalError
-        When there are no roads or netconvert refuses them.
+        When there are no roads, or netconvert refuses them or does not finish in time
+        (see :func:`tool_timeout`).
     """
     if roads.empty:
         raise SignalError("there are no roads to export", parameter="roads")
@@ -911,7 +1061,7 @@ def network_to_sumo(
     nod, edg, net = out / f"{name}.nod.xml", out / f"{name}.edg.xml", out / f"{name}.net.xml"
     ET.ElementTree(root).write(nod, encoding="UTF-8", xml_declaration=True)
     ET.ElementTree(edges).write(edg, encoding="UTF-8", xml_declaration=True)
-    done = subprocess.run(
+    done = run_process(
         [
             sumo_binary("netconvert"),
             "-n",
@@ -924,9 +1074,9 @@ def network_to_sumo(
             "--junctions.join",
             "false",
         ],
-        capture_output=True,
-        text=True,
-        check=False,
+        timeout_s=tool_timeout([nod, edg]),
+        what="SUMO's netconvert",
+        parameter="roads",
     )
     if done.returncode != 0:
         raise SignalError(

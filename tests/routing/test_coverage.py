@@ -1,48 +1,199 @@
-"""Coverage per district agrees with routes, and the greedy site adds what it says."""
+"""Coverage per district agrees with routes and with pgRouting, and the greedy sites are the
+best ones a brute force over the same candidates finds."""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 import twin
+from layers.database import get_engine
+from layers.settings import get_settings
 from routing import RoutingError, route
+from routing.coverage import MAX_CANDIDATES
+from routing.network import MAX_SNAP_M
+from tests.conftest import SAMPLE
+from tests.routing.oracle import edge_rows, pgr_driving_times, postgis_snaps
+
+MINUTES = 3
+#: A point this close (as a fraction) to the end of a one-way edge stands on its target node.
+AT_END = 1e-9
 
 
 @pytest.fixture(scope="module")
 def result(sample_db: str):
-    return twin.connect(sample_db).coverage(kind="fire_station", minutes=3, suggest=2)
+    return twin.connect(sample_db).coverage(kind="fire_station", minutes=MINUTES, suggest=2)
+
+
+@dataclass
+class Oracle:
+    """Coverage computed without the engine: PostGIS snaps, pgRouting's driving distances."""
+
+    limit_s: float
+    arrival_s: np.ndarray  # seconds from the nearest station to each building (inf: beyond)
+    candidates: list[int]  # node ids, as the greedy spreads them
+    reach: np.ndarray  # candidates x buildings: reached within the limit from the candidate
+    population: np.ndarray
+    nodes: dict[int, tuple[float, float]]  # the intersections layer: node id -> (lon, lat)
+
+
+@pytest.fixture(scope="module")
+def oracle(sample_db: str, result) -> Oracle:
+    coverage, _ = result
+    limit = coverage.minutes * 60
+    city = twin.connect(sample_db)
+    network = city.router.network("emergency")  # only for the closures active now
+    closed = [int(i) for i in network.edge_id[network.closed]]
+    edges = edge_rows(sample_db, "emergency", closed)
+    nodes = sorted({n for source, target, _, _ in edges.values() for n in (source, target)})
+    position = {n: i for i, n in enumerate(nodes)}
+    srid = int(get_settings().metric_crs.removeprefix("EPSG:"))
+    buildings = city.layer("buildings")  # the order of the coverage's arrays
+    with get_engine(sample_db).connect() as conn:
+        surface = {  # where a building stands: PostGIS's point on its surface
+            i: (float(x), float(y))
+            for i, x, y in conn.execute(
+                sa.text(
+                    "SELECT id, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) "
+                    "FROM buildings WHERE valid_to IS NULL"
+                )
+            )
+        }
+        stations = conn.execute(
+            sa.text(
+                "SELECT ST_X(geom), ST_Y(geom) FROM resources "
+                "WHERE valid_to IS NULL AND kind = 'fire_station' ORDER BY id"
+            )
+        ).all()
+        intersections = {
+            int(n): (float(x), float(y))
+            for n, x, y in conn.execute(
+                sa.text(
+                    "SELECT node_id, ST_X(geom), ST_Y(geom) FROM intersections "
+                    "WHERE valid_to IS NULL"
+                )
+            )
+        }
+    snap = dict(srid=srid, max_distance_m=MAX_SNAP_M, closed=closed)
+    found = postgis_snaps(sample_db, "emergency", [surface[i] for i in buildings["id"]], **snap)
+    at = [spot for spot in found if spot is not None]
+    assert len(at) == len(buildings)  # every building of the sample stands by a road
+
+    def arrival(times: np.ndarray) -> np.ndarray:
+        """Seconds to each building given seconds to each node (one row per start)."""
+        out = np.full((times.shape[0], len(at)), np.inf)
+        for j, (edge, fraction) in enumerate(at):
+            source, target, cost, reverse = edges[edge]
+            best = times[:, position[source]] + fraction * cost
+            if reverse >= 0:
+                best = np.minimum(best, times[:, position[target]] + (1 - fraction) * reverse)
+            elif fraction >= 1 - AT_END:
+                best = np.minimum(best, times[:, position[target]])
+            out[:, j] = best
+        return out
+
+    def table(rows: list[dict[int, float]]) -> np.ndarray:
+        times = np.full((len(rows), len(nodes)), np.inf)
+        for r, row in enumerate(rows):
+            for node, seconds in row.items():
+                times[r, position[node]] = seconds
+        return times
+
+    # the stations: leave their edge either way (one-way: only ahead), then drive
+    placed = [
+        spot
+        for spot in postgis_snaps(sample_db, "emergency", [tuple(s) for s in stations], **snap)
+        if spot is not None
+    ]
+    assert len(placed) == len(stations) > 0
+    exits = []
+    for edge, fraction in placed:
+        source, target, cost, reverse = edges[edge]
+        exits.append((target, (1 - fraction) * cost))
+        if reverse >= 0:
+            exits.append((source, fraction * reverse))
+        elif fraction <= AT_END:
+            exits.append((source, 0.0))
+    driven = pgr_driving_times(sample_db, "emergency", sorted({n for n, _ in exits}), limit, closed)
+    from_stations = np.min(table([driven[n] for n, _ in exits]) + [[o] for _, o in exits], axis=0)
+    arrival_s = arrival(from_stations[np.newaxis])[0]
+    for edge, fraction in placed:
+        _, _, cost, reverse = edges[edge]
+        for j, spot in enumerate(at):  # a building on a station's own edge: the direct trip
+            if spot[0] == edge:
+                direct = (
+                    (spot[1] - fraction) * cost
+                    if spot[1] >= fraction
+                    else (fraction - spot[1]) * reverse
+                    if reverse >= 0
+                    else math.inf
+                )
+                arrival_s[j] = min(arrival_s[j], direct)
+    # the candidate sites: every node of an open edge, evenly thinned to MAX_CANDIDATES
+    candidates = nodes[:: math.ceil(len(nodes) / MAX_CANDIDATES)]
+    driven = pgr_driving_times(sample_db, "emergency", candidates, limit, closed)
+    reach = arrival(table([driven[c] for c in candidates])) <= limit
+    population = buildings["population"].fillna(0).to_numpy(dtype=float)
+    return Oracle(limit, arrival_s, candidates, reach, population, intersections)
+
+
+def sample_buildings() -> list[dict]:
+    """The buildings' properties as the sample city's file holds them."""
+    features = json.loads((SAMPLE / "buildings.geojson").read_text())["features"]
+    return [feature["properties"] for feature in features]
 
 
 def test_districts_add_up_to_the_city(result) -> None:
     coverage, _ = result
     table = coverage.districts
-    assert table["buildings"].sum() == coverage.total["buildings"] == 1605
+    buildings = sample_buildings()
+    people = sum(b.get("population") or 0 for b in buildings)
+    assert table["buildings"].sum() == coverage.total["buildings"] == len(buildings)
     assert table["covered_buildings"].sum() == coverage.total["covered_buildings"]
-    assert table["population"].sum() == pytest.approx(coverage.total["population"]) == 38_367
+    assert table["population"].sum() == pytest.approx(coverage.total["population"]) == people
+    assert table["covered_population"].sum() == pytest.approx(coverage.total["covered_population"])
     assert 0 < coverage.total["population_share"] < 1
     assert ((table["building_share"] >= 0) & (table["building_share"] <= 1)).all()
 
 
-def test_building_times_equal_routes_from_the_nearest_station(result, sample_db: str) -> None:
+def test_every_building_time_equals_pgrouting(result, oracle: Oracle) -> None:
+    coverage, _ = result
+    covered = oracle.arrival_s <= oracle.limit_s
+    # beyond the limit the engine's times are inf or the time past it: only "within" is defined
+    assert np.array_equal(coverage.times_s <= oracle.limit_s, covered)
+    assert 0 < covered.sum() < len(covered)  # 3 minutes reach some buildings, not all
+    assert coverage.times_s[covered] == pytest.approx(oracle.arrival_s[covered], abs=1e-6)
+    assert coverage.total["covered_buildings"] == covered.sum()
+    assert coverage.total["covered_population"] == pytest.approx(oracle.population[covered].sum())
+
+
+def test_building_times_equal_routes_from_the_nearest_station(
+    result, oracle: Oracle, sample_db: str
+) -> None:
     coverage, _ = result
     city = twin.connect(sample_db)
     buildings = city.layer("buildings")
     stations = city.layer("resources").query("kind == 'fire_station'")
-    rng = np.random.default_rng(2)
     network = city.router.network("emergency")
-    for i in rng.choice(len(buildings), 25, replace=False):
+    sample = np.random.default_rng(2).choice(len(buildings), 25, replace=False)
+    checked = {"within": 0, "beyond": 0}
+    for i in sample:
         point = buildings.geometry.iloc[i].representative_point()
-        try:
-            times = [route(network, (s.x, s.y), (point.x, point.y)) for s in stations.geometry]
-        except RoutingError:
-            assert np.isinf(coverage.times_s[i])
-            continue
-        best = min((t.duration_s for t in times if t is not None), default=np.inf)
-        if np.isfinite(coverage.times_s[i]):
+        trips = [route(network, (s.x, s.y), (point.x, point.y)) for s in stations.geometry]
+        best = min((t.duration_s for t in trips if t is not None), default=np.inf)
+        if coverage.times_s[i] <= oracle.limit_s:
             assert coverage.times_s[i] == pytest.approx(best, abs=1e-6)
+            checked["within"] += 1
         else:  # the search stops at the limit
-            assert best > coverage.minutes * 60
+            assert best > oracle.limit_s
+            checked["beyond"] += 1
+    assert checked["within"] == (oracle.arrival_s[sample] <= oracle.limit_s).sum() > 0
+    assert checked["beyond"] == len(sample) - checked["within"]
 
 
 def test_more_minutes_cover_more(sample_db: str) -> None:
@@ -54,17 +205,26 @@ def test_more_minutes_cover_more(sample_db: str) -> None:
     assert shares == sorted(shares) and shares[0] < shares[-1]
 
 
-def test_suggested_sites_add_coverage(result, sample_db: str) -> None:
+def test_greedy_sites_are_the_best_by_brute_force(result, oracle: Oracle) -> None:
+    """Each suggested site adds as many people as the best candidate does, given the sites
+    before it (any of equally good candidates may be chosen)."""
     coverage, sites = result
     assert len(sites) == 2
-    assert sites[0]["added_population"] >= sites[1]["added_population"] > 0
-    assert (
-        sites[1]["population_share"]
-        > sites[0]["population_share"]
-        > coverage.total["population_share"]
-    )
-    expected = coverage.total["covered_population"] + sites[0]["added_population"]
-    assert sites[0]["population_share"] == pytest.approx(expected / coverage.total["population"])
+    covered = oracle.arrival_s <= oracle.limit_s
+    total = oracle.population.sum()
+    for rank, site in enumerate(sites):
+        gain = (oracle.reach & ~covered) @ oracle.population
+        best = gain.max()
+        assert best > 0, rank  # so the greedy must suggest this site
+        assert site["added_population"] == best, rank
+        ties = {oracle.candidates[i] for i in np.flatnonzero(gain == best)}
+        assert site["node_id"] in ties, (rank, site["node_id"], sorted(ties))
+        chosen = oracle.reach[oracle.candidates.index(site["node_id"])]
+        assert site["added_buildings"] == (chosen & ~covered).sum(), rank
+        covered = covered | chosen
+        assert site["population_share"] == pytest.approx(oracle.population[covered].sum() / total)
+        assert (site["lon"], site["lat"]) == pytest.approx(oracle.nodes[site["node_id"]], abs=1e-7)
+    assert sites[0]["population_share"] > coverage.total["population_share"]
 
 
 def test_bad_parameters(sample_db: str) -> None:

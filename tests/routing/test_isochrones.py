@@ -52,19 +52,33 @@ def test_polygons_hold_the_reached_roads_and_little_else(network: RoadNetwork) -
 
 
 def test_reached_length_is_exact_for_a_single_edge(network: RoadNetwork) -> None:
-    times, origins = node_times(network, [STATION], limit_s=60.0)
-    pieces = reached_pieces(network, times, origins, 60.0)
+    limit = 60.0
+    times, origins = node_times(network, [STATION], limit_s=limit)
+    pieces = reached_pieces(network, times, origins, limit)
+    own = {o[0] for o in origins}
+    # from the node times alone: the edges the limit cuts part-way from their source, and
+    # that their target (if two-way and reached) does not fill up from the other end
+    left = limit - times[network.source]
+    with np.errstate(invalid="ignore"):
+        ahead = np.where(np.isfinite(left), left / network.cost, 0.0)
+        behind = np.where(
+            (network.reverse_cost >= 0) & np.isfinite(times[network.target]),
+            (limit - times[network.target]) / network.reverse_cost,
+            0.0,
+        )
+    cut = {
+        int(e)
+        for e in np.flatnonzero((ahead > 0) & (ahead < 1) & (ahead + np.clip(behind, 0, 1) < 1))
+        if e not in own
+    }
+    checked = set()
     for edge, start, end in pieces:
         assert 0 <= start < end <= 1
-        cost = network.cost[edge]
         source_time = times[network.source[edge]]
-        if (
-            start == 0
-            and end < 1
-            and np.isfinite(source_time)
-            and edge not in {o[0] for o in origins}
-        ):
-            assert source_time + end * cost == pytest.approx(60.0, abs=1e-6)
+        if start == 0 and end < 1 and np.isfinite(source_time) and edge not in own:
+            assert source_time + end * network.cost[edge] == pytest.approx(limit, abs=1e-6)
+            checked.add(edge)
+    assert checked == cut and len(cut) > 0, (len(checked), len(cut))
 
 
 def test_deterministic(network: RoadNetwork) -> None:
@@ -81,9 +95,11 @@ def test_closed_edges_are_never_reached(sample_db: str) -> None:
         | (network.target == network.target[start.edge])
     )
     closed = np.array([e for e in around if e != start.edge])
+    assert len(closed) > 0  # the station's edge leads to a junction with other streets
     network.close(closed)
     times, origins = node_times(network, [STATION], limit_s=240.0)
     pieces = reached_pieces(network, times, origins, 240.0)
+    assert pieces  # the station's own edge, at least
     assert not {edge for edge, _, _ in pieces} & set(closed.tolist())
 
 
