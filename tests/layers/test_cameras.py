@@ -211,7 +211,7 @@ def test_sample_cones(sample_db: str, sample_coverage: CameraCoverage) -> None:
     cameras = read_layer("cameras", url=sample_db)
     active = cameras[cameras["status"].fillna("active") == "active"]
     cones = sample_coverage.cones
-    assert len(cameras) == 16
+    assert len(cameras) == 16  # shared/data/MANIFEST.md: 16 surveillance cameras in OSM
     assert sorted(cones["id"]) == sorted(active["id"])
     assert sample_coverage.skipped == ()
     metric_cones = cones.to_crs(UTM).set_index("id")
@@ -247,7 +247,7 @@ def test_sample_districts_match_postgis(sample_db: str, sample_coverage: CameraC
         expected = {str(i): float(length) for i, length in conn.execute(query)}
     districts = sample_coverage.districts.set_index("id")
     assert sorted(districts.index) == sorted(expected)
-    assert len(districts) == 10
+    assert len(districts) == 10  # Monaco (admin level 8) and its 9 wards (level 10)
     for district_id, length in expected.items():
         assert length > 0
         assert districts.loc[district_id, "road_length_m"] == pytest.approx(length, rel=0.01)
@@ -258,10 +258,10 @@ def test_sample_districts_match_postgis(sample_db: str, sample_coverage: CameraC
 
 def test_sample_blind_spots(sample_db: str, sample_coverage: CameraCoverage) -> None:
     spots = sample_coverage.blind_spots
-    assert 0 < len(spots) <= 10
+    assert 0 < len(spots) <= 10  # camera_coverage's default top
     lengths = spots["length_m"].to_numpy()
     assert (np.diff(lengths) <= 0).all()
-    assert (lengths >= 20).all()
+    assert (lengths >= 20).all()  # its default min_gap_m
     metric = spots.to_crs(UTM)
     assert metric.length.to_numpy() == pytest.approx(lengths, rel=1e-6)
     seen = shapely.union_all(sample_coverage.cones.to_crs(UTM).geometry.to_numpy())

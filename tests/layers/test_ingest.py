@@ -123,7 +123,7 @@ def test_zipped_shapefile_in_utm(empty_db: str, tmp_path: Path) -> None:
             zf.write(part, part.name)
     report = ingest("cameras", archive, url=empty_db)
     stored = read_layer("cameras", url=empty_db).set_index("id").loc[cameras["id"]]
-    assert report.added == len(cameras) == 16
+    assert report.added == len(cameras) == 16  # shared/data/MANIFEST.md: 16 cameras in OSM
     assert max(a.distance(b) for a, b in zip(stored.geometry, cameras.geometry)) < 1e-7
     assert list(stored["heading"]) == list(cameras["heading"])
 
@@ -151,14 +151,14 @@ def test_csv_with_wkt_column_and_declared_crs(empty_db: str, tmp_path: Path) -> 
     ingest("closures", path, crs="EPSG:32632", url=empty_db)
     stored = read_layer("closures", url=empty_db).iloc[0]
     x, y = stored.geometry.coords[0]
-    assert 7.41 < x < 7.44 and 43.72 < y < 43.74
+    assert 7.41 < x < 7.44 and 43.72 < y < 43.74  # UTM 32N (372000, 4843000) is in Monaco
     assert stored["starts_at"].isoformat() == "2026-03-01T07:00:00+00:00"
 
 
 def test_osm_pbf_is_mapped_to_the_layer(empty_db: str) -> None:
     report = ingest("cameras", SHARED / "monaco" / "monaco-2025.osm.pbf", url=empty_db)
     stored = read_layer("cameras", url=empty_db)
-    assert report.added == 16
+    assert report.added == len(stored) == 16  # shared/data/MANIFEST.md: 16 cameras
     assert all(i.startswith("node/") for i in stored["id"])
     assert all(p["osm"]["man_made"] == "surveillance" for p in stored["props"])
 
@@ -290,8 +290,24 @@ def test_one_bad_feature_among_many_writes_nothing(empty_db: str, tmp_path: Path
     assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
 
 
+def shoelace(ring: list[tuple[float, float]]) -> float:
+    """Area of a simple polygon from its vertices (the shoelace formula)."""
+    twice = sum(
+        x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1], strict=True)
+    )
+    return abs(twice) / 2
+
+
 def test_invalid_polygon_is_repaired_and_reported(empty_db: str, tmp_path: Path) -> None:
-    bowtie = shapely.Polygon([(7.420, 43.730), (7.421, 43.731), (7.421, 43.730), (7.420, 43.731)])
+    """A bow-tie crossing itself at (7.4205, 43.7305) is two triangles touching there, each of
+    base 0.001° (its vertical side) and height 0.0005° (side to crossing): 2.5e-7 deg² each."""
+    west, east, south, north = 7.420, 7.421, 43.730, 43.731
+    bowtie = shapely.Polygon([(west, south), (east, north), (east, south), (west, north)])
+    crossing = ((west + east) / 2, (south + north) / 2)
+    triangles = [
+        [(west, south), crossing, (west, north)],
+        [(east, north), (east, south), crossing],
+    ]
     path = write_geojson(tmp_path / "b.geojson", feature(bowtie, id="b1", use="house"))
     report = ingest("buildings", path, url=empty_db)
     assert [p.describe("f") for p in report.repaired] == [
@@ -299,9 +315,19 @@ def test_invalid_polygon_is_repaired_and_reported(empty_db: str, tmp_path: Path)
     ]
     stored = read_layer("buildings", url=empty_db).iloc[0]
     assert stored.geometry.is_valid and stored.geometry.geom_type == "MultiPolygon"
-    assert stored.geometry.area == pytest.approx(
-        bowtie.buffer(0).area + shapely.make_valid(bowtie).area - bowtie.buffer(0).area
-    )
+    parts = sorted(stored.geometry.geoms, key=lambda part: part.centroid.x)
+    assert len(parts) == len(triangles)
+    for part, triangle in zip(parts, triangles, strict=True):
+        assert not part.interiors
+        corners = list(part.exterior.coords)[:-1]
+        assert len(corners) == 3
+        flat = [value for corner in sorted(corners) for value in corner]
+        assert flat == pytest.approx(
+            [value for corner in sorted(triangle) for value in corner], abs=1e-12
+        )
+        assert shoelace(corners) == pytest.approx(shoelace(triangle), rel=1e-9)
+    assert shoelace(triangles[0]) == pytest.approx(0.5 * (north - south) * (east - west) / 2)
+    assert stored.geometry.area == pytest.approx(sum(shoelace(t) for t in triangles), rel=1e-9)
 
 
 def test_unrepairable_geometry_is_rejected(loaded: str, tmp_path: Path) -> None:
@@ -514,7 +540,7 @@ def test_geopackage_with_several_tables(empty_db: str, tmp_path: Path) -> None:
         str(error)
         == f"{path}: field 'layer': the file holds several layers (cams, other); name one"
     )
-    assert ingest("cameras", path, file_layer="cams", url=empty_db).added == 16
+    assert ingest("cameras", path, file_layer="cams", url=empty_db).added == len(cams)
 
 
 def test_an_empty_file_adds_nothing(empty_db: str, tmp_path: Path) -> None:

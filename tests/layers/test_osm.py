@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from layers.osm import parse_maxspeed, read_osm
-from tests.conftest import SHARED
+from tests.conftest import SAMPLE, SHARED
 
 MONACO = SHARED / "monaco" / "monaco-2025.osm.pbf"
 
@@ -21,8 +23,10 @@ def test_real_assets_are_all_read(osm: dict) -> None:
     assert len(osm["pipelines"]) == 10 and set(osm["pipelines"]["network"]) == {"gas"}
     assert len(osm["signals"]) == 19
     wards = osm["districts"][osm["districts"]["level"] == 10]
-    assert len(wards) == 9 and "Monte-Carlo" in set(wards["name"])
-    assert len(osm["buildings"]) >= 1600
+    assert len(wards) == 9 and "Monte-Carlo" in set(wards["name"])  # Monaco's nine quartiers
+    # MANIFEST.md: 1,576 building ways + 31 relations; each mapped one is a sample building
+    sample = json.loads((SAMPLE / "buildings.geojson").read_text())["features"]
+    assert len(osm["buildings"]) == len(sample) <= 1576 + 31
     assert {"fire_station", "hospital", "police"} <= set(osm["resources"]["kind"])
     # three cameras are mapped with a `direction` tag: it is their heading
     mapped = osm["cameras"].set_index("id")["heading"].dropna().to_dict()
@@ -71,7 +75,7 @@ def test_an_unmapped_layer_is_refused() -> None:
 def test_helsinki_extract_with_ways_leaving_it() -> None:
     # Helsinki.osm.pbf cuts ways at its edge: their outside nodes have no location
     layers = read_osm(SHARED / "helsinki" / "Helsinki.osm.pbf", ["roads", "cameras", "pipelines"])
-    assert len(layers["roads"]) > 1000
+    assert len(layers["roads"]) > 1000  # MANIFEST.md: 2,650 highway ways, some not for cars
     assert len(layers["cameras"]) == 221  # MANIFEST.md: 221 surveillance cameras
     counts = layers["pipelines"]["network"].value_counts()
     assert (counts["water"], counts["gas"]) == (42, 10) and counts[
