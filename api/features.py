@@ -34,7 +34,6 @@ ARROW = "application/vnd.apache.arrow.stream"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
@@ -47,6 +46,15 @@ CONFORMANCE = [
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+def _openapi_type(request: Request) -> str:
+    """Return the API description's media type, naming the OpenAPI version it is written in.
+
+    FastAPI writes OpenAPI 3.1, so the API does not claim Part 1's ``oas30`` class either.
+    """
+    major, minor = request.app.openapi_version.split(".")[:2]
+    return f"application/vnd.oai.openapi+json;version={major}.{minor}"
 
 
 def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
@@ -126,7 +134,7 @@ def landing(request: Request) -> dict[str, Any]:
             {"rel": "self", "type": "application/json", "href": f"{base}/?f=json"},
             {
                 "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "type": _openapi_type(request),
                 "href": f"{base}/api",
             },
             {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
@@ -156,9 +164,7 @@ def routes(url: str) -> APIRouter:
 
     @router.get("/api", summary="The OpenAPI 3 description", include_in_schema=False)
     def api_description(request: Request) -> JSONResponse:
-        return JSONResponse(
-            request.app.openapi(), media_type="application/vnd.oai.openapi+json;version=3.0"
-        )
+        return JSONResponse(request.app.openapi(), media_type=_openapi_type(request))
 
     @router.get("/collections", summary="The layers, as collections")
     def collections(request: Request) -> dict[str, Any]:

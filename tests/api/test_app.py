@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from layers.catalog import LAYERS
 from layers.settings import TwinSettings
+from tests.api.test_tiles import tile_of
 from tests.assertions import sql_scalar
+
+# The endpoints README.md documents (its "HTTP" and per-topic sections), as (method, path).
+DOCUMENTED = {
+    ("get", "/conformance"),
+    ("get", "/collections"),
+    ("get", "/collections/{collectionId}"),
+    ("get", "/collections/{collectionId}/queryables"),
+    ("get", "/collections/{collectionId}/items"),
+    ("get", "/collections/{collectionId}/items/{featureId}"),
+    ("get", "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{y}/{x}"),
+    ("get", "/map/tiles/{tileMatrixSetId}/{z}/{y}/{x}"),
+    ("get", "/routing/route"),
+    ("get", "/routing/nearest"),
+    ("get", "/routing/isochrones"),
+    ("get", "/routing/coverage"),
+    ("post", "/routing/matrix"),
+    ("post", "/routing/closures"),
+    ("post", "/routing/flood"),
+    ("delete", "/routing/flood"),
+    ("post", "/signals/plans"),
+    ("get", "/signals/plans"),
+    ("get", "/signals/plans/{name}"),
+    ("get", "/signals/plans/{name}/sumo"),
+    ("get", "/signals/corridor"),
+    ("get", "/onemap/around"),
+    ("post", "/onemap/within"),
+    ("post", "/onemap/along"),
+    ("get", "/onemap/districts"),
+    ("get", "/cameras/coverage"),
+    ("get", "/utilities/{network_name}"),
+    ("post", "/utilities/{network_name}/isolate"),
+    ("post", "/utilities/{network_name}/outage"),
+    ("post", "/incidents/impact"),
+    ("get", "/rasters"),
+    ("get", "/rasters/{name}/districts"),
+    ("post", "/rasters/{name}/zonal"),
+    ("get", "/layers"),
+    ("get", "/layers/{layer_id}"),
+    ("get", "/health"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +64,7 @@ def client(sample_db: str) -> Iterator[TestClient]:
 
 def test_layers_carry_the_store_counts(client: TestClient, sample_db: str) -> None:
     body = client.get("/layers").json()
-    assert len(body) == 13
+    assert [layer["id"] for layer in body] == list(LAYERS)  # the catalog, in its order
     for layer in body:
         assert layer["features"] == sql_scalar(sample_db, f"SELECT count(*) FROM {layer['id']}")
     roads = client.get("/layers/roads").json()
@@ -61,7 +105,7 @@ def test_the_landing_page_is_the_viewer_and_loads_nothing_from_outside(client: T
         assert client.get("/" + asset).status_code == 200, asset
     config = client.get("/viewer/config.json").json()
     assert [s["layer"] for s in config["styles"]][:3] == ["districts", "roads", "buildings"]
-    assert all(config["features"].values())
+    assert config["features"] and all(config["features"].values())
     assert client.get("/?f=json").json()["links"]  # the OGC API landing page stays
 
 
@@ -75,3 +119,54 @@ def test_health_without_database_is_503() -> None:
         response = offline.get("/health")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_openapi_document_describes_what_the_app_serves(client: TestClient) -> None:
+    response = client.get("/api")
+    assert response.status_code == 200
+    doc = json.loads(response.content)  # valid JSON, whatever the media type
+    # the media type names the OpenAPI version the document is written in
+    declared = re.fullmatch(
+        r"application/vnd\.oai\.openapi\+json;\s*version=(\d+\.\d+)",
+        response.headers["content-type"],
+    )
+    assert declared, response.headers["content-type"]
+    assert doc["openapi"].startswith(f"{declared.group(1)}.")
+    oas30 = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30"
+    claimed = oas30 in client.get("/conformance").json()["conformsTo"]
+    assert claimed == doc["openapi"].startswith("3.0."), "the oas30 class is OpenAPI 3.0"
+    assert doc["info"]["title"] == "CityTwin — Monaco"
+    operations = {
+        (method, path): operation
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+    }
+    assert set(operations) >= DOCUMENTED
+    assert all(operation["responses"] for operation in operations.values())
+    # every parameter-free GET the document lists is served: answered, not 404 or 405
+    plain = sorted(path for method, path in operations if method == "get" and "{" not in path)
+    answered = [path for path in plain if client.get(path).status_code not in (404, 405)]
+    assert answered == plain
+    # and each templated path answers for a real value of its parameters
+    example = {
+        "collectionId": "roads",
+        "featureId": client.get("/collections/roads/items", params={"limit": 1}).json()["features"][
+            0
+        ]["id"],
+        "tileMatrixSetId": "WebMercatorQuad",
+        **dict(zip("zyx", map(str, tile_of(15)), strict=True)),  # a tile of the city
+        "network_name": "water",
+        "name": "dem",
+        "layer_id": "roads",
+    }
+    templated = sorted(
+        path
+        for method, path in operations
+        if method == "get" and "{" in path and "/signals/plans/" not in path  # no plan stored
+    )
+    served = [
+        path
+        for path in templated
+        if client.get(re.sub(r"{(\w+)}", lambda m: example[m.group(1)], path)).status_code == 200
+    ]
+    assert served == templated

@@ -1,22 +1,196 @@
-"""The ``twin`` command line, run as a user runs it."""
+"""The ``twin`` command line, run as a user runs it: every command's success path, checked in
+the store or in the files it writes, and its refusals."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from layers.database import head_revision
+import pytest
+import sqlalchemy as sa
+from pyproj import Geod
+
+from layers.catalog import LAYERS
+from layers.database import drop_database, get_engine
 from tests.assertions import sql_scalar, table_state
+from tests.conditions import wait_until
+from tests.conftest import ROOT, SAMPLE, SHARED, _fresh_database
 
 TWIN = [sys.executable, "-m", "twin"]
+ACOSTA = SHARED / "bologna" / "acosta" / "run.sumocfg"
+# the twin's extent while a Bologna scenario is imported (as tests/api/test_signals.py sets it)
+BOLOGNA_EXTENT = "[11.2, 44.4, 11.5, 44.6]"
+# what uvicorn logs once it listens (with the port it bound, also for --port 0)
+LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
-def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"TWIN_DATABASE_URL": url, "COLUMNS": "200"}
-    return subprocess.run([*TWIN, *args], capture_output=True, text=True, env=env, timeout=120)
+def run(
+    url: str | None, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    environment = os.environ | {"COLUMNS": "200"} | (env or {})
+    if url is not None:
+        environment["TWIN_DATABASE_URL"] = url
+    return subprocess.run(
+        [*TWIN, *args], capture_output=True, text=True, env=environment, timeout=timeout
+    )
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of the rich tables in a command's output, as lists of cells."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in output.splitlines()
+        if line.strip().startswith("│")
+    ]
+
+
+def sql_rows(url: str, query: str, **params: object) -> list[tuple]:
+    with get_engine(url).connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(query), params)]
+
+
+def geojson_count(path: Path) -> int:
+    return len(json.loads(path.read_text())["features"])
+
+
+# --- a server started from the command line, stopped with its whole process group ----------
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies are done)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        state, _ppid, group = text.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def refuses(address: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{address}/health", timeout=2).close()
+    except urllib.error.URLError as error:
+        return isinstance(error.reason, ConnectionRefusedError)
+    return False
+
+
+@contextmanager
+def served(
+    command: Sequence[str], *, env: dict[str, str], log: Path, timeout_s: float
+) -> Iterator[str]:
+    """Run a command that starts the API in a process group of its own; yield the address the
+    server logs. Afterwards the group is terminated and must be gone, and the port closed.
+
+    The output goes to a file read by path (never a pipe a chatty server could fill up).
+    """
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make and its children: one group to stop
+        )
+
+    def listening() -> str | None:
+        found = LISTENING.search(log.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{' '.join(command)} exited with {process.returncode} before serving:\n"
+                f"{log.read_text(errors='replace')}"
+            )
+        return None
+
+    address = None
+    try:
+        address = wait_until(
+            listening, timeout_s=timeout_s, what=f"{' '.join(command)} logging its address"
+        )
+        yield address
+    finally:
+        with suppress(ProcessLookupError):  # every process of the group has ended already
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    wait_until(
+        lambda: not group_members(process.pid),
+        timeout_s=30,
+        what=f"every process of {' '.join(command)} ending after SIGTERM",
+    )
+    if address is not None:
+        assert refuses(address), f"{address} still answers after the server stopped"
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+def migrations_head() -> str:
+    """The newest revision, read from the migration files: the one no other revises."""
+    revisions, downs = set(), set()
+    for path in (ROOT / "layers" / "migrations" / "versions").glob("*.py"):
+        text = path.read_text()
+        revisions.add(re.search(r'^revision = "(\w+)"', text, re.M).group(1))  # type: ignore[union-attr]
+        down = re.search(r'^down_revision = "(\w+)"', text, re.M)
+        if down:
+            downs.add(down.group(1))
+    (head,) = revisions - downs
+    return head
+
+
+def database_exists(url: str) -> bool:
+    name = sa.engine.make_url(url).database
+    admin = sa.engine.make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    return bool(sql_rows(admin, "SELECT 1 FROM pg_database WHERE datname = :n", n=name))
+
+
+def test_db_upgrade_creates_and_migrates_a_database_and_status_reads_it() -> None:
+    url = _fresh_database("_cli_upgrade")  # this run's name, dropped at the session's end
+    drop_database(url)
+    assert not database_exists(url)
+    missing = run(url, "db", "status")
+    assert missing.returncode == 1 and "cannot read the database" in missing.stderr
+    head = migrations_head()
+    done = run(url, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert f"database at revision {head}" in done.stdout
+    assert database_exists(url)
+    assert sql_scalar(url, "SELECT version_num FROM alembic_version") == head
+    tables = {
+        name
+        for (name,) in sql_rows(
+            url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    }
+    assert {layer.table for layer in LAYERS.values()} | {"rasters"} <= tables
+    status = run(url, "db", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"database at {head}; newest is {head}" in status.stdout
+    again = run(url, "db", "upgrade")  # idempotent
+    assert again.returncode == 0 and f"database at revision {head}" in again.stdout
+
+
+# --- layers -----------------------------------------------------------------------------------
 
 
 def test_ingest_reports_what_it_did(empty_db: str, tmp_path: Path) -> None:
@@ -25,7 +199,10 @@ def test_ingest_reports_what_it_did(empty_db: str, tmp_path: Path) -> None:
     result = run(empty_db, "ingest", "cameras", str(path))
     assert result.returncode == 0, result.stderr
     assert "cameras: 2 read, 2 added, 0 changed, 0 unchanged, 0 retired" in result.stdout
-    assert sql_scalar(empty_db, "SELECT count(*) FROM cameras") == 2
+    assert sql_rows(empty_db, "SELECT id, heading FROM cameras ORDER BY id") == [
+        ("c1", 90.0),
+        ("c2", 180.0),
+    ]
 
 
 def test_bad_file_names_file_row_field_and_reason(empty_db: str, tmp_path: Path) -> None:
@@ -60,19 +237,98 @@ def test_unknown_layer_is_a_usage_error(empty_db: str, tmp_path: Path) -> None:
 
 def test_layers_and_db_status(sample_db: str) -> None:
     result = run(sample_db, "layers")
-    assert result.returncode == 0
-    counts = {
-        line.split("│")[1].strip(): line.split("│")[3].strip()
-        for line in result.stdout.splitlines()
-        if line.count("│") == 4
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    counts = {layer: int(features) for layer, _geometry, features in rows}
+    assert len(rows) == len(counts) == len(LAYERS)
+    assert counts == {
+        layer.id: sql_scalar(
+            sample_db, f"SELECT count(*) FROM {layer.table} WHERE valid_to IS NULL"
+        )
+        for layer in LAYERS.values()
     }
-    assert counts["roads"] == str(sql_scalar(sample_db, "SELECT count(*) FROM roads"))
     status = run(sample_db, "db", "status")
-    head = head_revision()
+    head = migrations_head()
     assert f"database at {head}; newest is {head}" in status.stdout
 
 
-def test_trace_isolate_and_outage(sample_db: str, tmp_path: Path) -> None:
+def test_sample_load_imports_every_file_once(tmp_path: Path) -> None:
+    url = _fresh_database("_cli_sample")
+    result = run(url, "sample", "load", timeout=300)
+    assert result.returncode == 0, result.stderr
+    for layer in LAYERS.values():
+        n = geojson_count(SAMPLE / f"{layer.id}.geojson")
+        assert f"{layer.id}: {n} read, {n} added, 0 changed, 0 unchanged, 0 retired" in (
+            result.stdout
+        )
+        assert sql_scalar(url, f"SELECT count(*) FROM {layer.table} WHERE valid_to IS NULL") == n
+    assert sql_rows(url, "SELECT name, kind FROM rasters") == [("dem", "dem")]
+    versions = {layer.id: table_state(url, layer.id) for layer in LAYERS.values()}
+    again = run(url, "sample", "load", timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "sample city already loaded (use --force to import again)" in again.stdout
+    assert {layer.id: table_state(url, layer.id) for layer in LAYERS.values()} == versions
+
+
+# --- rasters ----------------------------------------------------------------------------------
+
+
+def test_raster_ingest_and_list_and_a_bad_raster(raster_db: str, tmp_path: Path) -> None:
+    dem = SAMPLE / "dem.tif"
+    info = json.loads(
+        subprocess.run(
+            ["gdalinfo", "-json", str(dem)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    )
+    width, height = info["size"]
+    crs = f"EPSG:{info['stac']['proj:epsg']}"
+    result = run(
+        raster_db, "raster", "ingest", str(dem), "--name", "dem", "--kind", "dem", "--unit", "m"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"dem: added (dem, {width}×{height}, {crs})" in result.stdout
+    listed = run(raster_db, "raster", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [row[:6] for row in table_rows(listed.stdout)] == [
+        ["dem", "dem", str(width), str(height), crs, "m"]
+    ]
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    refused = run(
+        raster_db, "raster", "ingest", str(bad), "--name", "flood", "--kind", "flood_depth"
+    )
+    assert refused.returncode == 1
+    assert "bad.tif" in refused.stderr and "nothing was written" in refused.stderr
+    assert sql_scalar(raster_db, "SELECT count(*) FROM rasters") == 1
+
+
+# --- utility traces ---------------------------------------------------------------------------
+
+
+def test_trace_topology_counts_what_the_store_holds(sample_db: str) -> None:
+    result = run(sample_db, "trace", "topology", "water")
+    assert result.returncode == 0, result.stderr
+    found = re.search(
+        r"water: (\d+) lines, (\d+) nodes, \d+ pieces, \d+ segments, (\d+) valves/switches, "
+        r"(\d+) sources",
+        result.stdout,
+    )
+    assert found, result.stdout
+    lines, nodes, valves, sources = map(int, found.groups())
+
+    def current(table: str, where: str) -> int:
+        query = f"SELECT count(*) FROM {table} WHERE valid_to IS NULL AND network = 'water'"
+        return sql_scalar(sample_db, f"{query} {where}")
+
+    assert lines == current("pipelines", "")
+    assert nodes == current("pipe_nodes", "")
+    assert valves == current("pipe_nodes", "AND kind = 'valve'")
+    assert sources == current("pipe_nodes", "AND kind = 'source'")
+    gas = run(sample_db, "trace", "topology", "gas")
+    assert gas.returncode == 0 and "dangling_end" in gas.stdout
+
+
+def test_trace_isolate(sample_db: str, tmp_path: Path) -> None:
     import twin
 
     city = twin.connect(sample_db)
@@ -90,32 +346,98 @@ def test_trace_isolate_and_outage(sample_db: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"operate: {', '.join(expected.operate)}" in result.stdout
     assert f"buildings {len(expected.buildings)}" in result.stdout
-    lost = json.loads((tmp_path / "lost.geojson").read_text())
-    assert len(lost["features"]) == len(expected.lost)
+    assert geojson_count(tmp_path / "lost.geojson") == len(expected.lost)
     missed = run(sample_db, "trace", "isolate", "water", "--point", "7,43")
     assert missed.returncode == 2 and "is not on a line of the water network" in missed.stderr
-    topology = run(sample_db, "trace", "topology", "gas")
-    assert topology.returncode == 0 and "dangling_end" in topology.stdout
-    outage = run(sample_db, "trace", "outage", "power", "--operate", "switch/nosuch")
-    assert outage.returncode == 2 and "'switch/nosuch' is not a node" in outage.stderr
 
 
-def test_raster_ingest_and_a_bad_raster(raster_db: str, tmp_path: Path) -> None:
-    empty_db = raster_db
-    dem = Path(__file__).resolve().parents[2] / "data_samples" / "monaco" / "dem.tif"
-    result = run(empty_db, "raster", "ingest", str(dem), "--name", "dem", "--kind", "dem")
-    assert result.returncode == 0, result.stderr
-    assert "dem: added" in result.stdout
-    listed = run(empty_db, "raster", "list")
-    assert "dem" in listed.stdout
-    bad = tmp_path / "bad.tif"
-    bad.write_text("not a raster")
-    refused = run(
-        empty_db, "raster", "ingest", str(bad), "--name", "flood", "--kind", "flood_depth"
+def test_trace_outage_of_a_transformer_and_what_goes_dark(sample_db: str, tmp_path: Path) -> None:
+    import twin
+
+    # the busiest transformer that also feeds a signal: its supply points name it (the sample's
+    # consumers carry props.transformer), and its switch is switch/<the same OSM node>
+    feeds = twin.connect(sample_db).utilities.dependents()
+    feeding_signals = set(feeds.loc[feeds["layer"] == "signals", "fed_by"].dropna())
+    consumers = dict(
+        sql_rows(
+            sample_db,
+            "SELECT props->>'transformer', count(*) FROM power_nodes "
+            "WHERE valid_to IS NULL AND kind = 'consumer' GROUP BY 1",
+        )
     )
-    assert refused.returncode == 1
-    assert "bad.tif" in refused.stderr and "nothing was written" in refused.stderr
-    assert sql_scalar(empty_db, "SELECT count(*) FROM rasters") == 1
+    transformer = max(sorted(feeding_signals), key=lambda t: consumers.get(t, 0))
+    assert consumers.get(transformer, 0) > 0, "a transformer feeding a signal feeds buildings"
+    switch = "switch/" + transformer.removeprefix("transformer/")
+    population = sql_scalar(
+        sample_db,
+        "SELECT coalesce(sum(b.population), 0) FROM power_nodes p JOIN buildings b "
+        "ON b.id = p.props->>'building' AND b.valid_to IS NULL "
+        "WHERE p.valid_to IS NULL AND p.kind = 'consumer' AND p.props->>'transformer' = :t",
+        t=transformer,
+    )
+    lost_file = tmp_path / "lost.geojson"
+    result = run(
+        sample_db, "trace", "outage", "power", "--operate", switch, "--geojson", str(lost_file)
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"operate: {switch}" in result.stdout
+    figures = dict(
+        re.findall(
+            r"(\w+) ([\d.]+)", next(li for li in result.stdout.splitlines() if "lost_" in li)
+        )
+    )
+    assert int(figures["buildings"]) == consumers[transformer]
+    assert int(figures["population"]) == population
+    # the lost pieces written out measure what the summary says (geodesic length, WGS84)
+    lost = json.loads(lost_file.read_text())["features"]
+    geod = Geod(ellps="WGS84")
+    length = sum(
+        geod.line_length(*zip(*feature["geometry"]["coordinates"], strict=True)) for feature in lost
+    )
+    assert length == pytest.approx(float(figures["lost_length_m"]), rel=1e-3)
+    dark = {row[1] for row in table_rows(result.stdout)}  # layer, id, kind, network, fed_by
+    assert dark == set(feeds.loc[feeds["fed_by"] == transformer, "id"]) and dark
+    refused = run(sample_db, "trace", "outage", "power", "--operate", "switch/nosuch")
+    assert refused.returncode == 2 and "'switch/nosuch' is not a node" in refused.stderr
+
+
+# --- traffic signals --------------------------------------------------------------------------
+
+
+def acosta_net_file() -> Path:
+    net_file = ET.parse(ACOSTA).getroot().find("input/net-file").get("value")  # type: ignore[union-attr]
+    return ACOSTA.parent / str(net_file)
+
+
+def acosta_net() -> ET.Element:
+    return ET.parse(acosta_net_file()).getroot()
+
+
+def test_signals_import_brings_the_scenario_into_the_twin() -> None:
+    url = _fresh_database("_cli_signals")
+    net = acosta_net()
+    edges = [e for e in net.iter("edge") if e.get("function") is None]  # not internal
+    junctions = [j for j in net.iter("junction") if j.get("type") != "internal"]
+    signalised = [j for j in junctions if j.get("type", "").startswith("traffic_light")]
+    tls = {logic.get("id") for logic in net.iter("tlLogic")}
+    result = run(url, "signals", "import", str(ACOSTA), env={"TWIN_CITY_BBOX": BOLOGNA_EXTENT})
+    assert result.returncode == 0, result.stderr
+    for layer, n in (
+        ("roads", len(edges)),
+        ("intersections", len(junctions)),
+        ("signals", len(tls)),
+    ):
+        assert f"{layer}: {n} read, {n} added, 0 changed" in result.stdout
+    source = "sumo:acosta"
+    assert {
+        row[0] for row in sql_rows(url, "SELECT id FROM roads WHERE source = :s", s=source)
+    } == {f"acosta:{e.get('id')}" for e in edges}
+    assert sql_scalar(
+        url, "SELECT count(*) FROM intersections WHERE source = :s AND signalised", s=source
+    ) == len(signalised)
+    assert {
+        row[0] for row in sql_rows(url, "SELECT id FROM signals WHERE source = :s", s=source)
+    } == {f"acosta:tls:{t}" for t in tls}
 
 
 def test_signals_export_gives_a_network_sumo_runs(sample_db: str, tmp_path: Path) -> None:
@@ -142,9 +464,108 @@ def test_signals_export_gives_a_network_sumo_runs(sample_db: str, tmp_path: Path
     signals = sql_scalar(sample_db, "SELECT count(*) FROM signals WHERE valid_to IS NULL")
     assert len(net.getTrafficLights()) == signals
     done = subprocess.run(
-        [sumo_binary("sumo"), "-n", str(net_file), "--end", "10"], capture_output=True, text=True
+        [sumo_binary("sumo"), "-n", str(net_file), "--end", "10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     missing = run(sample_db, "signals", "export", str(tmp_path), "--plan", "nope")
     assert missing.returncode == 2
     assert "no signal plan named 'nope'" in missing.stderr
+
+
+def test_signals_optimise_writes_a_plan_sumo_runs(tmp_path: Path) -> None:
+    from routing.signals.sumo import sumo_binary
+
+    net = acosta_net()
+    tls = {logic.get("id") for logic in net.iter("tlLogic")}
+    links = {
+        t: 1
+        + max(int(c.get("linkIndex", "-1")) for c in net.iter("connection") if c.get("tl") == t)
+        for t in tls
+    }
+    out = tmp_path / "plan.add.xml"
+    result = run(None, "signals", "optimise", str(ACOSTA), "--greenwave", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row[0]: row for row in table_rows(result.stdout)}
+    assert set(rows) == tls  # signal, cycle, offset, greens, Y, x, delay: one row a signal
+    logics = {logic.get("id"): logic for logic in ET.parse(out).getroot().iter("tlLogic")}
+    assert set(logics) == tls
+    for signal_id, logic in logics.items():
+        assert logic.get("programID") == "twin"
+        phases = logic.findall("phase")
+        assert {len(p.get("state", "")) for p in phases} == {links[signal_id]}
+        cycle = sum(float(p.get("duration", "nan")) for p in phases)
+        assert cycle == pytest.approx(float(rows[signal_id][1]))
+        assert float(logic.get("offset", "nan")) == pytest.approx(
+            float(rows[signal_id][2]), abs=0.1
+        )
+    waves = re.findall(r"green wave ([\w >]+): cycle ([\d.]+) s", result.stdout)
+    assert waves, "acosta's signals stand in corridors: --greenwave coordinates them"
+    for members, cycle in waves:
+        assert {float(rows[s][1]) for s in members.split(" > ")} == {float(cycle)}
+    assert f"wrote {out}" in result.stdout
+    done = subprocess.run(
+        [sumo_binary("sumo"), "-n", str(acosta_net_file()), "-a", str(out), "--end", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_signals_evaluate_reports_what_sumo_measured(tmp_path: Path) -> None:
+    out, workdir = tmp_path / "result.json", tmp_path / "runs"
+    horizon, variants = 120, ("scenario", "webster")  # a tiny horizon, one seed
+    result = run(
+        None,
+        "signals",
+        "evaluate",
+        str(ACOSTA),
+        "--seeds",
+        "1",
+        "--end",
+        str(horizon),
+        "--variants",
+        ",".join(variants),
+        "--json",
+        str(out),
+        "--workdir",
+        str(workdir),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"[{len(variants)}/{len(variants)}]" in result.stderr  # progress: one run a variant
+    body = json.loads(out.read_text())
+    assert body["seeds"] == [1] and body["end"] == horizon and set(body["summary"]) == set(variants)
+    runs = {r["variant"]: r for r in body["runs"]}
+    assert set(runs) == set(variants) and len(body["runs"]) == len(variants)
+    table = {
+        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()
+    }
+    for variant in variants:
+        # SUMO's own trip records of the run, kept in the workdir: every vehicle that departed
+        trips = list(ET.parse(workdir / f"{variant}-1.tripinfo.xml").getroot().iter("tripinfo"))
+        assert trips and all(float(t.get("depart", "nan")) <= horizon for t in trips)
+        loss = sum(float(t.get("timeLoss", "nan")) for t in trips) / len(trips)
+        assert runs[variant]["vehicles"] == len(trips)
+        assert runs[variant]["time_loss_s"] == pytest.approx(loss)
+        assert body["summary"][variant]["time_loss_s"]["mean"] == pytest.approx(loss)
+        assert table[variant][0] == f"{loss:.1f}"  # the printed table's first figure
+    assert f"wrote {out}" in result.stdout
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def test_serve_answers_on_the_port_it_bound_and_stops(sample_db: str, tmp_path: Path) -> None:
+    env = os.environ | {"TWIN_DATABASE_URL": sample_db}
+    command = [*TWIN, "serve", "--host", "127.0.0.1", "--port", "0"]
+    with served(command, env=env, log=tmp_path / "serve.log", timeout_s=60) as address:
+        assert not address.endswith(":0")
+        with urllib.request.urlopen(f"{address}/health", timeout=10) as response:
+            assert json.load(response) == {"status": "ok"}
+        with urllib.request.urlopen(f"{address}/layers/roads", timeout=30) as response:
+            roads = json.load(response)["features"]
+        assert roads == sql_scalar(sample_db, "SELECT count(*) FROM roads WHERE valid_to IS NULL")
