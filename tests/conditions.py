@@ -7,14 +7,17 @@ deadline, and fail with a message saying what never happened.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -122,3 +125,89 @@ def api_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=20)
+
+
+# what uvicorn logs once it listens (with the port it bound, also for --port 0)
+LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies are done)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        state, _ppid, group = text.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def refuses(address: str) -> bool:
+    """Return whether ``address`` refuses connections (nothing listens there)."""
+    try:
+        urllib.request.urlopen(f"{address}/health", timeout=2).close()
+    except urllib.error.URLError as error:
+        return isinstance(error.reason, ConnectionRefusedError)
+    return False
+
+
+@contextmanager
+def served(
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    timeout_s: float,
+    cwd: Path | None = None,
+) -> Iterator[str]:
+    """Run a command that starts the API in a process group of its own; yield the address the
+    server logs. Afterwards the group is terminated and must be gone, and the port closed.
+
+    The output goes to a file read by path (never a pipe a chatty server could fill up).
+    """
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make and its children: one group to stop
+        )
+
+    def listening() -> str | None:
+        found = LISTENING.search(log.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{' '.join(command)} exited with {process.returncode} before serving:\n"
+                f"{log.read_text(errors='replace')}"
+            )
+        return None
+
+    address = None
+    try:
+        address = wait_until(
+            listening, timeout_s=timeout_s, what=f"{' '.join(command)} logging its address"
+        )
+        yield address
+    finally:
+        with suppress(ProcessLookupError):  # every process of the group has ended already
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    wait_until(
+        lambda: not group_members(process.pid),
+        timeout_s=30,
+        what=f"every process of {' '.join(command)} ending after SIGTERM",
+    )
+    if address is not None:
+        assert refuses(address), f"{address} still answers after the server stopped"

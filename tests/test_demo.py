@@ -12,8 +12,8 @@ from pathlib import Path
 import mapbox_vector_tile
 
 from tests.assertions import sql_scalar
+from tests.conditions import served
 from tests.conftest import ROOT, SAMPLE, _fresh_database
-from tests.twin.test_cli import served
 
 LON, LAT, Z = 7.4215, 43.7350, 15  # La Condamine, at a zoom where a tile holds every road
 # make's own variables are not the demo's: a sub-make would look for a jobserver it lacks
@@ -33,7 +33,7 @@ def test_make_demo_serves_the_sample_city(tmp_path: Path) -> None:
     env["TWIN_DATABASE_URL"] = url
     command = ["make", "--no-print-directory", "-C", str(ROOT), "demo", "HOST=127.0.0.1", "PORT=0"]
     # set-up is quick when done (it checks what is installed); loading the city takes seconds
-    with served(command, env=env, log=tmp_path / "demo.log", timeout_s=300) as address:
+    with served(command, env=env, log=tmp_path / "demo.log", timeout_s=300, cwd=ROOT) as address:
         roads = sql_scalar(url, "SELECT count(*) FROM roads WHERE valid_to IS NULL")
         shipped = len(json.loads((SAMPLE / "roads.geojson").read_text())["features"])
         assert roads == shipped  # make demo loaded the sample city into this database

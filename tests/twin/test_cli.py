@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -23,15 +20,13 @@ from pyproj import Geod
 from layers.catalog import LAYERS
 from layers.database import drop_database, get_engine
 from tests.assertions import sql_scalar, table_state
-from tests.conditions import wait_until
+from tests.conditions import served
 from tests.conftest import ROOT, SAMPLE, SHARED, _fresh_database
 
 TWIN = [sys.executable, "-m", "twin"]
 ACOSTA = SHARED / "bologna" / "acosta" / "run.sumocfg"
 # the twin's extent while a Bologna scenario is imported (as tests/api/test_signals.py sets it)
 BOLOGNA_EXTENT = "[11.2, 44.4, 11.5, 44.6]"
-# what uvicorn logs once it listens (with the port it bound, also for --port 0)
-LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
 def run(
@@ -61,85 +56,6 @@ def sql_rows(url: str, query: str, **params: object) -> list[tuple]:
 
 def geojson_count(path: Path) -> int:
     return len(json.loads(path.read_text())["features"])
-
-
-# --- a server started from the command line, stopped with its whole process group ----------
-
-
-def group_members(pgid: int) -> list[int]:
-    """Processes of a process group that are still running (zombies are done)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        state, _ppid, group = text.rsplit(")", 1)[1].split()[:3]
-        if int(group) == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def refuses(address: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{address}/health", timeout=2).close()
-    except urllib.error.URLError as error:
-        return isinstance(error.reason, ConnectionRefusedError)
-    return False
-
-
-@contextmanager
-def served(
-    command: Sequence[str], *, env: dict[str, str], log: Path, timeout_s: float
-) -> Iterator[str]:
-    """Run a command that starts the API in a process group of its own; yield the address the
-    server logs. Afterwards the group is terminated and must be gone, and the port closed.
-
-    The output goes to a file read by path (never a pipe a chatty server could fill up).
-    """
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # make and its children: one group to stop
-        )
-
-    def listening() -> str | None:
-        found = LISTENING.search(log.read_text(errors="replace"))
-        if found:
-            return found.group(1)
-        if process.poll() is not None:
-            raise AssertionError(
-                f"{' '.join(command)} exited with {process.returncode} before serving:\n"
-                f"{log.read_text(errors='replace')}"
-            )
-        return None
-
-    address = None
-    try:
-        address = wait_until(
-            listening, timeout_s=timeout_s, what=f"{' '.join(command)} logging its address"
-        )
-        yield address
-    finally:
-        with suppress(ProcessLookupError):  # every process of the group has ended already
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-    wait_until(
-        lambda: not group_members(process.pid),
-        timeout_s=30,
-        what=f"every process of {' '.join(command)} ending after SIGTERM",
-    )
-    if address is not None:
-        assert refuses(address), f"{address} still answers after the server stopped"
 
 
 # --- db ---------------------------------------------------------------------------------------
@@ -562,7 +478,7 @@ def test_signals_evaluate_reports_what_sumo_measured(tmp_path: Path) -> None:
 def test_serve_answers_on_the_port_it_bound_and_stops(sample_db: str, tmp_path: Path) -> None:
     env = os.environ | {"TWIN_DATABASE_URL": sample_db}
     command = [*TWIN, "serve", "--host", "127.0.0.1", "--port", "0"]
-    with served(command, env=env, log=tmp_path / "serve.log", timeout_s=60) as address:
+    with served(command, env=env, log=tmp_path / "serve.log", timeout_s=60, cwd=ROOT) as address:
         assert not address.endswith(":0")
         with urllib.request.urlopen(f"{address}/health", timeout=10) as response:
             assert json.load(response) == {"status": "ok"}
