@@ -164,7 +164,12 @@ def test_queryables_and_conformance(client: TestClient) -> None:
     ("path", "params", "status", "parameter"),
     [
         ("/collections/streets/items", {}, 404, "collectionId"),
-        ("/collections/roads/items", {"bbox": "7.43,43.72,7.41,43.74"}, 400, "bbox"),
+        ("/collections/roads/items", {"bbox": "7.41,43.74,7.43,43.72"}, 400, "bbox"),
+        ("/collections/roads/items", {"bbox": "7.41,43.72,10,7.43,43.74,0"}, 400, "bbox"),
+        ("/collections/roads/items", {"bbox": "1,2,3,4,5"}, 400, "bbox"),
+        ("/collections/roads/items", {"datetime": "../.."}, 400, "datetime"),
+        ("/collections/roads/items", {"datetime": "/"}, 400, "datetime"),
+        ("/collections/roads/items", {"class": "primary"}, 400, "class"),
         ("/collections/roads/items", {"bbox": "1,2,3"}, 400, "bbox"),
         ("/collections/roads/items", {"bbox": "-200,0,10,10"}, 400, "bbox"),
         ("/collections/roads/items", {"limit": 0}, 400, "limit"),
@@ -174,7 +179,8 @@ def test_queryables_and_conformance(client: TestClient) -> None:
         ("/collections/roads/items", {"filter": "lanes = 'many'"}, 400, "filter"),
         ("/collections/roads/items", {"crs": "EPSG:2154"}, 400, "crs"),
         ("/collections/roads/items", {"datetime": "yesterday"}, 400, "datetime"),
-        ("/collections/roads/items", {"filter-lang": "cql2-json"}, 400, "filter-lang"),
+        ("/collections/roads/items", {"filter-lang": "ecql"}, 400, "filter-lang"),
+        ("/collections/roads/items", {"filter": "{", "filter-lang": "cql2-json"}, 400, "filter"),
     ],
 )
 def test_bad_input_is_a_problem(
@@ -286,14 +292,14 @@ def test_long_filters_and_filter_crs(client: TestClient, sample_db: str) -> None
     everything = client.get("/collections/roads/items", params={"limit": 1}).json()["numberMatched"]
     lonlat = "POLYGON((7.3 43.6, 7.6 43.6, 7.6 43.9, 7.3 43.9, 7.3 43.6))"
     latlon = "POLYGON((43.6 7.3, 43.6 7.6, 43.9 7.6, 43.9 7.3, 43.6 7.3))"
-    mercator = "SRID=3857;POLYGON((812000 5410000, 846000 5410000, 846000 5450000, 812000 5450000, 812000 5410000))"
+    mercator = "POLYGON((812000 5410000, 846000 5410000, 846000 5450000, 812000 5450000, 812000 5410000))"
     for params in (
         {"filter": f"S_INTERSECTS(geometry, {lonlat})"},
         {
             "filter": f"S_INTERSECTS(geometry, {latlon})",
             "filter-crs": "http://www.opengis.net/def/crs/EPSG/0/4326",
         },
-        {"filter": f"S_INTERSECTS(geometry, {mercator})"},
+        {"filter": f"S_INTERSECTS(geometry, {mercator})", "filter-crs": "EPSG:3857"},
     ):
         assert (
             client.get("/collections/roads/items", params={**params, "limit": 1}).json()[
