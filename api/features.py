@@ -85,7 +85,8 @@ def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
         {"rel": "items", "type": GEOJSON, "href": f"{here}/items"},
         {"rel": f"{_REL}/queryables", "type": SCHEMA_JSON, "href": f"{here}/queryables"},
         {"rel": f"{_REL}/schema", "type": SCHEMA_JSON, "href": f"{here}/schema"},
-        {"rel": "describedby", "type": SCHEMA_JSON, "href": f"{here}/schema"},
+        # GDAL (3.6) reads field types from a GeoJSON feature schema behind "describedBy"
+        {"rel": "describedBy", "type": SCHEMA_JSON, "href": f"{here}/feature-schema"},
     ]
     if _served(request, "/collections/{collectionId}/tiles"):
         links.append(
@@ -244,6 +245,38 @@ def routes(url: str) -> APIRouter:
                 "description": layer.description,
                 "properties": properties,
                 "additionalProperties": True,  # attributes outside the catalog, from props
+            }
+        )
+
+    @router.get(
+        "/collections/{collectionId}/feature-schema",
+        summary="The JSON Schema of one GeoJSON feature of the collection (for GDAL)",
+        response_class=SchemaResponse,
+        responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}, **not_found},
+    )
+    def get_feature_schema(request: Request, collectionId: str) -> SchemaResponse:
+        layer = collection_layer(collectionId)
+        # 64-bit integers are left out: GDAL 3.6 would type them as 32-bit Integer; it finds
+        # them as Integer64 in the features themselves
+        wide = {f.name for f in layer.fields if f.kind == "bigint"}
+        properties = {k: v for k, v in property_schemas(layer).items() if k not in wide}
+        return SchemaResponse(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": f"{_base(request)}/collections/{layer.id}/feature-schema",
+                "type": "object",
+                "title": f"{layer.title}: a GeoJSON feature",
+                "required": ["type", "geometry", "properties"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["Feature"]},
+                    "id": {"type": "string"},
+                    "geometry": queryables(layer)["geometry"],
+                    "properties": {
+                        "type": "object",
+                        "properties": properties,
+                        "additionalProperties": True,
+                    },
+                },
             }
         )
 

@@ -334,7 +334,8 @@ class _Typed:
     """A SQL expression and what it holds."""
 
     sql: sql.Composable
-    kind: str  # string, number, boolean, timestamp, geometry, array, null
+    kind: str  # string, integer, number, boolean, timestamp, geometry, array, null
+    name: str = ""  # the property's name, when it is one
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,7 @@ class _Translator:
             left, pattern = (self.expression(arg, depth + 1) for arg in _args(node, 2))
             for side in (left, pattern):
                 if side.kind != "string":
-                    raise FilterError("LIKE compares text: both sides must be strings")
+                    raise FilterError("LIKE needs a text property and a string pattern")
             return sql.SQL("({} LIKE {})").format(left.sql, pattern.sql)
         if op == "between":
             value, low, high = (self.expression(arg, depth + 1) for arg in _args(node, 3))
@@ -467,6 +468,12 @@ class _Translator:
             return
         if kinds == {"timestamp", "string"}:  # a timestamp property with an RFC 3339 string
             return
+        for one, other in ((left, right), (right, left)):
+            if one.name:
+                what = f"property {other.name!r}" if other.name else f"a {other.kind}"
+                raise FilterError(
+                    f"property {one.name!r} is {one.kind}; cannot compare it with {what} ({op})"
+                )
         raise FilterError(f"{op} compares a {left.kind} with a {right.kind}")
 
     def as_timestamp(self, value: _Typed) -> _Typed:
@@ -483,7 +490,7 @@ class _Translator:
         if name not in self.kinds:
             known = ", ".join(["geometry", *self.kinds])
             raise FilterError(f"unknown property {name!r}; queryables: {known}")
-        return _Typed(sql.Identifier(name), self.kinds[name])
+        return _Typed(sql.Identifier(name), self.kinds[name], name)
 
     def expression(self, node: Any, depth: int) -> _Typed:
         if depth > MAX_DEPTH:
