@@ -16,6 +16,7 @@ from api import (
     rasters,
     routing,
     signals,
+    styles,
     tiles,
     utilities,
     viewer,
@@ -78,6 +79,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         tiles.routes(url, tiles.make_cache(settings.redis_url, settings.tile_cache_mb))
     )
     city = City(url)
+    app.include_router(styles.routes(url))
     app.include_router(routing.routes(city))
     app.include_router(onemap.routes(city))
     app.include_router(utilities.routes(city))
@@ -123,18 +125,9 @@ def conformance() -> list[str]:
         Conformance class URIs, each once, in the order the modules declare them.
     """
     declared: list[str] = [*features.CONFORMANCE]
-    for module in (tiles, *_optional_modules()):
+    for module in (tiles, styles):
         declared += getattr(module, "CONFORMANCE", [])
     return list(dict.fromkeys(declared))
-
-
-def _optional_modules() -> list[Any]:
-    """Modules that may declare conformance classes but need not exist (OGC API - Styles)."""
-    try:
-        from api import styles  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return []
-    return [styles]
 
 
 def _counts(url: str, at: str | None) -> dict[str, int]:

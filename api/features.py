@@ -73,7 +73,7 @@ def _base(request: Request) -> str:
 
 def _served(request: Request, path: str) -> bool:
     """Whether the app answers ``path`` (a route template), so a link to it may be given."""
-    return any(getattr(route, "path", None) == path for route in request.app.routes)
+    return path in request.app.openapi()["paths"]
 
 
 def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:

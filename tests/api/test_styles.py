@@ -24,7 +24,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Browser, Route, sync_playwright
 
-from api import styles
 from api.app import create_app
 from layers.catalog import LAYERS
 from layers.settings import TwinSettings
@@ -41,11 +40,7 @@ BACKGROUND = np.array([0xF4, 0xF3, 0xEF])
 
 @pytest.fixture(scope="module")
 def client(sample_db: str) -> Iterator[TestClient]:
-    app = create_app(TwinSettings(database_url=sample_db))
-    if "/styles" not in app.openapi()["paths"]:  # until api/app.py includes the styles router
-        app.include_router(styles.routes(sample_db))
-        app.openapi_schema = None
-    with TestClient(app) as test_client:
+    with TestClient(create_app(TwinSettings(database_url=sample_db))) as test_client:
         yield test_client
 
 

@@ -557,11 +557,6 @@ def test_gdal_reads_a_tile_found_by_following_links(sample_server: str, tmp_path
     assert "Layer name: roads" in out and "Layer name: buildings" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/features.py's _served() misses routes of included routers (FastAPI 0.165 keeps "
-    "them as _IncludedRouter), so no tileset link is given yet: see the issue-19 tiles report",
-)
 @pytest.mark.conformance(f"{TILES}/dataset-tilesets")
 @pytest.mark.conformance(f"{TILES}/geodata-tilesets")
 def test_landing_page_and_collections_link_their_tilesets(client: TestClient) -> None:
