@@ -8,6 +8,7 @@ from fastapi import FastAPI, Query
 from fastapi.middleware.gzip import GZipMiddleware
 
 from api import (
+    docs,
     errors,
     features,
     incidents,
@@ -15,6 +16,7 @@ from api import (
     rasters,
     routing,
     signals,
+    styles,
     tiles,
     utilities,
     viewer,
@@ -67,6 +69,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
             "utility traces, incidents and rasters."
         ),
         version="0.1.0",
+        docs_url=None,  # api.docs serves Swagger UI and ReDoc from local assets
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
@@ -75,6 +79,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         tiles.routes(url, tiles.make_cache(settings.redis_url, settings.tile_cache_mb))
     )
     city = City(url)
+    app.include_router(styles.routes(url))
     app.include_router(routing.routes(city))
     app.include_router(onemap.routes(city))
     app.include_router(utilities.routes(city))
@@ -82,6 +87,9 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(rasters.routes(city))
     app.include_router(signals.routes(city))
     app.include_router(viewer.routes(settings))
+    app.include_router(docs.routes(app.title))
+    app.state.conformance = conformance()
+    docs.install(app)
 
     @app.get("/health", summary="Whether the API and its database answer")
     def health() -> dict[str, str]:
@@ -106,6 +114,20 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         return _describe(LAYERS[layer_id], _counts(url, None)[layer_id])
 
     return app
+
+
+def conformance() -> list[str]:
+    """Return every conformance class the API declares: the union of its routers' lists.
+
+    Returns
+    -------
+    list of str
+        Conformance class URIs, each once, in the order the modules declare them.
+    """
+    declared: list[str] = [*features.CONFORMANCE]
+    for module in (tiles, styles):
+        declared += getattr(module, "CONFORMANCE", [])
+    return list(dict.fromkeys(declared))
 
 
 def _counts(url: str, at: str | None) -> dict[str, int]:

@@ -15,6 +15,48 @@ from layers.errors import ParameterError
 PROBLEM = "application/problem+json"
 log = logging.getLogger("twin.api")
 
+#: JSON Schema of a problem+json body (RFC 7807, with the API's ``parameter`` member).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "parameter": {"type": "string", "description": "The request parameter at fault"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_MEANING = {
+    400: "A parameter is invalid; `parameter` names it",
+    404: "No such resource; `parameter` names the path parameter",
+    500: "The server failed",
+    503: "The database does not answer",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Describe problem+json answers for an operation's OpenAPI ``responses``.
+
+    Parameters
+    ----------
+    *codes
+        HTTP status codes the operation can answer with a problem.
+
+    Returns
+    -------
+    dict
+        Status code to its OpenAPI response object.
+    """
+    return {
+        code: {
+            "description": _MEANING.get(code, "A problem"),
+            "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}},
+        }
+        for code in codes
+    }
+
 
 class ProblemError(Exception):
     """An error the API answers with a problem+json body.

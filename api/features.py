@@ -1,4 +1,4 @@
-"""OGC API - Features (Part 1 core + GeoJSON, Part 2 CRS, Part 3 queryables and CQL2-text).
+"""OGC API - Features: Part 1 core and GeoJSON, Part 2 CRS, Part 3 filters in CQL2 text and JSON.
 
 Every layer is a collection. ``datetime`` is answered from ``valid_from``/``valid_to``: an
 instant gives the versions valid then, so it is the twin's "as of" query.
@@ -14,15 +14,17 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.errors import NotFoundError, ProblemError
+from api.errors import NotFoundError, ProblemError, problem_responses
 from layers.catalog import LAYERS, Layer
-from layers.cql2 import queryables
+from layers.cql2 import CLASSES, property_schemas, queryables
 from layers.features import (
     CRS84,
+    DEFAULT_LIMIT,
     MAX_LIMIT,
     MAX_OFFSET,
     extent,
     get_feature,
+    parse_bbox,
     query_arrow,
     query_features,
     resolve_crs,
@@ -31,35 +33,65 @@ from layers.features import (
 
 GEOJSON = "application/geo+json"
 ARROW = "application/vnd.apache.arrow.stream"
+SCHEMA_JSON = "application/schema+json"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+_FEATURES = "http://www.opengis.net/spec/ogcapi-features"
+#: Conformance classes this module implements (the app answers the union of every router's).
 CONFORMANCE = [
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
-    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
+    f"{_FEATURES}-1/1.0/conf/core",
+    f"{_FEATURES}-1/1.0/conf/geojson",
+    f"{_FEATURES}-1/1.0/conf/oas30",
+    f"{_FEATURES}-2/1.0/conf/crs",
+    f"{_FEATURES}-3/1.0/conf/queryables",
+    f"{_FEATURES}-3/1.0/conf/filter",
+    f"{_FEATURES}-3/1.0/conf/features-filter",
+    *(f"http://www.opengis.net/spec/cql2/1.0/conf/{name}" for name in CLASSES),
 ]
+_REL = "http://www.opengis.net/def/rel/ogc/1.0"
+#: Query parameters of the items request; any other one is refused (Part 1 /req/core).
+ITEMS_PARAMETERS = frozenset(
+    {"bbox", "bbox-crs", "datetime", "limit", "offset", "crs", "filter", "filter-lang"}
+    | {"filter-crs", "f"}
+)
+
+
+class GeoJSONResponse(JSONResponse):
+    """A JSON answer typed ``application/geo+json``."""
+
+    media_type = GEOJSON
+
+
+class SchemaResponse(JSONResponse):
+    """A JSON Schema answer typed ``application/schema+json``."""
+
+    media_type = SCHEMA_JSON
 
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _openapi_type(request: Request) -> str:
-    """Return the API description's media type, naming the OpenAPI version it is written in.
-
-    FastAPI writes OpenAPI 3.1, so the API does not claim Part 1's ``oas30`` class either.
-    """
-    major, minor = request.app.openapi_version.split(".")[:2]
-    return f"application/vnd.oai.openapi+json;version={major}.{minor}"
+def _served(request: Request, path: str) -> bool:
+    """Whether the app answers ``path`` (a route template), so a link to it may be given."""
+    return path in request.app.openapi()["paths"]
 
 
 def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
     base = _base(request)
+    here = f"{base}/collections/{layer.id}"
     bbox = extent(layer.id, url=url)
+    links = [
+        {"rel": "self", "type": "application/json", "href": here},
+        {"rel": "items", "type": GEOJSON, "href": f"{here}/items"},
+        {"rel": f"{_REL}/queryables", "type": SCHEMA_JSON, "href": f"{here}/queryables"},
+        {"rel": f"{_REL}/schema", "type": SCHEMA_JSON, "href": f"{here}/schema"},
+        # GDAL (3.6) reads field types from a GeoJSON feature schema behind "describedBy"
+        {"rel": "describedBy", "type": SCHEMA_JSON, "href": f"{here}/feature-schema"},
+    ]
+    if _served(request, "/collections/{collectionId}/tiles"):
+        links.append(
+            {"rel": f"{_REL}/tilesets-vector", "type": "application/json", "href": f"{here}/tiles"}
+        )
     return {
         "id": layer.id,
         "title": layer.title,
@@ -68,15 +100,7 @@ def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
         "crs": list(supported_crs()),
         "storageCrs": CRS84,
         "extent": {"spatial": {"bbox": [bbox] if bbox else [], "crs": CRS84}},
-        "links": [
-            {"rel": "self", "type": "application/json", "href": f"{base}/collections/{layer.id}"},
-            {"rel": "items", "type": GEOJSON, "href": f"{base}/collections/{layer.id}/items"},
-            {
-                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
-                "type": "application/schema+json",
-                "href": f"{base}/collections/{layer.id}/queryables",
-            },
-        ],
+        "links": links,
     }
 
 
@@ -101,18 +125,6 @@ def collection_layer(collection_id: str) -> Layer:
     return LAYERS[collection_id]
 
 
-def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
-    if value is None:
-        return None
-    try:
-        numbers = [float(v) for v in value.split(",")]
-    except ValueError:
-        raise ProblemError("bbox: expected four numbers", parameter="bbox") from None
-    if len(numbers) != 4:
-        raise ProblemError("bbox: expected four numbers (2D)", parameter="bbox")
-    return numbers[0], numbers[1], numbers[2], numbers[3]
-
-
 def landing(request: Request) -> dict[str, Any]:
     """Return the OGC landing page document.
 
@@ -132,13 +144,19 @@ def landing(request: Request) -> dict[str, Any]:
         "description": "OGC API - Features of the city's layers",
         "links": [
             {"rel": "self", "type": "application/json", "href": f"{base}/?f=json"},
-            {
-                "rel": "service-desc",
-                "type": _openapi_type(request),
-                "href": f"{base}/api",
-            },
+            {"rel": "service-desc", "type": OPENAPI_JSON, "href": f"{base}/api"},
+            {"rel": "service-doc", "type": "text/html", "href": f"{base}/docs"},
             {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
             {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+        ]
+        + [
+            {"rel": rel, "type": "application/json", "href": f"{base}{path}"}
+            for path, rel in (
+                ("/tiles", f"{_REL}/tilesets-vector"),
+                ("/tileMatrixSets", f"{_REL}/tiling-schemes"),
+                ("/styles", f"{_REL}/styles"),
+            )
+            if _served(request, path)
         ],
     }
 
@@ -157,14 +175,22 @@ def routes(url: str) -> APIRouter:
         The endpoints.
     """
     router = APIRouter(tags=["features"])
+    not_found = problem_responses(404)
+    bad_or_not_found = problem_responses(400, 404)
 
     @router.get("/conformance", summary="Conformance classes")
-    def conformance() -> dict[str, Any]:
-        return {"conformsTo": CONFORMANCE}
+    def conformance(request: Request) -> dict[str, Any]:
+        declared = getattr(request.app.state, "conformance", None)
+        return {"conformsTo": list(declared if declared is not None else CONFORMANCE)}
 
-    @router.get("/api", summary="The OpenAPI 3 description", include_in_schema=False)
+    @router.get(
+        "/api",
+        summary="The OpenAPI description of this API",
+        response_class=JSONResponse,
+        responses={200: {"content": {OPENAPI_JSON: {"schema": {"type": "object"}}}}},
+    )
     def api_description(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.openapi(), media_type=_openapi_type(request))
+        return JSONResponse(request.app.openapi(), media_type=OPENAPI_JSON)
 
     @router.get("/collections", summary="The layers, as collections")
     def collections(request: Request) -> dict[str, Any]:
@@ -174,50 +200,154 @@ def routes(url: str) -> APIRouter:
             "collections": [_collection(request, layer, url) for layer in LAYERS.values()],
         }
 
-    @router.get("/collections/{collectionId}", summary="One collection")
+    @router.get("/collections/{collectionId}", summary="One collection", responses=not_found)
     def collection(request: Request, collectionId: str) -> dict[str, Any]:
         return _collection(request, collection_layer(collectionId), url)
 
-    @router.get("/collections/{collectionId}/queryables", summary="What a filter may name")
-    def get_queryables(request: Request, collectionId: str) -> JSONResponse:
+    @router.get(
+        "/collections/{collectionId}/queryables",
+        summary="What a filter may name, with JSON Schema types and formats",
+        response_class=SchemaResponse,
+        responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}, **not_found},
+    )
+    def get_queryables(request: Request, collectionId: str) -> SchemaResponse:
         layer = collection_layer(collectionId)
-        schema = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{_base(request)}/collections/{layer.id}/queryables",
-            "type": "object",
-            "title": layer.title,
-            "properties": {
-                "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"},
-                **{name: {"type": kind} for name, kind in queryables(layer).items()},
-            },
-            "additionalProperties": False,
-        }
-        return JSONResponse(schema, media_type="application/schema+json")
+        return SchemaResponse(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": f"{_base(request)}/collections/{layer.id}/queryables",
+                "type": "object",
+                "title": layer.title,
+                "properties": _with_roles(queryables(layer)),
+                "additionalProperties": False,
+            }
+        )
 
-    @router.get("/collections/{collectionId}/items", summary="Features, filtered and paged")
+    @router.get(
+        "/collections/{collectionId}/schema",
+        summary="The schema of the collection's features (OGC API - Features Part 5 draft)",
+        response_class=SchemaResponse,
+        responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}, **not_found},
+    )
+    def get_schema(request: Request, collectionId: str) -> SchemaResponse:
+        layer = collection_layer(collectionId)
+        properties = {
+            "id": {"type": "string", "x-ogc-role": "id"},
+            "geometry": queryables(layer)["geometry"],
+            **_with_roles(property_schemas(layer)),
+        }
+        return SchemaResponse(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": f"{_base(request)}/collections/{layer.id}/schema",
+                "type": "object",
+                "title": layer.title,
+                "description": layer.description,
+                "properties": properties,
+                "additionalProperties": True,  # attributes outside the catalog, from props
+            }
+        )
+
+    @router.get(
+        "/collections/{collectionId}/feature-schema",
+        summary="The JSON Schema of one GeoJSON feature of the collection (for GDAL)",
+        response_class=SchemaResponse,
+        responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}, **not_found},
+    )
+    def get_feature_schema(request: Request, collectionId: str) -> SchemaResponse:
+        layer = collection_layer(collectionId)
+        # 64-bit integers are left out: GDAL 3.6 would type them as 32-bit Integer; it finds
+        # them as Integer64 in the features themselves
+        wide = {f.name for f in layer.fields if f.kind == "bigint"}
+        properties = {k: v for k, v in property_schemas(layer).items() if k not in wide}
+        return SchemaResponse(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": f"{_base(request)}/collections/{layer.id}/feature-schema",
+                "type": "object",
+                "title": f"{layer.title}: a GeoJSON feature",
+                "required": ["type", "geometry", "properties"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["Feature"]},
+                    "id": {"type": "string"},
+                    "geometry": queryables(layer)["geometry"],
+                    "properties": {
+                        "type": "object",
+                        "properties": properties,
+                        "additionalProperties": True,
+                    },
+                },
+            }
+        )
+
+    @router.get(
+        "/collections/{collectionId}/items",
+        summary="Features, filtered and paged",
+        response_class=GeoJSONResponse,
+        responses={
+            200: {
+                "description": "A GeoJSON FeatureCollection (or an Arrow stream with f=arrow)",
+                "content": {
+                    GEOJSON: {"schema": {"type": "object"}},
+                    ARROW: {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            **bad_or_not_found,
+        },
+    )
     def items(
         request: Request,
         collectionId: str,
-        bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
-        bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
-        datetime: Annotated[str | None, Query(description="Instant or interval a/b")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        bbox: Annotated[
+            str | None,
+            Query(
+                description="minx,miny,maxx,maxy or minx,miny,minz,maxx,maxy,maxz (in "
+                "bbox-crs; a geographic box with minx > maxx crosses the antimeridian)"
+            ),
+        ] = None,
+        bbox_crs: Annotated[
+            str | None, Query(alias="bbox-crs", description="CRS of bbox; CRS84 by default")
+        ] = None,
+        datetime: Annotated[
+            str | None,
+            Query(
+                description="An instant, or an interval a/b with '..' or nothing for an open "
+                "end: the versions valid then"
+            ),
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Features per page")
+        ] = DEFAULT_LIMIT,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-        crs: str | None = None,
-        filter: Annotated[str | None, Query(description="CQL2-text")] = None,
-        filter_lang: Annotated[Literal["cql2-text"] | None, Query(alias="filter-lang")] = None,
-        filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
-        f: Annotated[str | None, Query(description="geojson (default) or arrow")] = None,
+        crs: Annotated[str | None, Query(description="Output CRS; CRS84 by default")] = None,
+        filter: Annotated[str | None, Query(description="A CQL2 filter, in filter-lang")] = None,
+        filter_lang: Annotated[
+            Literal["cql2-text", "cql2-json"], Query(alias="filter-lang")
+        ] = "cql2-text",
+        filter_crs: Annotated[
+            str | None,
+            Query(alias="filter-crs", description="CRS of the filter's geometries; CRS84"),
+        ] = None,
+        f: Annotated[
+            Literal["json", "geojson", "arrow"] | None,
+            Query(description="geojson (default) or arrow"),
+        ] = None,
     ) -> Response:
         layer = collection_layer(collectionId)
-        if f not in (None, "json", "geojson", "arrow"):
-            raise ProblemError("f: use geojson or arrow", parameter="f")
+        unknown = sorted(set(request.query_params) - ITEMS_PARAMETERS)
+        if unknown:
+            raise ProblemError(
+                f"unknown query parameter {unknown[0]!r}; known: "
+                f"{', '.join(sorted(ITEMS_PARAMETERS))} (to select by a property, use filter)",
+                parameter=unknown[0],
+            )
         out_crs = resolve_crs(crs, "crs")
         options: dict[str, Any] = {
-            "bbox": _bbox(bbox),
+            "bbox": parse_bbox(bbox),
             "bbox_crs": bbox_crs,
             "datetime_value": datetime,
             "filter_text": filter,
+            "filter_lang": filter_lang,
             "limit": limit,
             "offset": offset,
             "crs": crs,
@@ -257,15 +387,36 @@ def routes(url: str) -> APIRouter:
         )
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"})
 
-    @router.get("/collections/{collectionId}/items/{featureId:path}", summary="One feature")
-    def item(collectionId: str, featureId: str, crs: str | None = None) -> JSONResponse:
+    @router.get(
+        "/collections/{collectionId}/items/{featureId:path}",
+        summary="One feature",
+        response_class=GeoJSONResponse,
+        responses={200: {"content": {GEOJSON: {"schema": {"type": "object"}}}}, **bad_or_not_found},
+    )
+    def item(
+        collectionId: str,
+        featureId: str,
+        crs: Annotated[str | None, Query(description="Output CRS; CRS84 by default")] = None,
+    ) -> GeoJSONResponse:
         layer = collection_layer(collectionId)
         out_crs = resolve_crs(crs, "crs")
         feature = get_feature(layer.id, featureId, crs=crs, url=url)
         if feature is None:
             raise NotFoundError(f"no feature {featureId!r} in {layer.id}", parameter="featureId")
-        return JSONResponse(
-            feature, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs.uri}>"}
-        )
+        return GeoJSONResponse(feature, headers={"Content-Crs": f"<{out_crs.uri}>"})
 
     return router
+
+
+_ROLES = {
+    "valid_from": "primary-interval-start",
+    "valid_to": "primary-interval-end",
+}
+
+
+def _with_roles(properties: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mark the validity period as the features' primary temporal extent (Part 5 roles)."""
+    return {
+        name: {**schema, "x-ogc-role": _ROLES[name]} if name in _ROLES else schema
+        for name, schema in properties.items()
+    }

@@ -1,41 +1,80 @@
-"""OGC API - Tiles with Mapbox Vector Tiles: per collection and a combined one-map tile.
+"""OGC API - Tiles (OGC 20-057) with Mapbox Vector Tiles: per collection and the one-map.
+
+Clients find the tiles by following links: the landing page's tilesets (``/tiles``, the
+one-map as a dataset tileset), a collection's (``/collections/{id}/tiles``), each tileset's
+metadata (OGC 17-083r4: its tiling scheme, ``tileMatrixSetLimits``, layers with geometry
+dimension and property schema, the tile URL template, TileJSON and style links) and the tile
+matrix set itself (``/tileMatrixSets/WebMercatorQuad``, morecantile's definition). The one-map
+tileset answers at ``/tiles/WebMercatorQuad`` and, as before, at ``/map/tiles/WebMercatorQuad``.
 
 Tiles are cached per layer set, address and layer versions; responses carry an ETag
 (``If-None-Match`` answers 304) and are gzipped by the app's middleware when the client
-accepts it.
+accepts it. A tile outside the tile matrix set answers 404 (OGC 20-057 /req/tileset/tc-success
+D); a tile inside it where there is no data answers an empty tile.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from api.errors import NotFoundError
 from api.features import collection_layer
 from layers.catalog import LAYERS
 from layers.features import extent
 from layers.tiles import (
-    MAX_ZOOM,
+    WEB_MERCATOR_QUAD,
     MemoryTileCache,
     RedisTileCache,
     TileCache,
     TileError,
     cached_tile,
+    check_tile,
+    matrix_limits,
     tile_etag,
     tile_fields,
+    zoom_range,
 )
 
 MVT = "application/vnd.mapbox-vector-tile"
+TILEJSON = "application/vnd.mapbox.tile+json"
+MAPBOX_STYLE = "application/vnd.mapbox.style+json"
 MATRIX_SET = "WebMercatorQuad"
-CollectionsQuery = Annotated[str | None, Query(description="Comma-separated; all when absent")]
-_TYPES = {
+TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+_SPEC = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf"
+#: OGC API - Tiles conformance classes this module implements (gathered by the app).
+CONFORMANCE = [
+    f"{_SPEC}/core",
+    f"{_SPEC}/tileset",
+    f"{_SPEC}/tilesets-list",
+    f"{_SPEC}/geodata-tilesets",
+    f"{_SPEC}/dataset-tilesets",
+    f"{_SPEC}/collections-selection",
+    f"{_SPEC}/mvt",
+    f"{_SPEC}/oas30",
+]
+CollectionsQuery = Annotated[
+    str | None,
+    Query(description="Comma-separated collections, drawn in this order; all when absent"),
+]
+_TILEJSON_TYPES = {
     "text": "String",
     "int": "Number",
     "bigint": "Number",
     "float": "Number",
     "bool": "Boolean",
 }
+_SCHEMA_TYPES = {
+    "text": "string",
+    "int": "integer",
+    "bigint": "integer",
+    "float": "number",
+    "bool": "boolean",
+}
+_DIMENSION = {"Point": 0, "LineString": 1, "Polygon": 2}
 
 
 def _matrix_set(value: str) -> None:
@@ -60,7 +99,65 @@ def _collections(value: str | None) -> list[str]:
     return names
 
 
-def _tilejson(request: Request, layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def matrix_set_document(base: str) -> dict[str, Any]:
+    """Return the WebMercatorQuad definition: morecantile's TMS 2.0 document, and TMS 1.0 names.
+
+    GDAL up to 3.6 reads only the TMS 1.0 names (``supportedCRS``, ``tileMatrix`` with
+    ``identifier`` and ``topLeftCorner``); they are added beside the 2.0 members, which the
+    TMS 2.0 JSON schema allows, so both generations of clients read the same document.
+
+    Parameters
+    ----------
+    base
+        The API's base URL (for the ``self`` link).
+
+    Returns
+    -------
+    dict
+        The document.
+    """
+    doc: dict[str, Any] = json.loads(WEB_MERCATOR_QUAD.model_dump_json(exclude_none=True))
+    doc["type"] = "TileMatrixSetType"
+    doc["identifier"] = doc["id"]
+    doc["supportedCRS"] = doc["crs"]
+    doc["tileMatrix"] = [
+        {
+            "identifier": m["id"],
+            "scaleDenominator": m["scaleDenominator"],
+            "topLeftCorner": m["pointOfOrigin"],
+            "tileWidth": m["tileWidth"],
+            "tileHeight": m["tileHeight"],
+            "matrixWidth": m["matrixWidth"],
+            "matrixHeight": m["matrixHeight"],
+        }
+        for m in doc["tileMatrices"]
+    ]
+    doc["links"] = [
+        {"rel": "self", "type": "application/json", "href": f"{base}/tileMatrixSets/{MATRIX_SET}"}
+    ]
+    return doc
+
+
+def _properties_schema(layer_id: str) -> dict[str, Any]:
+    layer = LAYERS[layer_id]
+    kinds = {f.name: f.kind for f in layer.fields}
+    properties: dict[str, Any] = {"id": {"type": "string", "description": "Stable feature id"}}
+    for name in tile_fields(layer)[1:]:
+        field = next(f for f in layer.fields if f.name == name)
+        entry: dict[str, Any] = {"type": _SCHEMA_TYPES.get(kinds[name], "string")}
+        if field.choices:
+            entry["enum"] = list(field.choices)
+        if field.description:
+            entry["description"] = field.description
+        properties[name] = entry
+    return {"type": "object", "properties": properties}
+
+
+def _tilejson(layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
     boxes = [b for b in (extent(layer_id, url=url) for layer_id in layer_ids) if b]
     bounds = (
         [
@@ -72,22 +169,25 @@ def _tilejson(request: Request, layer_ids: list[str], template: str, url: str) -
         if boxes
         else [-180, -85.05, 180, 85.05]
     )
+    minzoom, maxzoom = zoom_range(layer_ids)
     return {
         "tilejson": "3.0.0",
         "name": ",".join(layer_ids),
         "scheme": "xyz",
         "tiles": [template],
-        "minzoom": 0,
-        "maxzoom": MAX_ZOOM,
+        "minzoom": minzoom,
+        "maxzoom": maxzoom,
         "bounds": bounds,
-        "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 14],
+        "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, maxzoom - 1],
         "attribution": "© OpenStreetMap contributors",
         "vector_layers": [
             {
                 "id": layer_id,
                 "description": LAYERS[layer_id].title,
+                "minzoom": zoom_range([layer_id])[0],
+                "maxzoom": zoom_range([layer_id])[1],
                 "fields": {
-                    name: _TYPES.get(
+                    name: _TILEJSON_TYPES.get(
                         next((f.kind for f in LAYERS[layer_id].fields if f.name == name), "text"),
                         "String",
                     )
@@ -99,36 +199,111 @@ def _tilejson(request: Request, layer_ids: list[str], template: str, url: str) -
     }
 
 
-def _tileset(here: str, layer_ids: list[str]) -> dict[str, Any]:
-    """OGC API - Tiles tileset metadata: the matrix set, the layers and the tile template."""
+def _summary(base: str, here: str, title: str, query: str = "") -> dict[str, Any]:
+    """Return the part of a tileset's metadata that tilesets lists repeat."""
     return {
-        "title": ", ".join(layer_ids),
+        "title": title,
         "dataType": "vector",
-        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
-        "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
-        "layers": [
-            {
-                "id": layer_id,
-                "dataType": "vector",
-                "geometryType": LAYERS[layer_id].storage_type.lower(),
-            }
-            for layer_id in layer_ids
-        ],
+        "crs": WEB_MERCATOR_QUAD.crs.srs,
+        "tileMatrixSetURI": WEB_MERCATOR_QUAD.uri,
         "links": [
-            {"rel": "self", "type": "application/json", "href": here},
+            {"rel": "self", "type": "application/json", "href": f"{here}{query}"},
+            {
+                "rel": TILING_SCHEME,
+                "type": "application/json",
+                "href": f"{base}/tileMatrixSets/{MATRIX_SET}",
+            },
             {
                 "rel": "item",
                 "type": MVT,
                 "templated": True,
-                "href": f"{here}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
-            },
-            {
-                "rel": "alternate",
-                "type": "application/vnd.mapbox.tile+json",
-                "href": f"{here}/tilejson.json",
+                "href": f"{here}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}{query}",
             },
         ],
     }
+
+
+def tileset_document(
+    base: str, here: str, layer_ids: list[str], *, style: str, url: str, query: str = ""
+) -> dict[str, Any]:
+    """Return OGC 17-083r4 tileset metadata for the tiles of some layers.
+
+    Parameters
+    ----------
+    base
+        The API's base URL.
+    here
+        The tileset's URL (without query).
+    layer_ids
+        Its layers, in drawing order.
+    style
+        Id of its style at ``/styles``.
+    url
+        Database URL.
+    query
+        Query string (with its ``?``) that every tile and TileJSON link carries.
+
+    Returns
+    -------
+    dict
+        The metadata.
+    """
+    doc = _summary(base, here, ", ".join(LAYERS[i].title for i in layer_ids), query)
+    minzoom, maxzoom = zoom_range(layer_ids)
+    doc["minTileMatrix"], doc["maxTileMatrix"] = str(minzoom), str(maxzoom)
+    doc["tileMatrixSetLimits"] = matrix_limits(layer_ids, url=url)
+    stylesheet = {
+        "rel": "stylesheet",
+        "type": MAPBOX_STYLE,
+        "title": "MapLibre style of these tiles",
+        "href": f"{base}/styles/{style}?f=mapbox",
+    }
+    doc["style"] = {"id": style, "links": [stylesheet]}
+    doc["layers"] = []
+    for layer_id in layer_ids:
+        low, high = zoom_range([layer_id])
+        layer = LAYERS[layer_id]
+        box = extent(layer_id, url=url)
+        doc["layers"].append(
+            {
+                "id": layer_id,
+                "title": layer.title,
+                "description": layer.description,
+                "dataType": "vector",
+                **(
+                    {"geometryDimension": _DIMENSION[kind]}
+                    if (kind := layer.storage_type.removeprefix("Multi")) in _DIMENSION
+                    else {}
+                ),
+                "geometryType": layer.storage_type,
+                "minTileMatrix": str(low),
+                "maxTileMatrix": str(high),
+                **(
+                    {
+                        "boundingBox": {
+                            "lowerLeft": box[:2],
+                            "upperRight": box[2:],
+                            "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+                        }
+                    }
+                    if box
+                    else {}
+                ),
+                "propertiesSchema": _properties_schema(layer_id),
+                "links": [
+                    {
+                        "rel": "http://www.opengis.net/def/rel/ogc/1.0/geodata",
+                        "type": "application/json",
+                        "href": f"{base}/collections/{layer_id}",
+                    }
+                ],
+            }
+        )
+    doc["links"] += [
+        {"rel": "alternate", "type": TILEJSON, "href": f"{here}/tilejson.json{query}"},
+        stylesheet,
+    ]
+    return {key: value for key, value in doc.items() if value is not None}
 
 
 def routes(url: str, cache: TileCache) -> APIRouter:
@@ -149,6 +324,10 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     router = APIRouter(tags=["tiles"])
 
     def answer(request: Request, layer_ids: list[str], z: int, x: int, y: int) -> Response:
+        try:
+            check_tile(z, x, y)
+        except TileError as error:  # outside the tile matrix set: no such tile
+            raise NotFoundError(str(error), parameter=error.parameter) from None
         etag = tile_etag(layer_ids, z, x, y, url=url)
         headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60"}
         asked = {
@@ -161,31 +340,52 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         headers["X-Tile-Cache"] = "hit" if hit else "miss"
         return Response(tile, media_type=MVT, headers=headers)
 
+    def one_map_query(names: list[str]) -> str:
+        return "" if names == list(LAYERS) else f"?collections={','.join(names)}"
+
+    @router.get("/tileMatrixSets", summary="Tile matrix sets the tiles are cut in")
+    def tile_matrix_sets(request: Request) -> dict[str, Any]:
+        base = _base(request)
+        href = f"{base}/tileMatrixSets/{MATRIX_SET}"
+        return {
+            "links": [
+                {"rel": "self", "type": "application/json", "href": f"{base}/tileMatrixSets"}
+            ],
+            "tileMatrixSets": [
+                {
+                    "id": MATRIX_SET,
+                    "title": WEB_MERCATOR_QUAD.title,
+                    "uri": WEB_MERCATOR_QUAD.uri,
+                    "crs": WEB_MERCATOR_QUAD.crs.srs,
+                    "links": [
+                        {"rel": "self", "type": "application/json", "href": href},
+                        {"rel": TILING_SCHEME, "type": "application/json", "href": href},
+                    ],
+                }
+            ],
+        }
+
+    @router.get("/tileMatrixSets/{tileMatrixSetId}", summary="A tile matrix set's definition")
+    def tile_matrix_set(request: Request, tileMatrixSetId: str) -> dict[str, Any]:
+        _matrix_set(tileMatrixSetId)
+        return matrix_set_document(_base(request))
+
+    @router.get("/tiles", summary="Dataset tilesets: the one-map, a layer per collection")
+    def dataset_tilesets(request: Request) -> dict[str, Any]:
+        base = _base(request)
+        return {
+            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/tiles"}],
+            "tilesets": [_summary(base, f"{base}/tiles/{MATRIX_SET}", f"One map ({MATRIX_SET})")],
+        }
+
     @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")
     def tilesets(request: Request, collectionId: str) -> dict[str, Any]:
         layer = collection_layer(collectionId)
-        base = str(request.base_url).rstrip("/")
+        base = _base(request)
+        here = f"{base}/collections/{layer.id}/tiles"
         return {
-            "tilesets": [
-                {
-                    "title": f"{layer.title} ({MATRIX_SET})",
-                    "dataType": "vector",
-                    "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
-                    "links": [
-                        {
-                            "rel": "self",
-                            "href": f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}",
-                        },
-                        {
-                            "rel": "item",
-                            "type": MVT,
-                            "templated": True,
-                            "href": f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}/"
-                            "{tileMatrix}/{tileRow}/{tileCol}",
-                        },
-                    ],
-                }
-            ]
+            "links": [{"rel": "self", "type": "application/json", "href": here}],
+            "tilesets": [_summary(base, f"{here}/{MATRIX_SET}", f"{layer.title} ({MATRIX_SET})")],
         }
 
     @router.get(
@@ -197,16 +397,27 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     ) -> dict[str, Any]:
         layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
-        here = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/tiles/{MATRIX_SET}"
-        return _tileset(here, [layer.id])
+        base = _base(request)
+        here = f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}"
+        return tileset_document(base, here, [layer.id], style=layer.id, url=url)
 
-    @router.get("/map/tiles/{tileMatrixSetId}", summary="Tileset metadata of one-map tiles")
     def map_tileset(
         request: Request, tileMatrixSetId: str, collections: CollectionsQuery = None
     ) -> dict[str, Any]:
         _matrix_set(tileMatrixSetId)
-        here = f"{str(request.base_url).rstrip('/')}/map/tiles/{MATRIX_SET}"
-        return _tileset(here, _collections(collections))
+        names = _collections(collections)
+        base = _base(request)
+        here = f"{base}{request.url.path}".rstrip("/")
+        return tileset_document(base, here, names, style="map", url=url, query=one_map_query(names))
+
+    for prefix in ("/tiles", "/map/tiles"):
+        router.add_api_route(
+            f"{prefix}/{{tileMatrixSetId}}",
+            map_tileset,
+            methods=["GET"],
+            summary="Tileset metadata of the one-map tiles",
+            operation_id=f"one_map_tileset{prefix.replace('/', '_')}",
+        )
 
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json",
@@ -216,12 +427,12 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         request: Request,
         collectionId: str,
         tileMatrixSetId: str,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
-        base = str(request.base_url).rstrip("/")
+        base = _base(request)
         template = f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}/{{z}}/{{y}}/{{x}}"
-        return _tilejson(request, [layer.id], template, url)
+        return JSONResponse(_tilejson([layer.id], template, url))
 
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
@@ -240,26 +451,17 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         _matrix_set(tileMatrixSetId)
         return answer(request, [layer.id], z, x, y)
 
-    @router.get(
-        "/map/tiles/{tileMatrixSetId}/tilejson.json", summary="TileJSON 3.0 of the one-map tiles"
-    )
     def map_tilejson(
         request: Request,
         tileMatrixSetId: str,
         collections: CollectionsQuery = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         _matrix_set(tileMatrixSetId)
         names = _collections(collections)
-        base = str(request.base_url).rstrip("/")
-        query = f"?collections={','.join(names)}"
-        template = f"{base}/map/tiles/{MATRIX_SET}/{{z}}/{{y}}/{{x}}{query}"
-        return _tilejson(request, names, template, url)
+        here = f"{_base(request)}{request.url.path}".removesuffix("/tilejson.json")
+        template = f"{here}/{{z}}/{{y}}/{{x}}{one_map_query(names)}"
+        return JSONResponse(_tilejson(names, template, url))
 
-    @router.get(
-        "/map/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
-        response_class=Response,
-        summary="One-map vector tile: a layer per collection",
-    )
     def map_tile(
         request: Request,
         tileMatrixSetId: str,
@@ -270,6 +472,24 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     ) -> Response:
         _matrix_set(tileMatrixSetId)
         return answer(request, _collections(collections), z, x, y)
+
+    for prefix in ("/tiles", "/map/tiles"):
+        name = prefix.replace("/", "_")
+        router.add_api_route(
+            f"{prefix}/{{tileMatrixSetId}}/tilejson.json",
+            map_tilejson,
+            methods=["GET"],
+            summary="TileJSON 3.0 of the one-map tiles",
+            operation_id=f"one_map_tilejson{name}",
+        )
+        router.add_api_route(
+            f"{prefix}/{{tileMatrixSetId}}/{{z}}/{{y}}/{{x}}",
+            map_tile,
+            methods=["GET"],
+            response_class=Response,
+            summary="One-map vector tile: a layer per collection",
+            operation_id=f"one_map_tile{name}",
+        )
 
     return router
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,6 +33,8 @@ MAX_OFFSET = 10_000_000
 
 
 _FILTER_ERRORS = (psycopg.errors.DataError, psycopg.errors.UndefinedFunction)
+#: How many features a page holds when the request does not say.
+DEFAULT_LIMIT = 100
 
 
 class FeatureQueryError(ParameterError):
@@ -111,7 +114,9 @@ def resolve_crs(value: str | None, parameter: str) -> OutputCrs:
 
 
 def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None, bool]:
-    """Parse an OGC ``datetime``: an instant, or an interval ``a/b`` with ``..`` for open ends.
+    """Parse an OGC ``datetime``: an instant, or an interval ``a/b`` (``..`` or empty: open).
+
+    An instant that is a date alone (``2026-01-15``) is that whole day, as an interval.
 
     Parameters
     ----------
@@ -121,12 +126,12 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
     Returns
     -------
     tuple
-        ``(start, end, is_instant)``; both None when absent.
+        ``(start, end, is_instant)``; both None when absent, one None for an open end.
 
     Raises
     ------
     FeatureQueryError
-        If it is not RFC 3339.
+        If it is not RFC 3339, an interval is open at both ends, or ends before it starts.
     """
     if value is None:
         return None, None, False
@@ -146,22 +151,105 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     if "/" in value:
-        start, end = (one(part) for part in value.split("/", 1))
+        first, second = value.split("/", 1)
+        start, end = one(first), one(second)
+        if start is None and end is None:
+            raise FeatureQueryError(
+                "datetime: an interval needs at least one end (../.. is not one)",
+                parameter="datetime",
+            )
         if start and end and end < start:
             raise FeatureQueryError("datetime interval ends before it starts", parameter="datetime")
+        if end is not None and "T" not in second.upper():  # a date as the end: the whole day
+            end += timedelta(days=1) - timedelta(microseconds=1)
         return start, end, False
     moment = one(value)
+    if moment is not None and "T" not in value.upper():
+        return moment, moment + timedelta(days=1) - timedelta(microseconds=1), False
     return moment, moment, True
+
+
+def parse_bbox(value: str | None) -> tuple[float, ...] | None:
+    """Parse an OGC ``bbox``: four numbers (2D) or six (3D: ``minx,miny,minz,maxx,maxy,maxz``).
+
+    Parameters
+    ----------
+    value
+        The parameter, comma-separated.
+
+    Returns
+    -------
+    tuple of float or None
+        The numbers as given.
+
+    Raises
+    ------
+    FeatureQueryError
+        If it is not four or six finite numbers.
+    """
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise FeatureQueryError(
+            "bbox: expected four or six comma-separated numbers", parameter="bbox"
+        ) from None
+    if len(numbers) not in (4, 6):
+        raise FeatureQueryError(
+            f"bbox: expected four numbers (2D) or six (3D), got {len(numbers)}", parameter="bbox"
+        )
+    if not all(math.isfinite(v) for v in numbers):
+        raise FeatureQueryError("bbox: coordinates must be finite numbers", parameter="bbox")
+    return numbers
+
+
+def _bbox_clause(bbox: Sequence[float], crs: OutputCrs) -> tuple[sql.Composable, list[Any]]:
+    """Write a bbox condition; a geographic box with minx > maxx crosses the antimeridian."""
+    if len(bbox) not in (4, 6) or not all(math.isfinite(v) for v in bbox):
+        raise FeatureQueryError("bbox: expected four or six finite numbers", parameter="bbox")
+    half = len(bbox) // 2  # a 3D box's heights are left out: the layers are 2D
+    minx, miny, maxx, maxy = bbox[0], bbox[1], bbox[half], bbox[half + 1]
+    if crs.lat_first:
+        minx, miny, maxx, maxy = miny, minx, maxy, maxx
+    if len(bbox) == 6 and bbox[2] > bbox[5]:
+        raise FeatureQueryError("bbox: the bottom is above the top", parameter="bbox")
+    if miny > maxy:
+        raise FeatureQueryError("bbox: the south edge is north of the north edge", parameter="bbox")
+    geographic = crs.srid in (4326, 4490)
+    if geographic and not (
+        min(minx, maxx) >= -180 and max(minx, maxx) <= 180 and miny >= -90 and maxy <= 90
+    ):
+        raise FeatureQueryError("bbox: outside the CRS's valid range", parameter="bbox")
+    if minx > maxx and not geographic:
+        raise FeatureQueryError("bbox: a minimum is above its maximum", parameter="bbox")
+    # ST_Intersects, not &&: the index boxes are float4, a little larger than the bbox
+    box = sql.SQL("ST_Intersects(geom, ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326))")
+    if minx > maxx:  # across the antimeridian: east of minx, and west of maxx
+        return sql.SQL("({} OR {})").format(box, box), [
+            minx,
+            miny,
+            180.0,
+            maxy,
+            crs.srid,
+            -180.0,
+            miny,
+            maxx,
+            maxy,
+            crs.srid,
+        ]
+    return box, [minx, miny, maxx, maxy, crs.srid]
 
 
 def _where(
     layer: Layer,
     *,
-    bbox: tuple[float, float, float, float] | None,
+    bbox: Sequence[float] | None,
     bbox_crs: OutputCrs,
     datetime_value: str | None,
     filter_text: str | None,
     filter_crs: OutputCrs | None = None,
+    filter_lang: str = "cql2-text",
 ) -> tuple[sql.Composable, list[Any]]:
     clauses: list[sql.Composable] = []
     params: list[Any] = []
@@ -179,26 +267,15 @@ def _where(
             clauses.append(sql.SQL("(valid_to IS NULL OR valid_to > %s)"))
             params.append(start)
     if bbox is not None:
-        minx, miny, maxx, maxy = bbox
-        if not all(math.isfinite(v) for v in bbox):
-            raise FeatureQueryError("bbox: coordinates must be finite numbers", parameter="bbox")
-        if bbox_crs.lat_first:
-            minx, miny, maxx, maxy = miny, minx, maxy, maxx
-        if minx > maxx or miny > maxy:
-            raise FeatureQueryError("bbox: a minimum is above its maximum", parameter="bbox")
-        if bbox_crs.srid == 4326 and not (
-            minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90
-        ):
-            raise FeatureQueryError("bbox: outside the CRS's valid range", parameter="bbox")
-        # ST_Intersects, not &&: the index boxes are float4, a little larger than the bbox
-        clauses.append(
-            sql.SQL("ST_Intersects(geom, ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326))")
-        )
-        params += [minx, miny, maxx, maxy, bbox_crs.srid]
+        condition, values = _bbox_clause(bbox, bbox_crs)
+        clauses.append(condition)
+        params += values
     if filter_text:
         try:
             crs = filter_crs or supported_crs()[CRS84]
-            condition, values = to_sql(filter_text, layer, srid=crs.srid, lat_first=crs.lat_first)
+            condition, values = to_sql(
+                filter_text, layer, lang=filter_lang, srid=crs.srid, lat_first=crs.lat_first
+            )
         except FilterError as exc:
             raise FeatureQueryError(str(exc), parameter="filter") from None
         clauses.append(condition)
@@ -208,7 +285,7 @@ def _where(
 
 def _page_query(
     layer_id: str,
-    bbox: tuple[float, float, float, float] | None,
+    bbox: Sequence[float] | None,
     bbox_crs: str | None,
     datetime_value: str | None,
     filter_text: str | None,
@@ -216,6 +293,7 @@ def _page_query(
     offset: int,
     crs: str | None,
     filter_crs: str | None = None,
+    filter_lang: str = "cql2-text",
 ) -> tuple[Layer, OutputCrs, sql.Composable, list[Any]]:
     """Check a page request; return the layer, output CRS, and the WHERE clause with params."""
     layer = get_layer(layer_id)
@@ -230,6 +308,7 @@ def _page_query(
         datetime_value=datetime_value,
         filter_text=filter_text,
         filter_crs=resolve_crs(filter_crs, "filter-crs"),
+        filter_lang=filter_lang,
     )
     return layer, resolve_crs(crs, "crs"), where, params
 
@@ -252,14 +331,15 @@ def _feature_sql(layer: Layer, crs: OutputCrs) -> sql.Composable:
 def query_features(
     layer_id: str,
     *,
-    bbox: tuple[float, float, float, float] | None = None,
+    bbox: Sequence[float] | None = None,
     bbox_crs: str | None = None,
     datetime_value: str | None = None,
     filter_text: str | None = None,
-    limit: int = 100,
+    limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     crs: str | None = None,
     filter_crs: str | None = None,
+    filter_lang: str = "cql2-text",
     url: str | None = None,
 ) -> FeaturePage:
     """Return one page of a layer's features as GeoJSON text, and how many match in all.
@@ -269,18 +349,23 @@ def query_features(
     layer_id
         Layer (collection) id.
     bbox
-        Four numbers in ``bbox_crs``.
+        Four numbers in ``bbox_crs``, or six (3D; the heights are not used); a geographic box
+        whose ``minx`` is above its ``maxx`` crosses the antimeridian.
     bbox_crs
         CRS of the bbox; CRS84 by default.
     datetime_value
         An instant (the versions valid then) or an interval (versions valid during it);
         current versions when None.
     filter_text
-        CQL2-text filter.
+        CQL2 filter.
     limit, offset
         Paging, in the order of feature id then version.
     crs
         Output CRS; CRS84 by default.
+    filter_crs
+        CRS of the filter's geometries; CRS84 by default.
+    filter_lang
+        ``cql2-text`` (default) or ``cql2-json``.
     url
         Database URL; the configured one by default.
 
@@ -295,7 +380,16 @@ def query_features(
         For a parameter that cannot be honoured.
     """
     layer, out_crs, where, params = _page_query(
-        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs, filter_crs
+        layer_id,
+        bbox,
+        bbox_crs,
+        datetime_value,
+        filter_text,
+        limit,
+        offset,
+        crs,
+        filter_crs,
+        filter_lang,
     )
     table = sql.Identifier(layer.table)
     # PostgreSQL writes the page's JSON text itself; Python never parses it on the way out
@@ -325,14 +419,15 @@ def query_features(
 def query_arrow(
     layer_id: str,
     *,
-    bbox: tuple[float, float, float, float] | None = None,
+    bbox: Sequence[float] | None = None,
     bbox_crs: str | None = None,
     datetime_value: str | None = None,
     filter_text: str | None = None,
-    limit: int = 100,
+    limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     crs: str | None = None,
     filter_crs: str | None = None,
+    filter_lang: str = "cql2-text",
     url: str | None = None,
 ) -> pa.Table:
     """Return one page of features as an Arrow table with a GeoArrow (WKB) geometry column.
@@ -348,7 +443,16 @@ def query_arrow(
         (JSON text) and ``geometry``.
     """
     layer, out_crs, where, params = _page_query(
-        layer_id, bbox, bbox_crs, datetime_value, filter_text, limit, offset, crs, filter_crs
+        layer_id,
+        bbox,
+        bbox_crs,
+        datetime_value,
+        filter_text,
+        limit,
+        offset,
+        crs,
+        filter_crs,
+        filter_lang,
     )
     names = ["id", "source", "valid_from", "valid_to", *layer.field_names]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))

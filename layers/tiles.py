@@ -17,6 +17,10 @@ power_nodes
 all              below z15 lines and polygons are simplified to a quarter pixel
 ===============  ============================================================================
 
+Past :data:`ALL_FEATURES_ZOOM` a layer's tiles only get finer coordinates (a 4096 grid cell is
+under half a metre at z15), so clients are told to overzoom from there (:func:`zoom_range`);
+:func:`matrix_limits` gives the tile ranges that hold a layer's data at each zoom.
+
 Tiles are cached per (layers, z, x, y, layer versions): an import or edit bumps the version
 (``layer_versions``, kept by triggers), so a cached tile is never stale. The cache is in-process
 (LRU) by default, or Redis when ``TWIN_REDIS_URL`` is set, so several workers share it.
@@ -30,12 +34,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import morecantile
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
+from layers.features import extent
 from layers.queries import layer_versions
 
 EXTENT = 4096
@@ -50,6 +56,10 @@ _MINOR_ROADS = ("residential", "service", "living_street", "unclassified")
 _MAJOR_ROADS = ("motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link")
 _CLUSTERED = ("intersections", "pipe_nodes", "power_nodes")
 _MIN_ZOOM = {"buildings": 13, "pipelines": 12, "power_lines": 12}
+
+
+#: The tile matrix set every tile is cut in (OGC 17-083r4's definition, from morecantile).
+WEB_MERCATOR_QUAD = morecantile.tms.get("WebMercatorQuad")
 
 
 class TileError(ParameterError):
@@ -87,6 +97,69 @@ def tile_fields(layer: Layer) -> list[str]:
         Property names.
     """
     return ["id", *(f.name for f in layer.fields if f.kind not in ("json", "timestamp"))]
+
+
+def zoom_range(layer_ids: Sequence[str]) -> tuple[int, int]:
+    """Return the zooms between which the tiles of these layers change.
+
+    Below the first, a layer's tiles are empty (buildings, pipelines and power lines are left
+    out at low zooms); from the second on every feature is there, unsimplified and unclustered,
+    and a deeper tile only has finer coordinates, so a client overzooms the tile of the second.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tiles.
+
+    Returns
+    -------
+    tuple of int
+        ``(minzoom, maxzoom)``.
+    """
+    for layer_id in layer_ids:
+        get_layer(layer_id)  # raises for an unknown layer
+    minzoom = min((_MIN_ZOOM.get(layer_id, 0) for layer_id in layer_ids), default=0)
+    return minzoom, max(ALL_FEATURES_ZOOM, minzoom)
+
+
+def matrix_limits(
+    layer_ids: Sequence[str], *, url: str | None = None
+) -> list[dict[str, int | str]]:
+    """Return the tile matrix set limits of these layers: per zoom, the tiles their data covers.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tiles.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list of dict
+        One ``{tileMatrix, minTileRow, maxTileRow, minTileCol, maxTileCol}`` per zoom of
+        :func:`zoom_range` (OGC 17-083r4 ``tileMatrixSetLimits``); empty when the layers are.
+    """
+    boxes = [b for b in (extent(layer_id, url=url) for layer_id in layer_ids) if b]
+    if not boxes:
+        return []
+    west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    east, north = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    minzoom, maxzoom = zoom_range(layer_ids)
+    limits: list[dict[str, int | str]] = []
+    for z in range(minzoom, maxzoom + 1):
+        top_left = WEB_MERCATOR_QUAD.tile(west, north, z)
+        bottom_right = WEB_MERCATOR_QUAD.tile(east, south, z)
+        limits.append(
+            {
+                "tileMatrix": str(z),
+                "minTileRow": top_left.y,
+                "maxTileRow": bottom_right.y,
+                "minTileCol": top_left.x,
+                "maxTileCol": bottom_right.x,
+            }
+        )
+    return limits
 
 
 def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:

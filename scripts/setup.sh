@@ -142,6 +142,11 @@ if [ ! -s "$WORKER" ]; then
     rm -rf "$PACK"
 fi
 command -v chromium >/dev/null || apt_install chromium
+# ReDoc's bundle for the API's offline /redoc page (Swagger UI's come with a Python package)
+if [ ! -s api/static/vendor/redoc.standalone.js ]; then
+    command -v npm >/dev/null || apt_install npm
+    bash scripts/vendor-redoc.sh
+fi
 
 # --- the database: created and migrated ------------------------------------------------------
 TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade

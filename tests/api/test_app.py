@@ -154,6 +154,7 @@ def test_the_openapi_document_describes_what_the_app_serves(client: TestClient) 
             0
         ]["id"],
         "tileMatrixSetId": "WebMercatorQuad",
+        "styleId": "roads",
         **dict(zip("zyx", map(str, tile_of(15)), strict=True)),  # a tile of the city
         "network_name": "water",
         "name": "dem",

@@ -1,4 +1,5 @@
-"""Vector tiles: decoded with mapbox-vector-tile and GDAL, checked against the feature API."""
+"""Vector tiles and OGC API - Tiles: decoded with mapbox-vector-tile and GDAL, checked against
+the feature API, morecantile's tile matrix set and tile arithmetic of their own."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import json
 import math
 import os
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mapbox_vector_tile
+import morecantile
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -24,6 +27,9 @@ from layers.tiles import tile_etag
 from tests.conftest import SAMPLE
 
 LON, LAT = 7.4215, 43.7350  # La Condamine
+TILES = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf"
+TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+MVT = "application/vnd.mapbox-vector-tile"
 
 
 def tile_of(z: int, lon: float = LON, lat: float = LAT) -> tuple[int, int, int]:
@@ -72,6 +78,7 @@ def decode(response) -> dict:
     return mapbox_vector_tile.decode(response.content)
 
 
+@pytest.mark.conformance(f"{TILES}/mvt")
 @pytest.mark.parametrize("layer", ["cameras", "resources", "intersections", "signals"])
 def test_point_tiles_hold_exactly_the_features_in_the_tile(client: TestClient, layer: str) -> None:
     z, y, x = tile_of(15)
@@ -273,6 +280,7 @@ def test_redis_cache_is_shared(sample_db: str) -> None:
         store.delete(key)
 
 
+@pytest.mark.conformance(f"{TILES}/core")
 def test_tilejson(client: TestClient) -> None:
     doc = client.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json").json()
     assert doc["tilejson"] == "3.0.0" and doc["tiles"][0].endswith(
@@ -298,15 +306,21 @@ def test_tilejson(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("path", "status", "parameter"),
     [
-        ("/collections/roads/tiles/WebMercatorQuad/30/0/0", 400, "tileMatrix"),
-        ("/collections/roads/tiles/WebMercatorQuad/2/0/9", 400, "tileCol"),
-        ("/collections/roads/tiles/WebMercatorQuad/2/-1/0", 400, "tileRow"),
+        # outside the tile matrix set: no such tile (OGC 20-057 /req/tileset/tc-success D)
+        ("/collections/roads/tiles/WebMercatorQuad/30/0/0", 404, "tileMatrix"),
+        ("/collections/roads/tiles/WebMercatorQuad/2/0/9", 404, "tileCol"),
+        ("/collections/roads/tiles/WebMercatorQuad/2/-1/0", 404, "tileRow"),
+        ("/tiles/WebMercatorQuad/2/4/0", 404, "tileRow"),
+        ("/collections/roads/tiles/WebMercatorQuad/x/0/0", 400, "z"),
+        ("/tileMatrixSets/WorldCRS84Quad", 404, "tileMatrixSetId"),
+        ("/collections/streets/tiles", 404, "collectionId"),
         ("/collections/streets/tiles/WebMercatorQuad/2/0/0", 404, "collectionId"),
         ("/collections/streets/tiles", 404, "collectionId"),
         ("/collections/roads/tiles/WorldCRS84Quad/2/0/0", 404, "tileMatrixSetId"),
         ("/map/tiles/WebMercatorQuad/2/0/0?collections=roads,foo", 400, "collections"),
     ],
 )
+@pytest.mark.conformance(f"{TILES}/core")
 def test_bad_tile_requests(client: TestClient, path: str, status: int, parameter: str) -> None:
     response = client.get(path)
     assert response.status_code == status, response.text
@@ -336,6 +350,7 @@ def test_a_collections_tilesets_link_to_its_real_tiles(client: TestClient, sampl
         assert feature_id in {f["properties"]["id"] for f in tile[layer.id]["features"]}, href
 
 
+@pytest.mark.conformance(f"{TILES}/tileset")
 def test_tileset_metadata(client: TestClient) -> None:
     tileset = client.get("/collections/buildings/tiles/WebMercatorQuad").json()
     assert tileset["dataType"] == "vector" and tileset["layers"][0]["id"] == "buildings"
@@ -368,3 +383,309 @@ def test_collections_repeated_or_empty_and_weak_etags(client: TestClient) -> Non
         headers={"if-none-match": f'"other", W/{etag}'},
     )
     assert weak.status_code == 304
+
+
+# --- OGC API - Tiles: what a client finds by following links ------------------------------
+
+
+def link(doc: dict, rel: str, media_type: str | None = None) -> dict:
+    found = [
+        item
+        for item in doc["links"]
+        if item["rel"] == rel and (media_type is None or item.get("type") == media_type)
+    ]
+    assert found, f"no {rel} link ({media_type}) in {doc['links']}"
+    return found[0]
+
+
+def local(href: str) -> str:
+    return href.split("testserver", 1)[1]
+
+
+def decode_down(content: bytes) -> dict:
+    """Decode a tile keeping its own coordinates (y down, 0 to 4096)."""
+    return mapbox_vector_tile.decode(content, default_options={"y_coord_down": True})
+
+
+@pytest.mark.conformance(f"{TILES}/tilesets-list")
+@pytest.mark.conformance(f"{TILES}/dataset-tilesets")
+def test_dataset_tilesets_lead_to_the_one_map_tiles(client: TestClient) -> None:
+    listing = client.get("/tiles")
+    assert listing.status_code == 200
+    [tileset] = listing.json()["tilesets"]
+    assert tileset["dataType"] == "vector"
+    assert tileset["crs"] == "http://www.opengis.net/def/crs/EPSG/0/3857"
+    assert tileset["tileMatrixSetURI"] == morecantile.tms.get("WebMercatorQuad").uri
+    assert local(link(tileset, TILING_SCHEME)["href"]) == "/tileMatrixSets/WebMercatorQuad"
+    metadata = client.get(local(link(tileset, "self", "application/json")["href"])).json()
+    template = link(metadata, "item", MVT)
+    assert template["templated"] is True
+    z, y, x = tile_of(15)
+    found = client.get(local(template["href"]).format(tileMatrix=z, tileRow=y, tileCol=x))
+    assert found.content == client.get(f"/map/tiles/WebMercatorQuad/{z}/{y}/{x}").content
+    assert {"roads", "buildings", "cameras"} <= set(decode(found))
+    assert [layer["id"] for layer in metadata["layers"]] == list(LAYERS)
+
+
+@pytest.mark.conformance(f"{TILES}/geodata-tilesets")
+@pytest.mark.conformance(f"{TILES}/tileset")
+@pytest.mark.parametrize("layer", ["roads", "buildings", "cameras", "resources", "signals"])
+def test_a_collections_tileset_describes_its_tiles(client: TestClient, layer: str) -> None:
+    [tileset] = client.get(f"/collections/{layer}/tiles").json()["tilesets"]
+    metadata = client.get(local(link(tileset, "self", "application/json")["href"])).json()
+    assert metadata["dataType"] == "vector"
+    assert metadata["tileMatrixSetURI"] == tileset["tileMatrixSetURI"]
+    assert local(link(metadata, TILING_SCHEME, "application/json")["href"]) == (
+        "/tileMatrixSets/WebMercatorQuad"
+    )
+    template = link(metadata, "item", MVT)["href"]
+    assert all(f"{{{name}}}" in template for name in ("tileMatrix", "tileRow", "tileCol"))
+    [described] = metadata["layers"]
+    storage = client.get(f"/layers/{layer}").json()["geometry"]
+    dimension = {"Point": 0, "LineString": 1, "Polygon": 2}[storage.removeprefix("Multi")]
+    assert described["geometryDimension"] == dimension
+    # the property schema names what the tiles carry, with JSON types matching the values
+    z, y, x = tile_of(15)
+    tile = decode(client.get(local(template).format(tileMatrix=z, tileRow=y, tileCol=x)))
+    schema = described["propertiesSchema"]["properties"]
+    python = {"string": str, "integer": int, "number": (int, float), "boolean": (bool, int)}
+    seen: set[str] = set()
+    for feature in tile[layer]["features"]:
+        for name, value in feature["properties"].items():
+            assert name in schema, f"{name} is in the tiles but not in the schema"
+            assert isinstance(value, python[schema[name]["type"]]), (name, value)
+            seen.add(name)
+    assert seen <= set(schema) and "id" in seen
+    # the style drawing these tiles is linked
+    assert local(link(metadata, "stylesheet")["href"]) == f"/styles/{layer}?f=mapbox"
+
+
+@pytest.mark.conformance(f"{TILES}/tileset")
+def test_tile_matrix_set_is_morecantiles_and_gdal_36_reads_it(
+    client: TestClient, tmp_path: Path
+) -> None:
+    listing = client.get("/tileMatrixSets").json()
+    [entry] = listing["tileMatrixSets"]
+    assert entry["id"] == "WebMercatorQuad"
+    served = client.get(local(link(entry, "self")["href"]))
+    assert served.status_code == 200
+    doc = served.json()
+    # the TMS 2.0 members are morecantile's WebMercatorQuad ...
+    tms2 = {
+        k: v
+        for k, v in doc.items()
+        if k not in ("type", "identifier", "supportedCRS", "tileMatrix", "links")
+    }
+    assert morecantile.TileMatrixSet.model_validate(tms2) == morecantile.tms.get("WebMercatorQuad")
+    # ... and GDAL 3.6, which reads only TMS 1.0 names, tiles a raster on it as on its own
+    # built-in GoogleMapsCompatible
+    (tmp_path / "tms.json").write_text(served.text)
+    source = tmp_path / "source.tif"
+    run(
+        [
+            "gdal_create",
+            "-of",
+            "GTiff",
+            "-outsize",
+            "64",
+            "64",
+            "-bands",
+            "1",
+            "-a_srs",
+            "EPSG:3857",
+            "-a_ullr",
+            "824000",
+            "5428000",
+            "829000",
+            "5422000",
+            str(source),
+        ]
+    )
+    infos = []
+    for scheme in (str(tmp_path / "tms.json"), "GoogleMapsCompatible"):
+        out = tmp_path / f"cog-{len(infos)}.tif"
+        run(
+            [
+                "gdal_translate",
+                "-q",
+                "-of",
+                "COG",
+                "-co",
+                f"TILING_SCHEME={scheme}",
+                str(source),
+                str(out),
+            ]
+        )
+        infos.append(run(["gdalinfo", str(out)]).splitlines()[2:8])
+    assert infos[0] == infos[1]
+
+
+def run(command: list[str]) -> str:
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{command[0]}: {out.stderr}"
+    return out.stdout
+
+
+@pytest.mark.conformance(f"{TILES}/tileset")
+@pytest.mark.parametrize("layer", ["cameras", "roads", "buildings"])
+def test_tile_matrix_set_limits_cover_the_data(client: TestClient, layer: str) -> None:
+    metadata = client.get(f"/collections/{layer}/tiles/WebMercatorQuad").json()
+    tilejson = client.get(f"/collections/{layer}/tiles/WebMercatorQuad/tilejson.json").json()
+    limits = metadata["tileMatrixSetLimits"]
+    assert [int(limit["tileMatrix"]) for limit in limits] == list(
+        range(tilejson["minzoom"], tilejson["maxzoom"] + 1)
+    )
+    west, south, east, north = client.get(f"/collections/{layer}").json()["extent"]["spatial"][
+        "bbox"
+    ][0]
+    for limit in limits:
+        z = int(limit["tileMatrix"])
+        _, top, left = tile_of(z, west, north)
+        _, bottom, right = tile_of(z, east, south)
+        assert (limit["minTileRow"], limit["maxTileRow"]) == (top, bottom)
+        assert (limit["minTileCol"], limit["maxTileCol"]) == (left, right)
+    # the tiles just outside the limits hold nothing of the layer
+    deepest = limits[-1]
+    z = int(deepest["tileMatrix"])
+    for y, x in (
+        (deepest["minTileRow"] - 1, deepest["minTileCol"]),
+        (deepest["maxTileRow"] + 1, deepest["maxTileCol"]),
+        (deepest["minTileRow"], deepest["maxTileCol"] + 1),
+    ):
+        tile = mapbox_vector_tile.decode(
+            client.get(f"/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}").content
+        )
+        # within the 64-pixel buffer a feature next to the edge may show
+        assert len(tile.get(layer, {"features": []})["features"]) <= 3
+
+
+@pytest.mark.parametrize("layer", ["intersections", "cameras", "roads", "buildings"])
+def test_tilejson_maxzoom_is_where_the_tiles_stop_changing(client: TestClient, layer: str) -> None:
+    tilejson = client.get(f"/collections/{layer}/tiles/WebMercatorQuad/tilejson.json").json()
+    maxzoom = tilejson["maxzoom"]
+    assert maxzoom == 15 and tilejson["minzoom"] == {"buildings": 13}.get(layer, 0)
+    assert tilejson["vector_layers"][0]["maxzoom"] == maxzoom
+    path = f"/collections/{layer}/tiles/WebMercatorQuad"
+    z, y, x = tile_of(maxzoom)
+    parent = decode_down(client.get(f"{path}/{z}/{y}/{x}").content)[layer]["features"]
+    by_id = {f["properties"]["id"]: f for f in parent}
+    children: set[str] = set()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            content = client.get(f"{path}/{z + 1}/{2 * y + dy}/{2 * x + dx}").content
+            for feature in decode_down(content).get(layer, {"features": []})["features"]:
+                children.add(feature["properties"]["id"])
+                # a deeper tile holds nothing the maxzoom tile lacks ...
+                assert feature["properties"]["id"] in by_id
+                # ... and points only gain precision: overzoomed, the maxzoom tile is the same
+                if feature["geometry"]["type"] == "Point":
+                    cx, cy = feature["geometry"]["coordinates"]
+                    px, py = by_id[feature["properties"]["id"]]["geometry"]["coordinates"]
+                    assert abs((cx + 4096 * dx) / 2 - px) <= 1
+                    assert abs((cy + 4096 * dy) / 2 - py) <= 1
+    # ... and every feature of the maxzoom tile proper (not its buffer) is in one of them
+    inside = {
+        f["properties"]["id"]
+        for f in parent
+        if f["geometry"]["type"] != "Point"
+        or all(0 <= c < 4096 for c in f["geometry"]["coordinates"])
+    }
+    assert len(inside & children) >= (
+        len(inside) if layer in ("intersections", "cameras") else 0.9 * len(inside)
+    )
+    # one zoom out the tiles do change (clustered, filtered or simplified): overzooming from
+    # there would lose data
+    if layer in ("intersections", "roads", "buildings"):
+        z, y, x = tile_of(maxzoom - 1)
+        coarse = decode_down(client.get(f"{path}/{z}/{y}/{x}").content)
+        features = coarse.get(layer, {"features": []})["features"]
+        if layer == "intersections":
+            assert all("count" in f["properties"] for f in features)
+        else:
+            finer = sum(
+                len(
+                    decode_down(
+                        client.get(f"{path}/{z + 1}/{2 * y + dy}/{2 * x + dx}").content
+                    ).get(layer, {"features": []})["features"]
+                )
+                for dy in (0, 1)
+                for dx in (0, 1)
+            )
+            assert finer > 0 and features  # present at both; geometry simplified below 15
+
+
+@pytest.mark.conformance(f"{TILES}/collections-selection")
+def test_collections_select_and_order_the_one_map_layers(client: TestClient) -> None:
+    z, y, x = tile_of(15)
+    tile = decode(client.get(f"/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=cameras,roads"))
+    assert list(tile) == ["cameras", "roads"]  # leftmost first
+    metadata = client.get("/tiles/WebMercatorQuad?collections=cameras,roads").json()
+    assert [layer["id"] for layer in metadata["layers"]] == ["cameras", "roads"]
+    template = local(link(metadata, "item", MVT)["href"])
+    assert template.endswith("?collections=cameras,roads")
+    again = client.get(template.format(tileMatrix=z, tileRow=y, tileCol=x))
+    assert (
+        again.content
+        == client.get(f"/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=cameras,roads").content
+    )
+
+
+@pytest.mark.conformance(f"{TILES}/mvt")
+def test_tiles_are_mapbox_vector_tiles_gdal_reads(client: TestClient, tmp_path: Path) -> None:
+    z, y, x = tile_of(15)
+    response = client.get(f"/collections/cameras/tiles/WebMercatorQuad/{z}/{y}/{x}")
+    assert response.headers["content-type"] == MVT
+    path = tmp_path / str(z) / str(x) / f"{y}.pbf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(response.content)
+    out = run(["ogrinfo", "-ro", "-al", "-so", f"MVT:{path}"])
+    count = len(decode(response)["cameras"]["features"])
+    assert f"Feature Count: {count}" in out and count > 0
+
+
+@pytest.mark.conformance(f"{TILES}/oas30")
+def test_the_openapi_document_describes_the_tiles(client: TestClient) -> None:
+    paths = client.get("/api").json()["paths"]
+    for path in (
+        "/tileMatrixSets",
+        "/tileMatrixSets/{tileMatrixSetId}",
+        "/tiles",
+        "/tiles/{tileMatrixSetId}",
+        "/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
+        "/collections/{collectionId}/tiles",
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}",
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
+    ):
+        assert "get" in paths[path], path
+    operations = [op["operationId"] for item in paths.values() for op in item.values()]
+    assert len(operations) == len(set(operations))
+
+
+def test_gdal_reads_a_tile_found_by_following_links(sample_server: str, tmp_path: Path) -> None:
+    """GDAL's MVT driver reads the tile a client finds from /tiles, link by link."""
+
+    def get(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+
+    tileset = get(f"{sample_server}/tiles")["tilesets"][0]
+    metadata = get(link(tileset, "self", "application/json")["href"])
+    limit = next(item for item in metadata["tileMatrixSetLimits"] if item["tileMatrix"] == "14")
+    z, y, x = tile_of(14)
+    assert limit["minTileRow"] <= y <= limit["maxTileRow"]
+    assert limit["minTileCol"] <= x <= limit["maxTileCol"]
+    url = link(metadata, "item", MVT)["href"].format(tileMatrix=z, tileRow=y, tileCol=x)
+    # GDAL's HTTP driver downloads it and hands it to the MVT driver, which knows it by content
+    out = run(["ogrinfo", "-ro", "-so", "-al", url])
+    assert "using driver `MVT'" in out
+    assert "Layer name: roads" in out and "Layer name: buildings" in out
+
+
+@pytest.mark.conformance(f"{TILES}/dataset-tilesets")
+@pytest.mark.conformance(f"{TILES}/geodata-tilesets")
+def test_landing_page_and_collections_link_their_tilesets(client: TestClient) -> None:
+    landing = client.get("/?f=json").json()
+    vector = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+    assert local(link(landing, vector, "application/json")["href"]) == "/tiles"
+    collection = client.get("/collections/roads").json()
+    assert local(link(collection, vector, "application/json")["href"]) == "/collections/roads/tiles"
