@@ -26,11 +26,26 @@ const STATUS = {available: [0, 150, 60, 255], busy: [220, 0, 0, 255]};
 const state = {
   config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
   overlays: {route: null, areas: null, units: null, closures: null, marks: []},
-  cones: null, selected: null,
+  cones: null, selected: null, view: null,
 };
 const el = (id) => document.getElementById(id);
-const show = (html) => { el("result").innerHTML = html; };
-let clicks = 0;  // a slow answer to an earlier click must not overwrite a newer one
+// What the viewer has done, for whoever waits on it (a test, a benchmark) instead of sleeping:
+// frames drawn; presses and releases on the map (counted as the DOM delivers them, so none goes
+// unseen); releases taken as clicks or as drags; clicks handled (picked, asked, answered or
+// superseded); answers written to the panel and the click the panel answers; and `changes`,
+// every change of layers, view or tiles, which a frame must follow before the map is settled.
+const counts = {
+  frames: 0, presses: 0, releases: 0, clicks: 0, drags: 0, cancelled: 0, handled: 0,
+  answers: 0, shown: 0, changes: 0,
+};
+const changed = () => { counts.changes += 1; };
+// the frame last drawn: the changes it followed, and whether every layer was loaded around it
+let drawn = {changes: -1, loadedBefore: false, loadedAfter: false};
+let interaction = {};
+let frameStart = -1;
+let loadedAtStart = false;
+// a press that moved less than this (CSS pixels) before its release is a click, not a drag
+const CLICK_SLOP = 5;
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function colorOf(style, props) {
@@ -87,6 +102,8 @@ function featureLayer(style) {
     ...styleProps(style),
     maxZoom: 18,
     tileSize: 256,
+    onTileLoad: changed,  // a tile's data in: the map settles once a frame has drawn it
+    onTileError: changed,
     getTileData: async ({bbox, signal}) => {
       const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
       const response = await fetch(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal});
@@ -133,6 +150,8 @@ function mapLayer(styles) {
     material: MATERIAL,
     updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
     loadOptions: LOAD_OPTIONS,  // loaders.gl's MVT worker, served by the twin (not a CDN)
+    onTileLoad: changed,
+    onTileError: changed,
   });
 }
 
@@ -169,7 +188,51 @@ function overlayLayers() {
 function render() {
   const tiles = state.config.styles.filter((s) => s.source === "tiles");
   const features = state.config.styles.filter((s) => s.source === "features").map(featureLayer);
+  changed();
   state.deck.setProps({layers: [mapLayer(tiles), ...features, ...overlayLayers()]});
+}
+
+function layersLoaded() {
+  return state.deck.props.layers.filter((l) => l.props.visible).every((l) => l.isLoaded);
+}
+
+function settled() {
+  // every visible layer loaded, a whole frame drawn with them after the last change (of layers,
+  // view or tiles), nothing waiting to be drawn, and no drag, zoom or view transition under way
+  const deckgl = state.deck;
+  if (!deckgl || !deckgl.isInitialized) return false;
+  const moving = ["isDragging", "isPanning", "isRotating", "isZooming", "inTransition"]
+    .some((k) => interaction[k]);
+  return drawn.changes === counts.changes && drawn.loadedBefore && drawn.loadedAfter
+    && layersLoaded() && !moving && !deckgl.needsRedraw({clearRedrawFlags: false})
+    && !deckgl.layerManager?.needsUpdate();
+}
+
+function status() {
+  // what `settled` waits for, for a failure message
+  const deckgl = state.deck;
+  const ready = Boolean(deckgl && deckgl.isInitialized);
+  return {
+    ...counts, drawn, interaction, settled: settled(),
+    loading: ready ? deckgl.props.layers.filter((l) => l.props.visible && !l.isLoaded).map((l) => l.id) : null,
+    needsRedraw: ready ? deckgl.needsRedraw({clearRedrawFlags: false}) : null,
+    needsUpdate: ready ? deckgl.layerManager?.needsUpdate() ?? null : null,
+  };
+}
+
+function setView(view) {
+  // the view is controlled here (deck.gl's `viewState`), so a view asked for is always applied
+  state.view = view;
+  changed();
+  state.deck.setProps({viewState: view});
+}
+
+function lookAt(view) {
+  // jump (no transition) to a view; `settled` holds again once its tiles are drawn
+  const next = {longitude: state.view.longitude, latitude: state.view.latitude, zoom: state.view.zoom,
+    pitch: 0, bearing: 0, ...view};
+  const same = Object.keys(next).every((k) => next[k] === state.view[k]);
+  if (!same) setView(next);  // already there: nothing to draw
 }
 
 function attributes(object, layer, fromTiles) {
@@ -204,10 +267,16 @@ function layerOf(hit) {
   return hit.layer.id === "map" ? hit.object.properties.layerName : hit.layer.id;
 }
 
-async function onClick(info) {
-  if (!info.coordinate) return;
-  const mine = ++clicks;
-  const say = (html) => { if (mine === clicks) show(html); };
+function answer(mine, write) {
+  // a slow answer to an earlier click must not overwrite a newer one
+  if (mine !== counts.clicks) return;
+  write(el("result"));
+  counts.answers += 1;
+  counts.shown = mine;
+}
+
+async function onClick(info, mine) {
+  const say = (html) => answer(mine, (result) => { result.innerHTML = html; });
   const [lon, lat] = info.coordinate.map((v) => Number(v.toFixed(6)));
   const o = state.overlays;
   try {
@@ -225,7 +294,7 @@ async function onClick(info) {
           // the store's ids of what stands here, from the one-map endpoint
           const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=5&layers=${layer}&limit=5`);
           const ids = (body.layers[layer]?.features || []).map((f) => esc(f.properties.id));
-          if (mine === clicks) el("result").insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`);
+          answer(mine, (result) => result.insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`));
         }
       } else if (state.config.features.onemap) {
         await whatIsHere(lon, lat, say);
@@ -268,6 +337,48 @@ async function onClick(info) {
   render();
 }
 
+function listenForClicks(target) {
+  // Clicks are told from drags here, from the pointer's own press and release, not by deck.gl's
+  // tap recogniser: that one drops a click whose release it handles more than 250 ms after the
+  // press by the clock, and deck.gl picks synchronously in its press handler, which with
+  // software WebGL on a busy machine takes that long alone; it also holds every click 300 ms to
+  // rule out a double-click. Here a release within CLICK_SLOP pixels of its press is a click,
+  // however long it was held or the page was busy. Every click on the map is a tool's input,
+  // so a double-click is two clicks (the controller's double-click zoom is off).
+  let press = null;
+  const at = (event) => {
+    const box = target.getBoundingClientRect();
+    return [event.clientX - box.left, event.clientY - box.top];
+  };
+  target.addEventListener("pointerdown", (event) => {
+    // a second finger while one is down: a pinch, not a click
+    if (press && event.pointerId !== press.id) { press.multi = true; return; }
+    if (!event.isPrimary || event.button !== 0) return;
+    counts.presses += 1;
+    press = {id: event.pointerId, at: at(event), multi: false};
+  });
+  // released anywhere: a release off the map (over the panel) ends the press without a click
+  window.addEventListener("pointerup", (event) => {
+    if (!press || event.pointerId !== press.id) return;
+    const [x0, y0] = press.at;
+    const [x, y] = at(event);
+    const multi = press.multi;
+    press = null;
+    counts.releases += 1;
+    if (!target.contains(event.target)) { counts.cancelled += 1; return; }
+    if (multi || Math.hypot(x - x0, y - y0) > CLICK_SLOP) { counts.drags += 1; return; }
+    const mine = ++counts.clicks;
+    const viewport = state.deck.isInitialized ? state.deck.getViewports({x, y})[0] : null;
+    const coordinate = viewport ? viewport.unproject([x, y]) : null;
+    const done = () => { counts.handled += 1; };
+    if (!coordinate) { done(); return; }
+    onClick({x, y, coordinate}, mine).finally(done);
+  });
+  window.addEventListener("pointercancel", (event) => {
+    if (press && event.pointerId === press.id) { press = null; counts.cancelled += 1; }
+  });
+}
+
 function buildPanel() {
   const groups = {};
   for (const style of state.config.styles) (groups[style.group] ||= []).push(style);
@@ -303,23 +414,35 @@ async function start() {
   el("title").textContent = state.config.title;
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
   buildPanel();
+  state.view = {...state.config.view};
   let firstDraw;
-  const drawn = new Promise((resolve) => { firstDraw = resolve; });
+  const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
   state.deck = new Deck({
     parent: el("map"),
-    initialViewState: state.config.view,
-    controller: true,
+    viewState: state.view,
+    controller: {doubleClickZoom: false},  // a double-click is two clicks of the tool in use
     layers: [],
     getTooltip: ({object, layer}) => object && layer && {text: `${object.properties?.layerName || layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`},
-    onClick,
-    onAfterRender: () => firstDraw(),
+    onViewStateChange: ({viewState}) => setView(viewState),
+    onInteractionStateChange: (value) => { interaction = value; },
+    onBeforeRender: () => {
+      frameStart = counts.changes;
+      loadedAtStart = layersLoaded();
+    },
+    onAfterRender: () => {
+      counts.frames += 1;
+      const same = frameStart === counts.changes;
+      drawn = {changes: frameStart, loadedBefore: same && loadedAtStart, loadedAfter: same && layersLoaded()};
+      firstDraw();
+    },
     onError: (error) => console.error(error),
   });
+  listenForClicks(el("map"));
   render();
   if (state.config.features.cameras) {
     json("cameras/coverage").then((body) => { state.cones = body.cones; render(); }).catch(() => {});
   }
-  await drawn;
+  await firstFrame;
   return state;
 }
 
@@ -327,5 +450,8 @@ window.twinViewer = {
   state,
   ready: start(),
   project: (lon, lat) => state.deck.getViewports()[0].project([lon, lat]),
-  clicks: () => clicks,  // map clicks taken so far (tests tell a dropped click from a slow answer)
+  lookAt,
+  settled,
+  status,
+  events: () => ({...counts}),
 };
