@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import twin  # noqa: E402
 from layers.database import database_url, drop_database, upgrade  # noqa: E402
-from tests.conftest import serve  # noqa: E402  (the API in its own process, as in the tests)
+from tests.conditions import api_server  # noqa: E402  (the API in its own process, as in tests)
 from twin.deck import STYLES, to_html  # noqa: E402
 from twin.sample import load_sample  # noqa: E402
 
@@ -88,7 +87,7 @@ def main() -> None:
     page = Path(tempfile.mkdtemp()) / "pydeck.html"
     page.write_text(to_html(twin.connect(url).map(visible)), encoding="utf-8")
     try:
-        with contextmanager(serve)(url) as address, sync_playwright() as playwright:
+        with api_server(url, root=ROOT) as address, sync_playwright() as playwright:
             chromium = shutil.which("chromium")
             browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
             load(browser, address + "/", viewer=True)  # warm the server's caches once
