@@ -341,6 +341,14 @@ def routes(url: str) -> APIRouter:
                 f"{', '.join(sorted(ITEMS_PARAMETERS))} (to select by a property, use filter)",
                 parameter=unknown[0],
             )
+        repeated = sorted(
+            k for k in set(request.query_params) if len(request.query_params.getlist(k)) > 1
+        )
+        if repeated:
+            raise ProblemError(
+                f"query parameter {repeated[0]!r} is given more than once; give it once",
+                parameter=repeated[0],
+            )
         out_crs = resolve_crs(crs, "crs")
         options: dict[str, Any] = {
             "bbox": parse_bbox(bbox),

@@ -26,6 +26,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import cql2
+import numpy as np
+import shapely
+import shapely.geometry
+import shapely.validation
 from psycopg import sql
 
 from layers.catalog import Layer
@@ -54,19 +58,15 @@ CLASSES = (
 MAX_LENGTH = 20_000
 #: Deepest nesting accepted.
 MAX_DEPTH = 200
+#: Most brackets, ``NOT`` and arithmetic operators CQL2 text may nest before it is parsed: the
+#: parser (cql2-rs) recurses on them and overflows its stack (the process dies) from about
+#: 1,500 levels; anything past :data:`MAX_DEPTH` is refused anyway.
+MAX_NESTING = 4 * MAX_DEPTH
 
 GEOMETRY_NAMES = ("geometry", "geom")
 
 _COMPARISON = {"=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_ARITHMETIC = {
-    "+": "+",
-    "-": "-",
-    "*": "*",
-    "/": "/",
-    "%": "%%",  # psycopg placeholders: a literal percent sign is doubled
-    "^": "^",
-    "div": "div",
-}
+_ARITHMETIC = ("+", "-", "*", "/", "%", "^", "div")
 _SPATIAL = {
     "s_intersects": "ST_Intersects",
     "s_disjoint": "ST_Disjoint",
@@ -107,6 +107,19 @@ _GEOMETRY_TYPES = {
 }
 _DAY = timedelta(days=1) - timedelta(microseconds=1)
 _POSITION = re.compile(r"-->\s*(\d+):(\d+)")
+#: RFC 3339 ``full-date`` and ``date-time`` (whose time offset is required).
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RFC3339_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+# quoted strings and identifiers of CQL2 text ('' and "" escape their quote)
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+# the strings of TIMESTAMP(...) and INTERVAL(...) in CQL2 text
+_TEMPORAL_LITERAL = re.compile(r"\b(?:TIMESTAMP|INTERVAL)\s*\(([^)]*)\)", re.IGNORECASE)
+_NESTING_WORDS = re.compile(r"\b(?:not|div)\b", re.IGNORECASE)
+_OPERATORS = re.compile(r"[-+*/%^]")
+# a sign that belongs to a number (-1 after a bracket, comma or comparison; 1e-5), no operator
+_SIGNS = re.compile(r"(?:^|[(,=<>])\s*[-+](?=\s*[\d.])|(?<=\d[eE])[-+]")
 
 
 class FilterError(ValueError):
@@ -229,6 +242,42 @@ def queryables(layer: Layer) -> dict[str, dict[str, Any]]:
     }
 
 
+def _text_nesting(text: str) -> int:
+    """Bound how deep the parser recurses on CQL2 text: bracket depth plus chained operators."""
+    bare = _QUOTED.sub("S", text)
+    depth = deepest = 0
+    for char in bare:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    operators = len(_OPERATORS.findall(bare)) - len(_SIGNS.findall(bare))
+    return deepest + len(_NESTING_WORDS.findall(bare)) + max(operators, 0)
+
+
+def _json_nesting(text: str) -> int:
+    """Return how deep objects and arrays nest in JSON text (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse(text: str, lang: str = "cql2-text") -> Any:
     """Parse a filter into its CQL2 JSON tree.
 
@@ -252,7 +301,12 @@ def parse(text: str, lang: str = "cql2-text") -> Any:
     """
     if len(text) > MAX_LENGTH:
         raise FilterError(f"the filter is longer than {MAX_LENGTH} characters")
+    if not text.strip():
+        raise FilterError("the filter is empty")
     if lang == "cql2-json":
+        # each CQL2 level is an object and its "args" array
+        if _json_nesting(text) > 2 * MAX_DEPTH + 2:
+            raise FilterError(f"the filter nests more than {MAX_DEPTH} levels")
         try:
             return json.loads(text)
         except RecursionError:
@@ -261,8 +315,17 @@ def parse(text: str, lang: str = "cql2-text") -> Any:
             raise FilterError(f"not valid JSON: {exc}") from None
     if lang != "cql2-text":
         raise FilterError(f"unknown filter language {lang!r}; use {' or '.join(LANGUAGES)}")
-    if not text.strip():
-        raise FilterError("the filter is empty")
+    # checked before parsing: the parser would overflow its stack on deep nesting
+    if _text_nesting(text) > MAX_NESTING:
+        raise FilterError(
+            f"the filter nests too deeply: more than {MAX_NESTING} brackets, NOT and "
+            "arithmetic operators"
+        )
+    # the parser reads a timestamp without its offset as UTC; RFC 3339 requires the offset
+    for literal in _TEMPORAL_LITERAL.finditer(text):
+        for value in re.findall(r"'([^']*)'", literal.group(1)):
+            if value != ".." and not _RFC3339_DATE.match(value):
+                _instant(value, "timestamp")
     try:
         return cql2.parse_text(text).to_json()
     except cql2.ParseError as exc:
@@ -336,6 +399,7 @@ class _Typed:
     sql: sql.Composable
     kind: str  # string, integer, number, boolean, timestamp, geometry, array, null
     name: str = ""  # the property's name, when it is one
+    slot: int = -1  # for a string literal: its place among the parameters
 
 
 @dataclass(frozen=True)
@@ -364,17 +428,77 @@ def _args(node: dict[str, Any], count: int | None = None) -> list[Any]:
     return args
 
 
-def _instant(value: str, what: str) -> datetime:
-    """Parse a CQL2 TIMESTAMP or DATE literal (RFC 3339)."""
+def _instant(value: Any, what: str) -> datetime:
+    """Parse a CQL2 TIMESTAMP or DATE literal, an RFC 3339 string checked here.
+
+    A ``date-time`` needs its offset; a ``full-date`` is a day. No other text reaches the
+    database.
+    """
+    pattern = _RFC3339_DATE if what == "date" else _RFC3339_TIMESTAMP
+    if not isinstance(value, str) or not pattern.match(value):
+        example = "2026-01-15" if what == "date" else "2026-01-15T09:10:00Z"
+        raise FilterError(f"not an RFC 3339 {what}: {_describe(value)} (write it like '{example}')")
     try:
         if what == "date":
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (TypeError, ValueError):
-        raise FilterError(f"not an RFC 3339 {what}: {value!r}") from None
-    if what == "timestamp" and "T" not in value.upper():
-        raise FilterError(f"not an RFC 3339 timestamp: {value!r}")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"not an RFC 3339 {what}: {value!r} (no such day or time)") from None
+
+
+def _string_instant(value: str) -> datetime:
+    """Read a string compared with a timestamp: an RFC 3339 date-time, or a date (its start)."""
+    return _instant(value, "date" if _RFC3339_DATE.match(value) else "timestamp")
+
+
+def bbox_boxes(box: Any, srid: int, lat_first: bool) -> list[tuple[float, float, float, float]]:
+    """Read a bbox (the ``bbox`` parameter's or CQL2's ``BBOX``) as boxes in x/y order.
+
+    Four numbers, or six (3D: the heights are checked and left out, the layers being 2D). In a
+    geographic CRS (EPSG:4326, 4490, CRS84) a box whose west edge is east of its east edge
+    crosses the antimeridian (OGC API - Features Part 1, 7.15.3) and gives two boxes.
+
+    Parameters
+    ----------
+    box
+        The numbers, in the CRS's axis order.
+    srid
+        The CRS's EPSG code.
+    lat_first
+        Whether the CRS puts latitude first.
+
+    Returns
+    -------
+    list of tuple
+        One ``(minx, miny, maxx, maxy)``, or two across the antimeridian.
+
+    Raises
+    ------
+    FilterError
+        If the box is not four or six finite numbers, is upside down or leaves the CRS.
+    """
+    if not (isinstance(box, list | tuple) and len(box) in (4, 6)) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in box
+    ):
+        raise FilterError("a bbox is four or six finite numbers")
+    half = len(box) // 2
+    minx, miny, maxx, maxy = (float(v) for v in (box[0], box[1], box[half], box[half + 1]))
+    if lat_first:
+        minx, miny, maxx, maxy = miny, minx, maxy, maxx
+    if len(box) == 6 and box[2] > box[5]:
+        raise FilterError("the bbox's bottom is above its top")
+    if miny > maxy:
+        raise FilterError("the bbox's south edge is north of its north edge")
+    geographic = srid in (4326, 4490)
+    if geographic and not (
+        min(minx, maxx) >= -180 and max(minx, maxx) <= 180 and miny >= -90 and maxy <= 90
+    ):
+        raise FilterError("the bbox is outside the CRS's valid range")
+    if minx > maxx and not geographic:
+        raise FilterError("the bbox's minimum x is above its maximum")
+    if minx > maxx:  # across the antimeridian: east of minx, and west of maxx
+        return [(minx, miny, 180.0, maxy), (-180.0, miny, maxx, maxy)]
+    return [(minx, miny, maxx, maxy)]
 
 
 class _Translator:
@@ -477,9 +601,16 @@ class _Translator:
         raise FilterError(f"{op} compares a {left.kind} with a {right.kind}")
 
     def as_timestamp(self, value: _Typed) -> _Typed:
-        if value.kind == "string":
-            return _Typed(sql.SQL("({})::timestamptz").format(value.sql), "timestamp")
-        return value
+        """Read a string literal compared with a timestamp as one, parsed here (RFC 3339)."""
+        if value.kind != "string":
+            return value
+        if value.slot < 0:
+            raise FilterError(
+                f"property {value.name!r} is text; a timestamp compares with timestamps or "
+                "RFC 3339 strings"
+            )
+        self.params[value.slot] = _string_instant(self.params[value.slot])
+        return _Typed(sql.SQL("%s::timestamptz"), "timestamp")
 
     # -- expressions ---------------------------------------------------------------------
     def property(self, name: Any) -> _Typed:
@@ -506,7 +637,7 @@ class _Translator:
                 node = int(node)  # CQL2 text numbers arrive as floats: keep integers exact
             return _Typed(self.param(node), "integer" if isinstance(node, int) else "number")
         if isinstance(node, str):
-            return _Typed(self.param(node, "text"), "string")
+            return _Typed(self.param(node, "text"), "string", slot=len(self.params) - 1)
         if isinstance(node, list):
             raise FilterError("a list of values goes only in IN or an A_ function")
         if not isinstance(node, dict):
@@ -537,14 +668,23 @@ class _Translator:
             for side in (left, right):
                 if side.kind not in _NUMERIC:
                     raise FilterError(f"{op!r} computes with numbers only")
-            if op == "div":
-                formula = sql.SQL("div({}, {})").format(left.sql, right.sql)
-            else:
-                formula = sql.SQL("({} {} {})").format(
-                    left.sql, sql.SQL(_ARITHMETIC[op]), right.sql
-                )
-            both_integer = left.kind == right.kind == "integer" and op not in ("/", "^")
-            return _Typed(formula, "integer" if both_integer else "number")
+            # exact decimal arithmetic: 1 / 2 is 0.5, % and div take decimals; dividing by
+            # zero gives no value (NULL: the feature does not match), not an error
+            a = sql.SQL("({})::numeric").format(left.sql)
+            b = sql.SQL("({})::numeric").format(right.sql)
+            formula = {
+                "+": sql.SQL("({} + {})"),
+                "-": sql.SQL("({} - {})"),
+                "*": sql.SQL("({} * {})"),
+                "/": sql.SQL("({} / NULLIF({}, 0))"),
+                "%": sql.SQL("mod({}, NULLIF({}, 0))"),
+                "div": sql.SQL("div({}, NULLIF({}, 0))"),
+                "^": sql.SQL("power({}, {})"),
+            }[op].format(a, b)
+            integer = op == "div" or (
+                left.kind == right.kind == "integer" and op in ("+", "-", "*", "%")
+            )
+            return _Typed(formula, "integer" if integer else "number")
         if (
             op in _COMPARISON
             or op in _SPATIAL
@@ -556,28 +696,38 @@ class _Translator:
         raise FilterError(f"unknown or unsupported CQL2 function {node['op']!r}")
 
     def geometry(self, node: dict[str, Any]) -> sql.Composable:
-        """Write a geometry literal (GeoJSON or BBOX) in the filter's CRS, moved to EPSG:4326."""
+        """Write a geometry literal (GeoJSON or BBOX) in the filter's CRS, moved to EPSG:4326.
+
+        GeoJSON is read and checked by shapely (shape, finite coordinates, validity) and sent
+        as WKB, so PostGIS never parses it and never fails on it.
+        """
         if "bbox" in node:
-            box = node["bbox"]
-            if not (isinstance(box, list) and len(box) in (4, 6)) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in box
-            ):
-                raise FilterError("BBOX takes four or six finite numbers")
-            half = len(box) // 2
-            minx, miny, maxx, maxy = box[0], box[1], box[half], box[half + 1]
-            if self.lat_first:
-                minx, miny, maxx, maxy = miny, minx, maxy, maxx
-            self.params.extend([minx, miny, maxx, maxy, self.srid])
-            return sql.SQL("ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326)")
+            boxes = bbox_boxes(node["bbox"], self.srid, self.lat_first)
+            envelopes = []
+            for box in boxes:
+                self.params.extend([*box, self.srid])
+                envelopes.append(sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, %s)"))
+            if len(envelopes) == 1:
+                return sql.SQL("ST_Transform({}, 4326)").format(envelopes[0])
+            return sql.SQL("ST_Transform(ST_Collect({}), 4326)").format(
+                sql.SQL(", ").join(envelopes)
+            )
         if node.get("type") not in _GEOMETRY_TYPES:
             raise FilterError(f"not a GeoJSON geometry: {_describe(node)}")
-        self.params.append(json.dumps(node))
-        self.params.append(self.srid)
-        shape: sql.Composable = sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON(%s), %s)")
+        try:
+            shape = shapely.geometry.shape(node)
+            coordinates = shapely.get_coordinates(shape, include_z=True)
+        except Exception:  # shapely's many ways of refusing malformed GeoJSON
+            raise FilterError(f"not a valid GeoJSON {node['type']}: {_describe(node)}") from None
+        if not np.isfinite(coordinates[:, :2]).all():
+            raise FilterError(f"a {node['type']}'s coordinates must be finite numbers")
         if self.lat_first:
-            shape = sql.SQL("ST_FlipCoordinates({})").format(shape)
-        return sql.SQL("ST_Transform({}, 4326)").format(shape)
+            shape = shapely.transform(shape, lambda xy: xy[:, ::-1])
+        if not shape.is_valid:
+            reason = shapely.validation.explain_validity(shape)
+            raise FilterError(f"the {node['type']} is not a valid geometry: {reason}")
+        self.params.extend([shapely.to_wkb(shape, output_dimension=2), self.srid])
+        return sql.SQL("ST_Transform(ST_GeomFromWKB(%s, %s), 4326)")
 
     def period(self, node: Any, depth: int) -> _Period:
         """Read a temporal operand: a timestamp property, TIMESTAMP, DATE or INTERVAL.
@@ -589,7 +739,13 @@ class _Translator:
             ends = node["interval"]
             if not isinstance(ends, list) or len(ends) != 2:
                 raise FilterError("INTERVAL takes a start and an end")
-            return _Period(self.bound(ends[0], False, depth), self.bound(ends[1], True, depth))
+            (start, first), (end, last) = (
+                self.bound(ends[0], False, depth),
+                self.bound(ends[1], True, depth),
+            )
+            if first is not None and last is not None and last < first:
+                raise FilterError(f"INTERVAL ends before it starts: {_describe(ends)}")
+            return _Period(start, end)
         if isinstance(node, dict) and ("date" in node or "timestamp" in node):
             if "date" in node:  # a date is the whole day
                 day = _instant(node["date"], "date")
@@ -603,20 +759,30 @@ class _Translator:
             raise FilterError(f"T_ functions compare instants; {node['property']!r} is not one")
         return _Period(value.sql, value.sql)
 
-    def bound(self, node: Any, end: bool, depth: int) -> sql.Composable:
-        """Write one end of an INTERVAL: ``..`` (open), an RFC 3339 string, or a property."""
+    def bound(self, node: Any, end: bool, depth: int) -> tuple[sql.Composable, datetime | None]:
+        """Write one end of an INTERVAL: ``..`` (open), an RFC 3339 string, or a property.
+
+        Returns the SQL and, for a literal, the instant (to check the interval's order).
+        """
         open_end = sql.SQL("'infinity'::timestamptz" if end else "'-infinity'::timestamptz")
         if node == "..":
-            return open_end
+            return open_end, None
         if isinstance(node, str):
-            if "T" in node.upper():
-                return sql.Literal(_instant(node, "timestamp"))
-            day = _instant(node, "date")
-            return sql.Literal(day + _DAY if end else day)
+            if _RFC3339_DATE.match(node):
+                day = _instant(node, "date")
+                moment = day + _DAY if end else day
+            else:
+                moment = _instant(node, "timestamp")
+            return sql.Literal(moment), moment
+        if isinstance(node, dict) and ("date" in node or "timestamp" in node):
+            what = "date" if "date" in node else "timestamp"
+            moment = _instant(node[what], what)
+            moment = moment + _DAY if end and what == "date" else moment
+            return sql.Literal(moment), moment
         period = self.period(node, depth)
         if isinstance(node, dict) and "property" in node:  # an absent end is open
-            return sql.SQL("coalesce({}, {})").format(period.end, open_end)
-        return period.end if end else period.start
+            return sql.SQL("coalesce({}, {})").format(period.end, open_end), None
+        return (period.end if end else period.start), None
 
     def array(self, node: Any, depth: int) -> sql.Composable:
         """Write an array operand: a JSON property, or a list literal (a JSONB parameter)."""

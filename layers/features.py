@@ -20,19 +20,22 @@ from psycopg import sql
 from pyproj import CRS
 
 from layers.catalog import Layer, get_layer
-from layers.cql2 import FilterError, to_sql
+from layers.cql2 import FilterError, bbox_boxes, to_sql
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
 from layers.queries import layer_versions
 from layers.settings import get_settings
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$")
+# a full-date, or a date-time with its offset (RFC 3339 requires it)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$")
 MAX_LIMIT = 10_000
 MAX_OFFSET = 10_000_000
 
 
-_FILTER_ERRORS = (psycopg.errors.DataError, psycopg.errors.UndefinedFunction)
+# what PostgreSQL may still refuse in a checked filter (a value out of range, a CRS transform
+# that fails): the client's request, answered 400 in our words, never PostgreSQL's
+_FILTER_ERRORS = (psycopg.DataError, psycopg.ProgrammingError, psycopg.errors.InternalError_)
 #: How many features a page holds when the request does not say.
 DEFAULT_LIMIT = 100
 
@@ -205,40 +208,37 @@ def parse_bbox(value: str | None) -> tuple[float, ...] | None:
 
 
 def _bbox_clause(bbox: Sequence[float], crs: OutputCrs) -> tuple[sql.Composable, list[Any]]:
-    """Write a bbox condition; a geographic box with minx > maxx crosses the antimeridian."""
-    if len(bbox) not in (4, 6) or not all(math.isfinite(v) for v in bbox):
-        raise FeatureQueryError("bbox: expected four or six finite numbers", parameter="bbox")
-    half = len(bbox) // 2  # a 3D box's heights are left out: the layers are 2D
-    minx, miny, maxx, maxy = bbox[0], bbox[1], bbox[half], bbox[half + 1]
-    if crs.lat_first:
-        minx, miny, maxx, maxy = miny, minx, maxy, maxx
-    if len(bbox) == 6 and bbox[2] > bbox[5]:
-        raise FeatureQueryError("bbox: the bottom is above the top", parameter="bbox")
-    if miny > maxy:
-        raise FeatureQueryError("bbox: the south edge is north of the north edge", parameter="bbox")
-    geographic = crs.srid in (4326, 4490)
-    if geographic and not (
-        min(minx, maxx) >= -180 and max(minx, maxx) <= 180 and miny >= -90 and maxy <= 90
-    ):
-        raise FeatureQueryError("bbox: outside the CRS's valid range", parameter="bbox")
-    if minx > maxx and not geographic:
-        raise FeatureQueryError("bbox: a minimum is above its maximum", parameter="bbox")
+    """Write a bbox condition; a geographic box with minx > maxx crosses the antimeridian.
+
+    CQL2's ``BBOX`` follows the same rule (:func:`layers.cql2.bbox_boxes`).
+    """
+    try:
+        boxes = bbox_boxes(list(bbox), crs.srid, crs.lat_first)
+    except FilterError as exc:
+        raise FeatureQueryError(f"bbox: {exc}", parameter="bbox") from None
     # ST_Intersects, not &&: the index boxes are float4, a little larger than the bbox
     box = sql.SQL("ST_Intersects(geom, ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326))")
-    if minx > maxx:  # across the antimeridian: east of minx, and west of maxx
-        return sql.SQL("({} OR {})").format(box, box), [
-            minx,
-            miny,
-            180.0,
-            maxy,
-            crs.srid,
-            -180.0,
-            miny,
-            maxx,
-            maxy,
-            crs.srid,
-        ]
-    return box, [minx, miny, maxx, maxy, crs.srid]
+    params: list[Any] = []
+    for edges in boxes:
+        params += [*edges, crs.srid]
+    condition = sql.SQL(" OR ").join([box] * len(boxes))
+    return sql.SQL("({})").format(condition), params
+
+
+def _refused(filter_text: str | None, bbox: Sequence[float] | None) -> FeatureQueryError | None:
+    """Say, in the API's words, that the database could not evaluate a checked request."""
+    if filter_text is not None:
+        return FeatureQueryError(
+            "filter: cannot be evaluated over these features (a number out of range, or a "
+            "geometry that cannot be moved into the data's CRS)",
+            parameter="filter",
+        )
+    if bbox is not None:
+        return FeatureQueryError(
+            "bbox: cannot be moved into the data's CRS; check its CRS (bbox-crs) and axis order",
+            parameter="bbox",
+        )
+    return None
 
 
 def _where(
@@ -270,7 +270,7 @@ def _where(
         condition, values = _bbox_clause(bbox, bbox_crs)
         clauses.append(condition)
         params += values
-    if filter_text:
+    if filter_text is not None:
         try:
             crs = filter_crs or supported_crs()[CRS84]
             condition, values = to_sql(
@@ -408,11 +408,11 @@ def query_features(
             else:
                 cur.execute(count, params)
                 matched = int((cur.fetchone() or (0,))[0])
-        except _FILTER_ERRORS as exc:  # a value PostgreSQL cannot take, say
-            if filter_text:
-                message = str(exc).splitlines()[0]
-                raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
-            raise
+        except _FILTER_ERRORS:
+            refusal = _refused(filter_text, bbox)
+            if refusal is None:
+                raise
+            raise refusal from None
     return FeaturePage(text, int(returned), matched)
 
 
@@ -463,11 +463,11 @@ def query_arrow(
     with cursor(url) as cur:
         try:
             cur.execute(query, [out_crs.srid, *params, limit, offset])
-        except _FILTER_ERRORS as exc:
-            if filter_text:
-                message = str(exc).splitlines()[0]
-                raise FeatureQueryError(f"filter: {message}", parameter="filter") from None
-            raise
+        except _FILTER_ERRORS:
+            refusal = _refused(filter_text, bbox)
+            if refusal is None:
+                raise
+            raise refusal from None
         rows = cur.fetchall()
     values = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 2)
     arrays: dict[str, Any] = {}

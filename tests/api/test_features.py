@@ -500,3 +500,289 @@ def test_docs_render_offline(sample_server: str) -> None:
         finally:
             browser.close()
     assert outside == []
+
+
+# -- a client's review: requests that killed the server, 500s, wrong answers -------------------
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 5000 + "TRUE" + ")" * 5000,  # before: the parser overflowed its stack (rc 139)
+        "(" * 2000 + "TRUE" + ")" * 2000,
+        "NOT " * 4000 + "TRUE",
+        "lanes = " + "-" * 5000 + "1",
+        "lanes = " + "1+" * 5000 + "1",
+        "lanes = " + "1^" * 5000 + "1",
+        "lanes = 1 AND " + "(NOT " * 300 + "lanes = -1" + ")" * 300,
+    ],
+)
+def test_deeply_nested_filters_are_refused_and_the_server_lives(
+    sample_server: str, text: str
+) -> None:
+    from urllib.parse import urlencode
+
+    query = urlencode({"filter": text})
+    status, body = get_json(f"{sample_server}/collections/roads/items?{query}")
+    assert status == 400 and body["parameter"] == "filter", body
+    assert "nest" in body["detail"], body["detail"]
+    assert get_json(f"{sample_server}/collections/roads/items?limit=1")[0] == 200
+
+
+def test_nesting_within_the_limits_still_parses(client: TestClient) -> None:
+    for text in (
+        "(" * 150 + "lanes = 1" + ")" * 150,
+        "lanes IN (" + ", ".join(f"-{i}" for i in range(2000)) + ")",  # signs are not operators
+        "lanes = 1e-5 + 1",
+    ):
+        response = client.get("/collections/roads/items", params={"filter": text, "limit": 1})
+        assert response.status_code == 200, response.text
+    deep = '{"op":"not","args":[' * 300 + "true" + "]}" * 300
+    response = client.get(
+        "/collections/roads/items", params={"filter": deep, "filter-lang": "cql2-json"}
+    )
+    assert response.status_code == 400 and "nest" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("collection", "cql2_json", "says"),
+    [
+        (
+            "roads",
+            {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "Polygon", "coordinates": "x"}],
+            },
+            "Polygon",
+        ),
+        (
+            "roads",
+            {"op": "s_intersects", "args": [{"property": "geometry"}, {"type": "Point"}]},
+            "Point",
+        ),
+        (
+            "roads",
+            {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "LineString", "coordinates": [[1, 2]]}],
+            },
+            "LineString",
+        ),
+        (
+            "roads",
+            {
+                "op": "s_within",
+                "args": [
+                    {"property": "geometry"},
+                    {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+                ],
+            },
+            "not a valid geometry",
+        ),
+        (
+            "roads",
+            {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [1, "a"]}],
+            },
+            "Point",
+        ),
+        (
+            "incidents",
+            {"op": "t_intersects", "args": [{"property": "starts_at"}, {"timestamp": 123}]},
+            "timestamp",
+        ),
+        (
+            "incidents",
+            {"op": "t_intersects", "args": [{"property": "starts_at"}, {"timestamp": None}]},
+            "timestamp",
+        ),
+        (
+            "incidents",
+            {"op": "=", "args": [{"property": "starts_at"}, {"timestamp": ["x"]}]},
+            "timestamp",
+        ),
+        ("incidents", {"op": "=", "args": [{"property": "starts_at"}, {"date": {"a": 1}}]}, "date"),
+        (
+            "incidents",
+            {"op": "t_during", "args": [{"property": "starts_at"}, {"interval": [5, ".."]}]},
+            "T_",
+        ),
+        ("incidents", {"op": "=", "args": [{"property": "starts_at"}, "tomorrow"]}, "timestamp"),
+        ("incidents", {"op": "a_contains", "args": [{"property": "starts_at"}, [1]]}, "array"),
+    ],
+)
+def test_malformed_cql2_json_literals_are_400_not_500(
+    client: TestClient, collection: str, cql2_json: dict, says: str
+) -> None:
+    import json
+
+    response = client.get(
+        f"/collections/{collection}/items",
+        params={"filter": json.dumps(cql2_json), "filter-lang": "cql2-json"},
+    )
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["parameter"] == "filter" and says in body["detail"], body["detail"]
+
+
+def test_database_refusals_are_400_in_our_words(client: TestClient) -> None:
+    # a geometry PROJ cannot move into the data's CRS, a power out of range: PostgreSQL refuses
+    # them; the client gets a 400 naming the parameter, never PostgreSQL's wording
+    utm = "http://www.opengis.net/def/crs/EPSG/0/32632"
+    for params, parameter in (
+        (
+            {
+                "filter": "S_INTERSECTS(geometry, POINT(1000000000000 1000000000000))",
+                "filter-crs": utm,
+            },
+            "filter",
+        ),
+        ({"filter": "lanes ^ 1000000000 > 1"}, "filter"),
+        (
+            {"bbox": "1000000000000,1000000000000,2000000000000,2000000000000", "bbox-crs": utm},
+            "bbox",
+        ),
+    ):
+        response = client.get("/collections/roads/items", params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["parameter"] == parameter
+        for wording in ("ERROR", "transform", "out of range:", "numeric", "operator", "function"):
+            assert wording not in response.json()["detail"], response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "condition"),
+    [
+        ("lanes / 2 = 0.5", "lanes::numeric / 2 = 0.5"),  # before: integer division, none
+        ("lanes / 2 = 0", "lanes = 0"),  # before: every one-lane road
+        ("maxspeed % 2 = 0", "maxspeed::numeric % 2 = 0"),  # before: 400 operator does not exist
+        ("maxspeed div 2 = 25", "div(maxspeed::numeric, 2) = 25"),  # before: 400 no div(float)
+        ("lanes * 1.5 > 2", "lanes * 1.5 > 2"),
+        ("lanes ^ 2 = 4", "lanes = 2"),
+        ("lanes + 40000 > 40001", "lanes > 1"),  # smallint + integer: no overflow
+        ("lanes / 0 = 1 OR lanes % 0 = 1", "FALSE"),  # no value, so no match: not an error
+    ],
+)
+def test_cql2_arithmetic_equals_sql(
+    client: TestClient, sample_db: str, text: str, condition: str
+) -> None:
+    response = client.get("/collections/roads/items", params={"filter": text, "limit": 10000})
+    assert response.status_code == 200, response.text
+    assert ids(response.json()) == sql_ids(
+        sample_db, f"SELECT id FROM roads WHERE valid_to IS NULL AND ({condition})"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "valid_from = 'foo'",  # before: PostgreSQL's "invalid input syntax for type timestamp"
+        "valid_from > 'yesterday'",  # before: accepted (PostgreSQL's special words)
+        "valid_from > 'now'",
+        "valid_from > 'epoch'",
+        "valid_from < 'infinity'",
+        "valid_from > '2026-01-15 09:10'",
+        "valid_from > '2026-01-15T09:10:00'",  # no offset
+        "valid_from > TIMESTAMP('2026-01-15T09:10:00')",
+        "valid_from > '2026-02-30'",
+        "valid_from IN ('2026-01-15T09:10:00Z', 'soon')",
+        "valid_from = source",  # a text property is no timestamp
+        "T_INTERSECTS(valid_from, INTERVAL('2026-01-02', '2026-01-01'))",  # reversed
+        "T_INTERSECTS(valid_from, INTERVAL('2026-01-02T00:00:00Z', '2026-01-01T23:00:00Z'))",
+        "T_INTERSECTS(valid_from, INTERVAL('2026-01-02T00:00:00', '..'))",
+    ],
+)
+def test_timestamps_in_filters_are_rfc3339_checked_here(client: TestClient, text: str) -> None:
+    response = client.get("/collections/roads/items", params={"filter": text})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["parameter"] == "filter"
+    for wording in ("invalid input syntax", "timestamp with time zone", "ERROR"):
+        assert wording not in body["detail"], body["detail"]
+
+
+def test_timestamps_with_offsets_and_dates_still_compare(
+    client: TestClient, sample_db: str
+) -> None:
+    for text, condition in (
+        ("valid_from > '2000-01-01T00:00:00Z'", "valid_from > '2000-01-01T00:00:00Z'"),
+        ("valid_from > '2000-01-01'", "valid_from > '2000-01-01T00:00:00Z'"),
+        ("valid_from < '2000-01-01T00:00:00+02:00'", "valid_from < '2000-01-01T00:00:00+02:00'"),
+    ):
+        response = client.get("/collections/roads/items", params={"filter": text, "limit": 10000})
+        assert response.status_code == 200, response.text
+        assert ids(response.json()) == sql_ids(
+            sample_db, f"SELECT id FROM roads WHERE valid_to IS NULL AND {condition}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("west", "south", "east", "north"),
+    [(170, 43.72, 7.44, 43.75), (7.43, 43.0, 7.41, 44.0), (-170, 43, 7.42, 44)],
+)
+def test_cql2_bbox_across_the_antimeridian_is_the_bbox_parameter(
+    client: TestClient, west: float, south: float, east: float, north: float
+) -> None:
+    parameter = client.get(
+        "/collections/buildings/items",
+        params={"bbox": f"{west},{south},{east},{north}", "limit": 10000},
+    ).json()
+    for text in (
+        f"S_INTERSECTS(geometry, BBOX({west}, {south}, {east}, {north}))",
+        f"S_INTERSECTS(geometry, BBOX({west}, {south}, 0, {east}, {north}, 10))",
+    ):
+        response = client.get(
+            "/collections/buildings/items", params={"filter": text, "limit": 10000}
+        )
+        assert response.status_code == 200, response.text
+        assert ids(response.json()) == ids(parameter), text
+    assert parameter["numberMatched"] > 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"filter": ""},  # before: 200 unfiltered
+        {"filter": "   "},
+        {"filter": "", "filter-lang": "cql2-json"},
+        {"filter": "S_INTERSECTS(geometry, BBOX(1, 50, 2, 40))"},  # south of north
+        {"filter": "S_INTERSECTS(geometry, BBOX(1, 40, 200, 50))"},
+        {"filter": "S_INTERSECTS(geometry, BBOX(1, 40, 5, 2, 50, 0))"},  # bottom above top
+    ],
+)
+def test_empty_filters_and_bad_bboxes_in_filters_are_400(client: TestClient, params: dict) -> None:
+    response = client.get("/collections/roads/items", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == "filter"
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("bbox=7,43,8,44&bbox=0,0,1,1", "bbox"),  # before: the last one won silently
+        ("filter=lanes=1&filter=lanes=2", "filter"),
+        ("datetime=2026-01-01T00:00:00Z&datetime=..%2F2026-01-01", "datetime"),
+        ("limit=1&limit=2", "limit"),
+        ("datetime=2026-01-15T09:10:00", "datetime"),  # no offset: RFC 3339 requires one
+        ("datetime=2026-01-15T09:10:00%2F..", "datetime"),
+    ],
+)
+def test_repeated_parameters_and_offsetless_datetimes_are_400(
+    client: TestClient, query: str, parameter: str
+) -> None:
+    response = client.get(f"/collections/roads/items?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == parameter
