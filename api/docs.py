@@ -128,16 +128,21 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The document: 400 problem+json instead of 422, 500 problem+json on every operation,
+        The document: 400 problem+json instead of 422, 404 problem+json on every operation with
+        a path parameter, 500 problem+json on every operation,
         the landing page described, JSON Schema written the OpenAPI 3.0 way.
     """
     problem_400 = problem_responses(400)[400]
     problem_500 = problem_responses(500)[500]
+    problem_404 = problem_responses(404)[404]
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            if responses.pop("422", None) is not None or operation.get("parameters"):
+            parameters = operation.get("parameters", [])
+            if responses.pop("422", None) is not None or parameters:
                 responses.setdefault("400", problem_400)
+            if any(p.get("in") == "path" for p in parameters):  # a resource that may not exist
+                responses.setdefault("404", problem_404)
             responses.setdefault("500", problem_500)
             for code, response in responses.items():
                 if code.startswith(("4", "5")):

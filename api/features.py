@@ -256,10 +256,20 @@ def routes(url: str) -> APIRouter:
     )
     def get_feature_schema(request: Request, collectionId: str) -> SchemaResponse:
         layer = collection_layer(collectionId)
-        # 64-bit integers are left out: GDAL 3.6 would type them as 32-bit Integer; it finds
-        # them as Integer64 in the features themselves
-        wide = {f.name for f in layer.fields if f.kind == "bigint"}
-        properties = {k: v for k, v in property_schemas(layer).items() if k not in wide}
+        # GDAL's OAPIF driver (3.6 to 3.10 alike) reads this schema as an example: "integer"
+        # becomes a 1, so a 32-bit Integer field whatever its format or maximum, and a 64-bit
+        # value overflows (left out, the field was guessed from the first page, just as
+        # wrongly). As "number" it becomes Real: a double holds every id up to 2^53 exactly.
+        # The collection's own schema and queryables keep "integer" with "format": "int64".
+        properties = property_schemas(layer)
+        for field in layer.fields:
+            if field.kind == "bigint":
+                properties[field.name] = {
+                    **properties[field.name],
+                    "type": "number",
+                    "format": "int64",
+                    "multipleOf": 1,
+                }
         return SchemaResponse(
             {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",

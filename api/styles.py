@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.errors import NotFoundError, ProblemError
+from api.errors import NotFoundError, ProblemError, problem_responses
+from api.parameters import known_parameters
 from api.tiles import MAPBOX_STYLE, MATRIX_SET
 from layers.catalog import LAYERS
 from layers.features import extent
@@ -176,6 +177,12 @@ def maplibre_style(base: str, style_id: str, url: str) -> dict[str, Any]:
     }
 
 
+class StyleResponse(JSONResponse):
+    """A MapLibre / Mapbox style document, typed as such."""
+
+    media_type = MAPBOX_STYLE
+
+
 def _style_ids() -> list[str]:
     return [ONE_MAP, *LAYERS]
 
@@ -201,7 +208,11 @@ def routes(url: str) -> APIRouter:
     fastapi.APIRouter
         ``/styles``, ``/styles/{styleId}`` and ``/styles/{styleId}/metadata``.
     """
-    router = APIRouter(tags=["styles"])
+    router = APIRouter(
+        tags=["styles"],
+        dependencies=[Depends(known_parameters)],
+        responses=problem_responses(400),
+    )
 
     def links(base: str, style_id: str) -> list[dict[str, Any]]:
         return [
@@ -236,17 +247,24 @@ def routes(url: str) -> APIRouter:
     @router.get(
         "/styles/{styleId}",
         summary="A style, as a MapLibre style document",
-        response_class=JSONResponse,
-        responses={200: {"content": {MAPBOX_STYLE: {}}}},
+        response_class=StyleResponse,
+        responses={
+            200: {"content": {MAPBOX_STYLE: {"schema": {"type": "object"}}}},
+            **problem_responses(404),
+        },
     )
-    def style(request: Request, styleId: str, f: StyleFormat = None) -> JSONResponse:
+    def style(request: Request, styleId: str, f: StyleFormat = None) -> StyleResponse:
         style_id = _style_id(styleId)
         if f not in (None, "mapbox"):
             raise ProblemError(f"f: unknown style encoding {f!r}; use mapbox", parameter="f")
         base = str(request.base_url).rstrip("/")
-        return JSONResponse(maplibre_style(base, style_id, url), media_type=MAPBOX_STYLE)
+        return StyleResponse(maplibre_style(base, style_id, url))
 
-    @router.get("/styles/{styleId}/metadata", summary="What a style is for, and its encodings")
+    @router.get(
+        "/styles/{styleId}/metadata",
+        summary="What a style is for, and its encodings",
+        responses=problem_responses(404),
+    )
     def metadata(request: Request, styleId: str) -> dict[str, Any]:
         style_id = _style_id(styleId)
         base = str(request.base_url).rstrip("/")

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.errors import NotFoundError
+from api.errors import NotFoundError, problem_responses
 from api.features import collection_layer
+from api.parameters import known_parameters
 from layers.catalog import LAYERS
 from layers.features import extent
 from layers.tiles import (
@@ -32,7 +33,7 @@ from layers.tiles import (
     TileCache,
     TileError,
     cached_tile,
-    check_tile,
+    check_in_limits,
     matrix_limits,
     tile_etag,
     tile_fields,
@@ -321,12 +322,25 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     fastapi.APIRouter
         The endpoints.
     """
-    router = APIRouter(tags=["tiles"])
+    router = APIRouter(
+        tags=["tiles"],
+        dependencies=[Depends(known_parameters)],
+        responses=problem_responses(400),
+    )
+    tile_answers: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "A Mapbox Vector Tile: a layer per collection",
+            "content": {MVT: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "Not modified: the tile of the If-None-Match ETag is current"},
+        **problem_responses(404),
+    }
+    not_found = problem_responses(404)
 
     def answer(request: Request, layer_ids: list[str], z: int, x: int, y: int) -> Response:
         try:
-            check_tile(z, x, y)
-        except TileError as error:  # outside the tile matrix set: no such tile
+            check_in_limits(layer_ids, z, x, y, url=url)
+        except TileError as error:  # outside the tileset's limits: no such tile
             raise NotFoundError(str(error), parameter=error.parameter) from None
         etag = tile_etag(layer_ids, z, x, y, url=url)
         headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60"}
@@ -365,7 +379,11 @@ def routes(url: str, cache: TileCache) -> APIRouter:
             ],
         }
 
-    @router.get("/tileMatrixSets/{tileMatrixSetId}", summary="A tile matrix set's definition")
+    @router.get(
+        "/tileMatrixSets/{tileMatrixSetId}",
+        summary="A tile matrix set's definition",
+        responses=not_found,
+    )
     def tile_matrix_set(request: Request, tileMatrixSetId: str) -> dict[str, Any]:
         _matrix_set(tileMatrixSetId)
         return matrix_set_document(_base(request))
@@ -378,7 +396,9 @@ def routes(url: str, cache: TileCache) -> APIRouter:
             "tilesets": [_summary(base, f"{base}/tiles/{MATRIX_SET}", f"One map ({MATRIX_SET})")],
         }
 
-    @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")
+    @router.get(
+        "/collections/{collectionId}/tiles", summary="Tilesets of a collection", responses=not_found
+    )
     def tilesets(request: Request, collectionId: str) -> dict[str, Any]:
         layer = collection_layer(collectionId)
         base = _base(request)
@@ -391,6 +411,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}",
         summary="Tileset metadata of a collection",
+        responses=not_found,
     )
     def collection_tileset(
         request: Request, collectionId: str, tileMatrixSetId: str
@@ -417,11 +438,13 @@ def routes(url: str, cache: TileCache) -> APIRouter:
             methods=["GET"],
             summary="Tileset metadata of the one-map tiles",
             operation_id=f"one_map_tileset{prefix.replace('/', '_')}",
+            responses=not_found,
         )
 
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json",
         summary="TileJSON 3.0 of a collection's tiles",
+        responses=not_found,
     )
     def collection_tilejson(
         request: Request,
@@ -438,6 +461,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
         summary="One vector tile of a collection",
         response_class=Response,
+        responses=tile_answers,
     )
     def collection_tile(
         request: Request,
@@ -481,12 +505,14 @@ def routes(url: str, cache: TileCache) -> APIRouter:
             methods=["GET"],
             summary="TileJSON 3.0 of the one-map tiles",
             operation_id=f"one_map_tilejson{name}",
+            responses=not_found,
         )
         router.add_api_route(
             f"{prefix}/{{tileMatrixSetId}}/{{z}}/{{y}}/{{x}}",
             map_tile,
             methods=["GET"],
             response_class=Response,
+            responses=tile_answers,
             summary="One-map vector tile: a layer per collection",
             operation_id=f"one_map_tile{name}",
         )

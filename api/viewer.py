@@ -19,8 +19,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from api import features
 from api.errors import NotFoundError
 from layers.catalog import LAYERS
+from layers.features import extent
 from layers.queries import layer_counts
 from layers.settings import TwinSettings
+from layers.tiles import zoom_range
 from twin.deck import DECK_BUNDLE, DEPTH_EXAGGERATION, viewer_styles
 from twin.incidents import KINDS
 
@@ -82,6 +84,16 @@ def routes(settings: TwinSettings) -> APIRouter:
                 "bearing": 0,
             },
             "features": {tool: path in served for tool, path in TOOLS.items()},
+            # where each layer's tiles are (the tilesets' tileMatrixSetLimits): the map asks
+            # for no tile outside them, and overzooms past maxzoom
+            "tilesets": {
+                layer_id: {
+                    "bounds": extent(layer_id, url=url),
+                    "minzoom": zoom_range([layer_id])[0],
+                    "maxzoom": zoom_range([layer_id])[1],
+                }
+                for layer_id in LAYERS
+            },
             "incident_kinds": list(KINDS),
         }
 

@@ -162,6 +162,53 @@ def matrix_limits(
     return limits
 
 
+def check_in_limits(
+    layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | None = None
+) -> None:
+    """Raise :class:`TileError` unless ``z/x/y`` is a tile the tileset of these layers serves.
+
+    The tiles served are those the tileset metadata declares: the zooms of :func:`zoom_range`
+    (deeper tiles would only repeat the last with finer coordinates: clients overzoom) and,
+    at each, the rows and columns of :func:`matrix_limits` (OGC 20-057 /req/core/tc-error:
+    outside ``tileMatrixSetLimits`` a tile answers 404).
+
+    Parameters
+    ----------
+    layer_ids
+        Layers of the tileset.
+    z, x, y
+        Zoom, column and row.
+    url
+        Database URL; the configured one by default.
+    """
+    check_tile(z, x, y)
+    limits = {int(limit["tileMatrix"]): limit for limit in matrix_limits(layer_ids, url=url)}
+    if not limits:
+        raise TileError(
+            f"the tileset of {', '.join(layer_ids)} is empty: it has no tiles",
+            parameter="tileMatrix",
+        )
+    if z not in limits:
+        raise TileError(
+            f"zoom {z} is outside the tileset's tileMatrixSetLimits ({min(limits)} to "
+            f"{max(limits)}; overzoom the tiles of {max(limits)})",
+            parameter="tileMatrix",
+        )
+    limit = limits[z]
+    if not int(limit["minTileRow"]) <= y <= int(limit["maxTileRow"]):
+        raise TileError(
+            f"row {y} is outside the tileset's rows {limit['minTileRow']} to "
+            f"{limit['maxTileRow']} at zoom {z} (tileMatrixSetLimits)",
+            parameter="tileRow",
+        )
+    if not int(limit["minTileCol"]) <= x <= int(limit["maxTileCol"]):
+        raise TileError(
+            f"column {x} is outside the tileset's columns {limit['minTileCol']} to "
+            f"{limit['maxTileCol']} at zoom {z} (tileMatrixSetLimits)",
+            parameter="tileCol",
+        )
+
+
 def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:
     """Return the query of one layer's MVT at zoom ``z``, or None where the layer is hidden."""
     if z < _MIN_ZOOM.get(layer.id, 0):

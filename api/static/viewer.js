@@ -121,12 +121,20 @@ function mapLayer(styles) {
   const byLayer = Object.fromEntries(shown.map((s) => [s.layer, s]));
   const pick = (f) => byLayer[f.properties.layerName] || shown[0];
   const factor = (s) => (SURFACE.has(s.group) ? state.surface : 1.0);
+  // the one-map tileset of the shown layers: tiles only inside its limits (the layers' data,
+  // from their minzoom), overzoomed past its maxzoom; the server answers 404 outside them
+  const sets = shown.map((s) => state.config.tilesets[s.layer]).filter((t) => t && t.bounds);
+  const extent = sets.length ? [
+    Math.min(...sets.map((t) => t.bounds[0])), Math.min(...sets.map((t) => t.bounds[1])),
+    Math.max(...sets.map((t) => t.bounds[2])), Math.max(...sets.map((t) => t.bounds[3])),
+  ] : null;
   return new MVTLayer({
     id: "map",
     data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
-    visible: shown.length > 0,
-    minZoom: 0,
-    maxZoom: 16,
+    visible: extent !== null,
+    extent: extent || [0, 0, 0, 0],
+    minZoom: sets.length ? Math.min(...sets.map((t) => t.minzoom)) : 0,
+    maxZoom: sets.length ? Math.max(...sets.map((t) => t.maxzoom)) : 15,
     binary: false,
     pickable: true,
     stroked: true,

@@ -152,6 +152,85 @@ def test_openapi_document_matches_the_answers(client: TestClient) -> None:
     problem(bad, 400, "limit")
 
 
+# the values a walk of the OpenAPI document puts in each path parameter: one that exists, and
+# ones that do not (or are outside the tileset)
+_GOOD = {
+    "collectionId": "roads",
+    "tileMatrixSetId": "WebMercatorQuad",
+    "styleId": "roads",
+    "z": "15",
+    "y": "11947",  # La Condamine at zoom 15, inside every limit of the sample
+    "x": "17058",
+}
+_BAD = {
+    "collectionId": ["nope"],
+    "featureId": ["nope"],
+    "tileMatrixSetId": ["Other"],
+    "styleId": ["nope"],
+    "z": ["24", "30", "16", "abc"],
+    "y": ["0", "-1", "99999999", "abc"],
+    "x": ["0", "-1", "99999999", "abc"],
+}
+
+
+def _media(response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip()
+
+
+def _check_documented(operation: dict[str, Any], path: str, response) -> None:
+    """The answer's status is documented for the operation, and so is its media type."""
+    code = str(response.status_code)
+    assert code in operation["responses"], (path, code, list(operation["responses"]))
+    documented = operation["responses"][code].get("content", {})
+    if response.content:
+        types = {t.split(";")[0] for t in documented}
+        assert _media(response) in types, (path, code, _media(response), sorted(types))
+
+
+@conformance(f"{F1}/oas30")
+@conformance("http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30")
+def test_openapi_walk_every_ogc_path_answers_as_documented(
+    client: TestClient, sample_db: str
+) -> None:
+    document = client.get("/api").json()
+    road = sql_ids(sample_db, "roads", "TRUE")[0]
+    good = {**_GOOD, "featureId": road}
+    walked = 0
+    for path, operations in document["paths"].items():
+        operation = operations.get("get")
+        if not operation or not {"features", "tiles", "styles"} & set(operation.get("tags", [])):
+            continue
+        names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+        url = path
+        for name in names:
+            assert name in good, f"{path}: no value to try for {name}"
+            url = url.replace(f"{{{name}}}", good[name])
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.text[:300])
+        _check_documented(operation, path, response)
+        walked += 1
+        for name in names:
+            for bad in _BAD.get(name, []):
+                wrong = path
+                for other in names:
+                    wrong = wrong.replace(f"{{{other}}}", bad if other == name else good[other])
+                response = client.get(wrong)
+                assert response.status_code in (400, 404), (wrong, response.status_code)
+                assert _media(response) == "application/problem+json", wrong
+                _check_documented(operation, path, response)
+        if {"tiles", "styles"} & set(operation["tags"]):
+            # an undeclared parameter is refused, as on /items, never ignored
+            response = client.get(url, params={"foo": "1"})
+            assert response.status_code == 400 and response.json()["parameter"] == "foo", url
+            _check_documented(operation, path, response)
+            declared = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+            for name in declared:  # and one given twice
+                response = client.get(f"{url}?{name}=a&{name}=b")
+                assert response.status_code == 400, (url, name)
+                _check_documented(operation, path, response)
+    assert walked >= 20
+
+
 # -- Part 2 ---------------------------------------------------------------------------------
 @conformance(f"{F2}/crs")
 def test_crs_output_and_bbox_crs(client: TestClient) -> None:

@@ -77,7 +77,10 @@ def test_ogrinfo_reads_field_types_from_the_schema(sample_server: str) -> None:
     assert incidents["starts_at"] == "DateTime" and incidents["ends_at"] == "DateTime"
     assert incidents["severity"] == "Integer"
     roads = ogr_fields(f"OAPIF:{sample_server}", "roads")
-    assert roads["source_node"] == "Integer64" and roads["maxspeed"] == "Real"
+    # 64-bit ids: GDAL types a JSON-schema "integer" as 32-bit whatever its format, so they are
+    # published as numbers (Real: exact to 2^53), never guessed from the first page
+    assert roads["source_node"] == "Real" and roads["maxspeed"] == "Real"
+    assert ogr_fields(f"OAPIF:{sample_server}", "signals")["node_id"] == "Real"
     assert roads["oneway"] in ("Integer(Boolean)", "Integer")
 
 
@@ -786,3 +789,39 @@ def test_repeated_parameters_and_offsetless_datetimes_are_400(
     response = client.get(f"/collections/roads/items?{query}")
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == parameter
+
+
+@pytest.mark.parametrize(("layer", "column"), [("signals", "node_id"), ("roads", "target_node")])
+def test_ogr2ogr_keeps_every_64_bit_id(
+    sample_server: str, sample_db: str, tmp_path: Path, layer: str, column: str
+) -> None:
+    # before: signals.node_id came out a 32-bit Integer (from the first page of 10), and 6 of
+    # 19 ids were stored as 2147483647 with "Integer overflow occurred" warnings
+    import sqlite3
+
+    target = tmp_path / "copy.gpkg"
+    out = subprocess.run(
+        ["ogr2ogr", "-f", "GPKG", str(target), f"OAPIF:{sample_server}", layer],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "overflow" not in out.stderr, out.stderr[-3000:]
+    with sqlite3.connect(target) as conn:
+        copied = dict(conn.execute(f'SELECT "id", "{column}" FROM "{layer}"').fetchall())
+    stored = dict(
+        (str(i), v)
+        for i, v in sql_rows(sample_db, f"SELECT id, {column} FROM {layer} WHERE valid_to IS NULL")
+    )
+    assert max(v for v in stored.values() if v is not None) > 2**31  # the case that overflowed
+    assert {k: (None if v is None else int(v)) for k, v in copied.items()} == stored
+
+
+def sql_rows(url: str, query: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    from layers.database import get_engine
+
+    with get_engine(url).connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(query))]

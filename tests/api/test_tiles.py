@@ -23,7 +23,7 @@ from api.app import create_app
 from layers.catalog import LAYERS
 from layers.database import get_engine
 from layers.settings import TwinSettings
-from layers.tiles import tile_etag
+from layers.tiles import render_tile, tile_etag
 from tests.conftest import SAMPLE
 
 LON, LAT = 7.4215, 43.7350  # La Condamine
@@ -236,7 +236,7 @@ def test_an_edit_changes_the_tile_version(city) -> None:
 
     from layers.ingest import ingest_frame
 
-    z, y, x = tile_of(16)
+    z, y, x = tile_of(15)
     path = f"/collections/cameras/tiles/WebMercatorQuad/{z}/{y}/{x}"
     with TestClient(create_app(TwinSettings(database_url=city.url))) as client:
         before = client.get(path)
@@ -544,23 +544,41 @@ def test_tile_matrix_set_limits_cover_the_data(client: TestClient, layer: str) -
         _, bottom, right = tile_of(z, east, south)
         assert (limit["minTileRow"], limit["maxTileRow"]) == (top, bottom)
         assert (limit["minTileCol"], limit["maxTileCol"]) == (left, right)
-    # the tiles just outside the limits hold nothing of the layer
+    # a tile outside the limits is no tile of the tileset: 404 (OGC 20-057 /req/core/tc-error),
+    # at every zoom: beside the data, below the first zoom and past the last (clients overzoom)
     deepest = limits[-1]
     z = int(deepest["tileMatrix"])
-    for y, x in (
-        (deepest["minTileRow"] - 1, deepest["minTileCol"]),
-        (deepest["maxTileRow"] + 1, deepest["maxTileCol"]),
-        (deepest["minTileRow"], deepest["maxTileCol"] + 1),
+    path = f"/collections/{layer}/tiles/WebMercatorQuad"
+    for address, parameter in (
+        ((z, deepest["minTileRow"] - 1, deepest["minTileCol"]), "tileRow"),
+        ((z, deepest["maxTileRow"] + 1, deepest["maxTileCol"]), "tileRow"),
+        ((z, deepest["minTileRow"], deepest["maxTileCol"] + 1), "tileCol"),
+        ((z, deepest["minTileRow"], deepest["minTileCol"] - 1), "tileCol"),
+        ((z, 0, 0), "tileRow"),
+        ((z + 1, 2 * deepest["minTileRow"], 2 * deepest["minTileCol"]), "tileMatrix"),
+        ((22, *tile_of(22, west, north)[1:]), "tileMatrix"),
     ):
-        tile = mapbox_vector_tile.decode(
-            client.get(f"/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}").content
-        )
-        # within the 64-pixel buffer a feature next to the edge may show
-        assert len(tile.get(layer, {"features": []})["features"]) <= 3
+        problem(client.get(f"{path}/{'/'.join(map(str, address))}"), 404, parameter)
+    first = limits[0]
+    if int(first["tileMatrix"]) > 0:
+        _, y, x = tile_of(int(first["tileMatrix"]) - 1, west, north)
+        problem(client.get(f"{path}/{int(first['tileMatrix']) - 1}/{y}/{x}"), 404, "tileMatrix")
+    # and every tile inside them is served
+    for limit in limits:
+        corner = f"{limit['tileMatrix']}/{limit['maxTileRow']}/{limit['maxTileCol']}"
+        assert client.get(f"{path}/{corner}").status_code == 200, corner
+
+
+def problem(response, status: int, parameter: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["parameter"] == parameter, response.json()
 
 
 @pytest.mark.parametrize("layer", ["intersections", "cameras", "roads", "buildings"])
-def test_tilejson_maxzoom_is_where_the_tiles_stop_changing(client: TestClient, layer: str) -> None:
+def test_tilejson_maxzoom_is_where_the_tiles_stop_changing(
+    client: TestClient, sample_db: str, layer: str
+) -> None:
     tilejson = client.get(f"/collections/{layer}/tiles/WebMercatorQuad/tilejson.json").json()
     maxzoom = tilejson["maxzoom"]
     assert maxzoom == 15 and tilejson["minzoom"] == {"buildings": 13}.get(layer, 0)
@@ -572,7 +590,8 @@ def test_tilejson_maxzoom_is_where_the_tiles_stop_changing(client: TestClient, l
     children: set[str] = set()
     for dy in (0, 1):
         for dx in (0, 1):
-            content = client.get(f"{path}/{z + 1}/{2 * y + dy}/{2 * x + dx}").content
+            # past maxzoom the API serves no tile (clients overzoom): cut by the same code
+            content = render_tile([layer], z + 1, 2 * x + dx, 2 * y + dy, url=sample_db)
             for feature in decode_down(content).get(layer, {"features": []})["features"]:
                 children.add(feature["properties"]["id"])
                 # a deeper tile holds nothing the maxzoom tile lacks ...
