@@ -29,6 +29,7 @@ from layers.features import (
     query_features,
     resolve_crs,
     supported_crs,
+    temporal_extent,
 )
 
 GEOJSON = "application/geo+json"
@@ -48,6 +49,7 @@ CONFORMANCE = [
     *(f"http://www.opengis.net/spec/cql2/1.0/conf/{name}" for name in CLASSES),
 ]
 _REL = "http://www.opengis.net/def/rel/ogc/1.0"
+GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 #: Query parameters of the items request; any other one is refused (Part 1 /req/core).
 ITEMS_PARAMETERS = frozenset(
     {"bbox", "bbox-crs", "datetime", "limit", "offset", "crs", "filter", "filter-lang"}
@@ -99,7 +101,15 @@ def _collection(request: Request, layer: Layer, url: str) -> dict[str, Any]:
         "itemType": "feature",
         "crs": list(supported_crs()),
         "storageCrs": CRS84,
-        "extent": {"spatial": {"bbox": [bbox] if bbox else [], "crs": CRS84}},
+        "extent": {
+            "spatial": {"bbox": [bbox] if bbox else [], "crs": CRS84},
+            # the versions' validity: what datetime selects on (valid_from, valid_to)
+            **(
+                {"temporal": {"interval": [period], "trs": GREGORIAN}}
+                if (period := temporal_extent(layer.id, url=url))
+                else {}
+            ),
+        },
         "links": links,
     }
 

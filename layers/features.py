@@ -576,3 +576,43 @@ def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     if row is None or row[0] is None:
         return None
     return [float(v) for v in row]
+
+
+_TEMPORAL: dict[tuple[str, str, int], list[str | None] | None] = {}
+
+
+def temporal_extent(layer_id: str, *, url: str | None = None) -> list[str | None] | None:
+    """Return the time a layer's versions span, as ``datetime`` answers it, or None if empty.
+
+    Parameters
+    ----------
+    layer_id
+        Layer id.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list or None
+        ``[start, end]`` as RFC 3339 text (UTC): the first ``valid_from``, and the last
+        ``valid_to`` or None (open) while any version is current.
+    """
+    key = (database_url(url), layer_id, layer_versions([layer_id], url=url)[0])
+    if key not in _TEMPORAL:
+        if len(_TEMPORAL) > 1000:
+            _TEMPORAL.clear()
+        query = sql.SQL(
+            "SELECT min(valid_from), CASE WHEN bool_or(valid_to IS NULL) THEN NULL "
+            "ELSE max(valid_to) END, count(*) FROM {table}"
+        ).format(table=sql.Identifier(get_layer(layer_id).table))
+        with cursor(url) as cur:
+            cur.execute(query)
+            start, end, count = cur.fetchone() or (None, None, 0)
+
+        def text(moment: datetime | None) -> str | None:
+            if moment is None:
+                return None
+            return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+        _TEMPORAL[key] = [text(start), text(end)] if count else None
+    return _TEMPORAL[key]

@@ -825,3 +825,23 @@ def sql_rows(url: str, query: str) -> list[tuple]:
 
     with get_engine(url).connect() as conn:
         return [tuple(r) for r in conn.execute(sa.text(query))]
+
+
+def test_collections_have_a_temporal_extent_from_the_versions(
+    client: TestClient, sample_db: str
+) -> None:
+    # before: no temporal extent, though datetime selects on valid_from/valid_to
+    from datetime import datetime
+
+    for layer in ("roads", "incidents"):
+        temporal = client.get(f"/collections/{layer}").json()["extent"]["temporal"]
+        assert temporal["trs"] == "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+        (start, end), *_ = temporal["interval"]
+        first = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        assert first == sql_rows(sample_db, f"SELECT min(valid_from) FROM {layer}")[0][0]
+        assert end is None  # current versions: open
+        everything = client.get(f"/collections/{layer}/items", params={"limit": 1}).json()
+        inside = client.get(
+            f"/collections/{layer}/items", params={"datetime": f"{start}/..", "limit": 1}
+        ).json()
+        assert inside["numberMatched"] >= everything["numberMatched"]
