@@ -3,8 +3,8 @@
 ``TWIN_DATABASE_URL`` (or the local default) names the server; the tests create their own
 databases next to it and never touch the configured one. Every name carries this run's token
 (``<name>_test_<host><pid>_sample``, ...), so two runs on one machine or one server never drop
-each other's databases; what a run that died left behind is dropped by the next run on the
-same host once its process is gone.
+each other's databases. A run holds a PostgreSQL advisory lock keyed by its token while it
+lives; what a run that died left behind is dropped by the next run once that lock is free.
 """
 
 from __future__ import annotations
@@ -34,41 +34,54 @@ SHARED = ROOT.parent / "shared" / "data"
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
 RUN = f"{HOST}{os.getpid()}"
 _made: list[str] = []
+_owner: list[sa.engine.Connection] = []  # holds this run's advisory lock while the run lives
 
 
 def _base_url() -> sa.engine.URL:
     return make_url(database_url(os.environ.get("TWIN_DATABASE_URL")))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _lock_key(token: str) -> int:
+    """The advisory-lock key of a run's token (a signed 64-bit integer)."""
+    return int.from_bytes(hashlib.sha1(token.encode()).digest()[:8], "big", signed=True)
+
+
+def _claim_run() -> None:
+    """Take this run's advisory lock on the server, held by one connection until the run ends.
+
+    A run is alive exactly while its lock is held, whichever host, container or PID namespace
+    it runs in: PostgreSQL releases the lock when the run's connection goes, however it ends.
+    """
+    if _owner:
+        return
+    admin = sa.create_engine(_base_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
+    conn = admin.connect()
+    conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(RUN)})
+    _owner.append(conn)
 
 
 def _drop_leftovers() -> None:
-    """Drop databases of earlier runs on this host whose process has ended."""
+    """Drop the test databases of runs that have ended (their advisory lock is free)."""
     base = _base_url()
-    pattern = re.compile(rf"^{re.escape(str(base.database))}_test_{HOST}(\d+)(_|$)")
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            names = conn.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
-    finally:
-        admin.dispose()
+    pattern = re.compile(rf"^{re.escape(str(base.database))}_test_([0-9a-f]{{4}}\d+)(_|$)")
+    conn = _owner[0]
+    names = conn.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
     for name in names:
         match = pattern.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            drop_database(base.set(database=name).render_as_string(hide_password=False))
+        if not match or match.group(1) == RUN:
+            continue
+        key = _lock_key(match.group(1))
+        if conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+            try:  # nobody holds it: that run has ended and left this behind
+                drop_database(base.set(database=name).render_as_string(hide_password=False))
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 def _fresh_database(suffix: str) -> str:
     """Create and migrate this run's database ``<name>_test_<run><suffix>``; return its URL."""
-    if not _made:
+    if not _owner:
+        _claim_run()
         _drop_leftovers()
     base = _base_url()
     name = f"{base.database}_test_{RUN}{suffix}"
@@ -84,6 +97,9 @@ def _drop_this_runs_databases() -> Iterator[None]:
     yield
     for url in _made:
         drop_database(url)
+    for conn in _owner:
+        conn.close()  # the lock goes with the connection
+        conn.engine.dispose()
 
 
 @pytest.fixture(scope="session")
