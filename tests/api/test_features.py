@@ -469,14 +469,9 @@ def test_filter_errors_say_what_is_wrong_in_cql2_terms(
         assert internal not in body["detail"], body["detail"]
 
 
-def test_docs_render_offline(sample_server: str) -> None:
-    import shutil
+def test_docs_render_offline(sample_server: str, browser) -> None:
     from urllib.parse import urlparse
 
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run `make setup`"
     outside: list[str] = []
 
     def guard(route) -> None:
@@ -486,22 +481,18 @@ def test_docs_render_offline(sample_server: str) -> None:
             outside.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_page()
-            page.route("**/*", guard)
-            page.goto(f"{sample_server}/docs")
-            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            assert any(
-                "/collections/{collectionId}/items" in p.replace("\u200b", "") for p in paths
-            )
-            page.goto(f"{sample_server}/redoc")
-            page.wait_for_selector("[data-section-id]", timeout=30_000)
-            assert "Features, filtered and paged" in page.content()
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.route("**/*", guard)
+        page.goto(f"{sample_server}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("/collections/{collectionId}/items" in p.replace("\u200b", "") for p in paths)
+        page.goto(f"{sample_server}/redoc")
+        page.wait_for_selector("[data-section-id]", timeout=30_000)
+        assert "Features, filtered and paged" in page.content()
+    finally:
+        page.close()
     assert outside == []
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, Route
 
 from api.app import create_app
 from layers.catalog import LAYERS
@@ -155,18 +155,6 @@ def test_styles_use_the_twins_own_tiles_and_the_viewers_colours(client: TestClie
         if layer.get("layout", {}).get("visibility") == "none"
     }
     assert hidden == {layer for layer, s in STYLES.items() if not s.visible}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run `make setup`"
-    with sync_playwright() as playwright:
-        # software WebGL: the machines that run this have no GPU
-        args = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
-        launched = playwright.chromium.launch(executable_path=chromium, args=args)
-        yield launched
-        launched.close()
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8">

@@ -586,6 +586,7 @@ def test_tilejson_maxzoom_is_where_the_tiles_stop_changing(
     path = f"/collections/{layer}/tiles/WebMercatorQuad"
     z, y, x = tile_of(maxzoom)
     parent = decode_down(client.get(f"{path}/{z}/{y}/{x}").content)[layer]["features"]
+    assert parent, f"the z{z} tile under La Condamine holds no {layer}"
     by_id = {f["properties"]["id"]: f for f in parent}
     children: set[str] = set()
     for dy in (0, 1):

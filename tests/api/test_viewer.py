@@ -7,7 +7,6 @@ and draw with none. Screenshots are saved in tests/artifacts/.
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -15,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from layers.queries import read_layer
 from tests.conditions import wait_until
@@ -29,18 +28,6 @@ ANSWER_S = 90  # a click's answer: a route, service areas, an incident's impact
 SETTLED = "() => Boolean(window.twinViewer && window.twinViewer.settled())"
 CENTRE = "() => [window.twinViewer.state.view.longitude, window.twinViewer.state.view.latitude]"
 BUSY = "(ms) => { const end = performance.now() + ms; while (performance.now() < end); }"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run `make setup`"
-    with sync_playwright() as playwright:
-        # software WebGL: the machines that run this have no GPU
-        args = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
-        browser = playwright.chromium.launch(executable_path=chromium, args=args)
-        yield browser
-        browser.close()
 
 
 class Viewer:

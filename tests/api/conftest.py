@@ -1,0 +1,23 @@
+"""Fixtures of the API tests: Debian's Chromium, headless, driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+# software WebGL: the machines that run the tests have no GPU
+WEBGL = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, one per test module (Playwright's sync API allows one at a time)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: run `make setup`"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=WEBGL)
+        yield launched
+        launched.close()
