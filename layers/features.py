@@ -555,14 +555,36 @@ def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     list of float or None
         ``[minx, miny, maxx, maxy]``.
     """
-    # cached per layer version: the counters the tile cache uses keep it fresh
-    key = (database_url(url), layer_id, layer_versions([layer_id], url=url)[0])
-    if key in _EXTENTS:
-        return _EXTENTS[key]
-    if len(_EXTENTS) > 1000:
-        _EXTENTS.clear()
-    _EXTENTS[key] = _extent(layer_id, url=url)
-    return _EXTENTS[key]
+    return extents([layer_id], url=url)[0]
+
+
+def extents(layer_ids: Sequence[str], *, url: str | None = None) -> list[list[float] | None]:
+    """Return the extent of each layer's current features, reading their versions in one query.
+
+    Parameters
+    ----------
+    layer_ids
+        Layer ids.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list of (list of float or None)
+        Per layer, ``[minx, miny, maxx, maxy]`` in EPSG:4326 degrees, or None when it is empty.
+    """
+    # cached per layer version: the counters the tile cache uses keep it fresh; one query for
+    # the versions of every layer (a one-map tile asks for thirteen on each request)
+    where = database_url(url)
+    out: list[list[float] | None] = []
+    for layer_id, version in zip(layer_ids, layer_versions(layer_ids, url=url), strict=True):
+        key = (where, layer_id, version)
+        if key not in _EXTENTS:
+            if len(_EXTENTS) > 1000:
+                _EXTENTS.clear()
+            _EXTENTS[key] = _extent(layer_id, url=url)
+        out.append(_EXTENTS[key])
+    return out
 
 
 def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:

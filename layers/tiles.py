@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
-from layers.features import extent
+from layers.features import extents
 from layers.queries import layer_versions
 
 EXTENT = 4096
@@ -140,7 +140,7 @@ def matrix_limits(
         One ``{tileMatrix, minTileRow, maxTileRow, minTileCol, maxTileCol}`` per zoom of
         :func:`zoom_range` (OGC 17-083r4 ``tileMatrixSetLimits``); empty when the layers are.
     """
-    boxes = [b for b in (extent(layer_id, url=url) for layer_id in layer_ids) if b]
+    boxes = [b for b in extents(layer_ids, url=url) if b]
     if not boxes:
         return []
     west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
