@@ -44,6 +44,31 @@ class TwinSettings(BaseSettings):
     statement_timeout_s: float = Field(
         default=30, gt=0, description="Longest a read query (features, tiles) may run, s."
     )
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="MQTT broker the live twin subscribes and publishes to "
+        "(SensorThings' MQTT extension); an empty string turns MQTT off.",
+    )
+    live_topic_prefix: str = Field(
+        default="",
+        description="Prefix of every SensorThings MQTT topic (``<prefix>v1.1/...``), so that "
+        "several twins can share one broker; empty or ending in '/'.",
+    )
+    live_retention_days: int = Field(
+        default=30, ge=1, description="Days observations are kept; older partitions are dropped."
+    )
+    live_future_s: float = Field(
+        default=300,
+        ge=0,
+        description="How far ahead of the server's clock a phenomenonTime may be, s; later "
+        "readings are refused (a sensor with a wrong clock).",
+    )
+    live_stale_s: float = Field(
+        default=300,
+        gt=0,
+        description="How long a live road speed counts, s; after it routing falls back to the "
+        "profile speed.",
+    )
     max_reported_errors: int = Field(
         default=20, ge=1, description="How many bad rows an import lists before it stops."
     )
@@ -55,6 +80,13 @@ class TwinSettings(BaseSettings):
         unit = crs.axis_info[0].unit_name if crs.axis_info else ""
         if not crs.is_projected or unit not in ("metre", "meter"):
             raise ValueError(f"{value} is not a projected CRS in metres")
+        return value
+
+    @field_validator("live_topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_level(cls, value: str) -> str:
+        if value and (not value.endswith("/") or any(c in value for c in "#+\0")):
+            raise ValueError("live_topic_prefix must end in '/' and hold no MQTT wildcard")
         return value
 
     @field_validator("city_bbox")

@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 import twin
 from layers.catalog import LAYERS
 from layers.database import database_url, drop_database, get_engine, upgrade
+from layers.observations import forget_datastreams
+from layers.settings import get_settings
 from tests.conditions import api_server
 from twin.sample import load_sample
 
@@ -33,6 +35,10 @@ SHARED = ROOT.parent / "shared" / "data"
 
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
 RUN = f"{HOST}{os.getpid()}"
+#: Every MQTT topic of this run (the servers it starts inherit it): runs sharing a broker, and
+#: a twin serving on this machine, never see each other's messages.
+os.environ["TWIN_LIVE_TOPIC_PREFIX"] = f"twin_test_{RUN}/"
+get_settings.cache_clear()
 _made: list[str] = []
 _owner: list[sa.engine.Connection] = []  # holds this run's advisory lock while the run lives
 
@@ -153,6 +159,42 @@ def city(routing_db: str) -> Iterator[twin.City]:
     town.router.clear_flood()
     with get_engine(routing_db).begin() as conn:
         conn.execute(sa.text("DELETE FROM closures WHERE source = 'api'"))
+
+
+#: The live twin's tables, emptied before each test that uses ``live_db``.
+LIVE_TABLES = (
+    "sta_observations, sta_latest, live_alerts, live_alert_rules, live_refusals, live_speeds, "
+    "sta_datastreams, sta_location_historical_locations, sta_historical_locations, "
+    "sta_thing_locations, sta_locations, sta_features_of_interest, sta_sensors, "
+    "sta_observed_properties, sta_things"
+)
+
+
+@pytest.fixture(scope="session")
+def _live_city() -> Iterator[str]:
+    url = _fresh_database("_live")
+    load_sample(directory=SAMPLE, url=url)
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def live_db(_live_city: str) -> str:
+    """The sample city with no sensors, observations, alerts or live speeds."""
+    with get_engine(_live_city).begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {LIVE_TABLES} RESTART IDENTITY CASCADE"))
+    forget_datastreams(_live_city)
+    from twin.live.registry import forget
+
+    forget(_live_city)
+    return _live_city
+
+
+@pytest.fixture
+def topic_prefix(request: pytest.FixtureRequest) -> str:
+    """An MQTT topic prefix of this run and test, for a feed of the test's own."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
+    return f"{os.environ['TWIN_LIVE_TOPIC_PREFIX']}{name}/"
 
 
 @pytest.fixture(scope="session")
