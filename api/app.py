@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query
@@ -12,6 +14,7 @@ from api import (
     errors,
     features,
     incidents,
+    live,
     onemap,
     rasters,
     routing,
@@ -25,6 +28,7 @@ from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
 from twin.city import City
+from twin.live.service import LiveService
 
 
 def _describe(layer: Layer, count: int) -> dict[str, Any]:
@@ -62,7 +66,18 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     url = settings.database_url
+    live_service = LiveService(url=url, settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        live_service.start()
+        try:
+            yield
+        finally:
+            live_service.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title=f"CityTwin — {settings.city_name}",
         description=(
             "The city's layers in PostGIS: features, tiles, routing, one-map questions, "
@@ -86,6 +101,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
     app.include_router(signals.routes(city))
+    app.include_router(live.routes(live_service, url))
     app.include_router(viewer.routes(settings))
     app.include_router(docs.routes(app.title))
     app.state.conformance = conformance()

@@ -93,6 +93,18 @@ if [ -z "${TWIN_REDIS_URL:-}" ] || printf '%s' "$TWIN_REDIS_URL" | grep -Eq '//(
     fi
 fi
 
+# --- Mosquitto, the MQTT broker of the live twin (SensorThings' MQTT extension) ---------------
+MQTT_URL=${TWIN_MQTT_URL-mqtt://127.0.0.1:1883}
+if printf '%s' "$MQTT_URL" | grep -Eq '//(127\.0\.0\.1|localhost)(:1883)?/?$'; then
+    command -v mosquitto >/dev/null || apt_install mosquitto mosquitto-clients
+    if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+        say "starting Mosquitto on 127.0.0.1:1883"
+        mkdir -p /var/log/mosquitto
+        mosquitto -d -p 1883 2>>/var/log/mosquitto/twin.log || mosquitto -d 2>>/var/log/mosquitto/twin.log
+        for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.5; done
+    fi
+fi
+
 # --- the project's virtual environment ------------------------------------------------------
 if [ -d "$VENV" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     say "removing a broken $VENV (no pip)"
