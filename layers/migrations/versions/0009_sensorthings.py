@@ -205,6 +205,7 @@ def upgrade() -> None:
             acknowledged_at timestamptz,
             acknowledged_by text,
             resolved_at timestamptz,
+            resolved_by text,
             layer text,
             feature_id text,
             impact jsonb
