@@ -18,6 +18,7 @@ from api import (
     onemap,
     rasters,
     routing,
+    sensorthings,
     signals,
     styles,
     tiles,
@@ -66,7 +67,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     url = settings.database_url
-    live_service = LiveService(url=url, settings=settings)
+    live_service = LiveService.default(url=url, settings=settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +102,14 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
     app.include_router(signals.routes(city))
+    app.include_router(
+        sensorthings.routes(
+            url,
+            live_service.feed,
+            mqtt_url=settings.mqtt_url,
+            topic_prefix=settings.live_topic_prefix,
+        )
+    )
     app.include_router(live.routes(live_service, url))
     app.include_router(viewer.routes(settings))
     app.include_router(docs.routes(app.title))

@@ -1,7 +1,8 @@
 """OGC API - Features: Part 1 core and GeoJSON, Part 2 CRS, Part 3 filters in CQL2 text and JSON.
 
-Every layer is a collection. ``datetime`` is answered from ``valid_from``/``valid_to``: an
-instant gives the versions valid then, so it is the twin's "as of" query.
+Every layer is a collection, the live read-only ones too (``live_congestion``, after the
+stored layers). ``datetime`` is answered from ``valid_from``/``valid_to``: an instant gives the
+versions valid then, so it is the twin's "as of" query.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import NotFoundError, ProblemError, problem_responses
-from layers.catalog import LAYERS, Layer
+from layers.catalog import COLLECTIONS, Layer
 from layers.cql2 import CLASSES, property_schemas, queryables
 from layers.features import (
     CRS84,
@@ -127,12 +128,12 @@ def collection_layer(collection_id: str) -> Layer:
     Layer
         The layer.
     """
-    if collection_id not in LAYERS:
+    if collection_id not in COLLECTIONS:
         raise NotFoundError(
-            f"unknown collection {collection_id!r}; collections: {', '.join(LAYERS)}",
+            f"unknown collection {collection_id!r}; collections: {', '.join(COLLECTIONS)}",
             parameter="collectionId",
         )
-    return LAYERS[collection_id]
+    return COLLECTIONS[collection_id]
 
 
 def landing(request: Request) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def routes(url: str) -> APIRouter:
         base = _base(request)
         return {
             "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
-            "collections": [_collection(request, layer, url) for layer in LAYERS.values()],
+            "collections": [_collection(request, layer, url) for layer in COLLECTIONS.values()],
         }
 
     @router.get("/collections/{collectionId}", summary="One collection", responses=not_found)

@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
-from api.errors import ProblemError
+from api.errors import NotFoundError, ProblemError
 from layers.errors import ParameterError
 from layers.observations import INTERVALS, latest, parse_time, refusals, series
+from twin.live import alerts as live_alerts
+from twin.live.alerts import AlertStateError, UnknownAlertError
 from twin.live.feed import Event
 from twin.live.service import LiveService
 
@@ -103,6 +106,19 @@ class Hub:
             self._clients.discard(entry)
 
 
+class RuleBody(BaseModel):
+    """An alert rule as posted (see :func:`twin.live.alerts.add_rule`)."""
+
+    name: str = Field(description="Unique name")
+    kind: str = Field(description="threshold, rate or no_data")
+    datastream_id: int | None = Field(None, description="The datastream it watches")
+    observed_property: str | None = Field(
+        None, description="Or every datastream of this observed property"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="The kind's parameters")
+    severity: str = Field("warning", description="info, warning or critical")
+
+
 def _ids(text: str | None, name: str) -> list[int] | None:
     if text is None:
         return None
@@ -149,6 +165,12 @@ def routes(live: LiveService, url: str) -> APIRouter:
         "/events",
         summary="Push stream of live state changes and alerts (Server-Sent Events)",
         response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "An endless stream: `event:` the type, `data:` the change (JSON)",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def events(
         request: Request,
@@ -213,5 +235,69 @@ def routes(live: LiveService, url: str) -> APIRouter:
             "end": until,
             "readings": [dict(zip(names, row, strict=True)) for row in rows],
         }
+
+    def _lifecycle(step: Any, alert_id: int, by: str) -> dict[str, Any]:
+        try:
+            event = step(alert_id, by=by, url=url)
+        except UnknownAlertError as exc:
+            raise NotFoundError(str(exc), parameter="alert_id") from None
+        except AlertStateError as exc:
+            raise ProblemError(str(exc), status=409, parameter="state") from None
+        live.publish([event])
+        return dict(event)
+
+    @router.get("/alerts", summary="Alerts, newest first (open ones: state=open)")
+    def list_alerts(
+        state: str | None = Query(
+            None, description="raised, acknowledged, resolved, or open (raised or acknowledged)"
+        ),
+        since: str | None = Query(None, description="ISO 8601: what changed since then"),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        found = live_alerts.alerts(state=state, since=since, limit=limit, url=url)
+        return {"alerts": found, "numberReturned": len(found)}
+
+    @router.get("/alerts/{alert_id}", summary="One alert, with its asset and impact")
+    def get_alert(alert_id: int) -> dict[str, Any]:
+        try:
+            return live_alerts.get_alert(alert_id, url=url)
+        except UnknownAlertError as exc:
+            raise NotFoundError(str(exc), parameter="alert_id") from None
+
+    @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge a raised alert")
+    def acknowledge(
+        alert_id: int, by: str = Body(..., embed=True, description="Who acknowledges")
+    ) -> dict[str, Any]:
+        return _lifecycle(live_alerts.acknowledge, alert_id, by)
+
+    @router.post("/alerts/{alert_id}/resolve", summary="Resolve an alert by hand")
+    def resolve(
+        alert_id: int, by: str = Body(..., embed=True, description="Who resolves")
+    ) -> dict[str, Any]:
+        return _lifecycle(live_alerts.resolve, alert_id, by)
+
+    @router.get("/rules", summary="Alert rules")
+    def list_rules() -> dict[str, Any]:
+        return {"rules": [rule.to_json() for rule in live_alerts.rules(url=url)]}
+
+    @router.post("/rules", status_code=201, summary="Add an alert rule")
+    def add_rule(body: RuleBody) -> dict[str, Any]:
+        rule = live_alerts.add_rule(
+            name=body.name,
+            kind=body.kind,
+            datastream_id=body.datastream_id,
+            observed_property=body.observed_property,
+            params=body.params,
+            severity=body.severity,
+            url=url,
+        )
+        return rule.to_json()
+
+    @router.delete("/rules/{rule_id}", status_code=204, summary="Delete an alert rule")
+    def delete_rule(rule_id: int) -> None:
+        try:
+            live_alerts.delete_rule(rule_id, url=url)
+        except UnknownAlertError as exc:
+            raise NotFoundError(str(exc), parameter="rule_id") from None
 
     return router

@@ -11,6 +11,11 @@ Tiles are cached per layer set, address and layer versions; responses carry an E
 (``If-None-Match`` answers 304) and are gzipped by the app's middleware when the client
 accepts it. A tile outside the tile matrix set answers 404 (OGC 20-057 /req/tileset/tc-success
 D); a tile inside it where there is no data answers an empty tile.
+
+Live layers (``live_congestion``) have a collection tileset like the stored layers, no style
+yet, and ``Cache-Control: no-cache`` (clients revalidate each tile with its ETag, which moves
+with the live state); the one-map draws the stored layers unless ``collections`` names a live
+one.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from fastapi.responses import JSONResponse
 from api.errors import NotFoundError, problem_responses
 from api.features import collection_layer
 from api.parameters import known_parameters
-from layers.catalog import LAYERS
+from layers.catalog import COLLECTIONS, LAYERS
 from layers.features import extent
 from layers.tiles import (
     WEB_MERCATOR_QUAD,
@@ -92,9 +97,9 @@ def _collections(value: str | None) -> list[str]:
     if not names:
         raise TileError("collections: name at least one collection", parameter="collections")
     for name in names:
-        if name not in LAYERS:
+        if name not in COLLECTIONS:
             raise TileError(
-                f"unknown collection {name!r}; collections: {', '.join(LAYERS)}",
+                f"unknown collection {name!r}; collections: {', '.join(COLLECTIONS)}",
                 parameter="collections",
             )
     return names
@@ -144,7 +149,7 @@ def matrix_set_document(base: str) -> dict[str, Any]:
 
 
 def _properties_schema(layer_id: str) -> dict[str, Any]:
-    layer = LAYERS[layer_id]
+    layer = COLLECTIONS[layer_id]
     kinds = {f.name: f.kind for f in layer.fields}
     properties: dict[str, Any] = {"id": {"type": "string", "description": "Stable feature id"}}
     for name in tile_fields(layer)[1:]:
@@ -184,15 +189,18 @@ def _tilejson(layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
         "vector_layers": [
             {
                 "id": layer_id,
-                "description": LAYERS[layer_id].title,
+                "description": COLLECTIONS[layer_id].title,
                 "minzoom": zoom_range([layer_id])[0],
                 "maxzoom": zoom_range([layer_id])[1],
                 "fields": {
                     name: _TILEJSON_TYPES.get(
-                        next((f.kind for f in LAYERS[layer_id].fields if f.name == name), "text"),
+                        next(
+                            (f.kind for f in COLLECTIONS[layer_id].fields if f.name == name),
+                            "text",
+                        ),
                         "String",
                     )
-                    for name in tile_fields(LAYERS[layer_id])
+                    for name in tile_fields(COLLECTIONS[layer_id])
                 },
             }
             for layer_id in layer_ids
@@ -225,7 +233,7 @@ def _summary(base: str, here: str, title: str, query: str = "") -> dict[str, Any
 
 
 def tileset_document(
-    base: str, here: str, layer_ids: list[str], *, style: str, url: str, query: str = ""
+    base: str, here: str, layer_ids: list[str], *, style: str | None, url: str, query: str = ""
 ) -> dict[str, Any]:
     """Return OGC 17-083r4 tileset metadata for the tiles of some layers.
 
@@ -238,7 +246,7 @@ def tileset_document(
     layer_ids
         Its layers, in drawing order.
     style
-        Id of its style at ``/styles``.
+        Id of its style at ``/styles``; None when it has none (a live layer).
     url
         Database URL.
     query
@@ -249,21 +257,25 @@ def tileset_document(
     dict
         The metadata.
     """
-    doc = _summary(base, here, ", ".join(LAYERS[i].title for i in layer_ids), query)
+    doc = _summary(base, here, ", ".join(COLLECTIONS[i].title for i in layer_ids), query)
     minzoom, maxzoom = zoom_range(layer_ids)
     doc["minTileMatrix"], doc["maxTileMatrix"] = str(minzoom), str(maxzoom)
     doc["tileMatrixSetLimits"] = matrix_limits(layer_ids, url=url)
-    stylesheet = {
-        "rel": "stylesheet",
-        "type": MAPBOX_STYLE,
-        "title": "MapLibre style of these tiles",
-        "href": f"{base}/styles/{style}?f=mapbox",
-    }
-    doc["style"] = {"id": style, "links": [stylesheet]}
+    stylesheets = []
+    if style is not None:
+        stylesheets.append(
+            {
+                "rel": "stylesheet",
+                "type": MAPBOX_STYLE,
+                "title": "MapLibre style of these tiles",
+                "href": f"{base}/styles/{style}?f=mapbox",
+            }
+        )
+        doc["style"] = {"id": style, "links": stylesheets}
     doc["layers"] = []
     for layer_id in layer_ids:
         low, high = zoom_range([layer_id])
-        layer = LAYERS[layer_id]
+        layer = COLLECTIONS[layer_id]
         box = extent(layer_id, url=url)
         doc["layers"].append(
             {
@@ -302,7 +314,7 @@ def tileset_document(
         )
     doc["links"] += [
         {"rel": "alternate", "type": TILEJSON, "href": f"{here}/tilejson.json{query}"},
-        stylesheet,
+        *stylesheets,
     ]
     return {key: value for key, value in doc.items() if value is not None}
 
@@ -343,7 +355,10 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         except TileError as error:  # outside the tileset's limits: no such tile
             raise NotFoundError(str(error), parameter=error.parameter) from None
         etag = tile_etag(layer_ids, z, x, y, url=url)
-        headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60"}
+        # live tiles change from one second to the next: clients revalidate them (ETag) each time
+        live = any(COLLECTIONS[layer_id].read_only for layer_id in layer_ids)
+        cache_control = "no-cache" if live else "public, max-age=60"
+        headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
         asked = {
             tag.strip().removeprefix("W/").strip('"')
             for tag in request.headers.get("if-none-match", "").split(",")
@@ -420,7 +435,8 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         _matrix_set(tileMatrixSetId)
         base = _base(request)
         here = f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}"
-        return tileset_document(base, here, [layer.id], style=layer.id, url=url)
+        style = None if layer.read_only else layer.id  # live layers have no style (yet)
+        return tileset_document(base, here, [layer.id], style=style, url=url)
 
     def map_tileset(
         request: Request, tileMatrixSetId: str, collections: CollectionsQuery = None

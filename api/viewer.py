@@ -3,8 +3,10 @@
 Everything the page needs is served here: deck.gl itself (the bundle pydeck ships, so no CDN),
 the page's script and style, and ``viewer/config.json`` — the layer styles of
 :mod:`twin.deck` (the same notebooks use), the opening view, and which endpoints exist, so a
-tool whose backend is not built is hidden, not broken. ``/catalog`` keeps the plain table of
-layers; ``/?f=json`` is the OGC API landing page.
+tool whose backend is not built is hidden, not broken. ``live`` tells the page its live layer
+(``live_congestion``, when served) and after how long a live value is stale; the page follows
+the push stream at ``/live/events``. ``/catalog`` keeps the plain table of layers;
+``/?f=json`` is the OGC API landing page.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from api import features
 from api.errors import NotFoundError
-from layers.catalog import LAYERS
+from layers.catalog import LAYERS, LIVE_LAYERS
 from layers.features import extent
 from layers.queries import layer_counts
 from layers.settings import TwinSettings
@@ -37,7 +39,10 @@ TOOLS = {
     "isochrones": "/routing/isochrones",
     "impact": "/incidents/impact",
     "cameras": "/cameras/coverage",
+    "live": "/live/events",
 }
+#: The live layer the page colours roads from (its collection), when the API serves it.
+CONGESTION = "live_congestion"
 _CACHE = {"Cache-Control": "public, max-age=86400"}
 
 
@@ -95,6 +100,12 @@ def routes(settings: TwinSettings) -> APIRouter:
                 for layer_id in LAYERS
             },
             "incident_kinds": list(KINDS),
+            # the live state: roads' congestion read from this collection on (re)connecting,
+            # and how long a live speed or position holds (s) without a newer one
+            "live": {
+                "congestion": CONGESTION if CONGESTION in LIVE_LAYERS else None,
+                "stale_s": settings.live_stale_s,
+            },
         }
 
     @router.get("/viewer/deck.js")

@@ -71,6 +71,9 @@ class Layer:
         Typed attributes.
     description
         What the layer holds.
+    derived_from
+        For a live, read-only layer (a view, see :data:`LIVE_LAYERS`): the stored layer its
+        features are drawn from, whose extent it declares.
     """
 
     id: str
@@ -79,6 +82,12 @@ class Layer:
     storage_type: str
     fields: tuple[Field, ...] = field(default_factory=tuple)
     description: str = ""
+    derived_from: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the layer is derived live state, never imported or edited."""
+        return self.derived_from is not None
 
     @property
     def table(self) -> str:
@@ -299,6 +308,72 @@ LAYERS: dict[str, Layer] = {
         ),
     )
 }
+
+
+#: Live, read-only layers: views over the live state with the columns of a layer table (one
+#: current version per feature), served as collections and tiles beside :data:`LAYERS` but
+#: never imported, edited or counted as stored layers. Their counter in ``layer_versions``
+#: moves with what they are derived from (migration 0010).
+LIVE_LAYERS: dict[str, Layer] = {
+    layer.id: layer
+    for layer in (
+        Layer(
+            "live_congestion",
+            "Live congestion",
+            ("LineString",),
+            "LineString",
+            (
+                Field("name", "text", description="Street name"),
+                Field("class", "text", description="Road class (OSM highway value)"),
+                Field("speed_kmh", "float", description="Live speed observed, km/h"),
+                Field(
+                    "free_flow_kmh",
+                    "float",
+                    description="Free-flow speed: the road's maxspeed, else its class's, km/h",
+                ),
+                Field(
+                    "congestion",
+                    "float",
+                    description="Congestion index: live speed / free-flow speed (1 free flow, "
+                    "near 0 stopped)",
+                ),
+                Field("observed_at", "timestamp", description="When the speed was observed"),
+                Field("expires_at", "timestamp", description="When it stops counting"),
+            ),
+            "Roads with a live speed from traffic detectors, and their congestion index "
+            "(read-only, derived from live_speeds).",
+            derived_from="roads",
+        ),
+    )
+}
+
+#: Every collection the API serves: the stored layers, then the live ones.
+COLLECTIONS: dict[str, Layer] = {**LAYERS, **LIVE_LAYERS}
+
+
+def get_collection(layer_id: str) -> Layer:
+    """Return the catalog entry of a stored or live layer (anything served as a collection).
+
+    Parameters
+    ----------
+    layer_id
+        A layer id such as ``"roads"`` or ``"live_congestion"``.
+
+    Returns
+    -------
+    Layer
+        The layer definition.
+
+    Raises
+    ------
+    KeyError
+        With the list of known collections, if ``layer_id`` is not one of them.
+    """
+    try:
+        return COLLECTIONS[layer_id]
+    except KeyError:
+        known = ", ".join(COLLECTIONS)
+        raise KeyError(f"unknown layer {layer_id!r}; known layers: {known}") from None
 
 
 def get_layer(layer_id: str) -> Layer:

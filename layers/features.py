@@ -19,7 +19,7 @@ import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
-from layers.catalog import Layer, get_layer
+from layers.catalog import Layer, get_collection
 from layers.cql2 import FilterError, bbox_boxes, to_sql
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
@@ -296,7 +296,7 @@ def _page_query(
     filter_lang: str = "cql2-text",
 ) -> tuple[Layer, OutputCrs, sql.Composable, list[Any]]:
     """Check a page request; return the layer, output CRS, and the WHERE clause with params."""
-    layer = get_layer(layer_id)
+    layer = get_collection(layer_id)
     if not 1 <= limit <= MAX_LIMIT:
         raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
     if not 0 <= offset <= MAX_OFFSET:
@@ -526,7 +526,7 @@ def get_feature(
     dict or None
         The feature.
     """
-    layer = get_layer(layer_id)
+    layer = get_collection(layer_id)
     out_crs = resolve_crs(crs, "crs")
     query = sql.SQL("SELECT {feature} FROM {table} WHERE id = %s AND valid_to IS NULL").format(
         feature=_feature_sql(layer, out_crs), table=sql.Identifier(layer.table)
@@ -574,10 +574,12 @@ def extents(layer_ids: Sequence[str], *, url: str | None = None) -> list[list[fl
         Per layer, ``[minx, miny, maxx, maxy]`` in EPSG:4326 degrees, or None when it is empty.
     """
     # cached per layer version: the counters the tile cache uses keep it fresh; one query for
-    # the versions of every layer (a one-map tile asks for thirteen on each request)
+    # the versions of every layer (a one-map tile asks for thirteen on each request). A live
+    # layer declares the extent of the layer it is derived from: where its features can be.
     where = database_url(url)
     out: list[list[float] | None] = []
-    for layer_id, version in zip(layer_ids, layer_versions(layer_ids, url=url), strict=True):
+    sources = [get_collection(layer_id).derived_from or layer_id for layer_id in layer_ids]
+    for layer_id, version in zip(sources, layer_versions(sources, url=url), strict=True):
         key = (where, layer_id, version)
         if key not in _EXTENTS:
             if len(_EXTENTS) > 1000:
@@ -591,7 +593,7 @@ def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     query = sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
         "(SELECT ST_Extent(geom) AS e FROM {table} WHERE valid_to IS NULL) AS x"
-    ).format(table=sql.Identifier(get_layer(layer_id).table))
+    ).format(table=sql.Identifier(get_collection(layer_id).table))
     with cursor(url) as cur:
         cur.execute(query)
         row = cur.fetchone()
@@ -626,7 +628,7 @@ def temporal_extent(layer_id: str, *, url: str | None = None) -> list[str | None
         query = sql.SQL(
             "SELECT min(valid_from), CASE WHEN bool_or(valid_to IS NULL) THEN NULL "
             "ELSE max(valid_to) END, count(*) FROM {table}"
-        ).format(table=sql.Identifier(get_layer(layer_id).table))
+        ).format(table=sql.Identifier(get_collection(layer_id).table))
         with cursor(url) as cur:
             cur.execute(query)
             start, end, count = cur.fetchone() or (None, None, 0)

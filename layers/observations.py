@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from layers.database import database_url, get_engine
@@ -502,6 +503,7 @@ def check_result(reading: Reading, observation_type: str) -> tuple[float | None,
             )
         return None, value
     elif not is_number:
+        _finite_json(value, "result")
         return None, value
     number = float(value)
     if not math.isfinite(number):
@@ -509,6 +511,18 @@ def check_result(reading: Reading, observation_type: str) -> tuple[float | None,
             f"result {value!r} is not a finite number", reason="not finite", parameter="result"
         )
     return number, None
+
+
+def _finite_json(value: Any, name: str) -> str:
+    """Return ``value`` as JSON text; refuse NaN and infinities (PostgreSQL's JSON has none)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ReadingError(
+            f"{name} {str(value)[:60]!r} holds a non-finite number",
+            reason="not finite",
+            parameter=name,
+        ) from None
 
 
 def _decode(number: float | None, blob: Any, observation_type: str) -> Any:
@@ -635,6 +649,16 @@ def store_observations(
                     parameter="phenomenonTime",
                 )
             number, blob = check_result(reading, kind)
+            quality = (
+                None
+                if reading.result_quality is None
+                else _finite_json(reading.result_quality, "resultQuality")
+            )
+            parameters = (
+                None
+                if reading.parameters is None
+                else _finite_json(reading.parameters, "parameters")
+            )
         except ReadingError as exc:
             refuse(index, exc)
             continue
@@ -647,42 +671,57 @@ def store_observations(
                 reading.result_time,
                 number,
                 None if blob is None else json.dumps(blob),
-                None if reading.result_quality is None else json.dumps(reading.result_quality),
-                None if reading.parameters is None else json.dumps(reading.parameters),
+                quality,
+                parameters,
             )
         )
     if rows:
-        _ensure_partitions(resolved, {_day(row[1]).date() for row in rows})
-        with get_engine(resolved).begin() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute(_STAGE)
-                with cur.copy(
-                    "COPY sta_incoming (datastream_id, phenomenon_time, phenomenon_time_end, "
-                    "result_time, result, result_json, result_quality, parameters) FROM STDIN"
-                ) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(_INSERT)
-                for row in cur.fetchall():
-                    kind = kinds[row[1]]
-                    report.stored.append(
-                        StoredObservation(
-                            id=row[0],
-                            datastream_id=row[1],
-                            phenomenon_time=row[2],
-                            phenomenon_time_end=row[3],
-                            result_time=row[4],
-                            result=_decode(row[5], row[6], kind),
-                            result_quality=row[7],
-                            parameters=row[8],
-                        )
-                    )
-                report.duplicates = len(rows) - len(report.stored)
+        days = {_day(row[1]).date() for row in rows}
+        _ensure_partitions(resolved, days)
+        try:
+            stored = _write(resolved, rows)
+        except psycopg.errors.CheckViolation as exc:
+            if "no partition" not in str(exc):
+                raise
+            # a partition this process knew of was dropped (retention, a re-made database)
+            with _PARTITION_LOCK:
+                _PARTITIONS.pop(resolved, None)
+            _ensure_partitions(resolved, days)
+            stored = _write(resolved, rows)
+        for row in stored:
+            report.stored.append(
+                StoredObservation(
+                    id=row[0],
+                    datastream_id=row[1],
+                    phenomenon_time=row[2],
+                    phenomenon_time_end=row[3],
+                    result_time=row[4],
+                    result=_decode(row[5], row[6], kinds[row[1]]),
+                    result_quality=row[7],
+                    parameters=row[8],
+                )
+            )
+        report.duplicates = len(rows) - len(report.stored)
     if report.refused_by_reason:
         _count_refusals(resolved, report)
     return report
+
+
+def _write(url: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """COPY rows into the staging table and insert the new ones; return them as stored."""
+    with get_engine(url).begin() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(_STAGE)
+            with cur.copy(
+                "COPY sta_incoming (datastream_id, phenomenon_time, phenomenon_time_end, "
+                "result_time, result, result_json, result_quality, parameters) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_INSERT)
+            return cur.fetchall()
 
 
 def _count_refusals(url: str, report: StoreReport) -> None:

@@ -54,6 +54,13 @@ class TwinSettings(BaseSettings):
         description="Prefix of every SensorThings MQTT topic (``<prefix>v1.1/...``), so that "
         "several twins can share one broker; empty or ending in '/'.",
     )
+    live_bridge_processes: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Processes that take readings off MQTT and store them (beside the API's); "
+        "more than one share the subscription (MQTT 5 shared subscriptions).",
+    )
     live_retention_days: int = Field(
         default=30, ge=1, description="Days observations are kept; older partitions are dropped."
     )

@@ -17,6 +17,10 @@ power_nodes
 all              below z15 lines and polygons are simplified to a quarter pixel
 ===============  ============================================================================
 
+Live layers (``live_congestion``: roads with a live speed) have every feature at every zoom;
+their counters move with the live state they are derived from, so their tiles are cached
+exactly like the stored layers'.
+
 Past :data:`ALL_FEATURES_ZOOM` a layer's tiles only get finer coordinates (a 4096 grid cell is
 under half a metre at z15), so clients are told to overzoom from there (:func:`zoom_range`);
 :func:`matrix_limits` gives the tile ranges that hold a layer's data at each zoom.
@@ -38,7 +42,7 @@ import morecantile
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from layers.catalog import LAYERS, Layer, get_layer
+from layers.catalog import COLLECTIONS, Layer, get_collection
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
 from layers.features import extents
@@ -117,7 +121,7 @@ def zoom_range(layer_ids: Sequence[str]) -> tuple[int, int]:
         ``(minzoom, maxzoom)``.
     """
     for layer_id in layer_ids:
-        get_layer(layer_id)  # raises for an unknown layer
+        get_collection(layer_id)  # raises for an unknown layer
     minzoom = min((_MIN_ZOOM.get(layer_id, 0) for layer_id in layer_ids), default=0)
     return minzoom, max(ALL_FEATURES_ZOOM, minzoom)
 
@@ -282,7 +286,7 @@ def render_tile(
         The tile (protobuf), possibly empty.
     """
     check_tile(z, x, y)
-    parts = [_layer_sql(get_layer(layer_id), z) for layer_id in layer_ids]
+    parts = [_layer_sql(get_collection(layer_id), z) for layer_id in layer_ids]
     queries = [q for q in parts if q is not None]
     if not queries:
         return b""
@@ -398,10 +402,10 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
     TileError
         For an address outside the matrix or an unknown layer.
     """
-    unknown = [layer_id for layer_id in layer_ids if layer_id not in LAYERS]
+    unknown = [layer_id for layer_id in layer_ids if layer_id not in COLLECTIONS]
     if unknown:
         raise TileError(
-            f"unknown collection {unknown[0]!r}; collections: {', '.join(LAYERS)}",
+            f"unknown collection {unknown[0]!r}; collections: {', '.join(COLLECTIONS)}",
             parameter="collections",
         )
     check_tile(z, x, y)

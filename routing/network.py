@@ -3,6 +3,9 @@
 The costs come from the ``routing_edges_all`` view (migration 0002), so the engine and
 pgRouting see exactly the same graph. Queries run on a CSR matrix with
 ``scipy.sparse.csgraph``; closing edges rebuilds the matrix from arrays in milliseconds.
+Live speeds change costs the same way: :meth:`RoadNetwork.with_live_speeds` computes each
+edge's cost by the view's own formula from its free-flow speed and the live speeds, without
+reading the view again.
 Points are snapped onto the nearest open edge at their position along it (like
 ``pgr_withPoints``), not to the nearest node.
 """
@@ -10,7 +13,7 @@ Points are snapped onto the nearest open edge at their position along it (like
 from __future__ import annotations
 
 import copy
-import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +96,8 @@ class RoadNetwork:
         Profile whose costs the edges carry.
     edges
         Columns of ``routing_edges_all``: ``id``, ``road_id``, ``source``, ``target``,
-        ``cost``, ``reverse_cost``, ``length_m``, ``name``, ``class``, ``geometry`` (WKB).
+        ``cost``, ``reverse_cost``, ``length_m``, ``name``, ``class``, ``geometry`` (WKB), and
+        optionally ``free_flow_kmh`` and ``factor`` (needed by :meth:`with_live_speeds`).
     """
 
     def __init__(self, profile: str, edges: dict[str, np.ndarray]):
@@ -105,6 +109,13 @@ class RoadNetwork:
         self.cost = edges["cost"].astype(float)
         self.reverse_cost = edges["reverse_cost"].astype(float)
         self.length_m = edges["length_m"].astype(float)
+        self.oneway = self.reverse_cost < 0
+        self.free_flow_kmh = (
+            edges["free_flow_kmh"].astype(float) if "free_flow_kmh" in edges else None
+        )
+        self.factor = edges["factor"].astype(float) if "factor" in edges else None
+        #: The live speeds (km/h by road id) the costs carry, when set by with_live_speeds.
+        self.live_speeds: dict[str, float] | None = None
         self.geometry = shapely.from_wkb(edges["geometry"])
         self.node_ids, inverse = np.unique(
             np.concatenate([edges["source"], edges["target"]]).astype(np.int64),
@@ -148,7 +159,8 @@ class RoadNetwork:
         check_profile(profile)
         query = sql.SQL(
             "SELECT id, road_id, source, target, cost, reverse_cost, length_m, name, class, "
-            "ST_AsBinary(geom) FROM routing_edges_all WHERE profile = %s ORDER BY id"
+            "ST_AsBinary(geom), free_flow_kmh, factor FROM routing_edges_all "
+            "WHERE profile = %s ORDER BY id"
         )
         with cursor(url) as cur:
             cur.execute(query, (profile,))
@@ -164,6 +176,8 @@ class RoadNetwork:
             "name",
             "class",
             "geometry",
+            "free_flow_kmh",
+            "factor",
         )
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
         edges = {
@@ -204,10 +218,9 @@ class RoadNetwork:
         n = len(self.node_ids)
         self.graph = sp.csr_matrix((self.arc_weight, (self.arc_tail, self.arc_head)), shape=(n, n))
         self.graph_reverse = self.graph.transpose().tocsr()
-        self._arc_of = {
-            (int(t), int(h)): i
-            for i, (t, h) in enumerate(zip(self.arc_tail, self.arc_head, strict=True))
-        }
+        # arcs are sorted by (tail, head), one per pair: a key array finds one by bisection
+        # (a dict of every arc took most of a recompile on a large network)
+        self._arc_key = self.arc_tail.astype(np.int64) * n + self.arc_head.astype(np.int64)
 
     def with_closed(self, edges: np.ndarray) -> RoadNetwork:
         """Return a copy with exactly these edges (indices) closed; this network is unchanged.
@@ -227,6 +240,56 @@ class RoadNetwork:
         other = copy.copy(self)
         other.closed = np.zeros(len(self.edge_id), dtype=bool)
         other.closed[np.asarray(edges, dtype=np.int64)] = True
+        other._compile()
+        return other
+
+    def with_live_speeds(
+        self, speeds: Mapping[str, float], *, closed: np.ndarray | None = None
+    ) -> RoadNetwork:
+        """Return a copy whose costs carry these live speeds; this network is unchanged.
+
+        Each edge costs what ``routing_edges_all`` gives it (migrations 0002, 0009, 0010):
+        ``length_m / (speed_kmh / 3.6)`` seconds with ``speed_kmh = COALESCE(live speed,
+        free-flow speed) * factor``, in the same floating-point operations, so the costs are
+        equal to the view's to the last bit; ``reverse_cost`` stays -1 on one-way edges. Only
+        arrays are computed and the graph recompiled: nothing is read from the store.
+
+        Parameters
+        ----------
+        speeds
+            Live speed (km/h) by road id: those that count now (unexpired). Roads not in the
+            network are ignored, as the view's join ignores them.
+        closed
+            Indices of the edges to close; this network's closed edges when None.
+
+        Returns
+        -------
+        RoadNetwork
+            The copy (sharing the edge geometry and static arrays).
+
+        Raises
+        ------
+        ValueError
+            If the network was built without its free-flow speeds and factor.
+        """
+        if self.free_flow_kmh is None or self.factor is None:
+            raise ValueError("this network has no free-flow speeds: load it from the store")
+        speed = self.free_flow_kmh.copy()
+        for road, value in speeds.items():
+            index = self.road_index.get(str(road))
+            if index is not None:
+                speed[index] = float(value)
+        speed_kmh = speed * self.factor
+        cost = self.length_m / (speed_kmh / 3.6)
+        other = copy.copy(self)
+        other.cost = cost
+        other.reverse_cost = np.where(self.oneway, -1.0, cost)
+        other.live_speeds = {str(road): float(value) for road, value in speeds.items()}
+        if closed is None:
+            other.closed = self.closed.copy()
+        else:
+            other.closed = np.zeros(len(self.edge_id), dtype=bool)
+            other.closed[np.asarray(closed, dtype=np.int64)] = True
         other._compile()
         return other
 
@@ -387,11 +450,21 @@ class RoadNetwork:
 
     def arcs(self, nodes: list[int]) -> list[tuple[int, int]]:
         """``(edge, direction)`` of the arcs joining consecutive nodes of a path."""
-        out = []
-        for tail, head in itertools.pairwise(nodes):
-            arc = self._arc_of[(tail, head)]
-            out.append((int(self.arc_edge[arc]), int(self.arc_direction[arc])))
-        return out
+        if len(nodes) < 2:
+            return []
+        path = np.asarray(nodes, dtype=np.int64)
+        keys = path[:-1] * len(self.node_ids) + path[1:]
+        arcs = np.searchsorted(self._arc_key, keys)
+        found = arcs < len(self._arc_key)
+        found[found] = self._arc_key[arcs[found]] == keys[found]
+        if not found.all():
+            missing = int(np.flatnonzero(~found)[0])
+            tail, head = nodes[missing], nodes[missing + 1]
+            raise KeyError((tail, head))
+        return [
+            (int(edge), int(direction))
+            for edge, direction in zip(self.arc_edge[arcs], self.arc_direction[arcs], strict=True)
+        ]
 
     # ---------------------------------------------------------------------------------------
     # views

@@ -1,27 +1,88 @@
 """The routing engine the twin runs: networks per profile, kept in step with the store.
 
-A :class:`Router` builds each profile's network once and rebuilds it when the roads, live
-speeds or speed tables change (their counters in ``layer_versions``). Before every query it
-reads the closures active at that moment (the ``closures`` layer, so a closure takes effect
-for the next query) and adds any flood it was given. Queries get a network with those edges
-closed that nobody changes afterwards, so they run side by side without a lock.
+A :class:`Router` builds each profile's network once and rebuilds it when the roads or the
+speed tables change (their counters in ``layer_versions``). Live speeds change every few
+seconds, so they do not rebuild it: when the ``live_speeds`` counter moves, or a live speed it
+applied reaches its expiry, the router reads the live speeds that count now (one small query)
+and gives the network those costs (:meth:`RoadNetwork.with_live_speeds`, the view's formula
+on arrays, then a recompiled graph). Before every query it reads the closures active at that
+moment (the ``closures`` layer, so a closure takes effect for the next query) and adds any
+flood it was given. Queries get a network with those costs and closed edges that nobody
+changes afterwards, so they run side by side without a lock.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from layers.database import cursor
 from layers.queries import layer_versions
 from routing.closures import closed_by_layer, flooded_edges
 from routing.network import RoadNetwork, check_profile
 
-_TABLES = ("roads", "live_speeds", "routing_speeds", "routing_profiles")
+#: What the networks' structure and free-flow costs depend on: a change rebuilds them.
+_STRUCTURE = ("roads", "routing_speeds", "routing_profiles")
+#: What their live costs depend on: a change reads the live speeds again.
+_LIVE = "live_speeds"
+_TABLES = (*_STRUCTURE, _LIVE)
+
+# the live speeds that count now, as routing_edges_all counts them, with the store's clock
+_LIVE_SPEEDS = """
+SELECT road_id, speed_kmh, expires_at, now() FROM live_speeds
+WHERE expires_at IS NULL OR expires_at > now()
+"""
+
+
+@dataclass(frozen=True)
+class LiveSpeeds:
+    """The live speeds a router's networks carry.
+
+    Attributes
+    ----------
+    counter
+        The ``live_speeds`` counter they were read at.
+    generation
+        Increases with every read (networks are keyed on it).
+    speeds
+        Live speed (km/h) by road id.
+    refresh_at
+        ``time.monotonic()`` at which the first of them expires (inf if none does).
+    """
+
+    counter: int
+    generation: int
+    speeds: dict[str, float] = field(default_factory=dict)
+    refresh_at: float = float("inf")
+
+
+def read_live_speeds(*, url: str | None = None) -> tuple[dict[str, float], float]:
+    """Return the live speeds that count now, and in how many seconds the first one expires.
+
+    Parameters
+    ----------
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    tuple
+        Speed (km/h) by road id, and seconds until the earliest ``expires_at`` by the store's
+        clock (inf when none expires).
+    """
+    with cursor(url) as cur:
+        cur.execute(_LIVE_SPEEDS)
+        rows = cur.fetchall()
+    speeds = {str(road): float(speed) for road, speed, _, _ in rows}
+    left = [(expires - now).total_seconds() for _, _, expires, now in rows if expires is not None]
+    return speeds, min(left, default=float("inf"))
 
 
 class Router:
@@ -37,11 +98,23 @@ class Router:
         self.url = url
         self._base: dict[str, tuple[tuple[Any, ...], RoadNetwork]] = {}
         self._views: dict[str, tuple[tuple[Any, ...], frozenset[int], RoadNetwork]] = {}
+        self._live: LiveSpeeds | None = None
         self._flooded: set[str] = set()
         self._lock = threading.Lock()
 
     def _stamp(self) -> tuple[int, ...]:
         return layer_versions(_TABLES, url=self.url)
+
+    def _live_speeds(self, counter: int) -> LiveSpeeds:
+        """Return the live speeds now, read again when the counter moved or one expired."""
+        live = self._live
+        if live is None or live.counter != counter or time.monotonic() >= live.refresh_at:
+            started = time.monotonic()
+            speeds, left_s = read_live_speeds(url=self.url)
+            generation = 0 if live is None else live.generation + 1
+            live = LiveSpeeds(counter, generation, speeds, started + left_s)
+            self._live = live
+        return live
 
     def network(self, profile: str = "car", *, at: datetime | None = None) -> RoadNetwork:
         """Return the network of a profile with the closures active ``at`` (now) applied.
@@ -62,23 +135,28 @@ class Router:
         """
         check_profile(profile)
         stamp = self._stamp()
+        structure, counter = stamp[: len(_STRUCTURE)], stamp[-1]
         closed_ids = closed_by_layer(at=at, url=self.url)
         with self._lock:
             base = self._base.get(profile)
-            if base is None or base[0] != stamp:
-                base = (stamp, RoadNetwork.load(profile=profile, url=self.url))
+            if base is None or base[0] != structure:
+                base = (structure, RoadNetwork.load(profile=profile, url=self.url))
                 self._base[profile] = base
             network = base[1]
+            live = self._live_speeds(counter)
             closed = frozenset(
                 {network.edge_index[e] for e in closed_ids if e in network.edge_index}
                 | {network.road_index[r] for r in self._flooded if r in network.road_index}
             )
+            key = (structure, live.generation)
             view = self._views.get(profile)
-            if view is None or view[0] != stamp or view[1] != closed:
+            if view is None or view[0] != key or view[1] != closed:
                 view = (
-                    stamp,
+                    key,
                     closed,
-                    network.with_closed(np.array(sorted(closed), dtype=np.int64)),
+                    network.with_live_speeds(
+                        live.speeds, closed=np.array(sorted(closed), dtype=np.int64)
+                    ),
                 )
                 self._views[profile] = view
             return view[2]

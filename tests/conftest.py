@@ -166,7 +166,7 @@ LIVE_TABLES = (
     "sta_observations, sta_latest, live_alerts, live_alert_rules, live_refusals, live_speeds, "
     "sta_datastreams, sta_location_historical_locations, sta_historical_locations, "
     "sta_thing_locations, sta_locations, sta_features_of_interest, sta_sensors, "
-    "sta_observed_properties, sta_things"
+    "sta_observed_properties, sta_things, live_positions"
 )
 
 
@@ -178,16 +178,26 @@ def _live_city() -> Iterator[str]:
     get_engine(url).dispose()
 
 
-@pytest.fixture
-def live_db(_live_city: str) -> str:
-    """The sample city with no sensors, observations, alerts or live speeds."""
-    with get_engine(_live_city).begin() as conn:
+def _emptied(url: str) -> str:
+    with get_engine(url).begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {LIVE_TABLES} RESTART IDENTITY CASCADE"))
-    forget_datastreams(_live_city)
+    forget_datastreams(url)
     from twin.live.registry import forget
 
-    forget(_live_city)
-    return _live_city
+    forget(url)
+    return url
+
+
+@pytest.fixture
+def live_db(_live_city: str) -> str:
+    """The sample city with no sensors, observations, alerts, live speeds or positions."""
+    return _emptied(_live_city)
+
+
+@pytest.fixture(scope="module")
+def live_module_db(_live_city: str) -> str:
+    """The live city emptied once for a module (whose server caches datastream ids)."""
+    return _emptied(_live_city)
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from routing.signals.sumo import network_to_sumo
 from routing.traces import Cascade, Outage, Utilities
 from twin import deck, incidents
 from twin import signals as twin_signals
+from twin.live.accessor import Live
 
 
 class City:
@@ -164,6 +165,11 @@ class City:
         )
 
     # --- routing ---------------------------------------------------------------------------
+
+    @cached_property
+    def live(self) -> Live:
+        """The live twin: sensors, readings, latest state and alerts (a namespace)."""
+        return Live(self.url)
 
     @cached_property
     def router(self) -> Router:
@@ -842,20 +848,25 @@ class City:
         return trip, twin_signals.emergency_corridor(trip, depart_s=depart_s, url=self.url)
 
     def _resources(self, kind: str | None) -> list[dict[str, Any]]:
-        resources = self.layer("resources")
-        if kind is not None:
-            resources = resources[resources["kind"] == kind]
-        available = resources["status"].isna() | (resources["status"] == "available")
+        """Available resources where they are now: a unit's live (AVL) position while it lasts."""
+        with cursor(self.url) as cur:
+            cur.execute(_RESOURCES, {"kind": kind})
+            rows = cur.fetchall()
         return [
-            {
-                "id": r.id,
-                "kind": r.kind,
-                "name": None if pd.isna(r.name) else r.name,
-                "lon": r.geometry.x,
-                "lat": r.geometry.y,
-            }
-            for r in resources[available].itertuples()
+            {"id": str(i), "kind": k, "name": name, "lon": float(lon), "lat": float(lat)}
+            for i, k, name, lon, lat in rows
         ]
+
+
+# available resources, each at its unexpired live position (twin.live.vehicles) or its stored one
+_RESOURCES = """
+SELECT r.id, r.kind, r.name, ST_X(COALESCE(p.geom, r.geom)), ST_Y(COALESCE(p.geom, r.geom))
+FROM resources r
+LEFT JOIN live_positions p ON p.resource_id = r.id AND p.expires_at > now()
+WHERE r.valid_to IS NULL AND (%(kind)s::text IS NULL OR r.kind = %(kind)s)
+  AND (r.status IS NULL OR r.status = 'available')
+ORDER BY r.id
+"""
 
 
 def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:

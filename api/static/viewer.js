@@ -1,8 +1,10 @@
 // The CityTwin viewer: deck.gl (pydeck's bundle, served by the API), the twin's own tiles and
 // features, and the one-map, routing and incident endpoints. Nothing is fetched from outside.
 // Layer styles come from twin/deck.py through viewer/config.json, so notebooks draw the same.
+// The live twin is pushed to it (live/events): roads coloured by congestion, vehicles moving,
+// alerts in a panel of their own.
 /* global deck */
-const {Deck, MVTLayer, TileLayer, GeoJsonLayer, PathLayer} = deck;
+const {Deck, MVTLayer, TileLayer, GeoJsonLayer, ScatterplotLayer, TextLayer} = deck;
 
 const SURFACE = new Set(["basemap", "surface"]);
 const GROUPS = {
@@ -34,9 +36,16 @@ const el = (id) => document.getElementById(id);
 // unseen); releases taken as clicks or as drags; clicks handled (picked, asked, answered or
 // superseded); answers written to the panel and the click the panel answers; and `changes`,
 // every change of layers, view or tiles, which a frame must follow before the map is settled.
+// The live twin's counts: streams opened (liveConnects) and the state read on each
+// (liveSnapshots); events received from the stream, in all and per type, and applied (drawn on
+// the next frame: a speed on a road not yet drawn once the road's geometry is in); alerts
+// focused (the view moved there and its impact drawn); acknowledgements answered (acks, and
+// refused, ackErrors).
 const counts = {
   frames: 0, presses: 0, releases: 0, clicks: 0, drags: 0, cancelled: 0, handled: 0,
   answers: 0, shown: 0, changes: 0,
+  liveConnects: 0, liveSnapshots: 0, liveReceived: 0, liveApplied: 0,
+  liveSpeeds: 0, liveVehicles: 0, liveAlerts: 0, focused: 0, acks: 0, ackErrors: 0,
 };
 const changed = () => { counts.changes += 1; };
 // the frame last drawn: the changes it followed, and whether every layer was loaded around it
@@ -128,6 +137,9 @@ function mapLayer(styles) {
     Math.min(...sets.map((t) => t.bounds[0])), Math.min(...sets.map((t) => t.bounds[1])),
     Math.max(...sets.map((t) => t.bounds[2])), Math.max(...sets.map((t) => t.bounds[3])),
   ] : null;
+  // vehicles are drawn by the live layer (at their live positions) while it is shown
+  const moved = vehiclesShown();
+  const hidden = (f) => moved && f.properties.layerName === "resources" && f.properties.kind === "vehicle";
   return new MVTLayer({
     id: "map",
     data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
@@ -140,23 +152,26 @@ function mapLayer(styles) {
     stroked: true,
     filled: true,
     extruded: true,
-    getFillColor: (f) => withAlpha(colorOf(pick(f), f.properties), factor(pick(f))),
+    getFillColor: (f) => withAlpha(colorOf(pick(f), f.properties), hidden(f) ? 0 : factor(pick(f))),
     getLineColor: (f) => (f.properties.layerName === "resources"
-      ? STATUS[f.properties.status] || [90, 90, 90, 255]
+      ? withAlpha(STATUS[f.properties.status] || [90, 90, 90, 255], hidden(f) ? 0 : 1)
       : withAlpha(colorOf(pick(f), f.properties), pick(f).shape === "area" ? Math.min(1, factor(pick(f)) * 1.5) : factor(pick(f)))),
     getLineWidth: (f) => (f.properties.layerName === "resources" ? 3 : pick(f).width_m),
     lineWidthMinPixels: 1,
     pointType: "circle+text",
-    getText: (f) => (f.properties.layerName === "resources" ? LETTERS[f.properties.kind] || "?" : ""),
+    getText: (f) => (f.properties.layerName === "resources" && !hidden(f) ? LETTERS[f.properties.kind] || "?" : ""),
     getTextColor: [255, 255, 255, 255],
     getTextSize: 10,
     textFontWeight: "bold",
-    getPointRadius: (f) => (f.properties.layerName === "resources" ? 30 : pick(f).radius_m),
+    getPointRadius: (f) => (hidden(f) ? 0 : f.properties.layerName === "resources" ? 30 : pick(f).radius_m),
     pointRadiusMinPixels: 3,
     pointRadiusMaxPixels: 40,
     getElevation: (f) => (pick(f).extrude ? Number(f.properties[pick(f).extrude]) || 10 : 0),
     material: MATERIAL,
-    updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
+    updateTriggers: {
+      getFillColor: [state.surface, moved], getLineColor: [state.surface, moved],
+      getText: [moved], getPointRadius: [moved],
+    },
     loadOptions: LOAD_OPTIONS,  // loaders.gl's MVT worker, served by the twin (not a CDN)
     onTileLoad: changed,
     onTileError: changed,
@@ -185,6 +200,18 @@ function overlayLayers() {
         lineWidthMinPixels: 3}));
     }
   }
+  const focus = live.focus;
+  if (focus && focus.data) {
+    // the focused alert: its impact (or its asset), and a ring where it is
+    out.push(new GeoJsonLayer({id: "alert-impact", data: focus.data, pickable: false, stroked: true,
+      filled: true, getFillColor: [190, 0, 190, 60], getLineColor: [190, 0, 190, 230], getLineWidth: 4,
+      lineWidthMinPixels: 3, getPointRadius: 8, pointRadiusMinPixels: 6}));
+  }
+  if (focus && focus.at) {
+    out.push(new ScatterplotLayer({id: "alert-mark", data: [focus.at], getPosition: (c) => c,
+      getRadius: 25, radiusMinPixels: 10, stroked: true, filled: false, getLineColor: [190, 0, 190, 255],
+      lineWidthMinPixels: 3, pickable: false}));
+  }
   if (o.marks.length) {
     out.push(new GeoJsonLayer({id: "marks", data: {type: "FeatureCollection", features: o.marks.map((c) => (
       {type: "Feature", geometry: {type: "Point", coordinates: c}, properties: {}}))},
@@ -197,7 +224,7 @@ function render() {
   const tiles = state.config.styles.filter((s) => s.source === "tiles");
   const features = state.config.styles.filter((s) => s.source === "features").map(featureLayer);
   changed();
-  state.deck.setProps({layers: [mapLayer(tiles), ...features, ...overlayLayers()]});
+  state.deck.setProps({layers: [mapLayer(tiles), ...features, ...liveLayers(), ...overlayLayers()]});
 }
 
 function layersLoaded() {
@@ -416,12 +443,656 @@ function buildPanel() {
   el("hint").textContent = MODES[state.mode].hint;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The live twin. The page follows the push stream (Server-Sent Events at live/events, which the
+// browser reconnects by itself); on every connection it reads the state that holds (congested
+// roads, vehicles' positions, open alerts) and applies the stream's events on top, so a
+// reconnection misses nothing that still holds. Events are applied to `live` at once and drawn
+// together on the next animation frame (a busy stream never draws more than once a frame).
+
+// Every label the live parts show, in one table (for translation).
+const TEXT = {
+  live: "Live",
+  status_connected: "connected",
+  status_reconnecting: "reconnecting…",
+  status_offline: "offline",
+  status_title: "The live push stream: {status}",
+  traffic: "Live traffic",
+  vehicles: "Vehicles (live)",
+  level_free: "free flow (≥ 0.8)",
+  level_slow: "slow (0.5–0.8)",
+  level_congested: "congested (< 0.5)",
+  level_none: "stale or no data",
+  congestion_title: "Congestion: live speed / free-flow speed",
+  alerts: "Alerts",
+  alerts_none: "No open alerts.",
+  alerts_show: "Show the alerts",
+  alerts_hide: "Hide the alerts",
+  operator: "Acknowledge as",
+  operator_default: "operator",
+  acknowledge: "Acknowledge",
+  acknowledged_by: "Acknowledged by {by}",
+  severity_info: "info",
+  severity_warning: "warning",
+  severity_critical: "critical",
+  asset: "{layer} {id}",
+  impact_closures: "{roads} roads to close within {metres} m ({closed} closed already).",
+  impact_isolation: "Close {operate}: {buildings} buildings ({population} people) lose supply.",
+  impact_outage: "Switch {operate}: {buildings} buildings ({population} people) lose power.",
+  impact_camera_coverage: "{metres} m of road no other camera sees.",
+  impact_error: "Impact unknown: {error}",
+  road_tooltip: "{name}: {speed} km/h of {free} (congestion {congestion})",
+  road_tooltip_none: "{name}: no live speed",
+  vehicle_tooltip: "{name} ({status}, {when})",
+  vehicle_live: "live {time}",
+  vehicle_stored: "stored position",
+};
+const t = (key, values = {}) => String(TEXT[key] ?? key)
+  .replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+
+// Congestion (live speed / free-flow speed) levels, highest first, and their colours.
+const CONGESTION = [
+  {level: "free", min: 0.8, color: [26, 150, 65, 255]},
+  {level: "slow", min: 0.5, color: [245, 160, 0, 255]},
+  {level: "congested", min: -Infinity, color: [215, 25, 28, 255]},
+];
+const NO_SPEED = {level: "none", color: [150, 150, 150, 255]};
+const LIVE_TYPES = ["speed", "vehicle", "alert"];  // what the page draws (no raw observations)
+const FOCUS_ZOOM = 17;  // an alert is looked at from at least this close
+const MOVE_MS = 800;  // a vehicle glides to its new position over this long
+const RETRY_MS = [3000, 60000];  // a stream the browser gave up on is opened again: backoff
+const STALE_CHECK_MS = 5000;  // how often live values are checked for staleness
+const ROADS_PER_REQUEST = 100;  // road geometries asked for in one request (URL length)
+const ROAD_BATCH_MS = 50;  // how long new roads are gathered before their geometry is asked for
+const PAGE = 10000;  // the OGC API's largest page
+const reducedMotion = window.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+
+const live = {
+  status: "offline", source: null, retryMs: RETRY_MS[0], clockOffsetMs: 0,
+  show: {traffic: true, vehicles: true},
+  seq: 0,  // events applied so far: what a snapshot is compared with
+  roads: new Map(),  // road id -> {id, feature, congestion, speed_kmh, free_flow_kmh, observed_at, stale, seq}
+  roadData: {type: "FeatureCollection", features: []}, speedVersion: 0,
+  roadBatch: null,
+  vehicles: new Map(),  // resource id -> {id, name, kind, status, stored, position, drawn, live, observed_at, seq}
+  vehicleData: [], vehicleVersion: 0, animating: false,
+  alerts: new Map(), alertsChanged: true, errors: {},
+  focus: null,  // {id, kind: impact | asset | point, at, data}
+  ready: 0, snapshots: 0, frame: 0, storedVehicles: false,
+};
+
+const serverNow = () => Date.now() + live.clockOffsetMs;
+const timeOf = (iso) => (iso ? Date.parse(iso) : NaN);
+
+function levelOf(road) {
+  if (!road || road.stale || road.congestion === null || road.congestion === undefined) return NO_SPEED;
+  return CONGESTION.find((c) => road.congestion >= c.min);
+}
+
+function vehiclesShown() {
+  return live.show.vehicles && live.vehicles.size > 0;
+}
+
+function liveLayers() {
+  const out = [];
+  if (live.show.traffic && live.roadData.features.length) {
+    out.push(new GeoJsonLayer({
+      id: "live-traffic", data: live.roadData, pickable: true, stroked: true, filled: false,
+      getLineColor: (f) => levelOf(live.roads.get(f.id)).color,
+      getLineWidth: 8, lineWidthMinPixels: 4, lineCapRounded: true,
+      // the colours follow the events; the geometry is built again only when a road is added
+      updateTriggers: {getLineColor: live.speedVersion},
+    }));
+  }
+  if (vehiclesShown()) {
+    // the resources layer's colour of vehicles (twin/deck.py); faded where none is live
+    const style = state.config.styles.find((s) => s.layer === "resources");
+    const vehicleColor = style ? colorOf(style, {kind: "vehicle"}) : [240, 120, 0, 255];
+    const triggers = {getPosition: live.vehicleVersion, getFillColor: live.vehicleVersion,
+      getLineColor: live.vehicleVersion};
+    out.push(new ScatterplotLayer({
+      id: "live-vehicles", data: live.vehicleData, pickable: true, stroked: true, filled: true,
+      getPosition: (v) => v.drawn, getRadius: 14, radiusMinPixels: 7, radiusMaxPixels: 30,
+      getFillColor: (v) => withAlpha(vehicleColor, v.live ? 1 : 0.5),
+      getLineColor: (v) => STATUS[v.status] || [90, 90, 90, 255], lineWidthMinPixels: 2,
+      updateTriggers: triggers,
+    }));
+    out.push(new TextLayer({
+      id: "live-vehicles-letter", data: live.vehicleData, pickable: false,
+      getPosition: (v) => v.drawn, getText: () => LETTERS.vehicle, getSize: 11,
+      getColor: [255, 255, 255, 255], fontWeight: "bold", updateTriggers: {getPosition: live.vehicleVersion},
+    }));
+  }
+  return out;
+}
+
+function liveTooltip(object, layer) {
+  if (layer.id === "live-traffic") {
+    const road = live.roads.get(object.id) || {};
+    const name = object.properties?.name || object.properties?.class || object.id;
+    if (levelOf(road) === NO_SPEED) return {text: t("road_tooltip_none", {name})};
+    return {text: t("road_tooltip", {name, speed: road.speed_kmh.toFixed(0),
+      free: road.free_flow_kmh.toFixed(0), congestion: road.congestion.toFixed(2)})};
+  }
+  if (layer.id === "live-vehicles") {
+    const when = object.live ? t("vehicle_live", {time: new Date(object.observed_at).toLocaleTimeString()})
+      : t("vehicle_stored");
+    return {text: t("vehicle_tooltip", {name: object.name || object.id, status: object.status || "", when})};
+  }
+  return null;
+}
+
+// --- drawing what changed ------------------------------------------------------------------
+
+function scheduleDraw() {
+  if (live.frame) return;
+  live.frame = requestAnimationFrame(() => {
+    live.frame = 0;
+    const applied = live.ready;
+    const snapshots = live.snapshots;
+    live.ready = 0;
+    live.snapshots = 0;
+    if (live.alertsChanged) drawAlerts();
+    render();
+    counts.liveApplied += applied;
+    counts.liveSnapshots += snapshots;
+  });
+}
+
+function received(kind, handler, text) {
+  counts.liveReceived += 1;
+  let done;
+  try {
+    done = Promise.resolve(handler(JSON.parse(text)));
+  } catch (error) {
+    done = Promise.reject(error);
+  }
+  done.catch((error) => console.warn(`live ${kind} event not applied:`, error, text))
+    .finally(() => { live.ready += 1; scheduleDraw(); });
+}
+
+// --- roads: congestion ---------------------------------------------------------------------
+
+function roadRecord(id) {
+  let road = live.roads.get(id);
+  if (!road) {
+    road = {id, feature: null, congestion: null, speed_kmh: null, free_flow_kmh: null,
+      observed_at: -Infinity, stale: false, seq: -1, missing: false};
+    live.roads.set(id, road);
+  }
+  return road;
+}
+
+function setSpeed(road, values, seq) {
+  road.speed_kmh = values.speed_kmh ?? null;
+  road.free_flow_kmh = values.free_flow_kmh ?? road.free_flow_kmh;
+  road.congestion = values.congestion ?? null;
+  road.observed_at = timeOf(values.observed_at);
+  road.stale = road.congestion !== null && isStale(road.observed_at);
+  road.seq = seq;
+  live.speedVersion += 1;
+}
+
+function clearSpeed(road) {
+  // no live speed any more (expired while the page was not told): grey
+  road.speed_kmh = null;
+  road.congestion = null;
+  road.stale = false;
+  road.observed_at = -Infinity;
+  live.speedVersion += 1;
+}
+
+function isStale(observedAt) {
+  return observedAt + state.config.live.stale_s * 1000 <= serverNow();
+}
+
+function addRoadFeatures(features) {
+  let added = false;
+  for (const feature of features) {
+    const road = roadRecord(String(feature.id));
+    if (road.feature) continue;
+    road.feature = {type: "Feature", id: road.id, geometry: feature.geometry,
+      properties: {name: feature.properties?.name, class: feature.properties?.class}};
+    added = true;
+  }
+  if (added) {
+    // a new data object: deck.gl builds the lines again (only when a road is added)
+    live.roadData = {type: "FeatureCollection", features: [...live.roads.values()]
+      .filter((r) => r.feature).map((r) => r.feature)};
+  }
+}
+
+function roadGeometry(id) {
+  // the geometries of roads not drawn yet, asked for together (a stream delivers each event
+  // in a task of its own: those of the next few milliseconds go in one request)
+  if (!live.roadBatch) {
+    const batch = {ids: new Set()};
+    live.roadBatch = batch;
+    batch.promise = new Promise((resolve) => { setTimeout(resolve, ROAD_BATCH_MS); }).then(async () => {
+      live.roadBatch = null;
+      const ids = [...batch.ids];
+      const chunks = [];
+      for (let i = 0; i < ids.length; i += ROADS_PER_REQUEST) chunks.push(ids.slice(i, i + ROADS_PER_REQUEST));
+      await Promise.all(chunks.map(async (chunk) => {
+        const listed = chunk.map((i) => `'${i.replace(/'/g, "''")}'`).join(",");
+        const features = await allItems("roads", `filter=${encodeURIComponent(`id IN (${listed})`)}`);
+        addRoadFeatures(features);
+      }));
+      for (const i of ids) {
+        const road = live.roads.get(i);
+        if (road && !road.feature) road.missing = true;  // no current road: not asked again
+      }
+    });
+  }
+  live.roadBatch.ids.add(id);
+  return live.roadBatch.promise;
+}
+
+function onSpeed(event) {
+  counts.liveSpeeds += 1;
+  const road = roadRecord(String(event.road));
+  const at = timeOf(event.observed_at);
+  // a road's live speed only moves forward (an expiry carries the time of what expired)
+  if (at < road.observed_at) return null;
+  setSpeed(road, event, ++live.seq);
+  return road.feature || road.missing ? null : roadGeometry(road.id);
+}
+
+async function congestionSnapshot(since) {
+  const layer = state.config.live.congestion;
+  if (!layer) return;
+  const features = await allItems(layer);
+  addRoadFeatures(features);
+  const present = new Set();
+  for (const feature of features) {
+    const road = roadRecord(String(feature.id));
+    present.add(road.id);
+    if (road.seq > since) continue;  // an event since the snapshot was asked for is newer
+    setSpeed(road, feature.properties, road.seq);
+  }
+  for (const road of live.roads.values()) {
+    // gone from the layer (expired) while the stream was down, and no event since
+    if (!present.has(road.id) && road.seq <= since && road.congestion !== null) clearSpeed(road);
+  }
+}
+
+// --- vehicles --------------------------------------------------------------------------------
+
+function vehicleRecord(id, props = {}, stored = null) {
+  let vehicle = live.vehicles.get(id);
+  if (!vehicle) {
+    vehicle = {id, name: props.name || id, kind: props.kind || "vehicle", status: props.status,
+      stored, position: stored, drawn: stored, from: stored, start: null, live: false,
+      observed_at: -Infinity, seq: -1};
+    live.vehicles.set(id, vehicle);
+    live.vehicleData = [...live.vehicles.values()].filter((v) => v.position);
+  }
+  return vehicle;
+}
+
+function moveVehicle(vehicle, position, isLive, at, seq) {
+  const first = !vehicle.position;
+  vehicle.position = position;
+  vehicle.live = isLive;
+  vehicle.observed_at = at;
+  vehicle.seq = seq;
+  if (first) {
+    vehicle.drawn = position;
+    live.vehicleData = [...live.vehicles.values()].filter((v) => v.position);
+  } else if (reducedMotion) {
+    vehicle.drawn = position;
+  } else {
+    vehicle.from = vehicle.drawn;
+    vehicle.start = performance.now();
+    animateVehicles();
+  }
+  live.vehicleVersion += 1;
+}
+
+function animateVehicles() {
+  // each moved vehicle glides from where it is drawn to its position (ease in and out)
+  if (live.animating) return;
+  live.animating = true;
+  const step = (now) => {
+    let moving = false;
+    for (const v of live.vehicles.values()) {
+      if (v.start === null) continue;
+      const k = Math.min(1, Math.max(0, (now - v.start) / MOVE_MS));
+      const e = k < 0.5 ? 2 * k * k : 1 - ((-2 * k + 2) ** 2) / 2;
+      v.drawn = [v.from[0] + (v.position[0] - v.from[0]) * e, v.from[1] + (v.position[1] - v.from[1]) * e];
+      if (k < 1) moving = true;
+      else { v.start = null; v.drawn = v.position; }
+    }
+    live.vehicleVersion += 1;
+    render();
+    if (moving) requestAnimationFrame(step);
+    else live.animating = false;
+  };
+  requestAnimationFrame(step);
+}
+
+function onVehicle(event) {
+  counts.liveVehicles += 1;
+  const vehicle = vehicleRecord(String(event.resource));
+  const at = timeOf(event.observed_at);
+  if (at < vehicle.observed_at) return;  // an older position than the one drawn
+  if (event.expired) {
+    // back to its stored position (the one the event gives, else the one the page has)
+    const stored = event.lon === null || event.lon === undefined ? vehicle.stored : [event.lon, event.lat];
+    if (stored) moveVehicle(vehicle, stored, false, at, ++live.seq);
+    return;
+  }
+  moveVehicle(vehicle, [event.lon, event.lat], true, at, ++live.seq);
+}
+
+async function storedVehicles() {
+  // the vehicles of the resources layer where they are stored (once: they are drawn here)
+  if (live.storedVehicles || !state.config.tilesets.resources) return;
+  const features = await allItems("resources", `filter=${encodeURIComponent("kind = 'vehicle'")}`);
+  live.storedVehicles = true;
+  for (const f of features) {
+    if (f.geometry?.type !== "Point") continue;
+    const stored = f.geometry.coordinates.slice(0, 2);
+    const vehicle = vehicleRecord(String(f.id), f.properties, stored);
+    Object.assign(vehicle, {stored, name: f.properties.name || vehicle.id, status: f.properties.status});
+    if (!vehicle.position) moveVehicle(vehicle, stored, false, -Infinity, vehicle.seq);
+  }
+  live.vehicleVersion += 1;
+}
+
+async function vehicleSnapshot(since) {
+  const response = await fetch("live/latest?layer=resources");
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.detail || response.statusText);
+  const date = Date.parse(response.headers.get("date"));
+  if (Number.isFinite(date)) live.clockOffsetMs = date - Date.now();  // the server's clock
+  for (const row of body.observations) {
+    const vehicle = live.vehicles.get(String(row.feature_id));
+    const point = row.result;
+    if (!vehicle || vehicle.seq > since || point?.type !== "Point") continue;
+    const at = timeOf(row.phenomenon_time);
+    if (at < vehicle.observed_at || isStale(at)) continue;
+    moveVehicle(vehicle, point.coordinates.slice(0, 2), true, at, vehicle.seq);
+  }
+}
+
+function checkStale() {
+  // what nothing has refreshed for the stale time goes grey (roads) or home (vehicles), also
+  // while the stream is down; the server says so too when it expires them
+  let roads = false;
+  for (const road of live.roads.values()) {
+    if (!road.stale && road.congestion !== null && isStale(road.observed_at)) {
+      road.stale = true;
+      roads = true;
+    }
+  }
+  if (roads) live.speedVersion += 1;
+  let vehicles = false;
+  for (const v of live.vehicles.values()) {
+    if (v.live && isStale(v.observed_at) && v.stored) {
+      moveVehicle(v, v.stored, false, v.observed_at, v.seq);
+      vehicles = true;
+    }
+  }
+  if (roads || vehicles) scheduleDraw();
+}
+
+// --- alerts ----------------------------------------------------------------------------------
+
+function onAlert(event) {
+  counts.liveAlerts += 1;
+  setAlert(event, ++live.seq);
+}
+
+function setAlert(alert, seq) {
+  const id = Number(alert.id);
+  if (alert.state === "resolved") {
+    live.alerts.delete(id);
+    if (live.focus?.id === id) live.focus = null;
+  } else {
+    live.alerts.set(id, {...alert, id, seq});
+  }
+  live.alertsChanged = true;
+}
+
+async function alertSnapshot(since) {
+  const body = await json("live/alerts?state=open&limit=1000");
+  const open = new Set();
+  for (const alert of body.alerts) {
+    open.add(Number(alert.id));
+    const known = live.alerts.get(Number(alert.id));
+    if (!known || known.seq <= since) setAlert(alert, known ? known.seq : -1);
+  }
+  for (const [id, alert] of live.alerts) {
+    if (!open.has(id) && alert.seq <= since) setAlert({...alert, state: "resolved"}, alert.seq);
+  }
+}
+
+function impactText(impact) {
+  if (!impact) return "";
+  if (impact.error) return t("impact_error", {error: impact.error});
+  const s = impact.summary || {};
+  switch (impact.kind) {
+    case "closures":
+      return t("impact_closures", {roads: impact.road_ids?.length ?? 0, metres: impact.close_m,
+        closed: impact.already_closed?.length ?? 0});
+    case "isolation":
+    case "outage":
+      return t(`impact_${impact.kind}`, {operate: (impact.operate || []).join(", ") || "—",
+        buildings: s.buildings ?? 0, population: s.population ?? 0});
+    case "camera_coverage":
+      return t("impact_camera_coverage", {metres: impact.lost_length_m ?? 0});
+    default:
+      return "";
+  }
+}
+
+function drawAlerts() {
+  live.alertsChanged = false;
+  const alerts = [...live.alerts.values()].sort((a, b) => (b.raised_at || "").localeCompare(a.raised_at || "") || b.id - a.id);
+  el("alerts-count").textContent = String(alerts.length);
+  el("alerts").classList.toggle("has-alerts", alerts.length > 0);
+  el("alerts-list").innerHTML = alerts.length ? alerts.map((a) => {
+    const raised = a.raised_at ? new Date(a.raised_at) : null;
+    const acked = a.state === "acknowledged";
+    const error = live.errors[a.id];
+    return `<li class="alert severity-${esc(a.severity)} state-${esc(a.state)}${live.focus?.id === a.id ? " focused" : ""}" data-alert="${a.id}" tabindex="0">
+<div class="alert-head"><span class="severity">${esc(t(`severity_${a.severity}`))}</span>
+<time datetime="${esc(a.raised_at)}" title="${esc(a.raised_at)}">${raised ? esc(raised.toLocaleTimeString()) : ""}</time></div>
+<div class="alert-message">${esc(a.message)}</div>
+<div class="alert-asset">${a.layer ? esc(t("asset", {layer: a.layer, id: a.feature_id})) : esc(a.datastream_name || "")}</div>
+${live.focus?.id === a.id && impactText(a.impact) ? `<div class="alert-impact">${esc(impactText(a.impact))}</div>` : ""}
+<div class="alert-actions">${acked ? `<span class="acknowledged">${esc(t("acknowledged_by", {by: a.acknowledged_by}))}</span>`
+    : `<button type="button" data-acknowledge="${a.id}">${esc(t("acknowledge"))}</button>`}${error ? ` <span class="error">${esc(error)}</span>` : ""}</div></li>`;
+  }).join("") : "";
+  const open = el("alerts").classList.contains("open");
+  el("alerts-toggle").title = t(!alerts.length ? "alerts_none" : open ? "alerts_hide" : "alerts_show");
+}
+
+function middleOf(geometry) {
+  // the middle of a GeoJSON geometry's extent, or null
+  const xs = [];
+  const ys = [];
+  const walk = (c) => {
+    if (typeof c[0] === "number") { xs.push(c[0]); ys.push(c[1]); } else c.forEach(walk);
+  };
+  if (geometry?.coordinates) walk(geometry.coordinates);
+  else if (geometry?.geometries) geometry.geometries.forEach((g) => g.coordinates && walk(g.coordinates));
+  if (!xs.length) return null;
+  const mid = (v) => (v.reduce((a, b) => Math.min(a, b)) + v.reduce((a, b) => Math.max(a, b))) / 2;
+  return [mid(xs), mid(ys)];
+}
+
+async function focusAlert(id) {
+  // look at the alert and draw its impact: its geometry if it has one, else its asset
+  const alert = live.alerts.get(id);
+  if (!alert) return;
+  const at = alert.lon === null || alert.lon === undefined ? middleOf(alert.impact?.geometry) : [alert.lon, alert.lat];
+  live.focus = {id, kind: null, at, data: null};
+  live.alertsChanged = true;
+  if (at) lookAt({longitude: at[0], latitude: at[1], zoom: Math.max(state.view.zoom, FOCUS_ZOOM)});
+  let kind = "point";
+  let features = [];
+  try {
+    if (alert.impact?.geometry) {
+      kind = "impact";
+      features = [{type: "Feature", geometry: alert.impact.geometry, properties: {}}];
+    } else if (alert.layer && alert.feature_id !== null && state.config.tilesets[alert.layer]) {
+      const feature = await json(`collections/${alert.layer}/items/${encodeURIComponent(alert.feature_id)}`);
+      kind = "asset";
+      features = [feature];
+    }
+  } catch (error) {
+    console.warn(`the asset of alert ${id} could not be read:`, error);
+  }
+  if (live.focus?.id !== id) return;  // another alert was clicked meanwhile
+  live.focus = {id, kind, at, data: {type: "FeatureCollection", features}};
+  drawAlerts();
+  render();
+  counts.focused += 1;
+}
+
+async function acknowledgeAlert(id, button) {
+  button.disabled = true;
+  const by = el("alerts-operator").value.trim() || t("operator_default");
+  try {
+    const body = await json(`live/alerts/${id}/acknowledge`, {method: "POST",
+      headers: {"content-type": "application/json"}, body: JSON.stringify({by})});
+    delete live.errors[id];
+    setAlert(body, ++live.seq);
+    counts.acks += 1;
+  } catch (error) {
+    live.errors[id] = error.message;
+    live.alertsChanged = true;
+    counts.ackErrors += 1;
+  }
+  drawAlerts();
+}
+
+// --- the stream --------------------------------------------------------------------------------
+
+function setLiveStatus(status) {
+  live.status = status;
+  const badge = el("live-status");
+  badge.className = `live-status ${status}`;
+  badge.textContent = t(`status_${status}`);
+  badge.title = t("status_title", {status: t(`status_${status}`)});
+}
+
+async function allItems(collection, query = "") {
+  // every feature of a collection (that the query selects), page by page
+  const features = [];
+  for (let offset = 0; ; offset += PAGE) {
+    const page = await json(`collections/${collection}/items?limit=${PAGE}&offset=${offset}${query ? `&${query}` : ""}`);
+    features.push(...page.features);
+    if (!page.features.length || features.length >= page.numberMatched) return features;
+  }
+}
+
+async function snapshot() {
+  // the state that holds now; an event that arrives meanwhile is newer and wins
+  const since = live.seq;
+  const parts = await Promise.allSettled([
+    congestionSnapshot(since), alertSnapshot(since),
+    storedVehicles().then(() => vehicleSnapshot(since)),
+  ]);
+  for (const part of parts) if (part.status === "rejected") console.warn("live state not read:", part.reason);
+  live.snapshots += 1;  // counted once drawn
+  scheduleDraw();
+}
+
+function connectLive() {
+  const source = new EventSource(`live/events?types=${LIVE_TYPES.join(",")}`);
+  live.source = source;
+  setLiveStatus("reconnecting");
+  source.addEventListener("open", () => {
+    counts.liveConnects += 1;
+    live.retryMs = RETRY_MS[0];
+    setLiveStatus("connected");
+    snapshot();
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      // the browser gave up (the server answered with an error): open it again later
+      setLiveStatus("offline");
+      live.source = null;
+      setTimeout(connectLive, live.retryMs);
+      live.retryMs = Math.min(live.retryMs * 2, RETRY_MS[1]);
+    } else {
+      setLiveStatus("reconnecting");  // the browser reconnects by itself
+    }
+  });
+  const handlers = {speed: onSpeed, vehicle: onVehicle, alert: onAlert};
+  for (const kind of LIVE_TYPES) {
+    source.addEventListener(kind, (message) => received(kind, handlers[kind], message.data));
+  }
+}
+
+function buildLivePanel() {
+  el("title").insertAdjacentHTML("afterend", `<div id="live-status" class="live-status offline"></div>`);
+  setLiveStatus("offline");
+  const legend = [...CONGESTION, NO_SPEED].map((c) => `<li><span class="swatch" style="background: rgb(${c.color.slice(0, 3).join(",")})"></span>${esc(t(`level_${c.level}`))}</li>`).join("");
+  el("layers").insertAdjacentHTML("afterbegin", `<fieldset id="live-layers"><legend>${esc(t("live"))}</legend>
+<label><input type="checkbox" data-live="traffic" checked> ${esc(t("traffic"))}</label>
+<ul class="congestion-legend" title="${esc(t("congestion_title"))}">${legend}</ul>
+<label><input type="checkbox" data-live="vehicles" checked> ${esc(t("vehicles"))}</label></fieldset>`);
+  el("live-layers").addEventListener("change", (event) => {
+    const which = event.target.dataset.live;
+    if (which) { live.show[which] = event.target.checked; render(); }
+  });
+  document.body.insertAdjacentHTML("beforeend", `<aside id="alerts" class="open">
+<button type="button" id="alerts-toggle" aria-expanded="true" title="${esc(t("alerts_hide"))}">${esc(t("alerts"))} <span id="alerts-count">0</span></button>
+<div id="alerts-body"><label class="operator">${esc(t("operator"))} <input id="alerts-operator" value="${esc(t("operator_default"))}"></label>
+<ol id="alerts-list"></ol></div></aside>`);
+  el("alerts-toggle").addEventListener("click", () => {
+    const open = el("alerts").classList.toggle("open");
+    el("alerts-toggle").setAttribute("aria-expanded", String(open));
+    drawAlerts();
+  });
+  el("alerts-list").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-acknowledge]");
+    if (button) { acknowledgeAlert(Number(button.dataset.acknowledge), button); return; }
+    const row = event.target.closest("li[data-alert]");
+    if (row) focusAlert(Number(row.dataset.alert));
+  });
+  el("alerts-list").addEventListener("keydown", (event) => {
+    const row = event.target.closest("li[data-alert]");
+    if (row && event.key === "Enter" && event.target === row) focusAlert(Number(row.dataset.alert));
+  });
+  drawAlerts();
+}
+
+function startLive() {
+  if (!state.config.features.live) return;  // no push stream served: the badge says offline
+  connectLive();
+  setInterval(checkStale, STALE_CHECK_MS);
+}
+
+function liveState() {
+  // the live state as the page holds it, for whoever checks it (a test)
+  const roads = {};
+  for (const r of live.roads.values()) {
+    roads[r.id] = {congestion: r.congestion, speed_kmh: r.speed_kmh, level: levelOf(r).level,
+      color: levelOf(r).color, drawn: Boolean(r.feature) && live.show.traffic, stale: r.stale};
+  }
+  const vehicles = {};
+  for (const v of live.vehicles.values()) {
+    vehicles[v.id] = {position: v.position, drawn: v.drawn, live: v.live, stored: v.stored};
+  }
+  const alerts = [...live.alerts.values()].map((a) => ({id: a.id, state: a.state, severity: a.severity,
+    acknowledged_by: a.acknowledged_by, lon: a.lon, lat: a.lat}));
+  const focus = live.focus && {id: live.focus.id, kind: live.focus.kind, at: live.focus.at,
+    features: live.focus.data ? live.focus.data.features.length : 0};
+  return {status: live.status, roads, vehicles, alerts, focus};
+}
+
 async function start() {
   state.config = await json("viewer/config.json");
   document.title = state.config.title;
   el("title").textContent = state.config.title;
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
   buildPanel();
+  buildLivePanel();
   state.view = {...state.config.view};
   let firstDraw;
   const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
@@ -430,7 +1101,7 @@ async function start() {
     viewState: state.view,
     controller: {doubleClickZoom: false},  // a double-click is two clicks of the tool in use
     layers: [],
-    getTooltip: ({object, layer}) => object && layer && {text: `${object.properties?.layerName || layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`},
+    getTooltip: ({object, layer}) => object && layer && (liveTooltip(object, layer) || {text: `${object.properties?.layerName || layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`}),
     onViewStateChange: ({viewState}) => setView(viewState),
     onInteractionStateChange: (value) => { interaction = value; },
     onBeforeRender: () => {
@@ -451,6 +1122,7 @@ async function start() {
     json("cameras/coverage").then((body) => { state.cones = body.cones; render(); }).catch(() => {});
   }
   await firstFrame;
+  startLive();  // once the city is drawn: the stream holds one of the page's connections
   return state;
 }
 
@@ -462,4 +1134,5 @@ window.twinViewer = {
   settled,
   status,
   events: () => ({...counts}),
+  live: liveState,
 };

@@ -7,104 +7,30 @@ the SSE push stream, an MQTT subscriber).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2 as httpx
-import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from layers.database import get_engine
 from layers.observations import COUNT, Reading, store_observations
 from tests.conditions import api_server, wait_until
-from tests.conftest import LIVE_TABLES, ROOT
+from tests.conftest import ROOT
+from tests.live_clients import Gateway, Stream
 from twin.live.registry import register
-
-
-class Stream:
-    """An SSE client in a thread, keeping every event it receives."""
-
-    def __init__(self, url: str):
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
-        self._thread.start()
-        wait_until(lambda: ": connected" in self.lines, timeout_s=30, what="the stream to open")
-
-    def _run(self, url: str) -> None:
-        kind = "message"
-        try:
-            with httpx.Client(timeout=None) as client, client.stream("GET", url) as response:
-                for line in response.iter_lines():
-                    self.lines.append(line)
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        self.events.append((kind, json.loads(line[6:])))
-        except httpx.TransportError:
-            pass  # the server went away at the end of the test: the stream ends
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, data in self.events if k == kind]
-
-
-class Gateway:
-    """A sensor gateway on the broker: publishes readings, records what the twin republishes."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = lambda _c, _u, m: self.received.append(
-            (m.topic, json.loads(m.payload))
-        )
-        self.client.connect("127.0.0.1", 1883)
-        self.client.loop_start()
-        # No Local: the gateway hears what the twin republishes, not its own messages
-        self.client.subscribe(
-            f"{prefix}v1.1/+/Observations", options=SubscribeOptions(qos=1, noLocal=True)
-        )
-        wait_until(subscribed.is_set, timeout_s=10, what="the gateway's subscription")
-
-    def publish(self, datastream: int | None, payload: Any) -> None:
-        topic = (
-            f"{self.prefix}v1.1/Datastreams({datastream})/Observations"
-            if datastream is not None
-            else f"{self.prefix}v1.1/Observations"
-        )
-        body = payload if isinstance(payload, bytes | str) else json.dumps(payload)
-        self.client.publish(topic, body, qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
 
 PREFIX = f"{os.environ['TWIN_LIVE_TOPIC_PREFIX']}test_live/"
 
 
 @pytest.fixture(scope="module")
-def live_db(_live_city: str) -> str:
-    """The live city, emptied once for this module (its server caches datastream ids)."""
-    with get_engine(_live_city).begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {LIVE_TABLES} RESTART IDENTITY CASCADE"))
-    return _live_city
-
-
-@pytest.fixture(scope="module")
-def live_server(live_db: str) -> Iterator[str]:
-    with api_server(live_db, root=ROOT, env={"TWIN_LIVE_TOPIC_PREFIX": PREFIX}) as address:
+def live_server(live_module_db: str) -> Iterator[str]:
+    with api_server(live_module_db, root=ROOT, env={"TWIN_LIVE_TOPIC_PREFIX": PREFIX}) as address:
         yield address
 
 
@@ -137,7 +63,7 @@ def _iso(moment: datetime) -> str:
 
 
 def test_an_observation_published_on_mqtt_is_stored_readable_republished_and_pushed(
-    live_server: str, live_db: str, gateway: Gateway
+    live_server: str, live_module_db: str, gateway: Gateway
 ) -> None:
     datastream = register(
         "gauge-1/pressure",
@@ -146,14 +72,14 @@ def test_an_observation_published_on_mqtt_is_stored_readable_republished_and_pus
         layer="pipe_nodes",
         feature_id="no-such-node",
         location=(7.42, 43.73),
-        url=live_db,
+        url=live_module_db,
     )
     stream = Stream(f"{live_server}/live/events")
     moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
     gateway.publish(datastream, {"phenomenonTime": _iso(moment), "result": 3.25})
 
-    wait_until(lambda: _stored(live_db, datastream), timeout_s=30, what="the reading stored")
-    assert _stored(live_db, datastream) == [(moment, 3.25)]
+    wait_until(lambda: _stored(live_module_db, datastream), timeout_s=30, what="the reading stored")
+    assert _stored(live_module_db, datastream) == [(moment, 3.25)]
 
     latest = httpx.get(f"{live_server}/live/latest", params={"datastreams": datastream}).json()
     (row,) = latest["observations"]
@@ -175,9 +101,11 @@ def test_an_observation_published_on_mqtt_is_stored_readable_republished_and_pus
 
 
 def test_a_reading_that_arrives_twice_is_stored_once(
-    live_server: str, live_db: str, gateway: Gateway
+    live_server: str, live_module_db: str, gateway: Gateway
 ) -> None:
-    datastream = register("loop-1/flow", thing="loop-1", observed_property="flow", url=live_db)
+    datastream = register(
+        "loop-1/flow", thing="loop-1", observed_property="flow", url=live_module_db
+    )
     moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     body = {"phenomenonTime": _iso(moment), "result": 600}
 
@@ -189,9 +117,11 @@ def test_a_reading_that_arrives_twice_is_stored_once(
     gateway.publish(None, {**body, "Datastream": {"@iot.id": datastream}})
     gateway.publish(datastream, {**body, "phenomenonTime": _iso(moment + timedelta(seconds=60))})
     wait_until(lambda: duplicates() == before + 1, timeout_s=30, what="one duplicate counted")
-    wait_until(lambda: len(_stored(live_db, datastream)) == 2, timeout_s=30, what="two stored")
-    assert [r[1] for r in _stored(live_db, datastream)] == [600, 600]
-    assert _stored(live_db, datastream)[0][0] == moment
+    wait_until(
+        lambda: len(_stored(live_module_db, datastream)) == 2, timeout_s=30, what="two stored"
+    )
+    assert [r[1] for r in _stored(live_module_db, datastream)] == [600, 600]
+    assert _stored(live_module_db, datastream)[0][0] == moment
 
 
 @pytest.mark.parametrize(
@@ -209,9 +139,11 @@ def test_a_reading_that_arrives_twice_is_stored_once(
     ],
 )
 def test_a_bad_reading_is_refused_counted_and_nothing_is_stored(
-    live_server: str, live_db: str, gateway: Gateway, payload: Any, reason: str
+    live_server: str, live_module_db: str, gateway: Gateway, payload: Any, reason: str
 ) -> None:
-    datastream = register("bad-1/level", thing="bad-1", observed_property="level", url=live_db)
+    datastream = register(
+        "bad-1/level", thing="bad-1", observed_property="level", url=live_module_db
+    )
     target = None if isinstance(payload, dict) and "Datastream" in payload else datastream
     before = _refused(live_server)
     gateway.publish(target, payload)
@@ -221,12 +153,14 @@ def test_a_bad_reading_is_refused_counted_and_nothing_is_stored(
 
     wait_until(counted, timeout_s=30, what=f"a refusal: {reason}")
     assert sum(_refused(live_server).values()) == sum(before.values()) + 1
-    assert _stored(live_db, datastream) == []
+    assert _stored(live_module_db, datastream) == []
 
 
-def test_latest_answers_400_datastreams_in_one_request(live_server: str, live_db: str) -> None:
+def test_latest_answers_400_datastreams_in_one_request(
+    live_server: str, live_module_db: str
+) -> None:
     ids = [
-        register(f"dash{n}/flow", thing=f"dash{n}", observed_property="flow", url=live_db)
+        register(f"dash{n}/flow", thing=f"dash{n}", observed_property="flow", url=live_module_db)
         for n in range(400)
     ]
     start = datetime.now(UTC) - timedelta(hours=1)
@@ -235,7 +169,7 @@ def test_latest_answers_400_datastreams_in_one_request(live_server: str, live_db
         for n, d in enumerate(ids)
         for k in range(5)
     ]
-    report = store_observations(readings, url=live_db)
+    report = store_observations(readings, url=live_module_db)
     assert len(report.stored) == 2000 and not report.refused
 
     answer = httpx.get(
@@ -248,12 +182,14 @@ def test_latest_answers_400_datastreams_in_one_request(live_server: str, live_db
         assert datetime.fromisoformat(by_id[d]["phenomenon_time"]) == start + timedelta(seconds=120)
 
 
-def test_readings_aggregate_like_pandas(live_server: str, live_db: str) -> None:
-    datastream = register("agg/speed", thing="agg", observed_property="speed", url=live_db)
+def test_readings_aggregate_like_pandas(live_server: str, live_module_db: str) -> None:
+    datastream = register("agg/speed", thing="agg", observed_property="speed", url=live_module_db)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)
     values = [float((7 * k) % 23) for k in range(120)]
     times = [start + timedelta(seconds=20 * k) for k in range(120)]
-    store_observations([Reading(datastream, t, v) for t, v in zip(times, values)], url=live_db)
+    store_observations(
+        [Reading(datastream, t, v) for t, v in zip(times, values)], url=live_module_db
+    )
     answer = httpx.get(
         f"{live_server}/live/readings",
         params={
@@ -304,22 +240,147 @@ def test_bad_live_parameters_are_named(
     assert parameter in response.text
 
 
-def test_a_count_datastream_keeps_integers(live_db: str) -> None:
+def test_a_count_datastream_keeps_integers(live_module_db: str) -> None:
     # (the store path itself, no server)
     datastream = register(
-        "c/flow", thing="c", observed_property="flow", observation_type=COUNT, url=live_db
+        "c/flow", thing="c", observed_property="flow", observation_type=COUNT, url=live_module_db
     )
     report = store_observations(
         [Reading(datastream, datetime.now(UTC), 3), Reading(datastream, datetime.now(UTC), 2.5)],
-        url=live_db,
+        url=live_module_db,
     )
     assert [o.result for o in report.stored] == [3]
     assert report.refused_by_reason == {"wrong type": 1}
 
 
-def test_without_a_broker_the_api_still_serves_and_says_why(live_db: str) -> None:
-    with api_server(live_db, root=ROOT, env={"TWIN_MQTT_URL": "mqtt://127.0.0.1:9"}) as address:
+def test_without_a_broker_the_api_still_serves_and_says_why(live_module_db: str) -> None:
+    with api_server(
+        live_module_db, root=ROOT, env={"TWIN_MQTT_URL": "mqtt://127.0.0.1:9"}
+    ) as address:
         status = httpx.get(f"{address}/live").json()
         assert status["mqtt"]["connected"] is False
         assert "127.0.0.1:9" in status["mqtt"]["error"]
         assert httpx.get(f"{address}/health").status_code == 200
+
+
+def test_an_alert_is_raised_pushed_acknowledged_and_resolved_over_http(
+    live_server: str, live_module_db: str, gateway: Gateway
+) -> None:
+    datastream = register(
+        "gauge-9/pressure", thing="gauge-9", observed_property="pressure", url=live_module_db
+    )
+    rule = httpx.post(
+        f"{live_server}/live/rules",
+        json={
+            "name": "gauge-9 low",
+            "kind": "threshold",
+            "datastream_id": datastream,
+            "params": {"below": 2.0, "clear": 2.5},
+            "severity": "critical",
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    stream = Stream(f"{live_server}/live/events?types=alert")
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    gateway.publish(datastream, {"phenomenonTime": _iso(moment), "result": 1.2})
+
+    wait_until(lambda: stream.of("alert"), timeout_s=30, what="the pushed alert")
+    (raised,) = stream.of("alert")
+    assert raised["state"] == "raised" and raised["severity"] == "critical"
+    assert raised["datastream"] == datastream and raised["value"] == 1.2
+    open_alerts = httpx.get(f"{live_server}/live/alerts", params={"state": "open"}).json()
+    assert [a["id"] for a in open_alerts["alerts"]] == [raised["id"]]
+
+    ack = httpx.post(f"{live_server}/live/alerts/{raised['id']}/acknowledge", json={"by": "duty"})
+    assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "duty"
+    again = httpx.post(f"{live_server}/live/alerts/{raised['id']}/acknowledge", json={"by": "x"})
+    assert again.status_code == 409 and "acknowledged by duty" in again.json()["detail"]
+    assert (
+        httpx.post(f"{live_server}/live/alerts/999999/resolve", json={"by": "x"}).status_code == 404
+    )
+
+    gateway.publish(
+        datastream, {"phenomenonTime": _iso(moment + timedelta(seconds=30)), "result": 3.0}
+    )
+    wait_until(
+        lambda: any(a["state"] == "resolved" for a in stream.of("alert")),
+        timeout_s=30,
+        what="the alert resolved and pushed",
+    )
+    states = [a["state"] for a in stream.of("alert")]
+    assert states == ["raised", "acknowledged", "resolved"]
+    assert httpx.get(f"{live_server}/live/alerts/{raised['id']}").json()["resolved_by"] == "rule"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "r", "kind": "sometimes", "observed_property": "level"}, "kind"),
+        ({"name": "r", "kind": "threshold", "observed_property": "level"}, "params"),
+        (
+            {"name": "r", "kind": "no_data", "datastream_id": 999_999, "params": {"minutes": 5}},
+            "datastream",
+        ),
+        ({"kind": "no_data"}, "name"),
+    ],
+)
+def test_a_bad_rule_is_refused_naming_the_field(
+    live_server: str, body: dict[str, Any], field: str
+) -> None:
+    response = httpx.post(f"{live_server}/live/rules", json=body)
+    assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in response.text
+
+
+def test_two_bridge_processes_share_the_feed_and_store_each_reading_once(
+    live_module_db: str,
+) -> None:
+    prefix = f"{PREFIX}shared/"
+    datastream = register(
+        "shared/flow", thing="shared", observed_property="flow", url=live_module_db
+    )
+    env = {"TWIN_LIVE_TOPIC_PREFIX": prefix, "TWIN_LIVE_BRIDGE_PROCESSES": "2"}
+    with api_server(live_module_db, root=ROOT, env=env) as address:
+        gateway = Gateway(prefix)
+        try:
+            start = datetime.now(UTC) - timedelta(minutes=30)
+            for k in range(200):
+                moment = start + timedelta(seconds=k)
+                gateway.publish(datastream, {"phenomenonTime": _iso(moment), "result": k})
+            wait_until(
+                lambda: len(_stored(live_module_db, datastream)) == 200,
+                timeout_s=60,
+                what="200 stored",
+            )
+            bridge = httpx.get(f"{address}/live").json()["bridge"]
+            # each reading reached one bridge: none was received, or stored, twice
+            assert bridge["received"] == 200 and bridge["duplicates"] == 0
+            assert [r[1] for r in _stored(live_module_db, datastream)] == list(range(200))
+        finally:
+            gateway.close()
+
+
+def test_a_non_finite_number_inside_a_json_result_refuses_that_reading_only(
+    live_module_db: str,
+) -> None:
+    from layers.observations import OBSERVATION
+
+    datastream = register(
+        "track/position",
+        thing="track",
+        observed_property="position",
+        observation_type=OBSERVATION,
+        url=live_module_db,
+    )
+    now = datetime.now(UTC)
+    report = store_observations(
+        [
+            Reading(datastream, now - timedelta(seconds=2), [float("nan"), 43.7]),
+            Reading(datastream, now - timedelta(seconds=1), [7.42, 43.7]),
+            Reading(datastream, now, [7.42, 43.7], result_quality={"sigma": float("inf")}),
+        ],
+        url=live_module_db,
+    )
+    assert [o.result for o in report.stored] == [[7.42, 43.7]]
+    assert report.refused_by_reason == {"not finite": 2}

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -229,23 +229,41 @@ class Publisher:
             )
 
 
-@dataclass
+#: The counters a bridge keeps.
+COUNTERS = ("received", "stored", "duplicates", "refused", "batches", "skipped_own", "failures")
+
+
 class BridgeStats:
-    """What a bridge has done since it started (counters, read without a lock)."""
+    """What a bridge has done since it started: counters, optionally in shared memory.
 
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    refused: int = 0
-    batches: int = 0
-    skipped_own: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    refused_by_reason: dict[str, int] = field(default_factory=dict)
+    Parameters
+    ----------
+    shared
+        A ``multiprocessing.Array('q', len(COUNTERS))`` when the bridge runs in another
+        process than its readers (one writer: the bridge); a private list by default.
+    """
 
-    def to_json(self) -> dict[str, Any]:
+    def __init__(self, shared: Any = None):
+        self._values: Any = shared if shared is not None else [0] * len(COUNTERS)
+
+    def add(self, name: str, count: int = 1) -> None:
+        """Add to a counter.
+
+        Parameters
+        ----------
+        name
+            One of :data:`COUNTERS`.
+        count
+            How much.
+        """
+        self._values[COUNTERS.index(name)] += count
+
+    def __getitem__(self, name: str) -> int:
+        return int(self._values[COUNTERS.index(name)])
+
+    def to_json(self) -> dict[str, int]:
         """Return the counters as a JSON object."""
-        return dict(self.__dict__)
+        return {name: int(self._values[i]) for i, name in enumerate(COUNTERS)}
 
 
 class Bridge:
@@ -263,6 +281,11 @@ class Bridge:
         Most readings handed to the feed at once.
     max_wait_s
         Longest a reading waits for its batch to fill (the latency it adds).
+    stats
+        Where to count; private counters by default.
+    group
+        Share the subscription with the other bridges of this group (several processes
+        storing one feed); a subscription of its own by default.
     """
 
     def __init__(
@@ -273,13 +296,16 @@ class Bridge:
         prefix: str = "",
         max_batch: int = 5000,
         max_wait_s: float = 0.05,
+        stats: BridgeStats | None = None,
+        group: str | None = None,
     ):
         self.feed = feed
         self.broker = broker
         self.prefix = prefix
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.stats = BridgeStats()
+        self.stats = stats or BridgeStats()
+        self.group = group
         self._pattern = re.compile(
             re.escape(prefix) + r"v1\.1/(?:Datastreams\((?P<id>[0-9]{1,18})\)/)?Observations"
         )
@@ -302,14 +328,22 @@ class Bridge:
         BrokerError
             If the broker does not answer.
         """
-        topics = [
-            (f"{self.prefix}v1.1/+/Observations", SubscribeOptions(qos=1, noLocal=True)),
-            (f"{self.prefix}v1.1/Observations", SubscribeOptions(qos=1, noLocal=True)),
-        ]
+        filters = (f"{self.prefix}v1.1/+/Observations", f"{self.prefix}v1.1/Observations")
+        if self.group:
+            # a shared subscription (MQTT 5, 4.8.2): the broker hands each reading to one
+            # bridge of the group; No Local is not allowed on one, so the twins' own
+            # republications come back and are dropped here, before they are decoded
+            topics = [(f"$share/{self.group}/{f}", SubscribeOptions(qos=1)) for f in filters]
+        else:
+            topics = [(f, SubscribeOptions(qos=1, noLocal=True)) for f in filters]
 
         def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            payload = message.payload
+            if payload.startswith(b'{"@iot.id":'):  # as Publisher writes them
+                self.stats.add("skipped_own")
+                return
             with self._ready:
-                self._queue.append((message.topic, bytes(message.payload)))
+                self._queue.append((message.topic, bytes(payload)))
                 if len(self._queue) >= self.max_batch:
                     self._ready.notify()
 
@@ -364,18 +398,13 @@ class Bridge:
             try:
                 report = self.feed.ingest(readings)
             except Exception as exc:  # the store is down: count it, keep serving
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.stats.add("failures")
                 log.error("live feed could not store %d readings: %s", len(readings), exc)
                 continue
-            self.stats.batches += 1
-            self.stats.stored += len(report.stored)
-            self.stats.duplicates += report.duplicates
-            self.stats.refused += report.refused_count
-            for reason, count in report.refused_by_reason.items():
-                self.stats.refused_by_reason[reason] = (
-                    self.stats.refused_by_reason.get(reason, 0) + count
-                )
+            self.stats.add("batches")
+            self.stats.add("stored", len(report.stored))
+            self.stats.add("duplicates", report.duplicates)
+            self.stats.add("refused", report.refused_count)
 
     def decode(self, batch: Sequence[tuple[str, bytes]]) -> list[Reading | ReadingError]:
         """Turn MQTT messages into readings, or the errors that refuse them.
@@ -393,7 +422,7 @@ class Bridge:
         """
         out: list[Reading | ReadingError] = []
         for topic, payload in batch:
-            self.stats.received += 1
+            self.stats.add("received")
             match = self._pattern.fullmatch(topic)
             if match is None:
                 out.append(
@@ -416,7 +445,7 @@ class Bridge:
                 )
                 continue
             if isinstance(body, dict) and "@iot.id" in body:
-                self.stats.skipped_own += 1  # a twin's republication, not a new reading
+                self.stats.add("skipped_own")  # a twin's republication, not a new reading
                 continue
             ident = match.group("id")
             try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from twin.live.feed import Processor
+from twin.live.traffic import RoadSpeeds
+from twin.live.vehicles import VehiclePositions
 
 
 def default_processors() -> list[Processor]:
@@ -11,6 +13,8 @@ def default_processors() -> list[Processor]:
     Returns
     -------
     list
-        New processor instances, in the order they run.
+        New processor instances, in the order they run: :class:`~twin.live.traffic.RoadSpeeds`
+        (detector speeds -> ``live_speeds``), :class:`~twin.live.vehicles.VehiclePositions`
+        (AVL positions -> ``live_positions``).
     """
-    return []
+    return [RoadSpeeds(), VehiclePositions()]

@@ -14,15 +14,29 @@ its events in-process; it says so in :meth:`LiveService.status` and keeps retryi
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from layers.observations import maintain_partitions
 from layers.settings import TwinSettings, get_settings
+from twin.live import traffic, vehicles
+from twin.live.alerts import AlertRules
 from twin.live.feed import Event, Feed, Processor
-from twin.live.mqtt import Bridge, Broker, BrokerError, EventSubscriber, Publisher, open_client
+from twin.live.mqtt import (
+    COUNTERS,
+    Bridge,
+    BridgeStats,
+    Broker,
+    BrokerError,
+    EventSubscriber,
+    Publisher,
+    open_client,
+)
+from twin.live.processors import default_processors
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,11 @@ class LiveService:
     tasks
         Housekeeping run every :data:`TICK_S` seconds, each called as
         ``task(url=url, now=datetime)``.
+    bridge_process
+        Run the MQTT bridge (decoding, storing, deriving state) in a process of its own, with
+        the twin's own processors, so a flood of readings never holds the API's interpreter
+        (FROST-Server issue #115: reads stalled by an upload); in a thread of this process,
+        with ``processors``, when False.
     """
 
     def __init__(
@@ -58,19 +77,68 @@ class LiveService:
         settings: TwinSettings | None = None,
         processors: Sequence[Processor] = (),
         tasks: Sequence[Task] = (),
+        bridge_process: bool = False,
     ):
         self.settings = settings or get_settings()
         self.url = url or self.settings.database_url
         self.prefix = self.settings.live_topic_prefix
         self.tasks = list(tasks)
+        self.bridge_process = bridge_process
         self._listeners: list[Callable[[list[Event]], None]] = []
         self.feed = Feed(url=self.url, processors=processors, listeners=[self._local])
         self.bridge: Bridge | None = None
+        self.processes: list[Any] = []
+        self.stats: BridgeStats | None = None
+        self._process_stop: Any = None
         self.events: EventSubscriber | None = None
         self.broker_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._publisher_client: Any = None
+
+    @classmethod
+    def default(
+        cls, *, url: str | None = None, settings: TwinSettings | None = None
+    ) -> LiveService:
+        """Return the twin's own service: road speeds, vehicle positions and alert rules.
+
+        Parameters
+        ----------
+        url
+            Database URL; the configured one by default.
+        settings
+            Settings; the environment's by default.
+
+        Returns
+        -------
+        LiveService
+            Not yet started.
+        """
+        rules = AlertRules()
+
+        def tick(*, url: str | None, now: datetime) -> list[Event]:
+            return rules.tick(now, url=url)
+
+        return cls(
+            url=url,
+            settings=settings,
+            processors=[*default_processors(), rules],
+            tasks=[traffic.expire, vehicles.expire, tick],
+            bridge_process=True,
+        )
+
+    def publish(self, events: list[Event]) -> None:
+        """Send events to every push stream (through the broker when there is one).
+
+        Parameters
+        ----------
+        events
+            The events (an alert acknowledged by an operator, say).
+        """
+        if self.feed.publisher is not None:
+            self.feed.publisher.events(events)
+        else:
+            self._deliver(events)
 
     def listen(self, listener: Callable[[list[Event]], None]) -> None:
         """Call ``listener`` with each batch of events of any twin on the broker.
@@ -103,8 +171,12 @@ class LiveService:
                 self.feed.publisher = Publisher(self._publisher_client, prefix=self.prefix)
                 self.events = EventSubscriber(broker, prefix=self.prefix, deliver=self._deliver)
                 self.events.start()
-                self.bridge = Bridge(self.feed, broker, prefix=self.prefix)
-                self.bridge.start()
+                if self.bridge_process:
+                    self._start_process()
+                else:
+                    self.bridge = Bridge(self.feed, broker, prefix=self.prefix)
+                    self.bridge.start()
+                    self.stats = self.bridge.stats
             except BrokerError as exc:
                 self.broker_error = str(exc)
                 log.warning("live twin without MQTT: %s", exc)
@@ -112,7 +184,53 @@ class LiveService:
         self._thread = threading.Thread(target=self._housekeeping, name="live-tasks", daemon=True)
         self._thread.start()
 
+    def _start_process(self) -> None:
+        context = mp.get_context("spawn")  # never fork a process that runs threads
+        count = self.settings.live_bridge_processes
+        group = f"citytwin-{uuid.uuid4().hex[:8]}" if count > 1 else None
+        counters = [context.Array("q", len(COUNTERS), lock=False) for _ in range(count)]
+        self._process_stop = context.Event()
+        errors = context.SimpleQueue()
+        readies = []
+        for n in range(count):
+            ready = context.Event()
+            process = context.Process(
+                target=_bridge_main,
+                args=(
+                    self.url,
+                    self.settings.model_dump(),
+                    counters[n],
+                    group,
+                    ready,
+                    self._process_stop,
+                    errors,
+                ),
+                name=f"twin-live-bridge-{n}",
+                daemon=True,
+            )
+            process.start()
+            self.processes.append(process)
+            readies.append(ready)
+        self.stats = _Summed([BridgeStats(c) for c in counters])
+        while not all(r.is_set() for r in readies):
+            if not errors.empty():
+                raise BrokerError(errors.get(), parameter="mqtt_url")
+            dead = [p for p in self.processes if not p.is_alive()]
+            if dead:
+                raise BrokerError(
+                    f"the live bridge process exited with {dead[0].exitcode}",
+                    parameter="mqtt_url",
+                )
+            readies[0].wait(0.1)
+
     def _stop_mqtt(self) -> None:
+        if self.processes:
+            self._process_stop.set()
+            for process in self.processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+            self.processes = []
         for part in (self.bridge, self.events):
             if part is not None:
                 part.stop()
@@ -141,10 +259,7 @@ class LiveService:
                 for task in self.tasks:
                     events.extend(task(url=self.url, now=now) or [])
                 if events:
-                    if self.feed.publisher is not None:
-                        self.feed.publisher.events(events)
-                    else:
-                        self._deliver(events)
+                    self.publish(events)
             except Exception as exc:  # the store may be restarting: try again next round
                 log.warning("live housekeeping failed: %s", exc)
             self._stop.wait(TICK_S)
@@ -157,12 +272,69 @@ class LiveService:
         dict
             ``mqtt`` (connected or the error), ``topic_prefix``, ``bridge`` counters.
         """
+        if self.processes:
+            connected = all(p.is_alive() for p in self.processes)
+        else:
+            connected = bool(
+                self.bridge and self.bridge.client and self.bridge.client.is_connected()
+            )
         return {
             "mqtt": {
                 "url": self.settings.mqtt_url or None,
-                "connected": bool(self.bridge and self.bridge.client.is_connected()),  # type: ignore[union-attr]
+                "connected": connected,
                 "error": self.broker_error,
             },
             "topic_prefix": self.prefix,
-            "bridge": self.bridge.stats.to_json() if self.bridge else None,
+            "bridge": self.stats.to_json() if self.stats else None,
         }
+
+
+class _Summed(BridgeStats):
+    """The counters of several bridges, added up."""
+
+    def __init__(self, parts: list[BridgeStats]):
+        super().__init__()
+        self.parts = parts
+
+    def to_json(self) -> dict[str, int]:
+        totals = {name: 0 for name in COUNTERS}
+        for part in self.parts:
+            for name, value in part.to_json().items():
+                totals[name] += value
+        return totals
+
+
+def _bridge_main(
+    url: str,
+    settings: dict[str, Any],
+    counters: Any,
+    group: str | None,
+    ready: Any,
+    stop: Any,
+    errors: Any,
+) -> None:
+    """Run the MQTT bridge with the twin's processors until ``stop`` is set (a child process)."""
+    logging.basicConfig(level=logging.WARNING)
+    config = TwinSettings(**settings)
+    rules = AlertRules()
+    feed = Feed(url=url, processors=[*default_processors(), rules])
+    try:
+        broker = Broker.from_url(config.mqtt_url)
+        client = open_client(broker, name="publisher")
+        feed.publisher = Publisher(client, prefix=config.live_topic_prefix)
+        bridge = Bridge(
+            feed,
+            broker,
+            prefix=config.live_topic_prefix,
+            stats=BridgeStats(counters),
+            group=group,
+        )
+        bridge.start()
+    except BrokerError as exc:
+        errors.put(str(exc))
+        return
+    ready.set()
+    stop.wait()
+    bridge.stop()
+    client.disconnect()
+    client.loop_stop()
