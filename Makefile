@@ -4,7 +4,7 @@ BIN := .venv/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup demo test test-stress lint sample bench
+.PHONY: setup demo live-demo test test-stress lint sample bench
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,21 @@ setup:
 demo: setup
 	$(BIN)/twin sample load
 	$(BIN)/twin serve --host $(HOST) --port $(PORT)
+
+# Bologna live: the Acosta scenario's network in its own database, served beside SUMO publishing
+# its real detectors and buses over MQTT (twin live simulate). Ctrl-C stops both.
+BOLOGNA ?= ../shared/data/bologna/acosta
+LIVE_DB ?= postgresql://postgres@127.0.0.1:5432/twin_bologna
+LIVE_ENV := TWIN_DATABASE_URL=$(LIVE_DB) TWIN_CITY_NAME=Bologna \
+	TWIN_CITY_BBOX='[11.29, 44.48, 11.35, 44.52]' TWIN_METRIC_CRS=EPSG:32632
+SPEED ?= 5
+
+live-demo: setup
+	$(LIVE_ENV) $(BIN)/twin db upgrade
+	$(LIVE_ENV) $(BIN)/twin signals import $(BOLOGNA)
+	$(LIVE_ENV) bash -c 'trap "kill 0" EXIT; \
+		$(BIN)/twin live simulate $(BOLOGNA) --speed $(SPEED) --no-import & \
+		$(BIN)/twin serve --host $(HOST) --port $(PORT)'
 
 lint: setup
 	$(BIN)/ruff check .

@@ -384,3 +384,27 @@ def test_a_non_finite_number_inside_a_json_result_refuses_that_reading_only(
     )
     assert [o.result for o in report.stored] == [[7.42, 43.7]]
     assert report.refused_by_reason == {"not finite": 2}
+
+
+def test_an_observation_created_over_http_is_republished_on_mqtt(
+    live_server: str, live_module_db: str, gateway: Gateway
+) -> None:
+    # FROST-Server issue #2097 reports HTTP-created observations missing on MQTT
+    datastream = register(
+        "http-1/level", thing="http-1", observed_property="level", url=live_module_db
+    )
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    created = httpx.post(
+        f"{live_server}/v1.1/Datastreams({datastream})/Observations",
+        json={"phenomenonTime": _iso(moment), "result": 0.75},
+    )
+    assert created.status_code == 201, created.text
+
+    def republished() -> list[dict[str, Any]]:
+        topic = f"{PREFIX}v1.1/Datastreams({datastream})/Observations"
+        return [body for t, body in gateway.received if t == topic]
+
+    wait_until(republished, timeout_s=30, what="the HTTP observation republished on MQTT")
+    (body,) = republished()
+    assert body["result"] == 0.75 and body["@iot.id"] > 0
+    assert created.headers["location"].endswith(f"Observations({body['@iot.id']})")
