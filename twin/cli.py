@@ -29,6 +29,7 @@ from layers.ingest import Progress as ProgressCallback
 from layers.queries import layer_counts
 from layers.rasters import ingest_raster, list_rasters
 from routing.traces import Outage, Utilities
+from twin.live.cli import app as live_app
 from twin.sample import SAMPLE_DIR, load_sample
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(raster_app, name="raster")
 app.add_typer(trace_app, name="trace")
 app.add_typer(signals_app, name="signals")
+app.add_typer(live_app, name="live")
 
 out = Console()
 err = Console(stderr=True)

@@ -132,3 +132,35 @@ def test_ingest_a_dataframe_and_read_the_latest(city: twin.City) -> None:
     assert list(binned["count"]) == [1, 1, 1]
     with pytest.raises(ValueError, match="no column result"):
         city.live.ingest(frame.drop(columns="result"))
+
+
+def test_the_replay_command_lists_refused_rows_and_fails_cleanly(
+    city: twin.City, tmp_path: Path, live_db: str
+) -> None:
+    import subprocess
+    import sys
+
+    ds = city.live.register("cli/speed", thing="cli", observed_property="speed")
+    now = datetime.now(UTC) - timedelta(minutes=2)
+    (tmp_path / "r.csv").write_text(
+        "datastream,phenomenonTime,result\n"
+        f"cli/speed,{now.isoformat()},40\n"
+        f"{ds},{now.isoformat()},NaN\n"
+    )
+    twin_cli = Path(sys.executable).with_name("twin")
+    env = {"TWIN_DATABASE_URL": live_db, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [twin_cli, "live", "replay", tmp_path / "r.csv", "--fast"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "2 rows, 1 stored, 0 already stored, 1 refused" in done.stdout
+    assert "r.csv: row 2: result nan is not a finite number" in done.stdout
+    assert "Traceback" not in done.stderr
+
+    missing = subprocess.run(
+        [twin_cli, "live", "replay", tmp_path / "none.csv"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "none.csv: no such file" in missing.stderr and "Traceback" not in missing.stderr
