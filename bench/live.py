@@ -261,6 +261,7 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--port", type=int, default=1883, help="Mosquitto's port")
+    parser.add_argument("--bridges", type=int, default=1, help="TWIN_LIVE_BRIDGE_PROCESSES")
     args = parser.parse_args()
     global PORT
     PORT = args.port
@@ -293,6 +294,7 @@ def main() -> None:
         "TWIN_LIVE_TOPIC_PREFIX": PREFIX,
         "TWIN_TILE_CACHE_MB": "0",
         "TWIN_MQTT_URL": f"mqtt://127.0.0.1:{PORT}",
+        "TWIN_LIVE_BRIDGE_PROCESSES": str(args.bridges),
     }
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(

@@ -344,7 +344,9 @@ class Bridge:
                 return
             with self._ready:
                 self._queue.append((message.topic, bytes(payload)))
-                if len(self._queue) >= self.max_batch:
+                # wake the worker for a batch's first reading (it then waits up to max_wait_s
+                # for the batch to fill) and for a full batch
+                if len(self._queue) in (1, self.max_batch):
                     self._ready.notify()
 
         self.client = open_client(
