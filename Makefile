@@ -54,3 +54,6 @@ bench: setup
 	$(BIN)/python bench/utilities.py
 	$(BIN)/python bench/viewer.py
 	$(BIN)/python bench/signals.py
+	$(BIN)/python bench/live.py
+	$(BIN)/python bench/live_routing.py
+	$(BIN)/python bench/incidents.py
