@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -115,6 +117,10 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def install(app: FastAPI) -> None:
     """Map every error the app can raise to a problem+json answer; never a stack trace.
 
@@ -150,6 +156,28 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = "Not found" if exc.status_code == 404 else "Error"
         return problem(exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # a value the request carried that PostgreSQL cannot hold (a NUL in text, a number out
+        # of range, a key too long for its index): the request's fault, not the server's
+        return problem(400, "Bad request", f"the store cannot hold a value: {_first_line(exc)}")
+
+    @app.exception_handler(psycopg.errors.ProgramLimitExceeded)
+    async def _limit(request: Request, exc: psycopg.errors.ProgramLimitExceeded) -> JSONResponse:
+        return problem(400, "Bad request", f"a value is too large: {_first_line(exc)}")
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _wrapped(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        if isinstance(exc.orig, psycopg.errors.DataError | psycopg.errors.ProgramLimitExceeded):
+            return problem(
+                400, "Bad request", f"the store cannot hold a value: {_first_line(exc.orig)}"
+            )
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _text(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        return problem(400, "Bad request", "the request holds text that is not valid Unicode")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -299,5 +299,14 @@ def routes(live: LiveService, url: str) -> APIRouter:
             live_alerts.delete_rule(rule_id, url=url)
         except UnknownAlertError as exc:
             raise NotFoundError(str(exc), parameter="rule_id") from None
+        except AlertStateError as exc:
+            raise ProblemError(str(exc), status=409, parameter="rule_id") from None
+
+    @router.post("/rules/{rule_id}/disable", summary="Stop a rule from raising alerts")
+    def disable_rule(rule_id: int) -> dict[str, Any]:
+        try:
+            return live_alerts.enable_rule(rule_id, enabled=False, url=url).to_json()
+        except UnknownAlertError as exc:
+            raise NotFoundError(str(exc), parameter="rule_id") from None
 
     return router

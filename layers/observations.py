@@ -42,6 +42,9 @@ CATEGORY = _OM + "OM_CategoryObservation"
 OBSERVATION = _OM + "OM_Observation"
 OBSERVATION_TYPES = (MEASUREMENT, COUNT, TRUTH, CATEGORY, OBSERVATION)
 
+#: The largest magnitude of a numeric result: beyond it a reading is a fault, not a measurement
+#: (and sums of squares in aggregates would overflow double precision).
+MAX_RESULT = 1e15
 #: How many refusals a report lists one by one (all are counted).
 MAX_LISTED = 100
 
@@ -495,6 +498,8 @@ def check_result(reading: Reading, observation_type: str) -> tuple[float | None,
             )
         return None, value
     elif observation_type == CATEGORY:
+        if isinstance(value, str):
+            _finite_json(value, "result")
         if not isinstance(value, str):
             raise ReadingError(
                 f"Datastream {reading.datastream_id} takes a category (text), not {value!r}",
@@ -510,19 +515,50 @@ def check_result(reading: Reading, observation_type: str) -> tuple[float | None,
         raise ReadingError(
             f"result {value!r} is not a finite number", reason="not finite", parameter="result"
         )
+    if abs(number) > MAX_RESULT:
+        raise ReadingError(
+            f"result {value!r} is beyond ±{MAX_RESULT:g}, more than any sensor measures",
+            reason="out of range",
+            parameter="result",
+        )
     return number, None
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _finite_json(value: Any, name: str) -> str:
-    """Return ``value`` as JSON text; refuse NaN and infinities (PostgreSQL's JSON has none)."""
+    """Return ``value`` as JSON text the store can hold, or refuse it.
+
+    PostgreSQL's ``jsonb`` has no NaN or infinity, no NUL character (``\u0000``) and no lone
+    UTF-16 surrogate; one such value would make the whole batch fail.
+    """
     try:
-        return json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except ValueError:
         raise ReadingError(
             f"{name} {str(value)[:60]!r} holds a non-finite number",
             reason="not finite",
             parameter=name,
         ) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ReadingError(
+            f"{name} holds text that is not valid Unicode (a lone surrogate)",
+            reason="bad text",
+            parameter=name,
+        ) from None
+    if _holds_nul(value):
+        raise ReadingError(f"{name} holds a NUL character", reason="bad text", parameter=name)
+    return text
 
 
 def _decode(number: float | None, blob: Any, observation_type: str) -> Any:
@@ -615,6 +651,7 @@ def store_observations(
     ids = {r.datastream_id for r in readings if isinstance(r, Reading)}
     types = _DATASTREAMS.types(resolved, ids) if ids else {}
     rows: list[tuple[Any, ...]] = []
+    positions: list[int] = []  # each row's index in ``readings``
     kinds: dict[int, str] = {}
 
     def refuse(index: int, error: ReadingError) -> None:
@@ -663,6 +700,7 @@ def store_observations(
             refuse(index, exc)
             continue
         kinds[reading.datastream_id] = kind
+        positions.append(index)
         rows.append(
             (
                 reading.datastream_id,
@@ -688,6 +726,21 @@ def store_observations(
                 _PARTITIONS.pop(resolved, None)
             _ensure_partitions(resolved, days)
             stored = _write(resolved, rows)
+        except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded):
+            # a value the checks above let through and the store refuses: store the rest one
+            # by one, and refuse only what the store refuses, never the whole batch
+            stored = []
+            for index, row in zip(positions, rows, strict=True):
+                try:
+                    stored += _write(resolved, [row])
+                except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+                    refuse(
+                        index,
+                        ReadingError(
+                            f"the store refuses the reading: {str(exc).splitlines()[0]}",
+                            reason="refused by the store",
+                        ),
+                    )
         for row in stored:
             report.stored.append(
                 StoredObservation(
@@ -701,7 +754,9 @@ def store_observations(
                     parameters=row[8],
                 )
             )
-        report.duplicates = len(rows) - len(report.stored)
+        report.duplicates = (
+            len(rows) - len(report.stored) - report.refused_by_reason.get("refused by the store", 0)
+        )
     if report.refused_by_reason:
         _count_refusals(resolved, report)
     return report

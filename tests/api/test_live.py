@@ -7,8 +7,11 @@ the SSE push stream, an MQTT subscriber).
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import random
+import string
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +28,8 @@ from tests.conftest import ROOT
 from tests.live_clients import Gateway, Stream
 from twin.live.registry import register
 
+#: a name too long for a btree index entry (random letters: TOAST cannot compress them)
+LONG_NAME = "".join(random.Random(7).choices(string.ascii_letters, k=3000))
 PREFIX = f"{os.environ['TWIN_LIVE_TOPIC_PREFIX']}test_live/"
 
 
@@ -408,3 +413,83 @@ def test_an_observation_created_over_http_is_republished_on_mqtt(
     (body,) = republished()
     assert body["result"] == 0.75 and body["@iot.id"] > 0
     assert created.headers["location"].endswith(f"Observations({body['@iot.id']})")
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"parameters": {"k": "a\u0000"}}, "bad text"),
+        ({"resultQuality": "\ud800"}, "bad text"),
+        ({"result": 1e300}, "out of range"),
+    ],
+)
+def test_one_bad_reading_in_a_batch_never_costs_the_others(
+    live_module_db: str, bad: dict[str, Any], reason: str
+) -> None:
+    datastream = register("batch/flow", thing="batch", observed_property="flow", url=live_module_db)
+    start = datetime.now(UTC) - timedelta(minutes=20) + timedelta(seconds=len(reason))
+    readings = [Reading(datastream, start + timedelta(seconds=k), float(k)) for k in range(20)]
+    poisoned = readings[7]
+    readings[7] = Reading(
+        datastream,
+        poisoned.phenomenon_time,
+        bad.get("result", poisoned.result),
+        parameters=bad.get("parameters"),
+        result_quality=bad.get("resultQuality"),
+    )
+    report = store_observations(readings, url=live_module_db)
+    assert len(report.stored) == 19
+    assert report.refused_by_reason == {reason: 1} and report.refused[0].index == 7
+
+
+def test_a_faulty_detector_speed_never_makes_a_road_free(live_module_db: str) -> None:
+    from twin.live.traffic import MAX_SPEED_KMH, road_speed
+
+    assert road_speed([(1e300, 600.0), (40.0, 600.0)]) == 40.0
+    assert road_speed([(MAX_SPEED_KMH + 1, None)]) is None
+
+
+def test_a_rule_that_raised_alerts_cannot_be_deleted_only_disabled(
+    live_server: str, live_module_db: str, gateway: Gateway
+) -> None:
+    datastream = register(
+        "rule-del/level", thing="rule-del", observed_property="level", url=live_module_db
+    )
+    rule = httpx.post(
+        f"{live_server}/live/rules",
+        json={"name": "rule-del high", "kind": "threshold", "datastream_id": datastream,
+              "params": {"above": 1.0}},
+    ).json()  # fmt: skip
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+    gateway.publish(datastream, {"phenomenonTime": _iso(moment), "result": 2.0})
+
+    def raised() -> list[dict[str, Any]]:
+        alerts = httpx.get(f"{live_server}/live/alerts", params={"state": "open"}).json()
+        return [a for a in alerts["alerts"] if a["rule_id"] == rule["id"]]
+
+    wait_until(raised, timeout_s=30, what="the rule's alert")
+    refused = httpx.delete(f"{live_server}/live/rules/{rule['id']}")
+    assert refused.status_code == 409 and "disable it instead" in refused.json()["detail"]
+    assert httpx.post(f"{live_server}/live/rules/{rule['id']}/disable").json()["enabled"] is False
+    assert raised(), "the alert and its history stay"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1.1/Things", {"name": LONG_NAME, "description": "too long for its index"}),
+        ("/v1.1/Things", {"name": "a\ud800b", "description": "a lone surrogate"}),
+        ("/live/rules", {"name": "nul \u0000", "kind": "threshold", "observed_property": "level",
+                         "params": {"above": 1}}),
+    ],
+)  # fmt: skip
+def test_text_the_store_cannot_hold_is_a_400_not_a_500(
+    live_server: str, path: str, body: dict[str, Any]
+) -> None:
+    response = httpx.post(
+        f"{live_server}{path}",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -592,7 +592,7 @@ def enable_rule(rule_id: int, *, enabled: bool, url: str | None = None) -> Rule:
 
 
 def delete_rule(rule_id: int, *, url: str | None = None) -> None:
-    """Delete a rule, and with it its alerts (disable it instead to keep them).
+    """Delete a rule that never raised an alert (disable one that did: its alerts stay).
 
     Parameters
     ----------
@@ -605,8 +605,24 @@ def delete_rule(rule_id: int, *, url: str | None = None) -> None:
     ------
     UnknownAlertError
         If no rule has that id (``parameter`` is ``rule_id``).
+    AlertStateError
+        If the rule has raised alerts: deleting it would erase them and their history.
     """
     with _writing(url) as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE state <> 'resolved'), count(*) FROM live_alerts "
+            "WHERE rule_id = %s",
+            (rule_id,),
+        )
+        found = cur.fetchone()
+        open_count, total = (int(found[0]), int(found[1])) if found else (0, 0)
+        if total:
+            # deleting would erase the alerts' history with the rule (and open ones unseen)
+            raise AlertStateError(
+                f"alert rule {rule_id} has raised {total} alert(s), {open_count} open: "
+                "disable it instead (its alerts and their history stay)",
+                parameter="rule_id",
+            )
         cur.execute("DELETE FROM live_alert_rules WHERE id = %s RETURNING id", (rule_id,))
         if cur.fetchone() is None:
             raise UnknownAlertError(f"no alert rule {rule_id}", parameter="rule_id")

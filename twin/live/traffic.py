@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 ROADS = "roads"
 #: Observed properties a road's live speed is computed from.
 SPEED, FLOW = "speed", "flow"
+#: The fastest speed a road detector can plausibly report, km/h; readings above it are faults.
+MAX_SPEED_KMH = 250.0
 #: Speed units (UCUM symbols, and the common spelling ``mph``) and their factor to km/h.
 SPEED_UNITS = {"km/h": 1.0, "m/s": 3.6, "[mi_i]/h": 1.609344, "mph": 1.609344}
 
@@ -66,7 +68,9 @@ def road_speed(lanes: Iterable[tuple[float, float | None]]) -> float | None:
     lanes
         ``(speed, flow)`` per lane detector: its mean speed (km/h) and its flow (vehicles per
         hour, or any unit common to the lanes), or None when the flow is not known. Lanes with
-        no vehicle (flow 0, speed 0 or less, or not finite) are left out.
+        no vehicle (flow 0, speed 0 or less, or not finite) are left out, and so are speeds
+        above :data:`MAX_SPEED_KMH` (a faulty detector: one such reading would make the road
+        free to cross for routing).
 
     Returns
     -------
@@ -77,7 +81,7 @@ def road_speed(lanes: Iterable[tuple[float, float | None]]) -> float | None:
         (speed, flow)
         for speed, flow in lanes
         if math.isfinite(speed)
-        and speed > 0
+        and 0 < speed <= MAX_SPEED_KMH
         and (flow is None or (math.isfinite(flow) and flow > 0))
     ]
     if not kept:
