@@ -29,17 +29,26 @@ from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from layers.errors import ParameterError
-from layers.observations import Reading, ReadingError, StoredObservation, reading_from_json
+from layers.observations import (
+    Reading,
+    ReadingError,
+    StoredObservation,
+    StoreReport,
+    reading_from_json,
+)
 from twin.live.feed import Event, Feed
 
 log = logging.getLogger(__name__)
 
+#: How long a batch waits for a store that does not answer before it is given up, s.
+STORE_RETRY_S = 120.0
 #: Topic of the events the push streams relay (after the prefix).
 EVENTS_TOPIC = "twin/events"
 
@@ -397,16 +406,38 @@ class Bridge:
             readings = self.decode(batch)
             if not readings:
                 continue
-            try:
-                report = self.feed.ingest(readings)
-            except Exception as exc:  # the store is down: count it, keep serving
-                self.stats.add("failures")
-                log.error("live feed could not store %d readings: %s", len(readings), exc)
+            report = self._ingest(readings)
+            if report is None:
                 continue
             self.stats.add("batches")
             self.stats.add("stored", len(report.stored))
             self.stats.add("duplicates", report.duplicates)
             self.stats.add("refused", report.refused_count)
+
+    def _ingest(self, readings: list[Reading | ReadingError]) -> StoreReport | None:
+        """Feed a batch; while the store cannot be reached, keep it and try again.
+
+        Readings wait up to :data:`STORE_RETRY_S` for a store that is restarting (the broker
+        queues what arrives meanwhile, up to its limit); then the batch is counted as a
+        failure and logged.
+        """
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                return self.feed.ingest(readings)
+            except psycopg.OperationalError as exc:
+                if waited >= STORE_RETRY_S or self._stop.is_set():
+                    self.stats.add("failures")
+                    log.error("live feed lost %d readings: the store: %s", len(readings), exc)
+                    return None
+                log.warning("live feed: the store does not answer, retrying: %s", exc)
+            except Exception as exc:  # a fault of the twin's own: count it, keep serving
+                self.stats.add("failures")
+                log.exception("live feed could not store %d readings: %s", len(readings), exc)
+                return None
+            self._stop.wait(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
 
     def decode(self, batch: Sequence[tuple[str, bytes]]) -> list[Reading | ReadingError]:
         """Turn MQTT messages into readings, or the errors that refuse them.
