@@ -15,7 +15,7 @@ demo: setup
 
 # Bologna live: the Acosta scenario's network in its own database, served beside SUMO publishing
 # its real detectors and buses over MQTT (twin live simulate). Ctrl-C stops both.
-BOLOGNA ?= ../shared/data/bologna/acosta
+BOLOGNA ?= ../shared/data/bologna/acosta/run.sumocfg
 LIVE_DB ?= postgresql://postgres@127.0.0.1:5432/twin_bologna
 LIVE_ENV := TWIN_DATABASE_URL=$(LIVE_DB) TWIN_CITY_NAME=Bologna \
 	TWIN_CITY_BBOX='[11.29, 44.48, 11.35, 44.52]' TWIN_METRIC_CRS=EPSG:32632
