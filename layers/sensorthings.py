@@ -2335,6 +2335,21 @@ class _Writer:
                         f"{', '.join(LAYERS)}",
                         parameter=f"{where}.properties",
                     )
+                if layer is not None:
+                    # the Thing *is* that feature: one that is not (or no longer) in the
+                    # layer would be a sensor whose readings act on nothing
+                    current = self.one(
+                        sql.SQL("SELECT 1 FROM {} WHERE id = %s AND valid_to IS NULL").format(
+                            sql.Identifier(LAYERS[layer].table)
+                        ),
+                        (str(feature),),
+                    )
+                    if current is None:
+                        raise ParameterError(
+                            f"{where}: properties.feature_id {str(feature)[:80]!r} is no "
+                            f"current feature of the {layer} layer",
+                            parameter=f"{where}.properties",
+                        )
                 if creating or named:
                     out["layer"] = layer
                     out["feature_id"] = None if feature is None else str(feature)

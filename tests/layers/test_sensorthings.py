@@ -24,6 +24,8 @@ from twin.live.registry import register
 
 BASE = "http://test/v1.1"
 NOW = datetime.now(UTC).replace(microsecond=0)
+#: a building of the sample city (a Thing may be one)
+BUILDING = "relation/11384697"
 
 
 def read(url: str, path: str, **options: str) -> st.Page:
@@ -366,7 +368,7 @@ def test_deep_insert_creates_and_links_everything(live_db: str) -> None:
         {
             "name": "oven",
             "description": "a convection oven",
-            "properties": {"owner": "J", "layer": "buildings", "feature_id": "b-1"},
+            "properties": {"owner": "J", "layer": "buildings", "feature_id": BUILDING},
             "Locations": [
                 {
                     "name": "kitchen",
@@ -407,9 +409,10 @@ def test_deep_insert_creates_and_links_everything(live_db: str) -> None:
     )
     assert len(created.readings) == 1 and created.readings[0].result == 180.5
     thing = st.representation("Things", created.id, base=BASE, url=live_db)
-    assert thing["properties"] == {"owner": "J", "layer": "buildings", "feature_id": "b-1"}
+    assert thing["properties"] == {"owner": "J", "layer": "buildings", "feature_id": BUILDING}
     assert (
-        sql_scalar(live_db, "SELECT layer || ':' || feature_id FROM sta_things") == "buildings:b-1"
+        sql_scalar(live_db, "SELECT layer || ':' || feature_id FROM sta_things")
+        == f"buildings:{BUILDING}"
     )
     page = read(
         live_db,
@@ -500,6 +503,10 @@ def test_deep_insert_creates_and_links_everything(live_db: str) -> None:
         ),
         ({"name": "x", "colour": "red"}, "colour"),
         ({"name": "x", "properties": {"layer": "nowhere", "feature_id": "1"}}, "properties"),
+        (
+            {"name": "x", "properties": {"layer": "roads", "feature_id": "no/such/road"}},
+            "properties",
+        ),
     ],
 )
 def test_a_refused_deep_insert_creates_nothing(
