@@ -4,13 +4,15 @@ BIN := .venv/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup demo live-demo test test-stress lint sample bench
+.PHONY: setup demo live-demo test test-stress lint sample bench lock bundle
 
 setup:
 	@bash scripts/setup.sh
 
+# anonymous visitors see the public layers; sign in (the viewer's form) as admin for the rest
 demo: setup
 	$(BIN)/twin sample load
+	$(BIN)/twin auth user add admin --role administrator --generate-password --exist-ok
 	$(BIN)/twin serve --host $(HOST) --port $(PORT)
 
 # Bologna live: the Acosta scenario's network in its own database, served beside SUMO publishing
@@ -57,3 +59,34 @@ bench: setup
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/live_routing.py
 	$(BIN)/python bench/incidents.py
+
+# Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
+# requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against
+# PyPI itself for CPython 3.11 (any local pip configuration is ignored), keeping the pins already
+# there unless UPGRADE=1; and package-lock.json for the viewer's two npm packages, with
+# @loaders.gl/mvt at the version deck.gl's bundle (pydeck) asks for.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
+	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
+NPM_REGISTRY ?= https://registry.npmjs.org/
+
+lock:
+	@test -x $(BIN)/python || bash scripts/setup.sh
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
+	env -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS -u UV_CONSTRAINT $(UV_COMPILE) \
+		--extra dev pyproject.toml requirements/build.in -o requirements/lock.txt
+	env -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS -u UV_CONSTRAINT $(UV_COMPILE) \
+		tests/oracles-requirements.txt -o requirements/oracles.lock.txt
+	$(BIN)/python -c 'import json, re, twin.deck as d; \
+		v = re.search(r"_loadersgl_.version=\"([0-9.]+)\"", open(d.DECK_BUNDLE).read())[1]; \
+		p = json.load(open("package.json")); p["dependencies"]["@loaders.gl/mvt"] = v; \
+		open("package.json", "w").write(json.dumps(p, indent=2) + "\n")'
+	npm install --package-lock-only --ignore-scripts --no-audit --no-fund \
+		--omit-lockfile-registry-resolved=false --registry=$(NPM_REGISTRY)
+	@echo "[lock] requirements/lock.txt, requirements/oracles.lock.txt, package-lock.json"
+
+# One archive, dist/citytwin-bundle.tar, from which set-up installs with no registry at all:
+# the wheels of both locks, the viewer's npm tarballs and the Debian packages set-up installs
+# (with what they need on top of a minimal Debian). TWIN_BUNDLE=path make demo uses it.
+bundle:
+	@bash scripts/bundle.sh

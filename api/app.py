@@ -7,17 +7,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from api import (
     docs,
+    editing,
     errors,
     features,
     incidents,
+    limits,
     live,
     onemap,
     rasters,
     routing,
+    security,
     sensorthings,
     signals,
     styles,
@@ -25,11 +29,26 @@ from api import (
     utilities,
     viewer,
 )
+from layers import access
+from layers.audit import AuditLog
 from layers.catalog import LAYERS, Layer
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
 from twin.city import City
 from twin.live.service import LiveService
+
+#: CORS (when ``TWIN_CORS_ORIGINS`` names origins): the methods and request headers a page of
+#: another origin may use, and the answer headers its scripts may read.
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+CORS_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "X-API-Key",
+    "X-Purpose",
+)
+CORS_EXPOSED = ("ETag", "Location", "Retry-After")
 
 
 def _describe(layer: Layer, count: int) -> dict[str, Any]:
@@ -68,6 +87,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     url = settings.database_url
     live_service = LiveService.default(url=url, settings=settings)
+    audit_log = AuditLog(url) if settings.audit else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +96,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
             yield
         finally:
             live_service.stop()
+            if audit_log is not None:
+                audit_log.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -90,7 +112,13 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    security.install(
+        app, settings, audit=None if audit_log is None else security.audit_trail(audit_log)
+    )
+    limits.install(app, settings)  # after the guard: body limit, NUL, database outage first
+    app.include_router(security.routes(settings))
     app.include_router(features.routes(url))
+    app.include_router(editing.routes(url))
     app.include_router(
         tiles.routes(url, tiles.make_cache(settings.redis_url, settings.tile_cache_mb))
     )
@@ -119,15 +147,15 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     @app.get("/health", summary="Whether the API and its database answer")
     def health() -> dict[str, str]:
         if not ping(url):
-            raise errors.ProblemError("the database does not answer", status=503)
+            raise errors.StoreUnavailableError("the database does not answer")
         return {"status": "ok"}
 
     @app.get("/layers", summary="Every layer with its attributes and feature count")
     def list_layers(
         at: str | None = Query(None, description="ISO 8601 moment: count the features then"),
     ) -> list[dict[str, Any]]:
-        counts = _counts(url, at)
-        return [_describe(layer, counts[layer.id]) for layer in LAYERS.values()]
+        counts = _counts(url, at)  # the layers the caller may read
+        return [_describe(LAYERS[layer_id], count) for layer_id, count in counts.items()]
 
     @app.get("/layers/{layer_id}", summary="One layer with its attributes and feature count")
     def get_layer(layer_id: str) -> dict[str, Any]:
@@ -136,8 +164,18 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
                 f"unknown layer {layer_id!r}; known layers: {', '.join(LAYERS)}",
                 parameter="layer_id",
             )
+        access.require(layer_id)
         return _describe(LAYERS[layer_id], _counts(url, None)[layer_id])
 
+    if settings.cors_origins:  # outermost (added last): preflights and problems get it too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=list(CORS_EXPOSED),
+            max_age=600,
+        )
     return app
 
 

@@ -4,14 +4,20 @@ Swagger UI's assets come with the ``swagger-ui-bundle-v2`` Python package; ReDoc
 bundle is fetched once from the npm registry at set-up (``scripts/vendor-redoc.sh``) into
 ``api/static/vendor``. Nothing is loaded from a CDN, so the pages work on an isolated network.
 
-The OpenAPI document says what the API answers: a bad parameter is a 400 problem+json (FastAPI's
-422 is never sent: :mod:`api.errors` maps validation errors to 400), and it is written as
+The OpenAPI document says what the API answers, so that a client (or a fuzzer) can rely on it:
+every problem an operation can answer is listed as ``application/problem+json`` by one table
+(:data:`PROBLEMS`: a bad parameter is a 400 — FastAPI's 422 is never sent, :mod:`api.errors`
+maps validation errors to 400 —, a missing resource 404, a body too large 413, the database
+away 503), answers are typed as served (GeoJSON ``application/geo+json``, tiles
+``application/vnd.mapbox-vector-tile`` ...), and it is written as
 OpenAPI 3.0 (OGC API - Features ``oas30``): JSON Schema 2020-12 forms FastAPI emits are
 rewritten into their 3.0 equivalents (``nullable``, boolean ``exclusiveMinimum`` ...).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from api.errors import PROBLEM, PROBLEM_SCHEMA, NotFoundError, problem_responses
+from api.features import OPENAPI_JSON
+from layers import access
+from layers.catalog import COLLECTIONS
 
 SWAGGER_UI = Path(swagger_ui_bundle.swagger_ui_path)
 REDOC = Path(__file__).parent / "static" / "vendor" / "redoc.standalone.js"
@@ -94,27 +103,192 @@ def install(app: FastAPI) -> None:
     """Make ``app.openapi()`` the API's OpenAPI 3.0 document, matching what it answers.
 
     Every operation's 422 becomes a 400 problem+json; the landing page (``/``) is described;
-    the document is built once and kept.
+    the document is built once and kept. Asked within a request, it is the caller's: only the
+    collections it may read (:func:`for_caller`).
 
     Parameters
     ----------
     app
         The application, with every router included.
     """
+    seen: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
+        if not app.openapi_schema:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = describe(schema)
+        grant = access.current()  # the caller of the request that asks for the document
+        if grant is None:
             return app.openapi_schema
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-        app.openapi_schema = describe(schema)
-        return app.openapi_schema
+        readable = tuple(grant.visible(list(COLLECTIONS)))
+        editable = tuple(i for i in readable if grant.may(i, "edit"))
+        key = (readable, editable)
+        if key not in seen:
+            if len(seen) > 100:
+                seen.clear()
+            seen[key] = for_caller(app.openapi_schema, readable, editable)
+        return seen[key]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def for_caller(
+    document: dict[str, Any], readable: Sequence[str], editable: Sequence[str]
+) -> dict[str, Any]:
+    """Narrow the document to what one caller may see: its collections, its writes.
+
+    Parameters
+    ----------
+    document
+        The whole document (:func:`describe`).
+    readable
+        Collections the caller may read: the only values of every ``collectionId``.
+    editable
+        Collections it may edit; without any, the operations that write a collection's
+        features are left out.
+
+    Returns
+    -------
+    dict
+        A new document; ``document`` is not changed.
+    """
+    narrowed = copy.deepcopy(document)
+    for path, operations in list(narrowed["paths"].items()):
+        for method in list(operations):
+            operation = operations[method]
+            if not isinstance(operation, dict):
+                continue
+            if (
+                not editable
+                and path.startswith("/collections/{collectionId}/items")
+                and (method in ("post", "put", "patch", "delete"))
+            ):
+                del operations[method]
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "collectionId" and parameter.get("in") == "path":
+                    values = editable if method in ("post", "put", "patch", "delete") else readable
+                    parameter.setdefault("schema", {})["enum"] = list(values)
+        if not operations:
+            del narrowed["paths"][path]
+    return narrowed
+
+
+def takes_input(operation: dict[str, Any]) -> bool:
+    """Tell whether an operation takes parameters or a body (so a bad one is a 400).
+
+    Parameters
+    ----------
+    operation
+        An OpenAPI operation object.
+
+    Returns
+    -------
+    bool
+        True when it declares a parameter or a request body.
+    """
+    return bool(operation.get("parameters")) or "requestBody" in operation
+
+
+def names_a_resource(operation: dict[str, Any]) -> bool:
+    """Tell whether an operation has a path parameter (a resource that may not exist: 404).
+
+    Parameters
+    ----------
+    operation
+        An OpenAPI operation object.
+
+    Returns
+    -------
+    bool
+        True when one of its parameters is ``in: path``.
+    """
+    return any(p.get("in") == "path" for p in operation.get("parameters", []))
+
+
+def reads_a_body(operation: dict[str, Any]) -> bool:
+    """Tell whether an operation reads a request body (which may be too large: 413).
+
+    Parameters
+    ----------
+    operation
+        An OpenAPI operation object.
+
+    Returns
+    -------
+    bool
+        True when it declares a request body.
+    """
+    return "requestBody" in operation
+
+
+def writes(operation: dict[str, Any]) -> bool:
+    """Tell whether an operation changes something (a POST, PUT, PATCH or DELETE).
+
+    Parameters
+    ----------
+    operation
+        An OpenAPI operation object (its ``operationId`` ends with its method).
+
+    Returns
+    -------
+    bool
+        True for a write.
+    """
+    method = str(operation.get("operationId", "")).rsplit("_", 1)[-1]
+    return method in ("post", "put", "patch", "delete")
+
+
+def everywhere(operation: dict[str, Any]) -> bool:
+    """Match every operation (the guard and the store stand behind each of them).
+
+    Parameters
+    ----------
+    operation
+        An OpenAPI operation object.
+
+    Returns
+    -------
+    bool
+        True.
+    """
+    return True
+
+
+#: The problems (``application/problem+json``) the API can answer, and which operations can:
+#: one line per status, applied to every operation of the document by :func:`describe` (a
+#: route's own description of the status, if any, is kept).
+PROBLEMS: list[tuple[int, Callable[[dict[str, Any]], bool]]] = [
+    (400, takes_input),  # FastAPI's 422 is never sent: api.errors answers 400
+    (404, names_a_resource),
+    (413, reads_a_body),  # api.limits: a body over TWIN_MAX_BODY_BYTES
+    (401, everywhere),  # api.security: a bad or expired token, or a layer that needs sign-in
+    (403, writes),  # api.security: signed in, but not permitted to change that layer
+    (500, everywhere),  # a defect; every error is still a problem, never a traceback
+    (503, everywhere),  # the database does not answer (api.limits.StoreOutage), Retry-After
+]
+#: Answers whose media type FastAPI cannot see (a route answering a ``Response`` it builds):
+#: operation ``(method, path)`` -> status -> the media types it is served as, replacing what
+#: the generated document says.
+SERVED: dict[tuple[str, str], dict[str, list[str]]] = {
+    ("get", "/api"): {"200": [OPENAPI_JSON]},
+}
+_MEANING: dict[int, dict[str, Any]] = {
+    413: {"description": "The request body is larger than the API reads (TWIN_MAX_BODY_BYTES)"},
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 
 
 def describe(schema: dict[str, Any]) -> dict[str, Any]:
@@ -128,32 +302,37 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The document: 400 problem+json instead of 422, 404 problem+json on every operation with
-        a path parameter, 500 problem+json on every operation,
-        the landing page described, JSON Schema written the OpenAPI 3.0 way.
+        The document: FastAPI's 422 dropped; every operation lists the problems
+        :data:`PROBLEMS` says it can answer (400 where it takes input, 404 where a path
+        parameter may miss, 413 where it reads a body, 503 with ``Retry-After``), each as
+        ``application/problem+json`` with the ``Problem`` schema; the media types of
+        :data:`SERVED` applied; the landing page described; JSON Schema written the OpenAPI
+        3.0 way.
     """
-    problem_400 = problem_responses(400)[400]
-    problem_500 = problem_responses(500)[500]
-    problem_404 = problem_responses(404)[404]
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
+    schema["paths"] = {"/": _LANDING, **schema.get("paths", {})}
+    problem_ref = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            parameters = operation.get("parameters", [])
-            if responses.pop("422", None) is not None or parameters:
-                responses.setdefault("400", problem_400)
-            if any(p.get("in") == "path" for p in parameters):  # a resource that may not exist
-                responses.setdefault("404", problem_404)
-            responses.setdefault("500", problem_500)
+            responses.pop("422", None)
+            for status, applies in PROBLEMS:
+                if applies(operation):
+                    meaning = _MEANING.get(status) or problem_responses(status)[status]
+                    responses.setdefault(str(status), {"description": meaning["description"]})
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
-                    response["content"] = {
-                        PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
-                    }
+                    response["content"] = dict(problem_ref)
+                    if int(code) in _HEADERS:
+                        response.setdefault("headers", _HEADERS[int(code)])
+            for code, types in SERVED.get((method, path), {}).items():
+                documented = responses[code].get("content", {})
+                fallback = {"schema": {"type": "object"}}
+                responses[code]["content"] = {t: documented.get(t, fallback) for t in types}
+            operation["responses"] = dict(sorted(responses.items()))
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     components["Problem"] = PROBLEM_SCHEMA
-    schema["paths"] = {"/": _LANDING, **schema.get("paths", {})}
     schema["openapi"] = OPENAPI_VERSION
     downgraded: dict[str, Any] = _downgrade(schema)
     return downgraded

@@ -12,10 +12,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import pyarrow as pa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import NotFoundError, ProblemError, problem_responses
+from layers import access, editing
 from layers.catalog import COLLECTIONS, Layer
 from layers.cql2 import CLASSES, property_schemas, queryables
 from layers.features import (
@@ -48,6 +49,11 @@ CONFORMANCE = [
     f"{_FEATURES}-3/1.0/conf/filter",
     f"{_FEATURES}-3/1.0/conf/features-filter",
     *(f"http://www.opengis.net/spec/cql2/1.0/conf/{name}" for name in CLASSES),
+    # Part 4 (draft 1.0), answered by api.editing; reads of one item carry the ETag
+    f"{_FEATURES}-4/1.0/conf/create-replace-delete",
+    f"{_FEATURES}-4/1.0/conf/update",
+    f"{_FEATURES}-4/1.0/conf/optimistic-locking-etags",
+    f"{_FEATURES}-4/1.0/conf/features",
 ]
 _REL = "http://www.opengis.net/def/rel/ogc/1.0"
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
@@ -129,10 +135,12 @@ def collection_layer(collection_id: str) -> Layer:
         The layer.
     """
     if collection_id not in COLLECTIONS:
+        visible = ", ".join(access.visible(list(COLLECTIONS)))
         raise NotFoundError(
-            f"unknown collection {collection_id!r}; collections: {', '.join(COLLECTIONS)}",
+            f"unknown collection {collection_id!r}; collections: {visible}",
             parameter="collectionId",
         )
+    access.require(collection_id)  # a hidden collection answers as an unknown one
     return COLLECTIONS[collection_id]
 
 
@@ -208,7 +216,10 @@ def routes(url: str) -> APIRouter:
         base = _base(request)
         return {
             "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
-            "collections": [_collection(request, layer, url) for layer in COLLECTIONS.values()],
+            "collections": [
+                _collection(request, COLLECTIONS[layer_id], url)
+                for layer_id in access.visible(list(COLLECTIONS))  # what the caller may read
+            ],
         }
 
     @router.get("/collections/{collectionId}", summary="One collection", responses=not_found)
@@ -426,13 +437,20 @@ def routes(url: str) -> APIRouter:
         collectionId: str,
         featureId: str,
         crs: Annotated[str | None, Query(description="Output CRS; CRS84 by default")] = None,
-    ) -> GeoJSONResponse:
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Response:
         layer = collection_layer(collectionId)
         out_crs = resolve_crs(crs, "crs")
+        # the ETag (Part 4: the version an edit names in If-Match) is read before the body: a
+        # write between the reads makes it name the older version, so an edit is refused
+        etag = editing.current_etag(layer.id, featureId, url=url)
+        headers = {"Content-Crs": f"<{out_crs.uri}>", **({"ETag": etag} if etag else {})}
+        if etag and if_none_match and editing.none_match(if_none_match, etag):
+            return Response(status_code=304, headers=headers)
         feature = get_feature(layer.id, featureId, crs=crs, url=url)
         if feature is None:
             raise NotFoundError(f"no feature {featureId!r} in {layer.id}", parameter="featureId")
-        return GeoJSONResponse(feature, headers={"Content-Crs": f"<{out_crs.uri}>"})
+        return GeoJSONResponse(feature, headers=headers)
 
     return router
 

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 import shapely
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from api.errors import ProblemError
 from api.geojson import feature_collection, geometry, records
+from layers import access
 from layers.onemap import MAX_RADIUS_M, OneMap, check_geometry
+from layers.queries import as_of
 from twin.city import City
 
 Layers = Annotated[
@@ -28,7 +30,41 @@ Filters = Annotated[
     Query(alias="filter", description="layer:CQL2 text, e.g. buildings:height_m > 30"),
 ]
 Limit = Annotated[int, Query(ge=0, le=10_000, description="Features returned per layer")]
-Moment = Annotated[str | None, Query(alias="datetime", description="RFC 3339 moment")]
+
+
+def check_moment(value: str | None) -> str | None:
+    """Refuse a moment that is not ISO 8601 / RFC 3339 (a 400 naming the parameter, not a 500).
+
+    Parameters
+    ----------
+    value
+        The moment as given, or None (now).
+
+    Returns
+    -------
+    str or None
+        The value, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If it is not an ISO 8601 date or date-time.
+    """
+    if value is not None:
+        try:
+            as_of(value)
+        except ValueError:
+            raise ValueError(
+                f"{value[:40]!r} is not an RFC 3339 moment (e.g. 2024-05-01T12:00:00Z)"
+            ) from None
+    return value
+
+
+Moment = Annotated[
+    str | None,
+    Query(alias="datetime", description="RFC 3339 moment"),
+    AfterValidator(check_moment),
+]
 
 
 class AreaRequest(BaseModel):
@@ -38,7 +74,7 @@ class AreaRequest(BaseModel):
     buffer_m: float | None = Field(default=None, description="Buffer of a line (m)")
     layers: list[str] | None = None
     filters: dict[str, str] = Field(default_factory=dict)
-    datetime: str | None = None
+    datetime: Annotated[str | None, AfterValidator(check_moment)] = None
     limit: int = Field(default=100, ge=0, le=10_000)
 
 
@@ -156,6 +192,7 @@ def routes(city: City) -> APIRouter:
 
     @router.get("/cameras/coverage", summary="View cones, road coverage, blind spots")
     def get_camera_coverage(at: Moment = None) -> dict[str, Any]:
+        access.require("cameras")  # view cones are drawn from the cameras' positions
         result = city.camera_coverage(at=at)
         return {
             "districts": records(result.districts),

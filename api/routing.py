@@ -16,6 +16,9 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
 from api.errors import ProblemError
+from api.features import GeoJSONResponse
+from layers import access
+from layers.onemap import check_vertices
 from layers.validation import IngestError
 from routing import PROFILES, Route, Unit
 from routing.paths import Point
@@ -120,7 +123,11 @@ def routes(city: City) -> APIRouter:
     """
     router = APIRouter(prefix="/routing", tags=["routing"])
 
-    @router.get("/route", summary="Fastest route between two points")
+    @router.get(
+        "/route",
+        summary="Fastest route between two points",
+        response_class=GeoJSONResponse,
+    )
     def get_route(
         origin: Annotated[str, Query(alias="from", description="lon,lat")],
         destination: Annotated[str, Query(alias="to", description="lon,lat")],
@@ -130,7 +137,11 @@ def routes(city: City) -> APIRouter:
         end = parse_points(destination, "to")[0]
         return _feature(city.route(start, end, profile=profile), profile=profile)
 
-    @router.get("/nearest", summary="The units that reach an incident first, with routes")
+    @router.get(
+        "/nearest",
+        summary="The units that reach an incident first, with routes",
+        response_class=GeoJSONResponse,
+    )
     def get_nearest(
         incident: Annotated[str, Query(description="lon,lat")],
         kind: Annotated[str | None, Query(description="Resource kind; all when absent")] = None,
@@ -141,7 +152,11 @@ def routes(city: City) -> APIRouter:
         units = city.nearest_units(point, kind=kind, k=k, profile=profile)
         return {"type": "FeatureCollection", "features": unit_features(units)}
 
-    @router.get("/isochrones", summary="Service areas of facilities for several time breaks")
+    @router.get(
+        "/isochrones",
+        summary="Service areas of facilities for several time breaks",
+        response_class=GeoJSONResponse,
+    )
     def get_isochrones(
         facilities: Annotated[str, Query(description="lon,lat;lon,lat ...")],
         breaks: Annotated[str, Query(description="Minutes, comma-separated")] = "4,8,12",
@@ -197,6 +212,7 @@ def routes(city: City) -> APIRouter:
 
     @router.post("/closures", status_code=201, summary="Close roads (area, line, point or ids)")
     def post_closure(request: ClosureRequest) -> dict[str, Any]:
+        access.require("closures", "edit")
         geometry = None
         if request.geometry is not None:
             try:
@@ -212,6 +228,7 @@ def routes(city: City) -> APIRouter:
                 raise ProblemError(
                     f"geometry: not a GeoJSON geometry ({exc})", parameter="geometry"
                 ) from None
+            check_vertices(geometry, "geometry")
         try:
             closure = city.close_roads(
                 geometry=geometry,
@@ -225,6 +242,7 @@ def routes(city: City) -> APIRouter:
             raise ProblemError(
                 f"{problem.field}: {problem.reason}", parameter=problem.field
             ) from None
+        access.note("closures", count=1, ids=[closure])
         return {"id": closure}
 
     @router.post("/flood", summary="Close the roads a flood raster (GeoTIFF) puts under water")
@@ -233,14 +251,18 @@ def routes(city: City) -> APIRouter:
         threshold_m: Annotated[float, Query(ge=0, description="Depth that closes a road")] = 0.3,
         raster: Annotated[bytes | None, Body(media_type="image/tiff")] = None,
     ) -> dict[str, Any]:
+        access.require("closures", "edit")  # a flood closes roads, as a closure does
         data = await request.body()
         if not data:
             raise ProblemError("send the GeoTIFF as the request body", parameter="raster")
         closed = city.router.flood(data, threshold_m=threshold_m)
+        access.note("closures", count=len(closed), ids=closed)  # the closed roads' ids
         return {"threshold_m": threshold_m, "closed_road_ids": closed}
 
     @router.delete("/flood", status_code=204, summary="Reopen the roads a flood closed")
     def delete_flood() -> None:
+        access.require("closures", "edit")
         city.router.clear_flood()
+        access.note("closures", count=0)
 
     return router

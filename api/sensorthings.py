@@ -178,11 +178,15 @@ def routes(
     )
     async def resource(request: Request, path: str) -> Response:
         method = request.method
+        if path == "CreateObservations":  # an action: POST only (served above)
+            return _not_allowed("CreateObservations is an action: POST a dataArray", "POST")
         if method == "GET":
             return await _work(_get, path, request, base(request), url)
         if method == "POST":
             return await _post(path, request, feed, base(request), url)
-        body = await _json(request) if method in ("PATCH", "PUT") else None
+        # the body is read once the path is known to name an entity it may change (a change
+        # of an entity set is a 405 whatever the body)
+        body = await request.body() if method in ("PATCH", "PUT") else None
         patch = "json-patch" in request.headers.get("content-type", "")
         return await _work(_change, method, path, body, patch, base(request), url)
 
@@ -243,7 +247,10 @@ def _body_doc(description: str) -> dict[str, Any]:
 
 
 async def _json(request: Request) -> Any:
-    raw = await request.body()
+    return _parse_json(await request.body())
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -413,7 +420,9 @@ def _data_array(body: Any, feed: Feed, base: str, url: str) -> list[str]:
     return links
 
 
-def _change(method: str, path: str, body: Any, patch: bool, base: str, url: str) -> Response:
+def _change(
+    method: str, path: str, raw: bytes | None, patch: bool, base: str, url: str
+) -> Response:
     target = sta.resolve(path, url=url)
     if target.id is None or target.property or target.ref:
         return _not_allowed(f"{method} changes one entity; this path is not one", "GET, POST")
@@ -423,6 +432,7 @@ def _change(method: str, path: str, body: Any, patch: bool, base: str, url: str)
             "observations are never changed or deleted: the store keeps what it received",
             "GET",
         )
+    body: Any = None if raw is None else _parse_json(raw)
     if method == "DELETE":
         sta.delete(name, target.id, url=url)
         registry.forget(url)

@@ -9,13 +9,15 @@ when it exists). ``GET /signals/plans/{name}/sumo`` gives it as a SUMO additiona
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.errors import NotFoundError, ProblemError
 from api.routing import parse_points
+from layers import access
 from routing.signals import WebsterSettings
 from twin.city import City
 
@@ -39,6 +41,21 @@ class PlanRequest(BaseModel):
     signals: list[str] | None = Field(None, description="Signal ids (a corridor's, in order).")
     greenwave: bool = Field(False, description="Coordinate the signals as one corridor.")
     settings: Settings = Field(default_factory=Settings)
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_is_an_area(
+        cls, value: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if value is not None:
+            minx, miny, maxx, maxy = value
+            if not all(math.isfinite(v) for v in value):
+                raise ValueError("the corners must be finite numbers")
+            if minx > maxx or miny > maxy:
+                raise ValueError(
+                    "a minimum is above its maximum (min lon, min lat, max lon, max lat)"
+                )
+        return value
 
 
 def _record(record: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +81,7 @@ def routes(city: City) -> APIRouter:
 
     @router.post("/plans", status_code=201, summary="Optimise an area or a corridor: a plan")
     def post_plan(request: PlanRequest) -> dict[str, Any]:
+        access.require("signals", "edit")  # a plan retimes the signals
         if request.settings.min_cycle_s > request.settings.max_cycle_s:
             raise ProblemError("min_cycle_s is above max_cycle_s", parameter="settings")
         settings = WebsterSettings(**request.settings.model_dump())
@@ -74,6 +92,8 @@ def routes(city: City) -> APIRouter:
             greenwave=request.greenwave,
             settings=settings,
         )
+        timed = [str(t.get("signal")) for t in record.get("plan", {}).get("signals", [])]
+        access.note("signals", count=len(timed), ids=timed)
         return _record(record)
 
     @router.get("/plans", summary="The stored plans")

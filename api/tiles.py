@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from api.errors import NotFoundError, problem_responses
 from api.features import collection_layer
 from api.parameters import known_parameters
+from layers import access
 from layers.catalog import COLLECTIONS, LAYERS
 from layers.features import extent
 from layers.tiles import (
@@ -92,7 +93,7 @@ def _matrix_set(value: str) -> None:
 
 def _collections(value: str | None) -> list[str]:
     if value is None:
-        return list(LAYERS)
+        return access.visible(list(LAYERS))  # the one map of what the caller may read
     names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # no repeats
     if not names:
         raise TileError("collections: name at least one collection", parameter="collections")
@@ -350,6 +351,8 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     not_found = problem_responses(404)
 
     def answer(request: Request, layer_ids: list[str], z: int, x: int, y: int) -> Response:
+        for layer_id in layer_ids:  # before the limits: they would tell a hidden layer's extent
+            access.require(layer_id)
         try:
             check_in_limits(layer_ids, z, x, y, url=url)
         except TileError as error:  # outside the tileset's limits: no such tile
@@ -357,8 +360,19 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         etag = tile_etag(layer_ids, z, x, y, url=url)
         # live tiles change from one second to the next: clients revalidate them (ETag) each time
         live = any(COLLECTIONS[layer_id].read_only for layer_id in layer_ids)
-        cache_control = "no-cache" if live else "public, max-age=60"
-        headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
+        # a tile of a signed-in caller, or of a classified layer, is never kept by a shared
+        # cache (a proxy would hand it to the next caller, whatever his clearance)
+        grant = access.current()
+        shared = grant is None or (
+            grant.principal.anonymous
+            and all(grant.rules.level(layer_id) == 0 for layer_id in layer_ids)
+        )
+        cache_control = "no-cache" if live else f"{'public' if shared else 'private'}, max-age=60"
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": cache_control,
+            "Vary": "Authorization, X-API-Key",
+        }
         asked = {
             tag.strip().removeprefix("W/").strip('"')
             for tag in request.headers.get("if-none-match", "").split(",")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -63,7 +63,9 @@ def routes(settings: TwinSettings) -> APIRouter:
     url = settings.database_url
 
     @router.get("/", response_model=None)
-    def landing(request: Request, f: str | None = None) -> HTMLResponse | JSONResponse:
+    def landing(
+        request: Request, f: Literal["json", "html"] | None = None
+    ) -> HTMLResponse | JSONResponse:
         accept = request.headers.get("accept", "")
         if f == "json" or (f is None and "json" in accept and "text/html" not in accept):
             return JSONResponse(features.landing(request))
@@ -161,6 +163,7 @@ def _catalog_page(settings: TwinSettings, url: str) -> str:
         f"<td>{html.escape(layer.title)}</td><td>{layer.storage_type}</td>"
         f"<td class='n'>{counts[layer.id]:,}</td></tr>"
         for layer in LAYERS.values()
+        if layer.id in counts  # the layers the caller may read
     )
     title = html.escape(f"CityTwin — {settings.city_name}")
     return f"""<!doctype html>

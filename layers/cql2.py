@@ -33,6 +33,7 @@ import shapely.validation
 from psycopg import sql
 
 from layers.catalog import Layer
+from layers.settings import get_settings
 
 #: The filter languages understood, as OGC API - Features Part 3 names them.
 LANGUAGES = ("cql2-text", "cql2-json")
@@ -124,6 +125,34 @@ _SIGNS = re.compile(r"(?:^|[(,=<>])\s*[-+](?=\s*[\d.])|(?<=\d[eE])[-+]")
 
 class FilterError(ValueError):
     """A filter that cannot be parsed or names something the layer cannot be queried by."""
+
+
+def too_many_vertices(geometry: shapely.Geometry, limit: int | None = None) -> str | None:
+    """Say why a client's geometry has too many vertices to be asked about, or None.
+
+    Every geometry a client sends (a CQL2 literal here, one-map areas, closures, incidents
+    through :func:`layers.onemap.check_vertices`) is counted by this one function: a
+    300,000-vertex polygon would tie a worker up for seconds in PostGIS.
+
+    Parameters
+    ----------
+    geometry
+        The geometry, any type.
+    limit
+        Most vertices allowed; ``TWIN_MAX_VERTICES`` (default 20,000) when None.
+
+    Returns
+    -------
+    str or None
+        The reason, naming the count and the limit; None when the geometry is small enough.
+    """
+    most = get_settings().max_vertices if limit is None else limit
+    count = int(shapely.get_num_coordinates(geometry))
+    if count <= most:
+        return None
+    return (
+        f"the geometry has {count:,} vertices, more than the {most:,} allowed (TWIN_MAX_VERTICES)"
+    )
 
 
 def _kinds(layer: Layer) -> dict[str, str]:
@@ -721,6 +750,8 @@ class _Translator:
             raise FilterError(f"not a valid GeoJSON {node['type']}: {_describe(node)}") from None
         if not np.isfinite(coordinates[:, :2]).all():
             raise FilterError(f"a {node['type']}'s coordinates must be finite numbers")
+        if reason := too_many_vertices(shape):
+            raise FilterError(reason)
         if self.lat_first:
             shape = shapely.transform(shape, lambda xy: xy[:, ::-1])
         if not shape.is_valid:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ def database_url(url: str | None = None) -> str:
     str
         A ``postgresql+psycopg://`` URL.
     """
-    parsed = make_url(url or get_settings().database_url)
+    return _with_psycopg(url or get_settings().database_url)
+
+
+@lru_cache(maxsize=64)
+def _with_psycopg(url: str) -> str:
+    parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -61,9 +67,43 @@ def get_engine(url: str | None = None) -> Engine:
     return sa.create_engine(database_url(url), pool_pre_ping=True, future=True)
 
 
+#: The clearance reads run under in this context (:func:`reading_at`); None: the store's owner.
+_CLEARANCE: ContextVar[int | None] = ContextVar("twin_read_clearance", default=None)
+#: The database role restricted reads run as; its row-level security policies (migration 0012)
+#: let it read only rows at or below ``twin.clearance``.
+READER_ROLE = "twin_reader"
+
+
+@contextmanager
+def reading_at(clearance: int | None) -> Iterator[None]:
+    """Run a block's reads (:func:`cursor`) under a clearance, or as the owner (None).
+
+    :func:`layers.access.acting_as` sets it with a caller's grant; code needs it only directly
+    to read as the owner inside a request (a cache shared by every caller, say).
+
+    Parameters
+    ----------
+    clearance
+        0 (public) to 3 (core), or None for the owner.
+
+    Yields
+    ------
+    None
+    """
+    token = _CLEARANCE.set(clearance)
+    try:
+        yield
+    finally:
+        _CLEARANCE.reset(token)
+
+
 @contextmanager
 def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
     """Lend a psycopg cursor on a pooled connection, for reading, under a statement timeout.
+
+    Under a clearance (:func:`reading_at`, set per request by the API) the transaction runs as
+    the ``twin_reader`` role with ``twin.clearance`` set: row-level security then hides every
+    row classified above it, whatever the query.
 
     Parameters
     ----------
@@ -80,8 +120,35 @@ def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
         assert raw is not None
         with raw.cursor() as cur:
             timeout_ms = int(get_settings().statement_timeout_s * 1000)
-            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")  # an int, not user text
+            statements = f"SET LOCAL statement_timeout = {timeout_ms}"  # ints, not user text
+            clearance = _CLEARANCE.get()
+            if clearance is not None:
+                statements += (
+                    f"; SET LOCAL ROLE {READER_ROLE}; SET LOCAL twin.clearance = '{int(clearance)}'"
+                )
+            cur.execute(statements)
             yield cur
+
+
+@contextmanager
+def owner_cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
+    """Lend a reading cursor as the store's owner, whatever clearance is in force.
+
+    For what no caller's clearance may narrow: the access rules themselves, caches shared by
+    every caller (the road graph). Never hand its rows to a caller unchecked.
+
+    Parameters
+    ----------
+    url
+        Database URL; ``None`` for the configured one.
+
+    Yields
+    ------
+    psycopg.Cursor
+        The cursor; its transaction is rolled back when the block ends.
+    """
+    with reading_at(None), cursor(url) as cur:
+        yield cur
 
 
 def ensure_database(url: str | None = None) -> bool:

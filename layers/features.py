@@ -19,6 +19,7 @@ import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
+from layers import access
 from layers.catalog import Layer, get_collection
 from layers.cql2 import FilterError, bbox_boxes, to_sql
 from layers.database import cursor, database_url
@@ -297,6 +298,7 @@ def _page_query(
 ) -> tuple[Layer, OutputCrs, sql.Composable, list[Any]]:
     """Check a page request; return the layer, output CRS, and the WHERE clause with params."""
     layer = get_collection(layer_id)
+    access.require(layer.id)
     if not 1 <= limit <= MAX_LIMIT:
         raise FeatureQueryError(f"limit must be 1 to {MAX_LIMIT}", parameter="limit")
     if not 0 <= offset <= MAX_OFFSET:
@@ -391,18 +393,21 @@ def query_features(
         filter_crs,
         filter_lang,
     )
-    table = sql.Identifier(layer.table)
+    table = access.relation(layer)  # the caller's rows and masked values
     # PostgreSQL writes the page's JSON text itself; Python never parses it on the way out
     page = sql.SQL(
-        "SELECT coalesce(json_agg(p.f ORDER BY p.id, p.vid), '[]'::json)::text, count(*) FROM "
-        "(SELECT id, vid, {feature} AS f FROM {table} WHERE {where} "
+        "SELECT coalesce(json_agg(p.f ORDER BY p.id, p.vid), '[]'::json)::text, count(*), "
+        "coalesce(array_agg(p.id ORDER BY p.id, p.vid), '{{}}') FROM "
+        "(SELECT id, vid, {feature} AS f FROM {table} AS t WHERE {where} "
         "ORDER BY id, vid LIMIT %s OFFSET %s) AS p"
     ).format(feature=_feature_sql(layer, out_crs), table=table, where=where)
-    count = sql.SQL("SELECT count(*) FROM {table} WHERE {where}").format(table=table, where=where)
+    count = sql.SQL("SELECT count(*) FROM {table} AS t WHERE {where}").format(
+        table=table, where=where
+    )
     with cursor(url) as cur:
         try:
             cur.execute(page, [*params, limit, offset])
-            text, returned = cur.fetchone() or ("[]", 0)
+            text, returned, ids = cur.fetchone() or ("[]", 0, [])
             if offset == 0 and returned < limit:
                 matched = int(returned)  # the whole answer is on this page
             else:
@@ -413,6 +418,7 @@ def query_features(
             if refusal is None:
                 raise
             raise refusal from None
+    access.note(layer.id, count=int(returned), ids=ids)  # for the audit of the request
     return FeaturePage(text, int(returned), matched)
 
 
@@ -457,9 +463,9 @@ def query_arrow(
     names = ["id", "source", "valid_from", "valid_to", *layer.field_names]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
     query = sql.SQL(
-        "SELECT {columns}, props::text, ST_AsBinary(ST_Transform(geom, %s)) FROM {table} "
+        "SELECT {columns}, props::text, ST_AsBinary(ST_Transform(geom, %s)) FROM {table} AS t "
         "WHERE {where} ORDER BY id, vid LIMIT %s OFFSET %s"
-    ).format(columns=columns, table=sql.Identifier(layer.table), where=where)
+    ).format(columns=columns, table=access.relation(layer), where=where)
     with cursor(url) as cur:
         try:
             cur.execute(query, [out_crs.srid, *params, limit, offset])
@@ -469,6 +475,7 @@ def query_arrow(
                 raise
             raise refusal from None
         rows = cur.fetchall()
+    access.note(layer.id, count=len(rows), ids=[str(row[0]) for row in rows])
     values = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 2)
     arrays: dict[str, Any] = {}
     for name, column in zip([*names, "props"], values, strict=False):
@@ -527,17 +534,21 @@ def get_feature(
         The feature.
     """
     layer = get_collection(layer_id)
+    access.require(layer.id)
     out_crs = resolve_crs(crs, "crs")
-    query = sql.SQL("SELECT {feature} FROM {table} WHERE id = %s AND valid_to IS NULL").format(
-        feature=_feature_sql(layer, out_crs), table=sql.Identifier(layer.table)
+    query = sql.SQL("SELECT {feature} FROM {table} AS t WHERE id = %s AND valid_to IS NULL").format(
+        feature=_feature_sql(layer, out_crs), table=access.relation(layer)
     )
     with cursor(url) as cur:
         cur.execute(query, (feature_id,))
         row = cur.fetchone()
-    return None if row is None else dict(row[0])
+    if row is None:
+        return None
+    access.note(layer.id, count=1, ids=[feature_id])
+    return dict(row[0])
 
 
-_EXTENTS: dict[tuple[str, str, int], list[float] | None] = {}
+_EXTENTS: dict[tuple[str, str, int, str], list[float] | None] = {}
 
 
 def extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
@@ -580,7 +591,7 @@ def extents(layer_ids: Sequence[str], *, url: str | None = None) -> list[list[fl
     out: list[list[float] | None] = []
     sources = [get_collection(layer_id).derived_from or layer_id for layer_id in layer_ids]
     for layer_id, version in zip(sources, layer_versions(sources, url=url), strict=True):
-        key = (where, layer_id, version)
+        key = (where, layer_id, version, access.signature([layer_id]))
         if key not in _EXTENTS:
             if len(_EXTENTS) > 1000:
                 _EXTENTS.clear()
@@ -592,8 +603,8 @@ def extents(layer_ids: Sequence[str], *, url: str | None = None) -> list[list[fl
 def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     query = sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-        "(SELECT ST_Extent(geom) AS e FROM {table} WHERE valid_to IS NULL) AS x"
-    ).format(table=sql.Identifier(get_collection(layer_id).table))
+        "(SELECT ST_Extent(geom) AS e FROM {table} AS t WHERE valid_to IS NULL) AS x"
+    ).format(table=access.relation(get_collection(layer_id)))
     with cursor(url) as cur:
         cur.execute(query)
         row = cur.fetchone()
@@ -602,7 +613,7 @@ def _extent(layer_id: str, *, url: str | None = None) -> list[float] | None:
     return [float(v) for v in row]
 
 
-_TEMPORAL: dict[tuple[str, str, int], list[str | None] | None] = {}
+_TEMPORAL: dict[tuple[str, str, int, str], list[str | None] | None] = {}
 
 
 def temporal_extent(layer_id: str, *, url: str | None = None) -> list[str | None] | None:
@@ -621,14 +632,15 @@ def temporal_extent(layer_id: str, *, url: str | None = None) -> list[str | None
         ``[start, end]`` as RFC 3339 text (UTC): the first ``valid_from``, and the last
         ``valid_to`` or None (open) while any version is current.
     """
-    key = (database_url(url), layer_id, layer_versions([layer_id], url=url)[0])
+    version = layer_versions([layer_id], url=url)[0]
+    key = (database_url(url), layer_id, version, access.signature([layer_id]))
     if key not in _TEMPORAL:
         if len(_TEMPORAL) > 1000:
             _TEMPORAL.clear()
         query = sql.SQL(
             "SELECT min(valid_from), CASE WHEN bool_or(valid_to IS NULL) THEN NULL "
-            "ELSE max(valid_to) END, count(*) FROM {table}"
-        ).format(table=sql.Identifier(get_collection(layer_id).table))
+            "ELSE max(valid_to) END, count(*) FROM {table} AS t"
+        ).format(table=access.relation(get_collection(layer_id)))
         with cursor(url) as cur:
             cur.execute(query)
             start, end, count = cur.fetchone() or (None, None, 0)

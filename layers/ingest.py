@@ -431,6 +431,8 @@ def _load(cur: Any, batch: _Batch, *, now: datetime, progress: Progress | None) 
     )
     row = cur.fetchone()
     first_import = row is not None and not row[0]
+    if first_import and total == 0:
+        return  # nothing to write, and the layer's version stays
     target = table if first_import else sql.Identifier("_stage")
     rebuild: list[str] = []
     if first_import:
@@ -509,15 +511,33 @@ def _merge(cur: Any, batch: _Batch, *, now: datetime) -> None:
     )
     cur.execute("CREATE INDEX ON _stage (id)")
     cur.execute("ANALYZE _stage")
-    cur.execute(
-        sql.SQL(
-            "UPDATE {table} t SET valid_to = %(now)s FROM _stage s "
-            "WHERE t.id = s.id AND t.valid_to IS NULL AND ({old}) IS DISTINCT FROM ({new})"
-        ).format(table=table, old=compare_old, new=compare_new),
-        params,
-    )
-    report.changed = cur.rowcount
-    if batch.retire_missing:
+    # Each statement that writes the layer table bumps its version (a statement trigger, even
+    # for no row: migration 0003) and so empties the tile caches. Only what changes is
+    # written: a re-import that changes nothing leaves the version and the vids alone.
+    changed = sql.SQL(
+        "FROM {table} t, _stage s WHERE t.id = s.id AND t.valid_to IS NULL "
+        "AND ({old}) IS DISTINCT FROM ({new})"
+    ).format(table=table, old=compare_old, new=compare_new)
+    retired = sql.SQL(
+        "FROM {table} t WHERE t.source = %(source)s AND t.valid_to IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM _stage s WHERE s.id = t.id)"
+    ).format(table=table)
+    new_ids = sql.SQL(
+        "FROM _stage s WHERE NOT EXISTS "
+        "(SELECT 1 FROM {table} t WHERE t.id = s.id AND t.valid_to IS NULL)"
+    ).format(table=table)
+    report.changed = _count(cur, changed, params)
+    fresh = _count(cur, new_ids, params)
+    if report.changed:
+        cur.execute(
+            sql.SQL(
+                "UPDATE {table} t SET valid_to = %(now)s FROM _stage s "
+                "WHERE t.id = s.id AND t.valid_to IS NULL AND ({old}) IS DISTINCT FROM ({new})"
+            ).format(table=table, old=compare_old, new=compare_new),
+            params,
+        )
+        report.changed = cur.rowcount
+    if batch.retire_missing and _count(cur, retired, params):
         cur.execute(
             sql.SQL(
                 "UPDATE {table} t SET valid_to = %(now)s "
@@ -527,17 +547,26 @@ def _merge(cur: Any, batch: _Batch, *, now: datetime) -> None:
             params,
         )
         report.retired = cur.rowcount
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {table} (valid_from, {cols}) "
-            "SELECT %(now)s, {cols} FROM _stage s WHERE NOT EXISTS "
-            "(SELECT 1 FROM {table} t WHERE t.id = s.id AND t.valid_to IS NULL)"
-        ).format(table=table, cols=stage_columns),
-        params,
-    )
-    inserted = cur.rowcount
+    inserted = 0
+    if report.changed or fresh:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {table} (valid_from, {cols}) "
+                "SELECT %(now)s, {cols} FROM _stage s WHERE NOT EXISTS "
+                "(SELECT 1 FROM {table} t WHERE t.id = s.id AND t.valid_to IS NULL)"
+            ).format(table=table, cols=stage_columns),
+            params,
+        )
+        inserted = cur.rowcount
     report.added = inserted - report.changed
     report.unchanged = len(batch.prepared) - inserted
+
+
+def _count(cur: Any, rows: sql.Composable, params: dict[str, Any]) -> int:
+    """Count the rows of a ``FROM ... WHERE ...`` clause."""
+    cur.execute(sql.SQL("SELECT count(*) ") + rows, params)
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _refuse_ids_of_other_sources(cur: Any, batch: _Batch) -> None:

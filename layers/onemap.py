@@ -13,11 +13,12 @@ or Gauss-Kruger zone: within 0.04% of the ellipsoid), where the radius or buffer
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextvars
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -26,12 +27,15 @@ import shapely
 from psycopg import sql
 from pyproj import Geod, Transformer
 
+from layers import access
 from layers.catalog import LAYERS, Layer, get_layer
-from layers.cql2 import FilterError, to_sql
+from layers.cql2 import FilterError, to_sql, too_many_vertices
 from layers.database import cursor
 from layers.errors import ParameterError
 from layers.queries import as_of, frame_from_rows
 from layers.settings import get_settings
+
+T = TypeVar("T")
 
 #: Largest radius or buffer accepted (m).
 MAX_RADIUS_M = 20_000.0
@@ -246,7 +250,7 @@ def _ask(
             return cur.fetchall()
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        fetched = list(pool.map(fetch, asked))
+        fetched = _in_context(pool, fetch, asked)
     if not lean:
         features = {}
         measured = {}
@@ -287,7 +291,7 @@ def _ask(
             return cur.fetchall()
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        wholes = list(pool.map(fetch_whole, asked))
+        wholes = _in_context(pool, fetch_whole, asked)
     features = {}
     for layer, rows in zip(asked, wholes, strict=True):
         found = measured[layer.id]
@@ -337,10 +341,12 @@ def _rows_by_id(
     when = (
         "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
     )
-    query = sql.SQL("SELECT {cols}, ST_AsBinary(geom) FROM {table} WHERE {when} AND id = ANY(%s)")
+    query = sql.SQL(
+        "SELECT {cols}, ST_AsBinary(geom) FROM {table} AS t WHERE {when} AND id = ANY(%s)"
+    )
     composed = query.format(
         cols=sql.SQL(", ").join(map(sql.Identifier, _columns(layer))),
-        table=sql.Identifier(layer.table),
+        table=access.relation(layer),
         when=sql.SQL(when),
     )
     return composed, [*([moment, moment] if moment else []), ids]
@@ -390,7 +396,7 @@ def _layer_query(
     extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
     if shape == "within":
         query = sql.SQL(
-            "SELECT {cols}, ST_AsBinary(geom) FROM {table} "
+            "SELECT {cols}, ST_AsBinary(geom) FROM {table} AS t "
             "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) "
             "AND ST_Intersects(geom, ST_GeomFromWKB(%s, 4326)) AND ({extra}) ORDER BY id"
         )
@@ -403,7 +409,7 @@ def _layer_query(
         # the ellipsoid.
         inner, outer = _mercator_radii(area, distance_m)
         query = sql.SQL(
-            "SELECT {cols}, ST_AsBinary(geom) FROM {table}, "
+            "SELECT {cols}, ST_AsBinary(geom) FROM {table} AS t, "
             "(SELECT ST_Transform(r, 3857) AS m, r::geography AS g "
             " FROM ST_GeomFromWKB(%s, 4326) AS r) AS ref "
             "WHERE {when} AND ST_DWithin(geom_3857, ref.m, %s) "
@@ -420,7 +426,7 @@ def _layer_query(
         ]
     composed = query.format(
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        table=sql.Identifier(layer.table),
+        table=access.relation(layer),  # the caller's rows and masked values
         when=sql.SQL(when),
         extra=extra,
     )
@@ -495,6 +501,8 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
     with cursor(url) as cur:
         cur.execute(
             sql.SQL(_DISTRICTS).format(
+                districts=access.relation(LAYERS["districts"]),
+                buildings=access.relation(LAYERS["buildings"]),
                 d_when=sql.SQL(current.replace("valid_", "d.valid_")),
                 b_when=sql.SQL(current.replace("valid_", "b.valid_")),
             ),
@@ -513,7 +521,7 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
             ],
         )
         for layer in LAYERS.values():
-            if layer.id in ("districts", "buildings"):
+            if layer.id in ("districts", "buildings") or not access.visible([layer.id]):
                 continue
             kind = KIND_OF.get(layer.id)
             if layer.storage_type in _LINES:
@@ -526,7 +534,7 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                 sql.SQL(_PER_DISTRICT).format(
                     kind=sql.Identifier(kind) if kind else sql.SQL("NULL"),
                     measure=measure,
-                    table=sql.Identifier(layer.table),
+                    table=access.relation(layer),
                     d_when=sql.SQL(current.replace("valid_", "d.valid_")),
                     f_when=sql.SQL(current.replace("valid_", "f.valid_")),
                 ),
@@ -543,8 +551,8 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
 _DISTRICTS = """
 SELECT d.id, d.name, d.level, ST_Area(d.geom::geography) / 1e6, d.population,
        count(b.id), coalesce(sum(b.population), 0)
-FROM districts d
-LEFT JOIN buildings b
+FROM {districts} d
+LEFT JOIN {buildings} b
   ON {b_when} AND b.geom && d.geom AND ST_Intersects(d.geom, ST_PointOnSurface(b.geom))
 WHERE {d_when}
 GROUP BY d.id, d.name, d.level, d.geom, d.population
@@ -568,9 +576,21 @@ def _columns(layer: Layer) -> list[str]:
     return ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
 
 
+def _in_context(
+    pool: ThreadPoolExecutor, task: Callable[[Layer], T], layers: list[Layer]
+) -> list[T]:
+    """Run ``task`` per layer in the pool, each in a copy of this thread's context.
+
+    The copy carries the caller's grant (:mod:`layers.access`) into the worker threads, so
+    their reads run under the caller's clearance, not as the owner.
+    """
+    futures = [pool.submit(contextvars.copy_context().run, task, layer) for layer in layers]
+    return [future.result() for future in futures]
+
+
 def _layers(layers: Sequence[str] | None) -> list[Layer]:
     if layers is None:
-        return list(LAYERS.values())
+        return [LAYERS[name] for name in access.visible(list(LAYERS))]
     if isinstance(layers, str):
         layers = [layers]
     unknown = [name for name in layers if name not in LAYERS]
@@ -581,6 +601,8 @@ def _layers(layers: Sequence[str] | None) -> list[Layer]:
         )
     if not layers:
         raise OneMapError("ask at least one layer", parameter="layers")
+    for name in layers:
+        access.require(name)
     return [LAYERS[name] for name in dict.fromkeys(layers)]
 
 
@@ -613,7 +635,7 @@ def _lonlat(point: Sequence[float], parameter: str) -> tuple[float, float]:
 
 
 def check_geometry(geometry: shapely.Geometry, parameter: str = "geometry") -> None:
-    """Refuse a geometry the store cannot be asked about: empty, with an empty part, not lon/lat.
+    """Refuse a geometry the store cannot be asked about: too big, empty, not lon/lat.
 
     Parameters
     ----------
@@ -627,6 +649,7 @@ def check_geometry(geometry: shapely.Geometry, parameter: str = "geometry") -> N
     OneMapError
         Naming the parameter and what is wrong.
     """
+    check_vertices(geometry, parameter)
     parts = shapely.get_parts(geometry)
     if shapely.is_empty(geometry) or shapely.is_empty(parts).any():
         raise OneMapError("the geometry is empty or has an empty part", parameter=parameter)
@@ -634,6 +657,29 @@ def check_geometry(geometry: shapely.Geometry, parameter: str = "geometry") -> N
     if len(rings) and shapely.is_empty(rings).any():
         raise OneMapError("the geometry has an empty ring", parameter=parameter)
     _check_bounds(geometry, parameter)
+
+
+def check_vertices(geometry: shapely.Geometry, parameter: str = "geometry") -> None:
+    """Refuse a client's geometry with more vertices than ``TWIN_MAX_VERTICES`` (20,000).
+
+    The check every entry of a client geometry shares (one-map areas and lines, closures,
+    incidents, raster zones; CQL2 literals through the same count,
+    :func:`layers.cql2.too_many_vertices`).
+
+    Parameters
+    ----------
+    geometry
+        A geometry, any type.
+    parameter
+        The request parameter that gave it, for the error.
+
+    Raises
+    ------
+    OneMapError
+        Naming the parameter, the vertex count and the limit.
+    """
+    if reason := too_many_vertices(geometry):
+        raise OneMapError(reason, parameter=parameter)
 
 
 def _check_bounds(geometry: shapely.Geometry, parameter: str = "geometry") -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
 
+from layers import access
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, get_engine
 
@@ -86,6 +87,7 @@ def read_layer(
         attributes, ``props`` (dict) and ``geometry``, ordered by id.
     """
     layer = get_layer(layer_id)
+    access.require(layer.id)
     moment = as_of(at)
     where = [sql.SQL(_AS_OF if moment else _CURRENT)]
     params: dict[str, object] = {"at": moment}
@@ -98,15 +100,16 @@ def read_layer(
         )
     columns = ["id", "source", "valid_from", "valid_to", *layer.field_names, "props"]
     query = sql.SQL(
-        "SELECT {cols}, ST_AsBinary(geom) AS geometry FROM {table} WHERE {where} ORDER BY id"
+        "SELECT {cols}, ST_AsBinary(geom) AS geometry FROM {table} AS t WHERE {where} ORDER BY id"
     ).format(
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        table=sql.Identifier(layer.table),
+        table=access.relation(layer),  # the caller's rows and masked values
         where=sql.SQL(" AND ").join(where),
     )
     with cursor(url) as cur:
         cur.execute(query, params)
         rows = cur.fetchall()
+    access.note(layer.id, count=len(rows), ids=[str(row[0]) for row in rows[:1000]])
     return frame_from_rows(layer, [*columns, "geometry"], rows)
 
 
@@ -152,22 +155,26 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
     Returns
     -------
     dict of str to int
-        Feature count per layer id, in catalog order.
+        Feature count per layer id the caller may read (every layer for the owner), in
+        catalog order; rows hidden from the caller are not counted.
     """
     moment = as_of(at)
+    visible = access.visible(list(LAYERS))
     parts = [
-        sql.SQL("SELECT {name}, count(*) FROM {table} WHERE {where}").format(
-            name=sql.Literal(layer.id),
-            table=sql.Identifier(layer.table),
+        sql.SQL("SELECT {name}, count(*) FROM {table} AS t WHERE {where}").format(
+            name=sql.Literal(layer_id),
+            table=access.relation(LAYERS[layer_id]),
             where=sql.SQL(_AS_OF if moment else _CURRENT),
         )
-        for layer in LAYERS.values()
+        for layer_id in visible
     ]
+    if not parts:
+        return {}
     query = sql.SQL(" UNION ALL ").join(parts)
     with cursor(url) as cur:
         cur.execute(query, {"at": moment})
         counts = {str(name): int(count) for name, count in cur.fetchall()}
-    return {layer_id: counts[layer_id] for layer_id in LAYERS}
+    return {layer_id: counts[layer_id] for layer_id in visible}
 
 
 def layer_versions(layer_ids: Sequence[str], *, url: str | None = None) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 
 from layers.catalog import Layer
 from layers.settings import get_settings
-from layers.validation import IngestError, Problem, Problems
+from layers.validation import ARROW_FLOATS, IngestError, Problem, Problems
 
 _LON_NAMES = ("lon", "lng", "longitude", "x")
 _LAT_NAMES = ("lat", "latitude", "y")
@@ -108,7 +108,12 @@ def _read_ogr(path: Path, *, layer: Layer, file_layer: str | None) -> gpd.GeoDat
         # mixed-type GeoJSON columns come back as text; the catalog checks each value
         warnings.filterwarnings("ignore", "Could not parse column", UserWarning)
         frame = gpd.read_file(
-            target, layer=file_layer, engine="pyogrio", use_arrow=True, fid_as_index=True
+            target,
+            layer=file_layer,
+            engine="pyogrio",
+            use_arrow=True,
+            fid_as_index=True,
+            arrow_to_pandas_kwargs={"types_mapper": ARROW_FLOATS.get},  # NaN is not null
         )
     fids = frame.index.to_numpy()
     if "id" not in frame.columns and not np.array_equal(fids, np.arange(len(frame))):

@@ -1027,6 +1027,8 @@ class _Compiler:
         return sql.SQL("({})").format(sql.SQL(" AND ").join(outside))
 
     def order_key(self, node: ast._Node, entity: Entity, alias: str) -> _Expr:
+        if isinstance(node, ast._Literal):  # PostgreSQL reads ORDER BY 2 as a column number
+            raise self.fail("a constant orders nothing: order by a property, e.g. name desc")
         scope = _Scope(self)
         value = self.value(node, entity, alias, scope)
         if value.kind == "geometry":

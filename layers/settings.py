@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pyproj import CRS
 
 
@@ -76,9 +79,79 @@ class TwinSettings(BaseSettings):
         description="How long a live road speed counts, s; after it routing falls back to the "
         "profile speed.",
     )
+    auth_anonymous_role: str = Field(
+        default="public",
+        description="Role of a caller with no credentials (the 'public' role sees the layers "
+        "classified public); empty: every request must sign in.",
+    )
+    auth_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of an OpenID Connect provider whose bearer tokens are "
+        "accepted, verified against the JWKS its discovery document names.",
+    )
+    auth_audience: str = Field(
+        default="citytwin", description="Audience (``aud``) every accepted token must name."
+    )
+    auth_roles_claim: str = Field(
+        default="roles",
+        description="Dotted path of the claim holding an OIDC token's roles "
+        "(Keycloak: realm_access.roles).",
+    )
+    auth_local_issuer: str = Field(
+        default="citytwin",
+        description="``iss`` of the tokens this twin signs itself (twin auth, POST /auth/token); "
+        "set it to the public URL of the API to let other twins trust it as their provider.",
+    )
+    auth_token_ttl_s: float = Field(
+        default=8 * 3600, gt=0, le=30 * 24 * 3600, description="Lifetime of a signed token, s."
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (scheme://host[:port]) whose web pages may call the API from a "
+        "browser (CORS); a comma-separated list or a JSON array in TWIN_CORS_ORIGINS, '*' for "
+        "any. Empty (the default): no CORS headers, same-origin pages only.",
+    )
+    audit: bool = Field(
+        default=True,
+        description="Record the audit trail of classified reads and of writes (turn it off "
+        "only to measure what it costs: bench/access.py).",
+    )
     max_reported_errors: int = Field(
         default=20, ge=1, description="How many bad rows an import lists before it stops."
     )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads, bytes (16 MiB by default: a city-sized "
+        "GeoJSON polygon or flood GeoTIFF fits); a larger one is answered 413 at once.",
+    )
+    max_vertices: int = Field(
+        default=20_000,
+        ge=4,
+        description="Most vertices a client geometry may have (one-map areas and lines, CQL2 "
+        "filter geometries, closures, incidents, raster zones); more is a 400 naming the field. "
+        "20,000 is 30 times the largest district of the sample city (629 vertices).",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_are_a_list(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: a JSON array or comma-separated
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin (scheme://host[:port], no path)"
+                )
+        return value
 
     @field_validator("metric_crs")
     @classmethod

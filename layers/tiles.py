@@ -42,6 +42,7 @@ import morecantile
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from layers import access
 from layers.catalog import COLLECTIONS, Layer, get_collection
 from layers.database import cursor, database_url
 from layers.errors import ParameterError
@@ -217,7 +218,7 @@ def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:
     """Return the query of one layer's MVT at zoom ``z``, or None where the layer is hidden."""
     if z < _MIN_ZOOM.get(layer.id, 0):
         return None
-    table = sql.Identifier(layer.table)
+    table = access.relation(layer)  # the caller's rows and masked values, as features have
     pixel = WORLD / (1 << z) / EXTENT
     conditions: list[sql.Composable] = [
         sql.SQL("t.valid_to IS NULL"),
@@ -286,6 +287,8 @@ def render_tile(
         The tile (protobuf), possibly empty.
     """
     check_tile(z, x, y)
+    for layer_id in layer_ids:
+        access.require(layer_id)
     parts = [_layer_sql(get_collection(layer_id), z) for layer_id in layer_ids]
     queries = [q for q in parts if q is not None]
     if not queries:
@@ -409,10 +412,17 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
             parameter="collections",
         )
     check_tile(z, x, y)
-    versions = layer_versions(layer_ids, url=url)
+    for layer_id in layer_ids:
+        access.require(layer_id)
+    # the access rules' counter and what the caller sees of the layers: a tile cut for one
+    # clearance is never served to another that sees less (or more)
+    versions = layer_versions([*layer_ids, "access"], url=url)
+    seen = access.signature(layer_ids)
     where = make_url(database_url(url))
     store = f"{where.host}:{where.port}/{where.database}"  # caches may be shared (Redis)
-    key = f"{store}|{_SCHEMA}|{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}"
+    key = (
+        f"{store}|{_SCHEMA}|{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}|{seen}"
+    )
     return hashlib.sha1(key.encode()).hexdigest()[:24]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from layers.catalog import Field, Layer
@@ -41,6 +42,15 @@ _TYPE_NAMES = np.array(
 )
 _TYPE_IDS = {str(name): i for i, name in enumerate(_TYPE_NAMES)}
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+#: How :mod:`layers.readers` asks pyarrow to hand over floating-point columns: as Arrow-backed
+#: columns, where a NaN written in the file stays a NaN and a null stays a null (NumPy floats
+#: would make both NaN, and a NaN would be stored as null without a word). :func:`prepare`
+#: refuses the NaNs and turns the columns back into NumPy floats.
+ARROW_FLOATS: dict[pa.DataType, pd.ArrowDtype] = {
+    pa.float64(): pd.ArrowDtype(pa.float64()),
+    pa.float32(): pd.ArrowDtype(pa.float32()),
+    pa.float16(): pd.ArrowDtype(pa.float16()),
+}
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,7 @@ def prepare(
     """
     settings = settings or get_settings()
     problems = Problems(settings.max_reported_errors)
+    frame = _refuse_nan(frame, problems)
     geometry, repaired = _check_geometry(frame, layer, settings, problems)
     columns: dict[str, Any] = {"id": _check_ids(frame, id_field, path, problems)}
     for spec in layer.fields:
@@ -191,6 +202,30 @@ def prepare(
         raise IngestError(path, problems.items)
     out = gpd.GeoDataFrame(columns, geometry=geometry, crs="EPSG:4326", index=frame.index)
     return out.rename_geometry("geom"), repaired
+
+
+def _refuse_nan(frame: gpd.GeoDataFrame, problems: Problems) -> gpd.GeoDataFrame:
+    """Refuse every NaN a file holds in a number (README: numbers must be finite).
+
+    Only Arrow-backed float columns (:data:`ARROW_FLOATS`, as files are read) tell a NaN from
+    a missing value; in a NumPy float column NaN *is* pandas' missing value, and stays one.
+    The columns are handed on as NumPy floats, nulls as NaN.
+    """
+    arrow = [
+        name
+        for name in frame.columns
+        if isinstance(frame[name].dtype, pd.ArrowDtype)
+        and pa.types.is_floating(frame[name].dtype.pyarrow_dtype)
+    ]
+    if not arrow:
+        return frame
+    frame = frame.copy()
+    for name in arrow:
+        values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        nan = np.isnan(values) & ~frame[name].isna().to_numpy()
+        problems.add_rows(frame.index[nan], str(name), "NaN is not a finite number")
+        frame[name] = values
+    return frame
 
 
 def _check_geometry(

@@ -16,7 +16,7 @@ import shapely
 from pyproj import Transformer
 from pyproj.exceptions import CRSError, ProjError
 
-from layers.database import cursor
+from layers.database import owner_cursor
 from routing.network import RoadNetwork, RoutingError
 
 #: A line closure closes an edge when it runs along at least this share of it (or 10 m).
@@ -81,7 +81,7 @@ def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> se
     """
     moment = at or datetime.now(UTC)
     params = {"at": moment, "tolerance": TOLERANCE_M, "share": LINE_SHARE}
-    with cursor(url) as cur:
+    with owner_cursor(url) as cur:  # shared by every caller: read as the owner
         cur.execute(_ACTIVE_CLOSURES, params)
         return {int(row[0]) for row in cur.fetchall()}
 

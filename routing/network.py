@@ -25,7 +25,7 @@ from psycopg import sql
 from pyproj import Transformer
 from scipy.sparse.csgraph import dijkstra
 
-from layers.database import cursor
+from layers.database import owner_cursor
 from layers.errors import ParameterError
 from layers.settings import get_settings
 
@@ -162,7 +162,7 @@ class RoadNetwork:
             "ST_AsBinary(geom), free_flow_kmh, factor FROM routing_edges_all "
             "WHERE profile = %s ORDER BY id"
         )
-        with cursor(url) as cur:
+        with owner_cursor(url) as cur:  # shared by every caller: read as the owner
             cur.execute(query, (profile,))
             rows = cur.fetchall()
         names = (

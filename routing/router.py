@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from layers.database import cursor
+from layers.database import owner_cursor
 from layers.queries import layer_versions
 from routing.closures import closed_by_layer, flooded_edges
 from routing.network import RoadNetwork, check_profile
@@ -77,7 +77,7 @@ def read_live_speeds(*, url: str | None = None) -> tuple[dict[str, float], float
         Speed (km/h) by road id, and seconds until the earliest ``expires_at`` by the store's
         clock (inf when none expires).
     """
-    with cursor(url) as cur:
+    with owner_cursor(url) as cur:  # shared by every caller: read as the owner
         cur.execute(_LIVE_SPEEDS)
         rows = cur.fetchall()
     speeds = {str(road): float(speed) for road, speed, _, _ in rows}

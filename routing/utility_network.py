@@ -41,6 +41,11 @@ from layers.errors import ParameterError
 
 #: Networks the twin can trace: the four pipe networks and the power grid.
 NETWORKS = ("water", "gas", "sewer", "heat", "power")
+#: The layers each network is drawn from (what a caller must read to be told about it).
+NETWORK_LAYERS = {
+    name: ("power_lines", "power_nodes") if name == "power" else ("pipelines", "pipe_nodes")
+    for name in NETWORKS
+}
 #: Node kinds that stop flow when closed (valves) or open (switches).
 DEVICE_KINDS = ("valve", "switch")
 #: Node kinds that feed a network.

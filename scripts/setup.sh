@@ -13,16 +13,88 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+sha256() { "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(b"".join(open(f, "rb").read() for f in sys.argv[1:])).hexdigest())' "$@"; }
+
+# --- an offline bundle (make bundle), when there is one: no registry is asked for anything ---
+# TWIN_BUNDLE=path/to/citytwin-bundle.tar, or dist/citytwin-bundle.tar when it is there. A bundle
+# made from other lock files than these is refused when named, and passed over when only found.
+BUNDLE=${TWIN_BUNDLE:-}
+BUNDLE_DIR=.state/bundle
+if [ -z "$BUNDLE" ] && [ -f dist/citytwin-bundle.tar ]; then
+    BUNDLE=dist/citytwin-bundle.tar
+    BUNDLE_FOUND=1
+fi
+if [ -n "$BUNDLE" ]; then
+    [ -f "$BUNDLE" ] || { echo "setup: TWIN_BUNDLE=$BUNDLE: no such file" >&2; exit 1; }
+    BUNDLE=$(cd "$(dirname "$BUNDLE")" && pwd)/$(basename "$BUNDLE")
+    want_locks="$(sha256 requirements/lock.txt) $(sha256 requirements/oracles.lock.txt) $(sha256 package-lock.json)"
+    have_locks=$(tar -xOf "$BUNDLE" --occurrence=1 citytwin-bundle/manifest.json |
+        "$PYTHON" -c 'import json, sys; m = json.load(sys.stdin)["locks"]; print(m["requirements/lock.txt"], m["requirements/oracles.lock.txt"], m["package-lock.json"])')
+    if [ "$want_locks" != "$have_locks" ]; then
+        if [ -n "${BUNDLE_FOUND:-}" ]; then
+            say "passing over $BUNDLE: it was made from other lock files (make bundle again)"
+            BUNDLE=""
+        else
+            echo "setup: $BUNDLE was made from other lock files than requirements/ and" >&2
+            echo "       package-lock.json here: make a new one with make bundle" >&2
+            exit 1
+        fi
+    else
+        say "installing from the bundle $BUNDLE (no registry)"
+    fi
+fi
+bundle_unpack() {
+    # once per bundle: .state/bundle holds the unpacked archive and the sha256 it came from
+    local id
+    id=$(sha256 "$BUNDLE")
+    if [ "$(cat "$BUNDLE_DIR/.unpacked" 2>/dev/null)" != "$id" ]; then
+        say "unpacking the bundle into $BUNDLE_DIR"
+        rm -rf "$BUNDLE_DIR"
+        mkdir -p "$BUNDLE_DIR"
+        tar -xf "$BUNDLE" -C "$BUNDLE_DIR" --strip-components=1
+        printf '%s\n' "$id" >"$BUNDLE_DIR/.unpacked"
+    fi
+}
 
 APT_UPDATED=0
+APT_OPTS=()
 apt_install() {
-    if [ "$APT_UPDATED" -eq 0 ]; then
+    if [ "$APT_UPDATED" -eq 0 ] && [ -n "$BUNDLE" ]; then
+        # the bundle's Debian packages as the only source, in lists of its own (the system's
+        # sources and lists are left alone)
+        bundle_unpack
+        local repo
+        repo=$(cd "$BUNDLE_DIR/apt" && pwd)
+        mkdir -p "$BUNDLE_DIR/apt-state/lists/partial" "$BUNDLE_DIR/apt-state/archives/partial"
+        printf 'deb [trusted=yes] file:%s ./\n' "$repo" >"$BUNDLE_DIR/apt-state/sources.list"
+        APT_OPTS=(-o "Dir::Etc::sourcelist=$PWD/$BUNDLE_DIR/apt-state/sources.list"
+            -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$PWD/$BUNDLE_DIR/apt-state/lists"
+            -o "Dir::Cache::archives=$PWD/$BUNDLE_DIR/apt-state/archives"
+            -o APT::Get::List-Cleanup=0)
+        say "apt-get update (the bundle's packages only)"
+        $SUDO apt-get update -q "${APT_OPTS[@]}" >/dev/null
+        APT_UPDATED=1
+    elif [ "$APT_UPDATED" -eq 0 ]; then
         say "apt-get update"
         $SUDO apt-get update -q >/dev/null
         APT_UPDATED=1
     fi
     say "apt-get install $*"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${APT_OPTS[@]}" "$@" \
+        >/dev/null
+}
+
+# pip_locked VENV LOCK: the lock's exact files (their hashes checked), from PyPI or the bundle
+pip_locked() {
+    local venv=$1 lock=$2
+    if [ -n "$BUNDLE" ]; then
+        bundle_unpack
+        # the bundle's copy of the lock also names the wheels it built from locked sdists
+        "$venv/bin/python" -m pip install -q --no-index --find-links "$BUNDLE_DIR/python/wheels" \
+            --require-hashes -r "$BUNDLE_DIR/python/$(basename "$lock")"
+    else
+        "$venv/bin/python" -m pip install -q --require-hashes -r "$lock"
+    fi
 }
 
 # --- PostgreSQL, only when the database is on this machine --------------------------------
@@ -116,49 +188,74 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
-    say "installing the project into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
-    touch "$VENV/.installed"
+# From the lock (requirements/lock.txt, `make lock` writes it from pyproject.toml): every file's
+# hash is checked; the project itself goes in without its dependencies and with the locked
+# setuptools as its build backend. The stamp holds the hashes of what it was installed from.
+stamp="lock $(sha256 requirements/lock.txt) pyproject $(sha256 pyproject.toml)"
+if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$stamp" ]; then
+    say "installing the locked dependencies and the project into $VENV"
+    pip_locked "$VENV" requirements/lock.txt
+    "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-build-isolation -e .
+    printf '%s\n' "$stamp" >"$VENV/.installed"
 fi
 
 # --- the oracles' environment: WNTR and pandapower, which the utility-trace tests compare with
 ORACLES=.venv-oracles
-if [ ! -f "$ORACLES/.installed" ] || [ tests/oracles-requirements.txt -nt "$ORACLES/.installed" ]; then
+# (locked from tests/oracles-requirements.txt into requirements/oracles.lock.txt by make lock)
+stamp="lock $(sha256 requirements/oracles.lock.txt)"
+if [ "$(cat "$ORACLES/.installed" 2>/dev/null)" != "$stamp" ]; then
     say "installing the test oracles (WNTR, pandapower) into $ORACLES"
     [ -x "$ORACLES/bin/python" ] || "$PYTHON" -m venv "$ORACLES"
-    "$ORACLES/bin/python" -m pip install -q --upgrade pip
-    "$ORACLES/bin/python" -m pip install -q -r tests/oracles-requirements.txt
-    touch "$ORACLES/.installed"
+    pip_locked "$ORACLES" requirements/oracles.lock.txt
+    printf '%s\n' "$stamp" >"$ORACLES/.installed"
 fi
 
-# --- the viewer's vector-tile worker and the browser the viewer's tests drive ----------------
+# --- the viewer's vendored files, from the npm packages package-lock.json pins -------------
 # deck.gl's bundle (shipped by pydeck) parses vector tiles in loaders.gl's worker, which it would
-# fetch from a CDN; the twin serves it itself, taken once from the npm registry at this version.
-WORKER=api/static/vendor/mvt-worker.js
-if [ ! -s "$WORKER" ]; then
-    command -v npm >/dev/null || apt_install npm
-    BUNDLE=$("$VENV/bin/python" -c 'import twin.deck as d; print(d.DECK_BUNDLE)')
-    MVT_VERSION=$(grep -o '_loadersgl_.version="[0-9.]*"' "$BUNDLE" | head -1 | cut -d'"' -f2 || true)
-    if [ -z "$MVT_VERSION" ]; then
-        say "cannot read the loaders.gl version of deck.gl's bundle ($BUNDLE)" >&2
-        exit 1
-    fi
-    say "fetching @loaders.gl/mvt@$MVT_VERSION's worker from npm for the viewer"
+# fetch from a CDN, and /redoc needs ReDoc's standalone bundle: the twin serves both itself. Each
+# is one file of one package's tarball; the tarball is checked against the lock's integrity.
+# `make lock` keeps @loaders.gl/mvt at the version deck.gl's bundle asks for.
+VENDOR=api/static/vendor
+vendor_stamp="npm $(sha256 package-lock.json)"
+if [ "$(cat .state/vendor.installed 2>/dev/null)" != "$vendor_stamp" ] \
+    || [ ! -s "$VENDOR/mvt-worker.js" ] || [ ! -s "$VENDOR/redoc.standalone.js" ]; then
     PACK=$(mktemp -d)
-    (cd "$PACK" && npm pack "@loaders.gl/mvt@$MVT_VERSION" --silent >/dev/null)
-    tar xzf "$PACK"/*.tgz -C "$PACK" package/dist/mvt-worker.js
-    mkdir -p "$(dirname "$WORKER")"
-    cp "$PACK/package/dist/mvt-worker.js" "$WORKER"
+    if [ -n "$BUNDLE" ]; then
+        bundle_unpack
+        say "taking the viewer's npm packages from the bundle"
+        cp "$BUNDLE_DIR"/npm/*.tgz "$PACK"/
+    else
+        command -v npm >/dev/null || apt_install npm
+        say "fetching the viewer's npm packages (package-lock.json) from the registry"
+    fi
+    mkdir -p "$VENDOR" .state
+    for spec in "@loaders.gl/mvt package/dist/mvt-worker.js" \
+        "redoc package/bundles/redoc.standalone.js"; do
+        set -- $spec
+        tgz=$("$PYTHON" - "$1" "$PACK" <<'EOF'
+import base64, hashlib, json, pathlib, sys
+name, pack = sys.argv[1], pathlib.Path(sys.argv[2])
+entry = json.load(open("package-lock.json"))["packages"]["node_modules/" + name]
+tgz = pack / (name.lstrip("@").replace("/", "-") + "-" + entry["version"] + ".tgz")
+if not tgz.exists():
+    import subprocess
+    subprocess.run(["npm", "pack", f"{name}@{entry['version']}", "--silent"], cwd=pack,
+                   check=True, stdout=subprocess.DEVNULL, timeout=300)
+algo, _, want = entry["integrity"].partition("-")
+got = base64.b64encode(hashlib.new(algo, tgz.read_bytes()).digest()).decode()
+if got != want:
+    sys.exit(f"setup: {tgz.name} does not match package-lock.json's integrity {entry['integrity']}")
+print(tgz)
+EOF
+        )
+        tar -xzf "$tgz" -C "$PACK" "$2"
+        cp "$PACK/$2" "$VENDOR/$(basename "$2")"
+        say "$VENDOR/$(basename "$2") from $(basename "$tgz")"
+    done
     rm -rf "$PACK"
+    printf '%s\n' "$vendor_stamp" >.state/vendor.installed
 fi
 command -v chromium >/dev/null || apt_install chromium
-# ReDoc's bundle for the API's offline /redoc page (Swagger UI's come with a Python package)
-if [ ! -s api/static/vendor/redoc.standalone.js ]; then
-    command -v npm >/dev/null || apt_install npm
-    bash scripts/vendor-redoc.sh
-fi
 
 # --- the database: created and migrated ------------------------------------------------------
 TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade

@@ -78,6 +78,9 @@ def api_server(
 ) -> Iterator[str]:
     """Run the API over database ``url`` in its own process on a free port; yield its address.
 
+    ``{address}`` in a value of ``env`` is replaced by the server's address (for settings that
+    name the server itself, such as the issuer of its tokens).
+
     Fails (with the server's own output) if the server exits or its ``/health`` does not answer
     within ``timeout_s``.
     """
@@ -94,8 +97,9 @@ def api_server(
         "--log-level",
         "warning",
     ]
-    environment = os.environ | (env or {}) | {"TWIN_DATABASE_URL": url}
     address = f"http://127.0.0.1:{port}"
+    named = {key: value.replace("{address}", address) for key, value in (env or {}).items()}
+    environment = os.environ | named | {"TWIN_DATABASE_URL": url}
     # the server's output goes to a file, not a pipe: a chatty server never blocks on it
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -38,6 +38,9 @@ RUN = f"{HOST}{os.getpid()}"
 #: Every MQTT topic of this run (the servers it starts inherit it): runs sharing a broker, and
 #: a twin serving on this machine, never see each other's messages.
 os.environ["TWIN_LIVE_TOPIC_PREFIX"] = f"twin_test_{RUN}/"
+# The tests of what each role sees (tests/api/test_access.py) sign in; every other test calls
+# as an anonymous caller holding the administrator's role, so that it sees what it tests.
+os.environ["TWIN_AUTH_ANONYMOUS_ROLE"] = "administrator"
 get_settings.cache_clear()
 _made: list[str] = []
 _owner: list[sa.engine.Connection] = []  # holds this run's advisory lock while the run lives

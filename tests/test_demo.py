@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +33,7 @@ def test_make_demo_serves_the_sample_city(tmp_path: Path) -> None:
     url = _fresh_database("_demo")  # created and migrated for this run, dropped at its end
     env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
     env["TWIN_DATABASE_URL"] = url
+    env["TWIN_AUTH_ANONYMOUS_ROLE"] = "public"  # the real default: a newcomer is anonymous
     command = ["make", "--no-print-directory", "-C", str(ROOT), "demo", "HOST=127.0.0.1", "PORT=0"]
     # set-up is quick when done (it checks what is installed); loading the city takes seconds
     with served(command, env=env, log=tmp_path / "demo.log", timeout_s=300, cwd=ROOT) as address:
@@ -67,4 +70,21 @@ def test_make_demo_serves_the_sample_city(tmp_path: Path) -> None:
         page_text = body.decode()
         assert "CityTwin — Monaco" in page_text and "viewer/deck.js" in page_text
         get(f"{address}/viewer/deck.js")  # the viewer's script is served too
+
+        # anonymous: the public layers; the administrator make demo made signs in for the rest
+        listed = json.loads(get(f"{address}/collections", accept="application/json")[1])
+        assert "pipelines" not in {c["id"] for c in listed["collections"]}
+        shown = re.search(r"password \(shown once\): (\S+)", (tmp_path / "demo.log").read_text())
+        assert shown, "make demo did not print the administrator's password"
+        form = urllib.parse.urlencode(
+            {"grant_type": "password", "username": "admin", "password": shown.group(1)}
+        ).encode()
+        with urllib.request.urlopen(f"{address}/auth/token", data=form, timeout=60) as answer:
+            token = json.loads(answer.read())["access_token"]
+        request = urllib.request.Request(
+            f"{address}/collections/pipelines/items?limit=1",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert json.loads(answer.read())["numberReturned"] == 1
     # served() has checked that make and the server it started are gone and the port is closed

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -15,10 +16,12 @@ import pandas as pd
 import pydeck as pdk
 import shapely
 
-from layers import onemap, rasters
+from layers import access, onemap, rasters
+from layers.access import Grant, Principal, grant_for
 from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
 from layers.database import cursor, database_url, get_engine
+from layers.identity import Verifier
 from layers.ingest import IngestReport, ingest, ingest_frame
 from layers.ingest import Progress as IngestProgress
 from layers.queries import BBox, as_of, layer_counts, read_layer
@@ -50,10 +53,24 @@ from twin.live.accessor import Live
 class City:
     """A city in the store.
 
+    Signed in (``token`` or ``api_key``), every method answers as the API answers that user:
+    only the layers its roles may read, classified rows left out, masked attributes masked
+    (:mod:`layers.access`). Without credentials the session is the store's owner's: whoever
+    holds the database URL reads the tables anyway.
+
     Parameters
     ----------
     url
         Database URL; ``TWIN_DATABASE_URL`` or the local default when None.
+    token
+        A bearer token of the local issuer (``twin auth token``) or of the OIDC provider.
+    api_key
+        An API key (``twin auth key add``).
+
+    Raises
+    ------
+    layers.identity.IdentityError
+        For a token or key that is not valid (expired, revoked, unknown).
 
     Examples
     --------
@@ -62,10 +79,23 @@ class City:
     >>> roads = city.layer("roads", bbox=(7.41, 43.72, 7.43, 43.74))
     """
 
-    def __init__(self, url: str | None = None):
+    def __init__(
+        self, url: str | None = None, *, token: str | None = None, api_key: str | None = None
+    ):
         self.url = database_url(url)
         self.name = get_settings().city_name
         self.metric_crs = get_settings().metric_crs
+        self.principal: Principal | None = None
+        if token is not None or api_key is not None:
+            verifier = Verifier(self.url)
+            self.principal = (
+                verifier.bearer(token) if token is not None else verifier.api_key(str(api_key))
+            )
+
+    @property
+    def grant(self) -> Grant | None:
+        """What this session may see and do (None: the store's owner, everything)."""
+        return None if self.principal is None else grant_for(self.principal, url=self.url)
 
     def __repr__(self) -> str:
         engine = get_engine(self.url)
@@ -94,6 +124,7 @@ class City:
                     "features": counts[layer.id],
                 }
                 for layer in LAYERS.values()
+                if layer.id in counts  # the layers this session may read
             ]
         )
 
@@ -877,17 +908,47 @@ def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geom
         return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
 
 
-def connect(url: str | None = None) -> City:
-    """Connect to the city's store.
+def _under_grant(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a facade method under its session's grant (see :class:`City`)."""
+
+    @functools.wraps(method)
+    def call(self: City, *args: Any, **kwargs: Any) -> Any:
+        grant = self.grant
+        if grant is None:
+            return method(self, *args, **kwargs)
+        with access.acting_as(grant):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+for _name, _member in list(vars(City).items()):
+    if callable(_member) and not _name.startswith("_"):
+        setattr(City, _name, _under_grant(_member))
+
+
+def connect(
+    url: str | None = None, *, token: str | None = None, api_key: str | None = None
+) -> City:
+    """Connect to the city's store, as its owner or signed in as a user.
 
     Parameters
     ----------
     url
         Database URL; ``TWIN_DATABASE_URL`` or ``postgresql://postgres@127.0.0.1:5432/twin``.
+    token
+        A bearer token: the session sees what that user sees through the API.
+    api_key
+        An API key, likewise.
 
     Returns
     -------
     City
         The facade.
+
+    Raises
+    ------
+    layers.identity.IdentityError
+        For credentials that are not valid.
     """
-    return City(url)
+    return City(url, token=token, api_key=api_key)

@@ -29,6 +29,8 @@ from layers.ingest import Progress as ProgressCallback
 from layers.queries import layer_counts
 from layers.rasters import ingest_raster, list_rasters
 from routing.traces import Outage, Utilities
+from twin.audit import audit_app
+from twin.auth import app as auth_app
 from twin.live.cli import app as live_app
 from twin.sample import SAMPLE_DIR, load_sample
 
@@ -53,6 +55,8 @@ app.add_typer(raster_app, name="raster")
 app.add_typer(trace_app, name="trace")
 app.add_typer(signals_app, name="signals")
 app.add_typer(live_app, name="live")
+app.add_typer(audit_app, name="audit")
+app.add_typer(auth_app, name="auth")
 
 out = Console()
 err = Console(stderr=True)

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import shapely
 
+from layers import access
 from layers.errors import ParameterError
 from layers.onemap import OneMap, along, around, check_geometry, within
 from routing import Unit
 from routing.traces import Cascade, Outage
+from routing.utility_network import NETWORK_LAYERS
 
 if TYPE_CHECKING:
     from twin.city import City
@@ -165,7 +167,10 @@ def impact(
     else:
         raise ParameterError("an incident is a Point or a Polygon", parameter="geometry")
     utility = cascade = None
-    if rule.network is not None:
+    # a network the caller may not read is not traced for it (the graph is every caller's)
+    if rule.network is not None and access.may_read_rows(
+        NETWORK_LAYERS[rule.network], "network", rule.network
+    ):
         try:
             utility = city.utilities.isolate((centre.x, centre.y), network=rule.network)
         except ParameterError:

@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import networkx as nx
+import pandas as pd
 import shapely
 
 from layers.ingest import IngestReport, Progress, ingest_frames
@@ -348,7 +349,8 @@ def emergency_corridor(
     ends: dict[str, tuple[int, int]] = {}
     for row, line in zip(roads.itertuples(), metric.geometry, strict=True):
         edge = _edge(str(row.id))
-        speed = float(row.maxspeed or 50.0) / 3.6
+        # a road with no speed limit (null, pandas' NA) is driven at 50 km/h
+        speed = (float(row.maxspeed) if pd.notna(row.maxspeed) else 50.0) / 3.6
         edges[edge] = Edge(float(shapely.length(line)), speed, frozenset())
         ends[edge] = (int(row.source_node), int(row.target_node))
     sequence = [_edge(r) for r in route.road_ids]

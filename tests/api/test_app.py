@@ -186,3 +186,116 @@ def test_the_openapi_document_describes_what_the_app_serves(client: TestClient) 
         if client.get(re.sub(r"{(\w+)}", lambda m: example[m.group(1)], path)).status_code == 200
     ]
     assert served == templated
+
+
+def test_the_openapi_document_lists_every_problem_an_operation_answers(
+    client: TestClient,
+) -> None:
+    doc = client.get("/api").json()
+    assert '"422"' not in json.dumps(doc)  # FastAPI's validation answer is never sent
+    problem_ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            where = (method, path)
+            takes_input = bool(operation.get("parameters")) or "requestBody" in operation
+            assert "400" in responses or not takes_input, where
+            if any(p["in"] == "path" for p in operation.get("parameters", [])):
+                assert "404" in responses, where
+            assert "413" in responses or "requestBody" not in operation, where
+            assert "Retry-After" in responses["503"]["headers"], where
+            for code, response in responses.items():
+                if code[0] in "45":
+                    assert response["content"] == {"application/problem+json": problem_ref}
+    # answers typed as served
+    geojson = ["/collections/{collectionId}/items/{featureId}", "/routing/route"]
+    geojson += ["/routing/nearest", "/routing/isochrones"]
+    for path in geojson:
+        assert list(doc["paths"][path]["get"]["responses"]["200"]["content"]) == [
+            "application/geo+json"
+        ], path
+    tile = doc["paths"]["/map/tiles/{tileMatrixSetId}/{z}/{y}/{x}"]["get"]["responses"]["200"]
+    assert list(tile["content"]) == ["application/vnd.mapbox-vector-tile"]
+    api = doc["paths"]["/api"]["get"]["responses"]["200"]
+    assert list(api["content"]) == [client.get("/api").headers["content-type"]]
+    # and what a routing answer is served as is what the document says
+    route = client.get("/routing/route", params={"from": "7.4197,43.7315", "to": "7.4247,43.7383"})
+    assert route.status_code == 200 and route.headers["content-type"] == "application/geo+json"
+
+
+def test_cors_only_for_the_configured_origins(sample_db: str) -> None:
+    allowed, other = "https://planning.example.org", "https://elsewhere.example.com"
+    settings = TwinSettings(database_url=sample_db, cors_origins=(allowed,))
+    with TestClient(create_app(settings)) as browser:
+        preflight = browser.options(
+            "/collections/roads/items",
+            headers={
+                "Origin": allowed,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == allowed
+        assert "GET" in preflight.headers["access-control-allow-methods"]
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        get = browser.get("/collections/roads/items?limit=1", headers={"Origin": allowed})
+        assert get.status_code == 200 and get.headers["access-control-allow-origin"] == allowed
+        exposed = {
+            h.strip().lower() for h in get.headers["access-control-expose-headers"].split(",")
+        }
+        assert exposed >= {"etag", "location", "retry-after"}
+        # a problem carries the header too: the page can read why it was refused
+        bad = browser.get("/collections/roads/items?limit=many", headers={"Origin": allowed})
+        assert bad.status_code == 400 and bad.headers["access-control-allow-origin"] == allowed
+        # another origin gets no CORS header, on a preflight or on a GET
+        refused = browser.options(
+            "/collections/roads/items",
+            headers={"Origin": other, "Access-Control-Request-Method": "GET"},
+        )
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+        get = browser.get("/collections/roads/items?limit=1", headers={"Origin": other})
+        assert get.status_code == 200 and "access-control-allow-origin" not in get.headers
+
+
+def test_no_cors_headers_by_default(client: TestClient) -> None:
+    origin = {"Origin": "https://planning.example.org"}
+    get = client.get("/collections/roads/items?limit=1", headers=origin)
+    assert get.status_code == 200
+    assert not [h for h in get.headers if h.lower().startswith("access-control-")]
+    preflight = client.options(
+        "/collections/roads/items", headers={**origin, "Access-Control-Request-Method": "GET"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_cors_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_CORS_ORIGINS", "https://a.example, http://b.example:8080")
+    assert TwinSettings().cors_origins == ("https://a.example", "http://b.example:8080")
+    monkeypatch.setenv("TWIN_CORS_ORIGINS", '["https://a.example"]')
+    assert TwinSettings().cors_origins == ("https://a.example",)
+    monkeypatch.setenv("TWIN_CORS_ORIGINS", "https://a.example/viewer")
+    with pytest.raises(ValueError, match="not an origin"):
+        TwinSettings()
+
+
+def test_a_405_allows_every_method_of_the_path(client: TestClient) -> None:
+    # each method of a path is a route of its own: Starlette named the first one's only
+    cases = {
+        "/collections/roads/items": "GET, POST",
+        "/collections/roads/items/x": "DELETE, GET, PATCH, PUT",
+        "/routing/flood": "DELETE, POST",
+        "/signals/plans": "GET, POST",
+        "/v1.1/Things": "GET, POST",  # the documented routes, not the catch-all beside them
+    }
+    for path, allowed in cases.items():
+        answer = client.request("TRACE", path)
+        assert answer.status_code == 405, path
+        assert answer.headers["allow"] == allowed, path
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_the_landing_page_refuses_a_format_it_does_not_serve(client: TestClient) -> None:
+    response = client.get("/", params={"f": "xml"})
+    assert response.status_code == 400 and response.json()["parameter"] == "f"

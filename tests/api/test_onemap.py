@@ -338,3 +338,16 @@ def test_cameras_and_rasters(client: TestClient, city: twin.City) -> None:
     stats = client.post("/rasters/dem/zonal", json={"geometry": zone}).json()["zones"][0]
     assert stats["count"] > 0
     problem(client.get("/rasters/nosuch/districts"), 400, "name")
+
+
+@pytest.mark.parametrize("moment", ["", "yesterday", "2024-13-01", "2024-05-01T25:00:00Z"])
+def test_a_moment_that_is_not_rfc3339_is_a_400(client: TestClient, moment: str) -> None:
+    at = {"datetime": moment}
+    for path in ("/onemap/districts", "/cameras/coverage", "/rasters", "/rasters/dem/districts"):
+        problem(client.get(path, params=at), 400, "datetime")
+    around = {"lon": 7.4215, "lat": 43.735, "radius_m": 100, **at}
+    problem(client.get("/onemap/around", params=around), 400, "datetime")
+    zone = shapely.geometry.mapping(shapely.box(7.420, 43.730, 7.426, 43.736))
+    problem(client.post("/rasters/dem/zonal", params=at, json={"geometry": zone}), 400, "datetime")
+    body = {"geometry": zone, "datetime": moment}
+    problem(client.post("/onemap/within", json=body), 400, "datetime")

@@ -263,6 +263,10 @@ def test_query_options_over_http(http: httpx.Client, store: str) -> None:
             "$filter",
         ),
         ("/Things", {"$orderby": "name upwards"}, 400, "$orderby"),
+        # a constant is no order (PostgreSQL: a syntax error for null, a column number for 1)
+        ("/Things", {"$orderby": "null"}, 400, "$orderby"),
+        ("/Things", {"$orderby": "1 desc"}, 400, "$orderby"),
+        ("/Observations", {"$orderby": "'x'"}, 400, "$orderby"),
         ("/Things", {"$select": "colour"}, 400, "$select"),
         ("/Things", {"$expand": "Observations"}, 400, "$expand"),
         ("/Things", {"$expand": "Datastreams($top=many)"}, 400, "$expand"),
@@ -466,3 +470,15 @@ def test_the_openapi_document_lists_the_entity_sets(http: httpx.Client, server: 
     assert "post" in paths["/v1.1/Datastreams({datastream_id})/Observations"]
     names = {p["name"] for p in paths["/v1.1/Observations"]["get"]["parameters"]}
     assert names >= {"$top", "$skip", "$count", "$orderby", "$select", "$expand", "$filter"}
+
+
+def test_a_change_of_what_is_not_an_entity_is_405_whatever_the_body(http: httpx.Client) -> None:
+    for method in ("PUT", "PATCH"):
+        for body in (b"", b"{not json", b"{}"):
+            answer = http.request(method, "/Things", content=body)
+            problem(answer, 405, None)
+            assert answer.headers["allow"] == "GET, POST"
+    for method in ("GET", "PUT", "DELETE"):
+        answer = http.request(method, "/CreateObservations")
+        problem(answer, 405, None)
+        assert answer.headers["allow"] == "POST"

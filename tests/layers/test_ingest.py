@@ -12,8 +12,10 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
+import sqlalchemy as sa
 
 from layers.catalog import LAYERS
+from layers.database import get_engine
 from layers.ingest import IngestError, ingest, ingest_frame
 from layers.queries import read_layer
 from tests.assertions import sql_scalar, table_state
@@ -565,3 +567,74 @@ def test_a_tiny_osm_file_with_odd_tags(empty_db: str, tmp_path: Path) -> None:
     assert stored["lanes"] is pd.NA and stored["maxspeed"] is pd.NA
     assert stored["props"]["osm"] == {"highway": "primary", "lanes": "0", "maxspeed": "300"}
     assert (stored["source_node"], stored["target_node"]) == (1, 2)
+
+
+# --- NaN in a file, and re-imports that change nothing (issue 13) ----------------------------
+
+
+def test_nan_in_a_file_is_refused_not_stored_as_null(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "roads.geojson"  # GDAL reads NaN and Infinity tokens in GeoJSON
+    path.write_text(
+        '{"type": "FeatureCollection", "features": ['
+        '{"type": "Feature", "properties": {"id": "r1", "source_node": 1, "target_node": 2, '
+        '"class": "primary", "maxspeed": NaN, "lanes": null}, '
+        '"geometry": {"type": "LineString", "coordinates": [[7.42, 43.73], [7.421, 43.731]]}},'
+        '{"type": "Feature", "properties": {"id": "r2", "source_node": 2, "target_node": 3, '
+        '"class": "primary", "maxspeed": 50, "lanes": 2, "width": NaN}, '
+        '"geometry": {"type": "LineString", "coordinates": [[7.421, 43.731], [7.422, 43.732]]}}'
+        "]}"
+    )
+    error = rejected(empty_db, "roads", path)
+    assert [p.describe(str(path)) for p in error.problems] == [
+        f"{path}: feature 1: field 'maxspeed': NaN is not a finite number",
+        f"{path}: feature 2: field 'width': NaN is not a finite number",
+    ]
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
+
+
+def test_a_null_number_in_a_file_stays_missing(empty_db: str, tmp_path: Path) -> None:
+    path = write_geojson(
+        tmp_path / "roads.geojson", feature(line(A, B), id="r1", maxspeed=None, **ROAD)
+    )
+    ingest("roads", path, url=empty_db)
+    assert sql_scalar(empty_db, "SELECT maxspeed IS NULL FROM roads") is True
+
+
+def _version(url: str, layer: str) -> int:
+    return int(sql_scalar(url, "SELECT version FROM layer_versions WHERE layer = :l", l=layer))
+
+
+def _vids(url: str, layer: str) -> list[tuple[Any, ...]]:
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT vid, id, valid_to FROM {layer} ORDER BY vid"))
+        return [tuple(row) for row in rows]
+
+
+def test_a_reimport_that_changes_nothing_keeps_the_version(loaded: str, roads_file: Path) -> None:
+    version, vids = _version(loaded, "roads"), _vids(loaded, "roads")
+    report = ingest("roads", roads_file, url=loaded)
+    assert (report.added, report.changed, report.unchanged, report.retired) == (0, 0, 3, 0)
+    assert _version(loaded, "roads") == version, "the tile caches keep their entries"
+    assert _vids(loaded, "roads") == vids
+
+
+def test_a_reimport_that_changes_something_bumps_the_version(
+    loaded: str, roads_file: Path, tmp_path: Path
+) -> None:
+    version = _version(loaded, "roads")
+    changed = write_geojson(
+        tmp_path / "roads.geojson",  # the same source: r1 renamed, r2 as it was, r3 gone
+        feature(line(A, B), id="r1", **(ROAD | {"name": "Boulevard"})),
+        feature(line(B, C), id="r2", **(ROAD | {"source_node": 2, "target_node": 3})),
+    )
+    report = ingest("roads", changed, url=loaded, source=roads_file.name)
+    assert (report.added, report.changed, report.unchanged, report.retired) == (0, 1, 1, 1)
+    assert _version(loaded, "roads") > version
+    current = read_layer("roads", url=loaded).set_index("id")
+    assert sorted(current.index) == ["r1", "r2"] and current.at["r1", "name"] == "Boulevard"
+
+
+def test_an_empty_first_import_keeps_the_version(empty_db: str, tmp_path: Path) -> None:
+    version = _version(empty_db, "roads")
+    ingest("roads", write_geojson(tmp_path / "none.geojson"), url=empty_db)
+    assert _version(empty_db, "roads") == version
