@@ -22,6 +22,7 @@ import pandas as pd
 import shapely
 from pyproj import Transformer
 
+from layers import access
 from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
 from routing.utility_network import (
@@ -188,7 +189,10 @@ class Utilities:
         with self._lock:
             cached = self._cache.get(name)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, self._load(name, None, progress))
+                # kept for every caller: read whole, as the owner (each answer is checked
+                # against its caller's grant where it is served)
+                with access.acting_as(None):
+                    cached = (stamp, self._load(name, None, progress))
                 self._cache[name] = cached
             return cached[1]
 
@@ -302,7 +306,8 @@ class Utilities:
         grid = self.network("power")
         frames = []
         for layer in _DEPENDENT_LAYERS:
-            frame = read_layer(layer, url=self.url)
+            with access.acting_as(None):  # kept for every caller: read whole, as the owner
+                frame = read_layer(layer, url=self.url)
             if layer == "pipe_nodes":
                 frame = frame[frame["kind"] == "pump"]
             frame = frame.assign(

@@ -50,6 +50,32 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _audit(action: str, request: str, *, layer: str | None = None, url: str | None) -> None:
+    """Record a change of users, keys or rules in the audit trail (as the machine's user).
+
+    Parameters
+    ----------
+    action
+        ``admin`` for a rule, ``sign-in`` for a user, ``token`` for a token or key.
+    request
+        The change, as a command (never with a password or key in it).
+    layer
+        The layer a rule is about, if any.
+    url
+        Database URL.
+    """
+    import getpass
+
+    from layers.audit import AuditEvent, record_now
+    from layers.database import get_engine
+
+    event = AuditEvent(
+        action=action, actor=getpass.getuser(), role="cli", layer=layer, request=request
+    )
+    with get_engine(url).begin() as connection:
+        record_now(connection, event)
+
+
 def _password(given: str | None, stdin: bool) -> str | None:
     """Return the password from --password-stdin, the option, or a prompt."""
     if stdin:
@@ -97,6 +123,7 @@ def user_add(
         user = add_user(name, roles=roles, password=secret, url=url)
     except IdentityError as exc:
         raise _fail(str(exc)) from None
+    _audit("sign-in", f"twin auth user add {name} --role {' --role '.join(roles)}", url=url)
     out.print(f"user {user.name} added with roles {', '.join(user.roles) or '(none)'}")
     if generate:
         out.print(f"password (shown once): [bold]{secret}[/bold]")
@@ -143,6 +170,10 @@ def user_set(
     except IdentityError as exc:
         raise _fail(str(exc)) from None
     state = "disabled" if user.disabled else "enabled"
+    change = f"roles {','.join(user.roles)}" if roles is not None else ""
+    change += " password" if secret is not None else ""
+    change += f" {state}" if disable is not None else ""
+    _audit("sign-in", f"twin auth user set {name}:{change or ' nothing'}", url=url)
     out.print(f"user {user.name}: roles {', '.join(user.roles) or '(none)'}, {state}")
 
 
@@ -163,6 +194,7 @@ def token(
     if found[0].disabled:
         raise _fail(f"user {name!r} is disabled")
     issued = issue_token(found[0], ttl_s=ttl, url=url)
+    _audit("token", f"twin auth token {name} (jti {issued.jti})", url=url)
     err.print(f"token {issued.jti} for {name}, valid until {issued.expires_at:%F %T%z}")
     print(issued.access_token)
 
@@ -177,6 +209,7 @@ def revoke(
 
     if not revoke_token(token_or_id, url=url):
         raise _fail("no such token, or revoked already")
+    _audit("token", "twin auth revoke (a token)", url=url)
     out.print("token revoked")
 
 
@@ -200,6 +233,7 @@ def key_add(
         key_id, key = create_api_key(name, label=label, expires_at=moment, url=url)
     except IdentityError as exc:
         raise _fail(str(exc)) from None
+    _audit("token", f"twin auth key add {name} (key {key_id})", url=url)
     err.print(f"API key {key_id} for {name} (send it as the X-API-Key header):")
     print(key)
 
@@ -214,6 +248,7 @@ def key_revoke(
 
     if not revoke_api_key(key_id, url=url):
         raise _fail(f"no live API key {key_id!r}")
+    _audit("token", f"twin auth key revoke {key_id}", url=url)
     out.print(f"API key {key_id} revoked")
 
 
@@ -263,6 +298,7 @@ def classify_command(
         classify(layer, level, url=url)
     except RuleError as exc:
         raise _fail(str(exc)) from None
+    _audit("admin", f"twin auth classify {layer} {level}", layer=layer, url=url)
     out.print(f"{layer}: level {level} ({LEVELS[level]})")
 
 
@@ -283,6 +319,8 @@ def permit_command(
         permit(role, layer, permission, allow=not remove, url=url)
     except RuleError as exc:
         raise _fail(str(exc)) from None
+    change = f"twin auth permit {role} {layer} {permission}{' --remove' if remove else ''}"
+    _audit("admin", change, layer=None if layer == "*" else layer, url=url)
     out.print(f"{role}: {'no longer ' if remove else ''}{permission} {layer}")
 
 
@@ -342,6 +380,12 @@ def mask_add(
         )
     except RuleError as exc:
         raise _fail(str(exc)) from None
+    _audit(
+        "admin",
+        f"twin auth mask add {layer} {attribute} {method} --below {below}",
+        layer=layer,
+        url=url,
+    )
     out.print(f"mask {mask_id}: {layer}.{attribute} {method} below level {below}")
 
 
@@ -355,4 +399,5 @@ def mask_remove(
 
     if not remove_mask(mask_id, url=url):
         raise _fail(f"no mask {mask_id}")
+    _audit("admin", f"twin auth mask remove {mask_id}", url=url)
     out.print(f"mask {mask_id} removed")

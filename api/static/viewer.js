@@ -18,8 +18,8 @@ const MODES = {
   incident: {label: "Incident", needs: "impact", hint: "Click where it happens: units, assets, closures."},
 };
 
-// made once: deck.gl compares props by identity, and a new loadOptions object reloads every tile
-const LOAD_OPTIONS = {mvt: {workerUrl: new URL("viewer/mvt-worker.js", document.baseURI).href}};
+// loaders.gl's MVT worker, served by the twin (not a CDN)
+const MVT_WORKER = new URL("viewer/mvt-worker.js", document.baseURI).href;
 const MATERIAL = {ambient: 0.5, diffuse: 0.6, shininess: 16};
 // emergency resources: a letter for the kind on the kind's colour, a ring for the status
 const LETTERS = {fire_station: "F", hospital: "H", police: "P", shelter: "S", depot: "D", vehicle: "V"};
@@ -29,6 +29,9 @@ const state = {
   config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
   overlays: {route: null, areas: null, units: null, closures: null, marks: []},
   cones: null, selected: null, view: null,
+  // made again only when the caller changes (deck.gl compares props by identity): the tile
+  // loaders' options, carrying the caller's token
+  loadOptions: {mvt: {workerUrl: MVT_WORKER}},
 };
 const el = (id) => document.getElementById(id);
 // What the viewer has done, for whoever waits on it (a test, a benchmark) instead of sleeping:
@@ -46,6 +49,7 @@ const counts = {
   answers: 0, shown: 0, changes: 0,
   liveConnects: 0, liveSnapshots: 0, liveReceived: 0, liveApplied: 0,
   liveSpeeds: 0, liveVehicles: 0, liveAlerts: 0, focused: 0, acks: 0, ackErrors: 0,
+  signIns: 0, signInErrors: 0, signOuts: 0, accessApplied: 0, refused: 0,
 };
 const changed = () => { counts.changes += 1; };
 // the frame last drawn: the changes it followed, and whether every layer was loaded around it
@@ -105,18 +109,25 @@ function sinkLines(collection, style) {
 
 function featureLayer(style) {
   // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view
-  const common = {id: style.layer, visible: Boolean(state.visible[style.layer]), minZoom: style.minzoom};
+  const common = {id: style.layer, visible: shownLayer(style.layer), minZoom: style.minzoom};
+  const props = styleProps(style);
+  // the token the layer is made for: a tile it asks for after the caller changed (deck.gl
+  // replaces the layer on its next frame) goes as the caller it was made for
+  const token = auth.token;
+  const made = auth.generation;
   return new TileLayer({
     ...common,
-    ...styleProps(style),
+    ...props,
+    // the caller changed: every tile is asked for again, with the new token
+    updateTriggers: {...props.updateTriggers, getTileData: [auth.generation]},
     maxZoom: 18,
     tileSize: 256,
     onTileLoad: changed,  // a tile's data in: the map settles once a frame has drawn it
     onTileError: changed,
     getTileData: async ({bbox, signal}) => {
+      if (made !== auth.generation) return null;  // made for another caller: replaced soon
       const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
-      const response = await fetch(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal});
-      const collection = await response.json();
+      const collection = await json(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal}, token);
       return style.depth ? sinkLines(collection, style) : collection;
     },
     renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
@@ -126,7 +137,7 @@ function featureLayer(style) {
 function mapLayer(styles) {
   // every shown tile layer in one one-map vector tile per z/x/y (a layer per collection);
   // each feature is drawn by its layer's style (loaders.gl puts the layer in `layerName`)
-  const shown = styles.filter((s) => state.visible[s.layer]);
+  const shown = styles.filter((s) => shownLayer(s.layer));
   const byLayer = Object.fromEntries(shown.map((s) => [s.layer, s]));
   const pick = (f) => byLayer[f.properties.layerName] || shown[0];
   const factor = (s) => (SURFACE.has(s.group) ? state.surface : 1.0);
@@ -171,17 +182,18 @@ function mapLayer(styles) {
     updateTriggers: {
       getFillColor: [state.surface, moved], getLineColor: [state.surface, moved],
       getText: [moved], getPointRadius: [moved],
+      getTileData: [auth.generation],  // the caller changed: every tile again, with its token
     },
-    loadOptions: LOAD_OPTIONS,  // loaders.gl's MVT worker, served by the twin (not a CDN)
+    loadOptions: state.loadOptions,  // the MVT worker, and the caller's token on every tile
     onTileLoad: changed,
-    onTileError: changed,
+    onTileError: (error) => { changed(); tileRefused(error); },
   });
 }
 
 function overlayLayers() {
   const out = [];
   const o = state.overlays;
-  if (state.cones && state.visible.cameras) {
+  if (state.cones && shownLayer("cameras")) {
     out.push(new GeoJsonLayer({id: "camera-cones", data: state.cones, pickable: false, stroked: true,
       filled: true, getFillColor: [90, 40, 140, 60], getLineColor: [90, 40, 140, 200], getLineWidth: 0.5}));
   }
@@ -222,7 +234,8 @@ function overlayLayers() {
 
 function render() {
   const tiles = state.config.styles.filter((s) => s.source === "tiles");
-  const features = state.config.styles.filter((s) => s.source === "features").map(featureLayer);
+  // a layer the caller may not read is no layer at all (deck.gl loads a hidden tile layer's tiles)
+  const features = state.config.styles.filter((s) => s.source === "features" && readable(s.layer)).map(featureLayer);
   changed();
   state.deck.setProps({layers: [mapLayer(tiles), ...features, ...liveLayers(), ...overlayLayers()]});
 }
@@ -236,6 +249,7 @@ function settled() {
   // view or tiles), nothing waiting to be drawn, and no drag, zoom or view transition under way
   const deckgl = state.deck;
   if (!deckgl || !deckgl.isInitialized) return false;
+  if (auth.pending || !auth.me) return false;  // the caller is being read: layers to come
   const moving = ["isDragging", "isPanning", "isRotating", "isZooming", "inTransition"]
     .some((k) => interaction[k]);
   return drawn.changes === counts.changes && drawn.loadedBefore && drawn.loadedAfter
@@ -280,8 +294,8 @@ function attributes(object, layer, fromTiles) {
   return `<h3>${esc(layer)}</h3><table class="attributes">${rows}</table>`;
 }
 
-async function json(url, options) {
-  const response = await fetch(url, options);
+async function json(url, options, token = auth.token) {
+  const response = await apiFetch(url, options, token);
   const body = await response.json();
   if (!response.ok) throw new Error(body.detail || response.statusText);
   return body;
@@ -414,12 +428,291 @@ function listenForClicks(target) {
   });
 }
 
-function buildPanel() {
+function drawLayerList() {
+  // the layers the caller may read, by group (drawn again when the caller changes)
   const groups = {};
-  for (const style of state.config.styles) (groups[style.group] ||= []).push(style);
-  const html = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(GROUPS[group] || group)}</legend>${
+  for (const style of state.config.styles) if (readable(style.layer)) (groups[style.group] ||= []).push(style);
+  el("layer-groups").innerHTML = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(GROUPS[group] || group)}</legend>${
     styles.map((s) => `<label><input type="checkbox" data-layer="${s.layer}" ${state.visible[s.layer] ? "checked" : ""}> ${esc(s.title)}</label>`).join("")}</fieldset>`).join("");
-  el("layers").innerHTML = html;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing in, against the twin's own issuer (POST auth/token, the OAuth 2.0 password grant).
+// The token is kept in sessionStorage (it survives a reload, not a closed tab) and sent on
+// every request: fetch's Authorization header, the tile loaders' fetch options, and the
+// access_token parameter of the push stream. auth/me says per layer what the caller may do:
+// the panel lists, and the map asks for, only what it may read. Signing in or out rebuilds
+// the layers; a 401 from any request shows the sign-in form with the API's reason.
+
+const SESSION_KEY = "citytwin.session";
+const SIGNIN_TEXT = {
+  signin: "登录 Sign in",
+  signout: "退出 Sign out",
+  user: "用户名 User",
+  password: "密码 Password",
+  anonymous: "未登录 Not signed in",
+  signed_in: "已登录 Signed in: {user}",
+  role: "角色 Role: {roles}",
+  clearance: "密级 Clearance: {clearance}",
+  expired: "登录已失效 The session has ended: {detail}",
+  refused: "需要登录 Sign in to see this: {detail}",
+  no_anonymous: "请登录 Sign in to see the city: {detail}",
+  failed: "登录失败 Sign-in failed: {detail}",
+};
+const st = (key, values = {}) => String(SIGNIN_TEXT[key] ?? key)
+  .replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+
+const auth = {
+  token: null, user: null, roles: [],  // the session (token) kept in sessionStorage
+  me: null,  // what auth/me last said: {user, roles, clearance, clearanceName, layers}
+  generation: 0,  // bumped whenever the caller changes: every tile is loaded again
+  error: null,  // the last refusal or sign-in failure, shown in the panel
+  session: null,  // {token, user, roles, expires_at}
+  ending: null,  // a token refused, whose session is ending
+  shown: {},  // the layers the caller could read last time (one that becomes readable starts as styled)
+  pending: null,  // the latest change of caller under way
+  applying: 0,  // the latest access refresh (an older one that answers late is dropped)
+  checking: null,  // a session check under way
+};
+
+function loadSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+    if (saved && typeof saved.token === "string") useSession(saved);
+  } catch (error) {
+    console.warn("the saved session is unreadable:", error);
+    sessionStorage.removeItem(SESSION_KEY);
+  }
+}
+
+function useSession(session) {
+  // the session every request goes with from now on (null: anonymous), kept for a reload
+  auth.session = session || null;
+  auth.token = session?.token ?? null;
+  auth.user = session?.user ?? null;
+  auth.roles = session?.roles ?? [];
+  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+function authHeaders(token = auth.token) {
+  return token ? {Authorization: `Bearer ${token}`} : {};
+}
+
+function readable(layer) {
+  return Boolean(auth.me?.layers?.[layer]?.includes("read"));
+}
+
+function shownLayer(layer) {
+  return Boolean(state.visible[layer]) && readable(layer);
+}
+
+async function problemDetail(response) {
+  // the reason a problem+json answer gives, else the status text
+  try {
+    const body = await response.json();
+    return String(body.detail || body.title || response.statusText);
+  } catch {
+    return response.statusText || String(response.status);
+  }
+}
+
+async function apiFetch(url, options = {}, token = auth.token) {
+  // fetch with the caller's token; a 401 shows the sign-in form (the caller sees why)
+  const response = await fetch(url, {...options, headers: {...(options.headers || {}), ...authHeaders(token)}});
+  if (response.status === 401) refused(token, await problemDetail(response.clone()));
+  return response;
+}
+
+function refused(token, detail) {
+  // a 401: a token that no longer holds (expired, revoked) ends the session; without one,
+  // the form asks to sign in
+  if (token !== auth.token) return;  // the caller has changed since the request was made
+  counts.refused += 1;
+  if (token) {
+    if (auth.ending === token) return;  // already ending
+    auth.ending = token;
+    auth.error = st("expired", {detail});
+    applyAccess(null);
+  } else {
+    auth.error = st("refused", {detail});
+    drawSignIn();
+  }
+}
+
+function tileRefused(error) {
+  // loaders.gl says "Failed to fetch resource (401) ...": the same as a fetch's 401
+  const text = String(error?.message ?? error ?? "");
+  if (!/\(401\)/.test(text)) return;
+  const detail = /"detail"\s*:\s*"([^"]*)"/.exec(text)?.[1] || text;
+  refused(auth.token, detail);
+}
+
+function checkSession() {
+  // is the token still good? (after a stream closed on an error, which says no status)
+  if (!auth.token || auth.checking) return;
+  const token = auth.token;
+  auth.checking = fetch("auth/me", {headers: authHeaders(token)})
+    .then(async (response) => { if (response.status === 401) refused(token, await problemDetail(response)); })
+    .catch(() => {})
+    .finally(() => { auth.checking = null; });
+}
+
+async function whoAmI(session) {
+  // auth/me for a session; a token it refuses ends the session, and it is asked anonymously
+  let response = await fetch("auth/me", {headers: authHeaders(session?.token ?? null)});
+  if (response.status === 401 && session) {
+    auth.error = st("expired", {detail: await problemDetail(response)});
+    session = null;
+    response = await fetch("auth/me");
+  }
+  if (response.status === 401) {
+    // no anonymous access on this server: nothing to read until one signs in
+    auth.error = st("no_anonymous", {detail: await problemDetail(response)});
+    return {session, me: {user: null, roles: [], clearance: null, clearanceName: null, layers: {}}};
+  }
+  if (!response.ok) throw new Error(await problemDetail(response));
+  return {session, me: await response.json()};
+}
+
+function applyAccess(session = auth.session) {
+  // Change the caller to `session` (null: anonymous): read what it may do and where its layers
+  // are, then switch at once: the token, the panel's layers, the map and the stream. Until
+  // then every request goes as before, so no layer is asked for without the token it needs.
+  // Resolves once the latest change asked for is applied.
+  const run = changeCaller(session, ++auth.applying);
+  auth.pending = run;
+  return run;
+}
+
+async function changeCaller(session, mine) {
+  let me;
+  let tilesets = null;
+  try {
+    ({session, me} = await whoAmI(session));
+    const response = await fetch("viewer/config.json", {headers: authHeaders(session?.token ?? null)});
+    if (response.ok) tilesets = (await response.json()).tilesets;
+    else console.warn("the layers' extents were not read again:", await problemDetail(response));
+  } catch (error) {
+    if (mine !== auth.applying) return auth.pending;
+    auth.error = error.message;
+    ({session, me} = {session: null, me: {user: null, roles: [], layers: {}}});
+  }
+  if (mine !== auth.applying) return auth.pending;  // a newer change has overtaken this one
+  useSession(session);
+  auth.ending = null;
+  auth.pending = null;
+  if (tilesets) state.config.tilesets = tilesets;  // a hidden layer has no bounds
+  auth.me = me;
+  auth.generation += 1;
+  state.loadOptions = {mvt: {workerUrl: MVT_WORKER}, fetch: {headers: authHeaders()}};
+  for (const style of state.config.styles) {
+    // a layer the caller may no longer read is off; one it may read again starts as styled
+    if (!readable(style.layer)) state.visible[style.layer] = false;
+    else if (!(style.layer in auth.shown)) state.visible[style.layer] = style.visible;
+  }
+  auth.shown = Object.fromEntries(state.config.styles.filter((s) => readable(s.layer)).map((s) => [s.layer, true]));
+  state.cones = null;
+  drawLayerList();
+  drawSignIn();
+  render();
+  if (state.config.features.cameras && readable("cameras")) {
+    const generation = auth.generation;
+    json("cameras/coverage").then((body) => {
+      if (generation === auth.generation) { state.cones = body.cones; render(); }
+    }).catch((error) => console.warn("camera coverage not read:", error));
+  }
+  reconnectLive();
+  counts.accessApplied += 1;
+}
+
+async function signIn(username, password) {
+  const response = await fetch("auth/token", {method: "POST",
+    body: new URLSearchParams({grant_type: "password", username, password})});
+  if (!response.ok) {
+    auth.error = st("failed", {detail: await problemDetail(response)});
+    counts.signInErrors += 1;
+    drawSignIn();
+    return;
+  }
+  const body = await response.json();
+  auth.error = null;
+  await applyAccess({token: body.access_token, user: body.user, roles: body.roles,
+    expires_at: Date.now() + Number(body.expires_in) * 1000});
+  counts.signIns += 1;
+}
+
+async function signOut() {
+  // anonymous from now on; then the token is revoked at the issuer (best effort)
+  const token = auth.token;
+  auth.error = null;
+  await applyAccess(null);
+  if (token) {
+    try {
+      const response = await fetch("auth/revoke", {method: "POST", headers: authHeaders(token),
+        body: new URLSearchParams({token})});
+      if (!response.ok) console.warn("the token was not revoked:", await problemDetail(response));
+    } catch (error) {
+      console.warn("the token was not revoked:", error);
+    }
+  }
+  counts.signOuts += 1;
+}
+
+function buildSignIn() {
+  el("title").insertAdjacentHTML("afterend", `<form id="signin" class="signin" autocomplete="on">
+<div id="signin-who" class="signin-who"></div>
+<div id="signin-fields" class="signin-fields">
+<label>${esc(st("user"))} <input name="username" id="signin-user" autocomplete="username" required></label>
+<label>${esc(st("password"))} <input name="password" id="signin-password" type="password" autocomplete="current-password" required></label>
+<button type="submit" id="signin-submit">${esc(st("signin"))}</button></div>
+<button type="button" id="signout" hidden>${esc(st("signout"))}</button>
+<p id="signin-error" class="error" role="alert" hidden></p></form>`);
+  el("signin").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const button = el("signin-submit");
+    button.disabled = true;
+    try {
+      await signIn(form.username.value.trim(), form.password.value);
+    } catch (error) {
+      auth.error = st("failed", {detail: error.message});
+      counts.signInErrors += 1;
+      drawSignIn();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  el("signout").addEventListener("click", () => { signOut(); });
+  drawSignIn();
+}
+
+function drawSignIn() {
+  const me = auth.me;
+  const signedIn = Boolean(auth.token && me?.user);
+  const roles = (me?.roles?.length ? me.roles : auth.roles || []).join(", ");
+  el("signin-who").innerHTML = signedIn
+    ? `<strong>${esc(st("signed_in", {user: me.user}))}</strong><br>${esc(st("role", {roles}))}${me.clearanceName ? ` · ${esc(st("clearance", {clearance: me.clearanceName}))}` : ""}`
+    : `${esc(st("anonymous"))}${me?.user ? ` · ${esc(st("role", {roles}))}` : ""}`;
+  el("signin-fields").hidden = signedIn;
+  el("signout").hidden = !signedIn;
+  el("signin").classList.toggle("signed-in", signedIn);
+  el("signin").classList.toggle("needed", Boolean(auth.error) && !signedIn);
+  el("signin-error").hidden = !auth.error;
+  el("signin-error").textContent = auth.error || "";
+  if (signedIn) el("signin-password").value = "";
+}
+
+function authState() {
+  // who the page calls as, for whoever checks it (a test)
+  return {user: auth.me?.user ?? null, roles: auth.me?.roles ?? [], signedIn: Boolean(auth.token && auth.me?.user),
+    readable: state.config ? state.config.styles.map((s) => s.layer).filter(readable) : [],
+    generation: auth.generation, error: auth.error};
+}
+
+function buildPanel() {
+  el("layers").innerHTML = `<div id="layer-groups"></div>`;
+  drawLayerList();
   el("layers").addEventListener("change", (event) => {
     const layer = event.target.dataset.layer;
     if (layer) { state.visible[layer] = event.target.checked; render(); }
@@ -518,7 +811,7 @@ const live = {
   vehicleData: [], vehicleVersion: 0, animating: false,
   alerts: new Map(), alertsChanged: true, errors: {},
   focus: null,  // {id, kind: impact | asset | point, at, data}
-  ready: 0, snapshots: 0, frame: 0, storedVehicles: false,
+  ready: 0, snapshots: 0, frame: 0, storedVehicles: false, started: false, retryTimer: 0,
 };
 
 const serverNow = () => Date.now() + live.clockOffsetMs;
@@ -700,7 +993,7 @@ function onSpeed(event) {
 
 async function congestionSnapshot(since) {
   const layer = state.config.live.congestion;
-  if (!layer) return;
+  if (!layer || !readable(layer)) return;
   const features = await allItems(layer);
   addRoadFeatures(features);
   const present = new Set();
@@ -787,7 +1080,7 @@ function onVehicle(event) {
 
 async function storedVehicles() {
   // the vehicles of the resources layer where they are stored (once: they are drawn here)
-  if (live.storedVehicles || !state.config.tilesets.resources) return;
+  if (live.storedVehicles || !state.config.tilesets.resources || !readable("resources")) return;
   const features = await allItems("resources", `filter=${encodeURIComponent("kind = 'vehicle'")}`);
   live.storedVehicles = true;
   for (const f of features) {
@@ -801,7 +1094,7 @@ async function storedVehicles() {
 }
 
 async function vehicleSnapshot(since) {
-  const response = await fetch("live/latest?layer=resources");
+  const response = await apiFetch("live/latest?layer=resources");
   const body = await response.json();
   if (!response.ok) throw new Error(body.detail || response.statusText);
   const date = Date.parse(response.headers.get("date"));
@@ -937,7 +1230,7 @@ async function focusAlert(id) {
     if (alert.impact?.geometry) {
       kind = "impact";
       features = [{type: "Feature", geometry: alert.impact.geometry, properties: {}}];
-    } else if (alert.layer && alert.feature_id !== null && state.config.tilesets[alert.layer]) {
+    } else if (alert.layer && alert.feature_id !== null && state.config.tilesets[alert.layer] && readable(alert.layer)) {
       const feature = await json(`collections/${alert.layer}/items/${encodeURIComponent(alert.feature_id)}`);
       kind = "asset";
       features = [feature];
@@ -1002,21 +1295,27 @@ async function snapshot() {
 }
 
 function connectLive() {
-  const source = new EventSource(`live/events?types=${LIVE_TYPES.join(",")}`);
+  // EventSource sends no headers: the token goes as the access_token parameter (RFC 6750 §2.3)
+  const token = auth.token ? `&access_token=${encodeURIComponent(auth.token)}` : "";
+  const source = new EventSource(`live/events?types=${LIVE_TYPES.join(",")}${token}`);
   live.source = source;
   setLiveStatus("reconnecting");
   source.addEventListener("open", () => {
+    if (live.source !== source) return;
     counts.liveConnects += 1;
     live.retryMs = RETRY_MS[0];
     setLiveStatus("connected");
     snapshot();
   });
   source.addEventListener("error", () => {
+    if (live.source !== source) return;  // closed for a new caller
     if (source.readyState === EventSource.CLOSED) {
-      // the browser gave up (the server answered with an error): open it again later
+      // the browser gave up (the server answered with an error, perhaps a 401 for a token
+      // that expired: the session is checked): open it again later
       setLiveStatus("offline");
       live.source = null;
-      setTimeout(connectLive, live.retryMs);
+      checkSession();
+      live.retryTimer = setTimeout(connectLive, live.retryMs);
       live.retryMs = Math.min(live.retryMs * 2, RETRY_MS[1]);
     } else {
       setLiveStatus("reconnecting");  // the browser reconnects by itself
@@ -1024,8 +1323,28 @@ function connectLive() {
   });
   const handlers = {speed: onSpeed, vehicle: onVehicle, alert: onAlert};
   for (const kind of LIVE_TYPES) {
-    source.addEventListener(kind, (message) => received(kind, handlers[kind], message.data));
+    source.addEventListener(kind, (message) => {
+      if (live.source === source) received(kind, handlers[kind], message.data);
+    });
   }
+}
+
+function reconnectLive() {
+  // the caller changed: what it may see is read again, and the stream opened with its token
+  if (!live.started) return;
+  if (live.source) live.source.close();
+  live.source = null;
+  clearTimeout(live.retryTimer);
+  live.retryMs = RETRY_MS[0];
+  live.alerts.clear();
+  live.alertsChanged = true;
+  live.focus = null;
+  live.vehicles.clear();
+  live.vehicleData = [];
+  live.vehicleVersion += 1;
+  live.storedVehicles = false;
+  drawAlerts();
+  connectLive();
 }
 
 function buildLivePanel() {
@@ -1064,6 +1383,7 @@ function buildLivePanel() {
 
 function startLive() {
   if (!state.config.features.live) return;  // no push stream served: the badge says offline
+  live.started = true;
   connectLive();
   setInterval(checkStale, STALE_CHECK_MS);
 }
@@ -1087,12 +1407,17 @@ function liveState() {
 }
 
 async function start() {
-  state.config = await json("viewer/config.json");
+  // read as anonymous (a saved token is checked by applyAccess, which reads the extents again)
+  const config = await fetch("viewer/config.json");
+  if (!config.ok) throw new Error(await problemDetail(config));
+  state.config = await config.json();
   document.title = state.config.title;
   el("title").textContent = state.config.title;
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
+  loadSession();
   buildPanel();
   buildLivePanel();
+  buildSignIn();
   state.view = {...state.config.view};
   let firstDraw;
   const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
@@ -1117,10 +1442,7 @@ async function start() {
     onError: (error) => console.error(error),
   });
   listenForClicks(el("map"));
-  render();
-  if (state.config.features.cameras) {
-    json("cameras/coverage").then((body) => { state.cones = body.cones; render(); }).catch(() => {});
-  }
+  await applyAccess();  // who calls, and what it may read: the panel, the map, the cones
   await firstFrame;
   startLive();  // once the city is drawn: the stream holds one of the page's connections
   return state;
@@ -1135,4 +1457,5 @@ window.twinViewer = {
   status,
   events: () => ({...counts}),
   live: liveState,
+  auth: authState,
 };

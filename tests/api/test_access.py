@@ -517,3 +517,39 @@ def test_the_openapi_document_names_only_the_callers_collections(
     commander_read, commander_written = collection_ids("emergency_commander")
     assert "power_lines" in commander_read and "power_lines" not in public_read
     assert commander_written == {"incidents", "closures", "resources"}
+
+
+def test_incident_and_routing_answers_list_only_what_the_caller_may_read(
+    client: TestClient, headers: dict[str, dict[str, str]]
+) -> None:
+    def middle(network: str) -> tuple[float, float]:
+        pipe = client.get(
+            f"/collections/pipelines/items?limit=1&filter=network='{network}'",
+            headers=headers["emergency_commander"],
+        ).json()["features"][0]
+        point = shape(pipe["geometry"]).interpolate(0.5, normalized=True)
+        return point.x, point.y
+
+    def impact(kind: str, where: tuple[float, float], role: str) -> dict[str, Any]:
+        body = {"geometry": {"type": "Point", "coordinates": list(where)}, "kind": kind}
+        answer = client.post("/incidents/impact", json=body, headers=headers[role])
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    water = middle("water")  # a burst main: the water network is general
+    assert impact("burst_main", water, "planner")["utility"]["network"] == "water"
+    public = impact("burst_main", water, "anonymous")
+    assert public["utility"] is None and "pipelines" not in public["assets"]
+    gas = middle("gas")  # a gas leak: gas pipes are important
+    pipes = {
+        role: {
+            f["properties"]["network"]
+            for f in impact("gas_leak", gas, role)["assets"]["pipelines"]["features"]
+        }
+        for role in ("emergency_commander", "planner")
+    }
+    assert "gas" in pipes["emergency_commander"] and "gas" not in pipes["planner"]
+    # vehicles are general: the public's nearest units never name one
+    query = f"/routing/nearest?incident={water[0]},{water[1]}&kind=vehicle&k=3"
+    assert client.get(query, headers=headers["anonymous"]).json()["features"] == []
+    assert client.get(query, headers=headers["planner"]).json()["features"]
