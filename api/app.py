@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
@@ -116,7 +116,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
         app, settings, audit=None if audit_log is None else security.audit_trail(audit_log)
     )
     limits.install(app, settings)  # after the guard: body limit, NUL, database outage first
-    app.include_router(security.routes(settings))
+    app.include_router(security.routes(settings, audit=audit_log))
     app.include_router(features.routes(url))
     app.include_router(editing.routes(url))
     app.include_router(
@@ -130,15 +130,17 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
     app.include_router(signals.routes(city))
+    feeds = [Depends(security.requires("observations"))]  # the live feeds: general, audited
     app.include_router(
         sensorthings.routes(
             url,
             live_service.feed,
             mqtt_url=settings.mqtt_url,
             topic_prefix=settings.live_topic_prefix,
-        )
+        ),
+        dependencies=feeds,
     )
-    app.include_router(live.routes(live_service, url))
+    app.include_router(live.routes(live_service, url), dependencies=feeds)
     app.include_router(viewer.routes(settings))
     app.include_router(docs.routes(app.title))
     app.state.conformance = conformance()

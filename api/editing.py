@@ -85,6 +85,11 @@ IfMatch = Annotated[
 ]
 
 
+def _not_json(constant: str) -> float:
+    """Refuse ``NaN`` and ``Infinity``, which Python reads but JSON (RFC 8259) has not."""
+    raise ValueError(f"{constant} is not a JSON number: attributes are finite numbers")
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     """Read the body as a JSON object, refusing other media types and other JSON values."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -101,7 +106,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
         )
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProblemError(f"body: not JSON ({exc})", parameter="body") from None
     if not isinstance(body, dict):

@@ -351,6 +351,13 @@ def install(app: FastAPI) -> None:
     async def _text(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
         return problem(400, "Bad request", "the request holds text that is not valid Unicode")
 
+    @app.exception_handler(RecursionError)
+    async def _nested(request: Request, exc: RecursionError) -> JSONResponse:
+        # a body nested thousands deep (JSON's arrays and objects): Python's parser gives up
+        return problem(
+            400, "Bad request", "the request body is nested too deeply to be read", parameter="body"
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)

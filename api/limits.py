@@ -285,8 +285,8 @@ def _nul_in_json(body: bytes) -> JSONResponse | None:
         return None
     try:
         document = json.loads(body)
-    except ValueError:
-        return None  # not JSON: the route says so
+    except (ValueError, RecursionError):
+        return None  # not JSON, or nested too deeply to read: the route says so
     where = _nul_path(document, "")
     if where is None:
         return None

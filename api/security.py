@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -43,6 +43,8 @@ from layers.settings import TwinSettings
 OPEN_PATHS = ("/auth/token", "/auth/jwks.json", "/.well-known/openid-configuration")
 #: Largest sign-in form read, bytes.
 MAX_FORM_BYTES = 8192
+#: Longest ``X-Purpose`` the audit keeps, characters.
+MAX_PURPOSE = 500
 AuditHook = Callable[[Grant, Scope, int, list[access.Access]], None]
 
 
@@ -97,6 +99,15 @@ class Guard:
             await send(message)
 
         scope.setdefault("state", {})["grant"] = grant
+        if b"access_token" in scope.get("query_string", b""):
+            # the token has done its work: the routes (which refuse parameters they do not
+            # know), the logs and the audit never see it
+            kept = [
+                (k, v)
+                for k, v in parse_qsl(scope["query_string"].decode("latin-1"), True)
+                if k != "access_token"
+            ]
+            scope["query_string"] = urlencode(kept).encode("latin-1")
         with access.acting_as(grant), access.ledger() as touched:
             try:
                 await self.app(scope, receive, sent)
@@ -120,6 +131,12 @@ class Guard:
             token = QueryParams(scope.get("query_string", b"")).get("access_token")
             if token and scope["method"] in ("GET", "HEAD"):
                 principal = self.verifier.bearer(token)
+            elif token:
+                raise IdentityError(
+                    "access_token: only a GET may carry its token in the URL (RFC 6750 §2.3); "
+                    "send Authorization: Bearer",
+                    status=401,
+                )
             else:
                 principal = self.verifier.anonymous()
         return access.grant_for(principal, url=self.url)
@@ -177,6 +194,29 @@ def current_grant(request: Request) -> Grant:
     return grant
 
 
+def requires(layer_id: str) -> Callable[[Request], None]:
+    """Return a route dependency: reading ``layer_id`` for a GET or HEAD, editing it otherwise.
+
+    For routers that serve something classified as a whole (the live feeds:
+    :data:`layers.access.FEEDS`), given to ``include_router(dependencies=...)``.
+
+    Parameters
+    ----------
+    layer_id
+        The layer (or feed) the routes read and write.
+
+    Returns
+    -------
+    callable
+        The dependency; it raises :class:`~layers.errors.AccessError` (401/403/404).
+    """
+
+    def check(request: Request) -> None:
+        access.require(layer_id, "read" if request.method in ("GET", "HEAD") else "edit")
+
+    return check
+
+
 def describe(grant: Grant) -> dict[str, Any]:
     """Describe a caller: name, roles, clearance, and per layer what it may do.
 
@@ -192,7 +232,7 @@ def describe(grant: Grant) -> dict[str, Any]:
     """
     layers = {
         layer_id: [p for p in access.PERMISSIONS if grant.may(layer_id, p)]
-        for layer_id in COLLECTIONS
+        for layer_id in (*COLLECTIONS, *access.FEEDS)
     }
     return {
         "user": grant.principal.name,
@@ -204,13 +244,15 @@ def describe(grant: Grant) -> dict[str, Any]:
     }
 
 
-def routes(settings: TwinSettings) -> APIRouter:
+def routes(settings: TwinSettings, *, audit: AuditLog | None = None) -> APIRouter:
     """Build the local issuer's routes.
 
     Parameters
     ----------
     settings
         The API's settings (database, issuer, audience, token lifetime).
+    audit
+        Where sign-ins (and failed ones) are recorded; None to record nothing.
 
     Returns
     -------
@@ -218,6 +260,7 @@ def routes(settings: TwinSettings) -> APIRouter:
         ``/auth/...`` and ``/.well-known/openid-configuration``.
     """
     url = settings.database_url
+    verifier = Verifier(url, settings=settings)
     router = APIRouter(tags=["Sign-in"])
 
     @router.post(
@@ -255,12 +298,28 @@ def routes(settings: TwinSettings) -> APIRouter:
         for name in ("username", "password"):
             if not form.get(name):
                 raise ProblemError(f"{name}: required", parameter=name)
+        client = request.client.host if request.client else None
+
+        def signed_in(status: int) -> None:
+            if audit is not None:
+                audit.record(
+                    AuditEvent(
+                        action="sign-in",
+                        actor=form["username"][:64],
+                        client=client,
+                        request="POST /auth/token",
+                        status=status,
+                    )
+                )
+
         try:
             user = await run_in_threadpool(
                 check_password, form["username"], form["password"], url=url
             )
         except IdentityError as exc:
+            signed_in(401)
             raise ProblemError(str(exc), status=401) from None
+        signed_in(200)
         issued = await run_in_threadpool(issue_token, user, url=url, settings=settings)
         return JSONResponse(
             {
@@ -296,8 +355,9 @@ def routes(settings: TwinSettings) -> APIRouter:
         form = await _form(request)
         if not form.get("token"):
             raise ProblemError("token: required", parameter="token")
-        revoked = await run_in_threadpool(revoke_token, form["token"], url=url)
-        return {"revoked": revoked}
+        jti = await run_in_threadpool(verifier.token_id, form["token"])
+        revoked = jti is not None and await run_in_threadpool(revoke_token, jti, url=url)
+        return {"revoked": revoked}  # 200 either way (RFC 7009 §2.2)
 
     @router.get("/auth/me", summary="Who the caller is and what it may do, per layer")
     def me(request: Request) -> dict[str, Any]:
@@ -401,14 +461,15 @@ def audit_trail(log: AuditLog) -> AuditHook:
 
     def hook(grant: Grant, scope: Scope, status: int, touched: list[access.Access]) -> None:
         headers = Headers(scope=scope)
-        query = scope.get("query_string", b"").decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")  # access_token taken out
         request = f"{scope['method']} {scope['path']}{'?' + query if query else ''}"
         client = scope.get("client")
         bbox = _bbox(QueryParams(query).get("bbox"))
+        written = {entry.layer for entry in touched if entry.permission != "read"}
         for entry in touched:
             write = entry.permission != "read"
-            if not write and grant.rules.level(entry.layer) == 0:
-                continue  # public reads are not audited
+            if not write and (entry.layer in written or grant.rules.level(entry.layer) == 0):
+                continue  # public reads are not audited; a write's own read is the write
             log.record(
                 AuditEvent(
                     action=_ACTIONS.get(scope["method"], "write") if write else "read",
@@ -419,7 +480,7 @@ def audit_trail(log: AuditLog) -> AuditHook:
                     bbox=bbox,
                     feature_count=entry.count,
                     client=client[0] if client else None,
-                    purpose=headers.get("x-purpose"),
+                    purpose=(headers.get("x-purpose") or "")[:MAX_PURPOSE] or None,
                     request=request[:2000],
                     status=status,
                 )

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from api.errors import NotFoundError, ProblemError, problem_responses
 from api.parameters import known_parameters
 from api.tiles import MAPBOX_STYLE, MATRIX_SET
+from layers import access
 from layers.catalog import LAYERS
 from layers.features import extent
 from twin.deck import STYLES, Style
@@ -139,7 +140,7 @@ def maplibre_style(base: str, style_id: str, url: str) -> dict[str, Any]:
     dict
         The style document.
     """
-    layer_ids = list(LAYERS) if style_id == ONE_MAP else [style_id]
+    layer_ids = access.visible(list(LAYERS)) if style_id == ONE_MAP else [style_id]
     boxes = [b for b in (extent(layer_id, url=url) for layer_id in layer_ids) if b]
     if boxes:
         west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
@@ -184,11 +185,13 @@ class StyleResponse(JSONResponse):
 
 
 def _style_ids() -> list[str]:
-    return [ONE_MAP, *LAYERS]
+    return [ONE_MAP, *access.visible(list(LAYERS))]  # the styles of what the caller may read
 
 
 def _style_id(value: str) -> str:
     if value not in _style_ids():
+        if value in LAYERS:
+            access.require(value)  # a hidden layer's style: as its layer answers
         raise NotFoundError(
             f"unknown style {value!r}; styles: {', '.join(_style_ids())}", parameter="styleId"
         )
@@ -268,7 +271,7 @@ def routes(url: str) -> APIRouter:
     def metadata(request: Request, styleId: str) -> dict[str, Any]:
         style_id = _style_id(styleId)
         base = str(request.base_url).rstrip("/")
-        layer_ids = list(LAYERS) if style_id == ONE_MAP else [style_id]
+        layer_ids = access.visible(list(LAYERS)) if style_id == ONE_MAP else [style_id]
         tileset = (
             f"{base}/tiles/{MATRIX_SET}"
             if style_id == ONE_MAP

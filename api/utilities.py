@@ -16,9 +16,8 @@ from pydantic import BaseModel, Field
 
 from api.errors import NotFoundError
 from api.geojson import feature_collection, records
-from layers import access
 from routing.traces import Cascade, Outage
-from routing.utility_network import NETWORK_LAYERS, NETWORKS, UtilityNetwork
+from routing.utility_network import NETWORKS, UtilityNetwork
 from twin.city import City
 
 Network = Annotated[str, Path(description=f"One of {', '.join(NETWORKS)}")]
@@ -98,10 +97,7 @@ def routes(city: City) -> APIRouter:
             raise NotFoundError(
                 f"no network {name!r}; networks: {', '.join(NETWORKS)}", parameter="network"
             )
-        # the network is kept in memory for every caller: the caller must read what it is
-        # drawn from, including the rows of this network
-        access.require_rows(NETWORK_LAYERS[name], "network", name, parameter="network_name")
-        return city.utilities.network(name)
+        return city.utilities.network(name)  # refused if the caller may not read it
 
     @router.get("/{network_name}", summary="A network's topology: size, segments, problems")
     def get_network(network_name: Network) -> dict[str, Any]:

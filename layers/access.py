@@ -27,6 +27,8 @@ relation above still cannot read a row above the caller's clearance.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -52,6 +54,9 @@ PERMISSIONS: tuple[Permission, ...] = ("read", "edit", "admin")
 #: The level a layer missing from ``access_layers`` is taken at: the highest (fail closed).
 UNCLASSIFIED_LEVEL = 3
 ANONYMOUS = "anonymous"
+#: What is classified and permitted like a layer without being a collection: the live feeds
+#: (SensorThings entities and observations, ``/live``).
+FEEDS = ("observations",)
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ class Mask:
     ``geom``. Methods: ``hide`` (null; ``{}`` for ``props``; a hidden geometry hides the
     feature), ``partial`` (keep ``keep_start`` and ``keep_end`` characters, the rest ``*``:
     PostgreSQL Anonymizer's ``partial()``), ``round`` (to the nearest multiple of ``step``), and
-    ``snap`` (the geometry as a point on a ``step``-metre grid of the city's metric CRS). A
+    ``snap`` (the geometry as a point on a ``step``-metre grid of the city's metric CRS; the
+    feature's id is then shown as a digest that names nothing else). A
     method that does not fit the attribute's type hides it (fail closed).
     """
 
@@ -319,11 +325,17 @@ def masked_relation(layer: Layer, masks: Sequence[Mask], rows: Sequence[RowRule]
     by_attribute: dict[str, list[Mask]] = {}
     for mask in masks:
         by_attribute.setdefault(mask.attribute, []).append(mask)
-    columns: list[sql.Composable] = [
-        sql.Identifier(name) for name in ("vid", "id", "source", "valid_from", "valid_to")
-    ]
-    columns.append(sql.SQL("{} AS props").format(_props(masks)))
     geom, geom_3857, hidden = _geometry(by_attribute.get("geom", []))
+    # a coarsened feature's id would tell where it is (an id naming the building it serves):
+    # it is shown as a digest, the same in every path, that leads nowhere else
+    feature_id: sql.Composable = (
+        sql.SQL("'masked/' || left(md5(id), 16) AS id")
+        if "geom" in by_attribute
+        else sql.Identifier("id")
+    )
+    columns: list[sql.Composable] = [sql.Identifier("vid"), feature_id]
+    columns += [sql.Identifier(name) for name in ("source", "valid_from", "valid_to")]
+    columns.append(sql.SQL("{} AS props").format(_props(masks)))
     columns += [
         sql.SQL("{} AS geom").format(geom),
         sql.SQL("{} AS geom_3857").format(geom_3857),
@@ -763,9 +775,12 @@ class RuleError(ValueError):
     """A rule change that cannot be made: an unknown layer, role, attribute or method."""
 
 
-def _check_layer(layer_id: str) -> Layer:
+def _check_layer(layer_id: str) -> Layer | None:
+    if layer_id in FEEDS:
+        return None
     if layer_id not in COLLECTIONS:
-        raise RuleError(f"unknown layer {layer_id!r}; layers: {', '.join(COLLECTIONS)}")
+        known = ", ".join((*COLLECTIONS, *FEEDS))
+        raise RuleError(f"unknown layer {layer_id!r}; layers: {known}")
     return COLLECTIONS[layer_id]
 
 
@@ -858,17 +873,24 @@ def add_mask(
         For an unknown layer, attribute, role or method, or a method without its argument.
     """
     layer = _check_layer(layer_id)
+    if layer is None:
+        raise RuleError(f"{layer_id!r} has no attributes to mask: classify it instead")
     _check_level(below)
-    if attribute not in ("props", "geom", *layer.field_names) and not attribute.startswith(
-        "props."
+    if attribute not in ("props", "geom", *layer.field_names) and not re.fullmatch(
+        r"props\.[A-Za-z0-9_:.-]{1,100}", attribute
     ):
         raise RuleError(
             f"layer {layer_id!r} has no attribute {attribute!r}; attributes: "
             f"{', '.join(layer.field_names)}, props, props.<key>, geom"
         )
+    if step is not None and not (math.isfinite(step) and 0 < step <= 1e9):
+        raise RuleError(f"step {step}: expected a number above 0 and at most 1e9")
+    for name, kept in (("keep-start", keep_start), ("keep-end", keep_end)):
+        if kept is not None and not 0 <= kept <= 1000:
+            raise RuleError(f"{name} {kept}: expected 0 to 1000 characters")
     if method not in ("hide", "partial", "round", "snap"):
         raise RuleError(f"unknown method {method!r}: hide, partial, round or snap")
-    if method in ("round", "snap") and not (step and step > 0):
+    if method in ("round", "snap") and step is None:
         raise RuleError(f"{method} needs a step above 0")
     if method == "snap" and attribute != "geom":
         raise RuleError("snap applies to the geometry (attribute geom)")
@@ -903,7 +925,7 @@ def remove_mask(mask_id: int, *, url: str | None = None) -> bool:
     Parameters
     ----------
     mask_id
-        The id :func:`add_mask` returned (``twin auth masks`` lists them).
+        The id :func:`add_mask` returned (``twin auth mask list`` lists them).
     url
         Database URL; the configured one by default.
 

@@ -8,7 +8,9 @@ and the roles are read from a claim (``TWIN_AUTH_ROLES_CLAIM``, a dotted path su
 argon2id password hashes (RFC 9106), JWTs signed with an Ed25519 key kept in the store (its
 public half is served as a JWKS, so another twin can trust this one as its provider), API keys
 stored as SHA-256 digests (256-bit random secrets need no slow hash; GitHub stores its tokens
-so). Tokens carry a ``jti``; a revoked one is refused within :data:`REVOCATION_REFRESH_S`.
+so). Tokens carry a ``jti``; a revoked one is refused within :data:`REVOCATION_REFRESH_S`,
+and a local user acts with the roles the store holds for it now (a demoted or disabled user's
+token loses the old roles within the same time).
 """
 
 from __future__ import annotations
@@ -547,6 +549,7 @@ class Verifier:
         self.settings = settings or get_settings()
         self._lock = threading.Lock()
         self._revoked: frozenset[str] = frozenset()
+        self._roles: dict[str, tuple[str, ...]] = {}  # enabled local users' roles, by name
         self._revoked_at = 0.0
         self._keys: dict[str, tuple[float, Principal | None, str]] = {}
         self._public: dict[str, Any] = {}
@@ -591,13 +594,49 @@ class Verifier:
                 raise IdentityError("the bearer token has expired", status=401)
             if jti and jti in self._revoked_jtis():
                 raise IdentityError("the bearer token was revoked", status=401)
-            return principal
+            return self._current(principal)
         principal, expires, jti = self._verify(token)
         with self._lock:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[token] = (principal, expires, jti)
-        return principal
+        self._revoked_jtis()  # also reads the users' roles when they are due
+        return self._current(principal)
+
+    def token_id(self, token: str) -> str | None:
+        """Return the ``jti`` of a valid, unrevoked token of the local issuer, else None.
+
+        Revocation (RFC 7009) takes the token itself, never a bare id: holding the token is
+        the right to revoke it.
+
+        Parameters
+        ----------
+        token
+            The compact JWT.
+
+        Returns
+        -------
+        str or None
+            Its ``jti``.
+        """
+        try:
+            _, _, jti = self._verify(token)
+        except IdentityError:
+            return None
+        return jti or None
+
+    def _current(self, principal: Principal) -> Principal:
+        """Give a local user's principal the roles the store holds for the user now."""
+        if principal.via != "token":
+            return principal
+        roles = self._roles.get(principal.name)
+        if roles is None:  # a user made since the last read, or one disabled: read again
+            self._revoked_at = 0.0
+            self._revoked_jtis()
+            roles = self._roles.get(principal.name)
+        if roles is None:  # no such user any more, or disabled
+            raise IdentityError(f"user {principal.name!r} may not sign in", status=401)
+        return principal if roles == principal.roles else Principal(principal.name, roles, "token")
 
     def cached(self, token: str | None) -> Principal | None:
         """Return a caller's principal if it needs no database read to know it, else None.
@@ -623,7 +662,9 @@ class Verifier:
         principal, expires, jti = known
         if time.time() >= expires or jti in self._revoked:
             return None  # bearer() says why
-        return principal
+        if principal.via == "token" and principal.name not in self._roles:
+            return None
+        return self._current(principal)
 
     def _verify(self, token: str) -> tuple[Principal, float, str]:
         """Verify a token's signature and claims: its principal, expiry (epoch s) and jti."""
@@ -647,6 +688,8 @@ class Verifier:
                 )
                 if str(claims["jti"]) in self._revoked_jtis():
                     raise IdentityError("the bearer token was revoked", status=401)
+                # the user's roles now, not when the token was signed: a demoted user's
+                # token loses the old role within REVOCATION_REFRESH_S
                 principal = Principal(str(claims["sub"]), _roles(claims, "roles"), "token")
                 return principal, float(claims["exp"]), str(claims["jti"])
             if settings.auth_issuer and issuer == settings.auth_issuer.rstrip("/"):
@@ -734,8 +777,12 @@ class Verifier:
                     )
                 )
                 revoked = frozenset(jti for (jti,) in rows)
+                users = connection.execute(
+                    sa.text("SELECT name, roles FROM access_users WHERE NOT disabled")
+                )
+                roles = {name: tuple(held) for name, held in users}
             with self._lock:
-                self._revoked, self._revoked_at = revoked, now
+                self._revoked, self._roles, self._revoked_at = revoked, roles, now
         return self._revoked
 
     def _oidc_client(self) -> jwt.PyJWKClient:

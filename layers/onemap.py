@@ -590,7 +590,10 @@ def _in_context(
 
 def _layers(layers: Sequence[str] | None) -> list[Layer]:
     if layers is None:
-        return [LAYERS[name] for name in access.visible(list(LAYERS))]
+        names = access.visible(list(LAYERS))
+        for name in names:
+            access.require(name)  # what the caller reads, for the audit
+        return [LAYERS[name] for name in names]
     if isinstance(layers, str):
         layers = [layers]
     unknown = [name for name in layers if name not in LAYERS]

@@ -27,6 +27,7 @@ from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
 from routing.utility_network import (
     DEVICE_KINDS,
+    NETWORK_LAYERS,
     NETWORKS,
     Progress,
     TopologyError,
@@ -178,11 +179,20 @@ class Utilities:
         -------
         UtilityNetwork
             The network.
+
+        Raises
+        ------
+        TopologyError
+            For an unknown network.
+        layers.errors.AccessError
+            If the caller may not read what the network is drawn from (its layers, its rows).
         """
         if name not in NETWORKS:
             raise TopologyError(
                 f"unknown network {name!r}; known: {', '.join(NETWORKS)}", parameter="network"
             )
+        # kept in memory for every caller: this caller must read all it is drawn from
+        access.require_rows(NETWORK_LAYERS[name], "network", name, parameter="network")
         if at is not None:
             return self._load(name, as_of(at), progress)
         stamp = layer_versions(_POWER_LAYERS if name == "power" else _PIPE_LAYERS, url=self.url)

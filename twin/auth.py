@@ -56,7 +56,7 @@ def _audit(action: str, request: str, *, layer: str | None = None, url: str | No
     Parameters
     ----------
     action
-        ``admin`` for a rule, ``sign-in`` for a user, ``token`` for a token or key.
+        ``admin`` for a rule or a user, ``token`` for a token or key.
     request
         The change, as a command (never with a password or key in it).
     layer
@@ -123,7 +123,7 @@ def user_add(
         user = add_user(name, roles=roles, password=secret, url=url)
     except IdentityError as exc:
         raise _fail(str(exc)) from None
-    _audit("sign-in", f"twin auth user add {name} --role {' --role '.join(roles)}", url=url)
+    _audit("admin", f"twin auth user add {name} --role {' --role '.join(roles)}", url=url)
     out.print(f"user {user.name} added with roles {', '.join(user.roles) or '(none)'}")
     if generate:
         out.print(f"password (shown once): [bold]{secret}[/bold]")
@@ -173,7 +173,7 @@ def user_set(
     change = f"roles {','.join(user.roles)}" if roles is not None else ""
     change += " password" if secret is not None else ""
     change += f" {state}" if disable is not None else ""
-    _audit("sign-in", f"twin auth user set {name}:{change or ' nothing'}", url=url)
+    _audit("admin", f"twin auth user set {name}:{change or ' nothing'}", url=url)
     out.print(f"user {user.name}: roles {', '.join(user.roles) or '(none)'}, {state}")
 
 

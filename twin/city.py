@@ -563,13 +563,15 @@ class City:
         -------
         pandas.DataFrame
             One row per district (see :func:`layers.onemap.district_stats`) with
-            ``camera_road_share`` (the share of its road length the cameras see) and
+            ``camera_road_share`` (the share of its road length the cameras see; only for a
+            session that may read the cameras) and
             ``<kind>_<minutes>min_population_share``.
         """
         stats = onemap.district_stats(at=at, url=self.url)
-        cameras = camera_coverage(url=self.url, at=at).districts[["id", "share"]]
-        stats = stats.merge(cameras.rename(columns={"share": "camera_road_share"}), how="left")
-        stats["camera_road_share"] = stats["camera_road_share"].fillna(0.0)
+        if access.visible(["cameras"]):  # drawn from the cameras: for who may read them
+            cameras = camera_coverage(url=self.url, at=at).districts[["id", "share"]]
+            stats = stats.merge(cameras.rename(columns={"share": "camera_road_share"}), how="left")
+            stats["camera_road_share"] = stats["camera_road_share"].fillna(0.0)
         if cover is not None:
             kind, minutes = cover
             result, _ = self.coverage(kind=kind, minutes=minutes)

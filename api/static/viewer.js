@@ -1295,6 +1295,11 @@ async function snapshot() {
 }
 
 function connectLive() {
+  // the live feeds are classified (general): a caller who may not read them gets no stream
+  if (!readable("observations")) {
+    setLiveStatus("offline");
+    return;
+  }
   // EventSource sends no headers: the token goes as the access_token parameter (RFC 6750 §2.3)
   const token = auth.token ? `&access_token=${encodeURIComponent(auth.token)}` : "";
   const source = new EventSource(`live/events?types=${LIVE_TYPES.join(",")}${token}`);

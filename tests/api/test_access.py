@@ -31,6 +31,7 @@ from layers.identity import (
     create_api_key,
     issue_token,
     revoke_api_key,
+    update_user,
 )
 from layers.identity import users as list_users
 from layers.settings import TwinSettings, get_settings
@@ -553,3 +554,86 @@ def test_incident_and_routing_answers_list_only_what_the_caller_may_read(
     query = f"/routing/nearest?incident={water[0]},{water[1]}&kind=vehicle&k=3"
     assert client.get(query, headers=headers["anonymous"]).json()["features"] == []
     assert client.get(query, headers=headers["planner"]).json()["features"]
+
+
+def test_the_live_feeds_are_general_and_written_only_by_who_may(
+    client: TestClient, headers: dict[str, dict[str, str]], sample_db: str
+) -> None:
+    for path in ("/live/latest", "/v1.1/Things", "/live/alerts"):
+        assert client.get(path, headers=headers["anonymous"]).status_code == 401, path
+        assert client.get(path, headers=headers["planner"]).status_code == 200, path
+    thing = {"name": "probe", "properties": {"layer": "power_lines", "feature_id": "x"}}
+    assert client.post("/v1.1/Things", json=thing).status_code == 401  # no existence probing
+    assert client.post("/v1.1/Things", json=thing, headers=headers["planner"]).status_code == 403
+    rule = {"name": "r", "kind": "threshold"}
+    assert client.post("/live/rules", json=rule, headers=headers["planner"]).status_code == 403
+    name = f"gateway-{secrets.token_hex(3)}"
+    add_user(name, roles=["sensor_gateway"], url=sample_db)
+    _, key = create_api_key(name, url=sample_db)
+    refused = client.post("/v1.1/Things", json={"name": 5}, headers={"X-API-Key": key})
+    assert refused.status_code == 400  # past the guard: the body is what is wrong
+
+
+def test_a_demoted_user_loses_the_old_role_at_once(client: TestClient, sample_db: str) -> None:
+    name = f"demoted-{secrets.token_hex(3)}"
+    add_user(name, roles=["emergency_commander"], password=PASSWORD, url=sample_db)
+    token = client.post(
+        "/auth/token", data={"grant_type": "password", "username": name, "password": PASSWORD}
+    ).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/collections/power_lines", headers=bearer).status_code == 200
+    update_user(name, roles=["public"], url=sample_db)
+    wait_until(
+        lambda: client.get("/collections/power_lines", headers=bearer).status_code == 404,
+        timeout_s=15,
+        what="a demoted user's token refused the old role's layer",
+    )
+    assert client.get("/auth/me", headers=bearer).json()["roles"] == ["public"]
+
+
+def test_masks_leave_no_way_round(client: TestClient, headers: dict[str, dict[str, str]]) -> None:
+    cameras = client.get("/collections/cameras/items?limit=20", headers=headers["planner"]).json()
+    assert all(f["properties"].get("osm") is None for f in cameras["features"])  # OSM direction
+    nodes = client.get("/collections/power_nodes/items?limit=20", headers=headers["planner"]).json()
+    assert all(f["id"].startswith("masked/") for f in nodes["features"])  # ids name buildings
+    exact = client.get(
+        "/collections/power_nodes/items?limit=20", headers=headers["emergency_commander"]
+    ).json()
+    assert not any(f["id"].startswith("masked/") for f in exact["features"])
+
+
+def test_a_url_token_works_on_any_get_and_is_never_recorded(
+    client: TestClient, headers: dict[str, dict[str, str]], sample_db: str
+) -> None:
+    token = headers["planner"]["Authorization"].removeprefix("Bearer ")
+    purpose = f"url token {secrets.token_hex(3)}"
+    answer = client.get(
+        f"/collections/cameras/items?limit=1&access_token={token}", headers={"X-Purpose": purpose}
+    )
+    assert answer.status_code == 200
+    assert token not in json.dumps(answer.json())  # not in the next links either
+    posted = client.post(f"/auth/revoke?access_token={token}", data={"token": "x"})
+    assert posted.status_code == 401  # a URL token only on a GET
+
+    def request() -> str | None:
+        with cursor(sample_db) as cur:
+            cur.execute("SELECT request FROM audit_log WHERE purpose = %s", (purpose,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    recorded = wait_until(request, timeout_s=20, what="the audit row of a URL-token read")
+    assert "access_token" not in recorded and token not in recorded
+    jti = json.loads(_b64decode(token.split(".")[1]))["jti"]
+    assert client.post("/auth/revoke", data={"token": jti}).json() == {"revoked": False}
+
+
+def test_sign_ins_are_audited_failed_ones_too(client: TestClient, sample_db: str) -> None:
+    name = f"nobody-{secrets.token_hex(3)}"
+    client.post("/auth/token", data={"grant_type": "password", "username": name, "password": "x"})
+
+    def row() -> Any:
+        with cursor(sample_db) as cur:
+            cur.execute("SELECT action, status FROM audit_log WHERE actor = %s", (name,))
+            return cur.fetchone()
+
+    assert wait_until(row, timeout_s=20, what="a failed sign-in in the audit") == ("sign-in", 401)

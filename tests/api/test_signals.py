@@ -279,6 +279,31 @@ def client(bologna_db: str) -> Iterator[TestClient]:
     get_settings.cache_clear()
 
 
+def test_corridor_over_roads_with_no_speed_limit_and_a_plan_bbox_upside_down(
+    sample_db: str,
+) -> None:
+    # first in the module: the Bologna fixtures below set Bologna's extent while they live
+    # the sample city's roads without a maxspeed (OpenStreetMap has none for them) are driven
+    # at 50 km/h in a corridor, as by the router, never a 500
+    line = sql_scalar(
+        sample_db,
+        "SELECT ST_AsText(geom) FROM roads WHERE maxspeed IS NULL AND valid_to IS NULL "
+        "AND ST_Length(geom::geography) > 60 ORDER BY id LIMIT 1",
+    )
+    road = shapely.from_wkt(line)
+    start, end = (road.interpolate(f, normalized=True) for f in (0.2, 0.8))
+    with TestClient(create_app(TwinSettings(database_url=sample_db))) as client:
+        answer = client.get(
+            "/signals/corridor",
+            params={"from": f"{start.x},{start.y}", "to": f"{end.x},{end.y}"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["reachable"] is True
+        for bbox in ([7.43, 43.73, 7.42, 43.74], [7.42, 43.74, 7.43, 43.73]):
+            upside_down = client.post("/signals/plans", json={"name": "x", "bbox": bbox})
+            assert "minimum is above its maximum" in problem(upside_down, 400, "bbox")["detail"]
+
+
 def test_import_keeps_network_and_signals(bologna_db: str) -> None:
     counts = {name: import_counts(name) for name in SCENARIOS}
     roads = sql_scalar(bologna_db, "SELECT count(*) FROM roads WHERE source = 'sumo:acosta'")
@@ -480,27 +505,3 @@ def test_bad_requests_name_the_problem(client: TestClient) -> None:
     problem(nameless, 400, "name")
     problem(client.get("/signals/plans/missing"), 404, "name")
     problem(client.get("/signals/plans/missing/sumo"), 404, "name")
-
-
-def test_corridor_over_roads_with_no_speed_limit_and_a_plan_bbox_upside_down(
-    sample_db: str,
-) -> None:
-    # the sample city's roads without a maxspeed (OpenStreetMap has none for them) are driven
-    # at 50 km/h in a corridor, as by the router, never a 500
-    line = sql_scalar(
-        sample_db,
-        "SELECT ST_AsText(geom) FROM roads WHERE maxspeed IS NULL AND valid_to IS NULL "
-        "AND ST_Length(geom::geography) > 60 ORDER BY id LIMIT 1",
-    )
-    road = shapely.from_wkt(line)
-    start, end = (road.interpolate(f, normalized=True) for f in (0.2, 0.8))
-    with TestClient(create_app(TwinSettings(database_url=sample_db))) as client:
-        answer = client.get(
-            "/signals/corridor",
-            params={"from": f"{start.x},{start.y}", "to": f"{end.x},{end.y}"},
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["reachable"] is True
-        for bbox in ([7.43, 43.73, 7.42, 43.74], [7.42, 43.74, 7.43, 43.73]):
-            upside_down = client.post("/signals/plans", json={"name": "x", "bbox": bbox})
-            assert "minimum is above its maximum" in problem(upside_down, 400, "bbox")["detail"]

@@ -8,7 +8,8 @@ Who may see what is data in the store, never code (:mod:`layers.access` reads it
 
 - ``access_roles``: a role and its clearance, on the scale of GB/T 43697-2024 with an open level
   below it: 0 public (公开), 1 general (一般), 2 important (重要), 3 core (核心).
-- ``access_layers``: each layer's classification; a caller sees the layer only when its
+- ``access_layers``: each layer's classification (and of ``observations``, the live feeds:
+  SensorThings and ``/live``, read and written as a layer is); a caller sees the layer only when its
   clearance is at or above it. Level 0 is a public layer: anonymous callers see it.
 - ``access_rows``: rows of a layer classified above the layer (``network`` in ``{gas}`` of the
   pipelines is important): hidden from callers below that level.
@@ -73,6 +74,7 @@ ROLES = (
     ("analyst", 1, "Analysts: general layers, masked personal data"),
     ("traffic_engineer", 1, "Traffic engineers: edit closures and signal plans"),
     ("emergency_commander", 2, "Emergency command: important layers, edit incidents"),
+    ("sensor_gateway", 1, "Systems that post sensor observations (SensorThings, API keys)"),
     ("administrator", 3, "Administrators: every layer, every rule"),
 )
 # (layer, level)
@@ -91,6 +93,7 @@ LEVELS = (
     ("pipe_nodes", 1),
     ("power_nodes", 1),
     ("power_lines", 2),
+    ("observations", 1),  # the live feeds: SensorThings and /live (not a collection)
 )
 # (layer, attribute, values, level)
 ROWS = (
@@ -109,6 +112,7 @@ MASKS = (
     ("cameras", "heading", "hide", None, None, None, 2),
     ("cameras", "fov", "hide", None, None, None, 2),
     ("cameras", "range_m", "hide", None, None, None, 2),
+    ("cameras", "props", "hide", None, None, None, 2),  # OSM's direction, derived defaults
     ("pipelines", "depth_m", "hide", None, None, None, 2),
     ("power_nodes", "geom", "snap", 100, None, None, 2),
     ("power_nodes", "props", "hide", None, None, None, 2),
@@ -122,6 +126,8 @@ PERMISSIONS = (
     ("emergency_commander", "resources", "edit"),
     ("traffic_engineer", "closures", "edit"),
     ("traffic_engineer", "signals", "edit"),
+    ("emergency_commander", "observations", "edit"),  # acknowledge and resolve alerts
+    ("sensor_gateway", "observations", "edit"),
 )
 
 
