@@ -59,6 +59,8 @@ bench: setup
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/live_routing.py
 	$(BIN)/python bench/incidents.py
+	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/access.py
 
 # Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
 # requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against

@@ -14,7 +14,7 @@ is audited; and ``buildings``, a public one) cached (the tile cache warmed first
 
 The goal (issue 13): ``on`` no more than 10% slower than ``off`` for cached tiles.
 
-Usage: ``python bench/access.py [--seconds 8] [--before REV]``.
+Usage: ``python bench/access.py [--seconds 4] [--rounds 5] [--before REV]``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,8 @@ def _answers(address: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=4, help="Length of one wrk run, s.")
+    parser.add_argument("--rounds", type=int, default=5, help="Runs per server, median kept.")
     parser.add_argument("--before", default="36b2b95", help="Revision of the peer (before).")
     args = parser.parse_args()
     (HERE / "out").mkdir(exist_ok=True)
@@ -138,7 +140,10 @@ def main() -> None:
                 processes.append(process)
                 start(["true"], {}, f"{address}/health")  # waits for the server to answer
                 addresses[(name, cache)] = address
-        print(f"tiles over the sample city, z12-z16; wrk {args.seconds} s per run")
+        print(
+            f"tiles over the sample city, z12-z15; median of {args.rounds} wrk runs of "
+            f"{args.seconds} s per server, tiles/s"
+        )
         print(f"{'layer':10} {'cache':9} {'c':>3} " + "".join(f"{n:>10}" for n in configs))
         for layer in ("pipelines", "buildings"):
             paths = [
@@ -155,10 +160,15 @@ def main() -> None:
                                 request.add_header("Authorization", auth)
                             urllib.request.urlopen(request).read()
                 for connections in (1, 8):
-                    rates = {
-                        name: wrk(addresses[(name, cache)], paths, auth, connections, args.seconds)
-                        for name, (_, _, auth) in configs.items()
-                    }
+                    # rounds in turn, each server in a rotating order: the machine's drift
+                    # falls on every server alike; the median of the rounds is printed
+                    runs: dict[str, list[float]] = {name: [] for name in configs}
+                    order = list(configs)
+                    for round_ in range(args.rounds):
+                        for name in order[round_ % 3 :] + order[: round_ % 3]:
+                            address, auth = addresses[(name, cache)], configs[name][2]
+                            runs[name].append(wrk(address, paths, auth, connections, args.seconds))
+                    rates = {name: statistics.median(values) for name, values in runs.items()}
                     cells = "".join(f"{rates[n]:10.1f}" for n in configs)
                     slower = 1 - rates["on"] / rates["off"]
                     print(

@@ -220,11 +220,12 @@ def upgrade() -> None:
                 JOIN pg_class c ON c.oid = to_regclass(quote_ident(a.layer))
                 WHERE c.relkind IN ('r', 'p')
             LOOP
-                condition := format('twin_clearance() >= %s', l.level);
+                -- (SELECT twin_clearance()): an InitPlan, read once per query, not per row
+                condition := format('(SELECT twin_clearance()) >= %s', l.level);
                 FOR r IN SELECT attribute, "values", level FROM access_rows
                          WHERE layer = l.layer ORDER BY id LOOP
                     condition := condition || format(
-                        ' AND (twin_clearance() >= %s'
+                        ' AND ((SELECT twin_clearance()) >= %s'
                         ' OR NOT coalesce(%I::text = ANY (%L::text[]), false))',
                         r.level, r.attribute, r."values");
                 END LOOP;
