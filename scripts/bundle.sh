@@ -129,34 +129,7 @@ if has_part apt; then
     say "apt-get update"
     apt-get update -q >/dev/null
     # a minimal Debian: the Essential and required packages installed here, with what they need
-    "$PY" - "$WORK/minimal-status" <<'EOF'
-import re, sys
-
-def field(block: str, name: str) -> str:
-    m = re.search(rf"^{name}: (.*(?:\n .*)*)", block, re.M)
-    return m.group(1).replace("\n", " ") if m else ""
-
-installed, provides = {}, {}
-for block in open("/var/lib/dpkg/status").read().split("\n\n"):
-    if "Status: install ok installed" in block:
-        installed[field(block, "Package")] = block
-        for p in field(block, "Provides").split(","):
-            provides.setdefault(p.strip().split(" ")[0], field(block, "Package"))
-todo = [n for n, b in installed.items() if re.search(r"^(Priority: required|Essential: yes)", b, re.M)]
-keep: set[str] = set()
-while todo:
-    name = todo.pop()
-    if name in keep:
-        continue
-    keep.add(name)
-    for alternatives in (field(installed[name], "Pre-Depends") + "," + field(installed[name], "Depends")).split(","):
-        for choice in alternatives.split("|"):
-            dep = choice.strip().split(" ")[0].split(":")[0]
-            if dep in installed or dep in provides:
-                todo.append(dep if dep in installed else provides[dep])
-                break
-open(sys.argv[1], "w").write("\n\n".join(installed[n] for n in sorted(keep)) + "\n\n")
-EOF
+    "$PY" scripts/minimal-status.py "$WORK/minimal-status"
     mkdir -p "$ROOT/apt/partial"
     say "apt-get download: ${APT_PKGS[*]} and what they need on a minimal Debian"
     apt-get install -q -y --download-only -o "Dir::State::status=$WORK/minimal-status" \

@@ -53,34 +53,7 @@ trap cleanup EXIT
 # --- 1. the Debian packages resolve from the bundle alone on a minimal Debian -----------------
 APT_DIR=$(mktemp -d)
 tar -xf "$BUNDLE" -C "$APT_DIR" citytwin-bundle/manifest.json citytwin-bundle/apt
-python3 - "$APT_DIR/minimal-status" <<'EOF'
-import re, sys
-
-def field(block: str, name: str) -> str:
-    m = re.search(rf"^{name}: (.*(?:\n .*)*)", block, re.M)
-    return m.group(1).replace("\n", " ") if m else ""
-
-installed, provides = {}, {}
-for block in open("/var/lib/dpkg/status").read().split("\n\n"):
-    if "Status: install ok installed" in block:
-        installed[field(block, "Package")] = block
-        for p in field(block, "Provides").split(","):
-            provides.setdefault(p.strip().split(" ")[0], field(block, "Package"))
-todo = [n for n, b in installed.items() if re.search(r"^(Priority: required|Essential: yes)", b, re.M)]
-keep: set[str] = set()
-while todo:
-    name = todo.pop()
-    if name in keep:
-        continue
-    keep.add(name)
-    for alternatives in (field(installed[name], "Pre-Depends") + "," + field(installed[name], "Depends")).split(","):
-        for choice in alternatives.split("|"):
-            dep = choice.strip().split(" ")[0].split(":")[0]
-            if dep in installed or dep in provides:
-                todo.append(dep if dep in installed else provides[dep])
-                break
-open(sys.argv[1], "w").write("\n\n".join(installed[n] for n in sorted(keep)) + "\n\n")
-EOF
+python3 scripts/minimal-status.py "$APT_DIR/minimal-status"
 mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/archives/partial"
 echo "deb [trusted=yes] file:$APT_DIR/citytwin-bundle/apt ./" >"$APT_DIR/sources.list"
 APT=(-o "Dir::Etc::sourcelist=$APT_DIR/sources.list" -o Dir::Etc::sourceparts=-
