@@ -11,6 +11,7 @@ has no underground.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from api.tiles import MAPBOX_STYLE, MATRIX_SET
 from layers import access
 from layers.catalog import LAYERS
 from layers.features import extent
+from layers.sources import attribution_text, credits
 from twin.deck import STYLES, Style
 
 _SPEC = "http://www.opengis.net/spec/ogcapi-styles-1/1.0/conf"
@@ -171,7 +173,10 @@ def maplibre_style(base: str, style_id: str, url: str) -> dict[str, Any]:
             "twin": {
                 "type": "vector",
                 "url": tilejson,
-                "attribution": "© OpenStreetMap contributors",
+                # exactly the sources of what the style draws (a style's source may hold HTML)
+                "attribution": html.escape(
+                    attribution_text(credits(url, layers=layer_ids)), quote=False
+                ),
             }
         },
         "layers": layers,

@@ -20,6 +20,7 @@ one.
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from api.parameters import known_parameters
 from layers import access
 from layers.catalog import COLLECTIONS, LAYERS
 from layers.features import extent
+from layers.sources import attribution_text, credits
 from layers.tiles import (
     WEB_MERCATOR_QUAD,
     MemoryTileCache,
@@ -177,6 +179,10 @@ def _tilejson(layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
         else [-180, -85.05, 180, 85.05]
     )
     minzoom, maxzoom = zoom_range(layer_ids)
+    # exactly the sources of the tileset's current features (a live layer's: its layer's);
+    # TileJSON's attribution may hold HTML, so the text is escaped
+    stored = list(dict.fromkeys(COLLECTIONS[i].derived_from or i for i in layer_ids))
+    credit = html.escape(attribution_text(credits(url, layers=stored)), quote=False)
     return {
         "tilejson": "3.0.0",
         "name": ",".join(layer_ids),
@@ -186,7 +192,7 @@ def _tilejson(layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
         "maxzoom": maxzoom,
         "bounds": bounds,
         "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, maxzoom - 1],
-        "attribution": "© OpenStreetMap contributors",
+        "attribution": credit,
         "vector_layers": [
             {
                 "id": layer_id,

@@ -7,11 +7,17 @@ tool whose backend is not built is hidden, not broken. ``live`` tells the page i
 (``live_congestion``, when served) and after how long a live value is stale; the page follows
 the push stream at ``/live/events``. ``/catalog`` keeps the plain table of layers;
 ``/?f=json`` is the OGC API landing page.
+
+The page opens on the data (:func:`opening_view`: the extent of what is loaded, from
+:func:`layers.sources.data_extent`; the settings' ``city_bbox`` only when nothing is) and
+credits exactly the sources of what is loaded (:func:`layers.sources.credits`), both read
+under the caller's grant.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +30,7 @@ from layers.catalog import LAYERS, LIVE_LAYERS
 from layers.features import extent
 from layers.queries import layer_counts
 from layers.settings import TwinSettings
+from layers.sources import Credit, attribution_text, credits, data_extent
 from layers.tiles import zoom_range
 from twin.deck import DECK_BUNDLE, DEPTH_EXAGGERATION, viewer_styles
 from twin.incidents import KINDS
@@ -43,6 +50,15 @@ TOOLS = {
 }
 #: The live layer the page colours roads from (its collection), when the API serves it.
 CONGESTION = "live_congestion"
+#: The window :func:`opening_view` fits the data's extent into, px (the page fits it again to
+#: its own window); the margin kept around it, px; and the largest zoom it opens at (a city of
+#: one feature is not opened at street-lamp scale).
+VIEWPORT = (1200, 800)
+VIEW_PADDING = 20
+MAX_OPENING_ZOOM = 17.0
+#: The view's tilt and heading when it opens, degrees.
+OPENING_PITCH = 45.0
+OPENING_BEARING = 0.0
 _CACHE = {"Cache-Control": "public, max-age=86400"}
 
 
@@ -69,7 +85,7 @@ def routes(settings: TwinSettings) -> APIRouter:
         accept = request.headers.get("accept", "")
         if f == "json" or (f is None and "json" in accept and "text/html" not in accept):
             return JSONResponse(features.landing(request))
-        return HTMLResponse(_page(settings))
+        return HTMLResponse(_page(settings, credits(url)))
 
     @router.get("/catalog")
     def catalog() -> HTMLResponse:
@@ -78,18 +94,13 @@ def routes(settings: TwinSettings) -> APIRouter:
     @router.get("/viewer/config.json")
     def config(request: Request) -> dict[str, Any]:
         served = set(request.app.openapi()["paths"])
-        west, south, east, north = settings.city_bbox
         return {
             "title": f"CityTwin — {settings.city_name}",
             "styles": viewer_styles(),
             "depth_exaggeration": DEPTH_EXAGGERATION,
-            "view": {
-                "longitude": (west + east) / 2,
-                "latitude": (south + north) / 2,
-                "zoom": 14.6,
-                "pitch": 45,
-                "bearing": 0,
-            },
+            "view": opening_view(settings),
+            # what the page credits: exactly the sources of what is loaded (and readable)
+            "credits": [_credit_json(c) for c in credits(url)],
             "features": {tool: path in served for tool, path in TOOLS.items()},
             # where each layer's tiles are (the tilesets' tileMatrixSetLimits): the map asks
             # for no tile outside them, and overzooms past maxzoom
@@ -133,7 +144,79 @@ def routes(settings: TwinSettings) -> APIRouter:
     return router
 
 
-def _page(settings: TwinSettings) -> str:
+def opening_view(settings: TwinSettings) -> dict[str, Any]:
+    """Return the view the viewer opens on: the extent of the loaded data, fitted to a window.
+
+    The extent is :func:`layers.sources.data_extent` (the 1st to 99th percentiles of the
+    roads' and buildings' positions), read under the grant in force; the settings'
+    ``city_bbox`` when nothing is loaded. The zoom fits that box into :data:`VIEWPORT` less
+    :data:`VIEW_PADDING` on Web Mercator, as deck.gl's ``WebMercatorViewport.fitBounds`` does
+    (512 px tiles: at zoom ``z`` the world is ``512 · 2^z`` px wide), capped at
+    :data:`MAX_OPENING_ZOOM`; the page fits ``bounds`` to its own window again.
+
+    Parameters
+    ----------
+    settings
+        The served city's settings (database, ``city_bbox``).
+
+    Returns
+    -------
+    dict
+        ``longitude``, ``latitude`` (degrees, EPSG:4326, the box's centre on Web Mercator),
+        ``zoom``, ``pitch``, ``bearing``, ``bounds`` (``[west, south, east, north]``),
+        ``max_zoom``, ``padding`` (px) and ``from`` (``data`` or ``settings``).
+    """
+    found = data_extent(settings.database_url)
+    west, south, east, north = found if found is not None else settings.city_bbox
+    y_south, y_north = _mercator_y(south), _mercator_y(north)
+    width, height = (max(size - 2 * VIEW_PADDING, 1) for size in VIEWPORT)
+    zooms = [MAX_OPENING_ZOOM]
+    if east > west:
+        zooms.append(math.log2(width * 360.0 / (512.0 * (east - west))))
+    if y_north > y_south:
+        zooms.append(math.log2(height * 2 * math.pi / (512.0 * (y_north - y_south))))
+    latitude = math.degrees(2 * math.atan(math.exp((y_south + y_north) / 2)) - math.pi / 2)
+    return {
+        "longitude": (west + east) / 2,
+        "latitude": latitude,
+        "zoom": round(max(min(zooms), 0.0), 2),
+        "pitch": OPENING_PITCH,
+        "bearing": OPENING_BEARING,
+        "bounds": [west, south, east, north],
+        "max_zoom": MAX_OPENING_ZOOM,
+        "padding": VIEW_PADDING,
+        "from": "data" if found is not None else "settings",
+    }
+
+
+def _mercator_y(latitude: float) -> float:
+    """Return the Web Mercator ordinate of a latitude (radians of the sphere; EPSG:3857 / R)."""
+    clamped = max(min(latitude, 85.05112878), -85.05112878)
+    return math.log(math.tan(math.pi / 4 + math.radians(clamped) / 2))
+
+
+def _credit_json(credit: Credit) -> dict[str, Any]:
+    return {
+        "attribution": credit.attribution,
+        "licence": credit.licence,
+        "url": credit.url,
+        "sources": list(credit.sources),
+        "descriptions": list(credit.descriptions),
+    }
+
+
+def _credits_html(found: list[Credit]) -> str:
+    """Return the credits as HTML: each credit's text escaped, its licence and notes as a title."""
+    parts = []
+    for credit in found:
+        notes = [f"Licence: {credit.licence}"] if credit.licence else []
+        notes += [f"Sources: {', '.join(credit.sources)}", *credit.descriptions]
+        title = html.escape(". ".join(notes))
+        parts.append(f'<span title="{title}">{html.escape(credit.attribution)}</span>')
+    return " · ".join(parts)
+
+
+def _page(settings: TwinSettings, found: list[Credit]) -> str:
     title = html.escape(f"CityTwin — {settings.city_name}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -150,7 +233,7 @@ def _page(settings: TwinSettings) -> str:
 view: lower it to see the pipes below)</label>
 <div id="layers"></div>
 <p><a href="catalog">Layers</a> · <a href="docs">API</a></p></aside>
-<div id="attribution">© OpenStreetMap contributors (ODbL) · SRTM</div>
+<div id="attribution">{_credits_html(found)}</div>
 <script src="viewer/viewer.js"></script>
 </body></html>"""
 
@@ -177,6 +260,5 @@ text-align:left}}.n{{text-align:right}}</style></head>
 </tbody></table>
 <p><a href="/">Map</a> · <a href="/layers">/layers</a> (JSON) ·
 <a href="/collections">OGC API - Features</a> · <a href="/docs">API documentation</a></p>
-<p><small>Map data © OpenStreetMap contributors (ODbL); elevation SRTM (public domain).
-</small></p>
+<p><small>{html.escape(attribution_text(credits(url), separator="; "))}</small></p>
 </body></html>"""

@@ -27,8 +27,10 @@ from psycopg.copy import QueuedLibpqWriter
 
 from layers.catalog import Layer, get_layer
 from layers.database import get_engine
+from layers.osm import is_osm
 from layers.readers import read_file
-from layers.settings import get_settings
+from layers.settings import TwinSettings, get_settings
+from layers.sources import OPENSTREETMAP, Credit, record_source
 from layers.validation import IngestError, Problem, prepare
 
 __all__ = [
@@ -41,8 +43,11 @@ __all__ = [
     "ingest_many",
 ]
 
-#: ``progress(stage, done, total)`` is called as an import advances.
+#: ``progress(stage, done, total)`` is called as an import advances (``total`` 0: not known).
 Progress = Callable[[str, int, int], None]
+#: Called with the import's psycopg cursor inside its transaction (before or after the layers
+#: are written), to write what must commit or roll back with them.
+InTransaction = Callable[[Any], None]
 
 _COPY_CHUNK = 5000
 
@@ -87,6 +92,8 @@ def ingest(
     crs: str | None = None,
     file_layer: str | None = None,
     id_field: str = "id",
+    encoding: str | None = None,
+    credit: Credit | None = None,
     url: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
@@ -107,6 +114,13 @@ def ingest(
         Table to read from a multi-layer file.
     id_field
         Attribute holding stable feature ids.
+    encoding
+        Text encoding of a CSV or Shapefile whose own (a Shapefile's ``.cpg``) is missing or
+        wrong, e.g. ``GB18030``.
+    credit
+        Attribution of the source, recorded for the viewer's credits
+        (:func:`layers.sources.record_source`); an OSM file is credited to OpenStreetMap
+        unless another is given.
     url
         Database URL; the configured one by default.
     progress
@@ -131,8 +145,12 @@ def ingest(
         crs=crs,
         file_layer=file_layer,
         id_field=id_field,
+        encoding=encoding,
         progress=progress,
     )
+    if credit is None and is_osm(path):
+        credit = OPENSTREETMAP
+    batch.credit = credit
     _write([batch], url=url, progress=progress)
     batch.report.seconds = time.perf_counter() - started
     return batch.report
@@ -244,7 +262,11 @@ def ingest_frame(
 def ingest_frames(
     frames: Mapping[str, gpd.GeoDataFrame],
     *,
-    source: str,
+    source: str | Mapping[str, str],
+    credit: Credit | Mapping[str, Credit] | None = None,
+    settings: TwinSettings | None = None,
+    before: InTransaction | None = None,
+    after: InTransaction | None = None,
     url: str | None = None,
     progress: Progress | None = None,
 ) -> list[IngestReport]:
@@ -253,9 +275,17 @@ def ingest_frames(
     Parameters
     ----------
     frames
-        Layer id to features (with a CRS and an ``id`` column).
+        Layer id to features (with a CRS and an ``id`` column). A frame's index names its
+        features in messages (the file's feature numbers).
     source
-        Source label of every layer's features; re-importing it updates them.
+        Source label of every layer's features, or one per layer; re-importing it updates them.
+    credit
+        Attribution of the source (or per layer), recorded in the same transaction.
+    settings
+        Settings whose city extent the features are checked against; the configured ones by
+        default (``twin city init`` checks against the extent it is writing).
+    before, after
+        Called with the transaction's cursor before the layers are written and after.
     url
         Database URL; the configured one by default.
     progress
@@ -274,20 +304,28 @@ def ingest_frames(
     started = time.perf_counter()
     batches = []
     for layer_id, frame in frames.items():
+        label = source if isinstance(source, str) else source[layer_id]
         if frame.crs is None:
-            raise IngestError(source, [Problem(None, "crs", "the features have no CRS")])
-        frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
-        batches.append(
-            _check(
-                get_layer(layer_id),
-                frame,
-                source=source,
-                path=f"{source} ({layer_id})",
-                id_field="id",
-                progress=_prefixed(progress, layer_id),
-            )
+            raise IngestError(label, [Problem(None, "crs", "the features have no CRS")])
+        counted = frame.index.is_unique and not (
+            isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
         )
-    _write(batches, url=url, progress=progress)
+        if not counted:  # problems name features by number, from 1
+            frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
+        batch = _check(
+            get_layer(layer_id),
+            frame,
+            source=label,
+            path=f"{label} ({layer_id})",
+            id_field="id",
+            settings=settings,
+            progress=_prefixed(progress, layer_id),
+        )
+        batch.credit = (
+            credit if credit is None or isinstance(credit, Credit) else credit.get(layer_id)
+        )
+        batches.append(batch)
+    _write(batches, url=url, progress=progress, before=before, after=after)
     for batch in batches:
         batch.report.seconds = time.perf_counter() - started
     return [batch.report for batch in batches]
@@ -303,6 +341,7 @@ class _Batch:
     id_field: str
     report: IngestReport
     retire_missing: bool = True
+    credit: Credit | None = None
 
 
 def _prefixed(progress: Progress | None, prefix: str) -> Progress | None:
@@ -319,12 +358,13 @@ def _read_and_check(
     crs: str | None = None,
     file_layer: str | None = None,
     id_field: str = "id",
+    encoding: str | None = None,
     progress: Progress | None = None,
 ) -> _Batch:
     layer = get_layer(layer_id)
     if progress:
         progress("read", 0, 1)
-    frame = read_file(path, layer=layer, crs=crs, file_layer=file_layer)
+    frame = read_file(path, layer=layer, crs=crs, file_layer=file_layer, encoding=encoding)
     if progress:
         progress("read", 1, 1)
     return _check(
@@ -345,17 +385,27 @@ def _check(
     path: str,
     id_field: str,
     progress: Progress | None,
+    settings: TwinSettings | None = None,
 ) -> _Batch:
     if progress:
         progress("validate", 0, len(frame))
-    prepared, repaired = prepare(frame, layer=layer, path=path, id_field=id_field)
+    prepared, repaired = prepare(
+        frame, layer=layer, path=path, id_field=id_field, settings=settings
+    )
     if progress:
         progress("validate", len(frame), len(frame))
     report = IngestReport(layer=layer.id, source=source, read=len(frame), repaired=repaired)
     return _Batch(layer, prepared, path, id_field, report)
 
 
-def _write(batches: list[_Batch], *, url: str | None, progress: Progress | None) -> None:
+def _write(
+    batches: list[_Batch],
+    *,
+    url: str | None,
+    progress: Progress | None,
+    before: InTransaction | None = None,
+    after: InTransaction | None = None,
+) -> None:
     """Write checked batches in one transaction, one import per layer at a time."""
     with get_engine(url).begin() as connection:
         raw = connection.connection.driver_connection
@@ -370,6 +420,8 @@ def _write(batches: list[_Batch], *, url: str | None, progress: Progress | None)
             cur.execute("SELECT clock_timestamp()")
             row = cur.fetchone()
             assert row is not None
+            if before is not None:
+                before(cur)
             for batch in batches:
                 _load(
                     cur,
@@ -377,6 +429,16 @@ def _write(batches: list[_Batch], *, url: str | None, progress: Progress | None)
                     now=row[0],
                     progress=_prefixed(progress, batch.layer.id) if len(batches) > 1 else progress,
                 )
+                if batch.credit is not None:
+                    record_source(
+                        cur,
+                        source=batch.report.source,
+                        attribution=batch.credit.attribution,
+                        licence=batch.credit.licence,
+                        url=batch.credit.url,
+                    )
+            if after is not None:
+                after(cur)
 
 
 def _column_types(cur: Any, layer: Layer, names: tuple[str, ...]) -> list[str]:

@@ -57,6 +57,7 @@ from layers.database import cursor, get_engine
 from layers.errors import ParameterError
 from layers.queries import as_of, read_layer
 from layers.settings import get_settings
+from layers.sources import record_source
 from layers.validation import IngestError, Problem
 
 __all__ = [
@@ -129,6 +130,9 @@ class CheckedRaster:
         SHA-256 of ``data``.
     converted_from
         The GDAL driver of the input when it was converted to a GeoTIFF, else None.
+    attribution, licence
+        The credit of ``source`` and its SPDX licence, recorded in ``data_sources`` with the
+        raster (:func:`layers.sources.record_source`), or None to record none.
     """
 
     path: str
@@ -145,6 +149,8 @@ class CheckedRaster:
     data: bytes
     sha256: str
     converted_from: str | None
+    attribution: str | None = None
+    licence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,8 @@ def ingest_raster(
     url: str | None = None,
     source: str | None = None,
     unit: str | None = None,
+    attribution: str | None = None,
+    licence: str | None = None,
 ) -> RasterInfo:
     """Store a single-band raster file as a new version of raster ``name``, all or nothing.
 
@@ -225,6 +233,13 @@ def ingest_raster(
         Provenance stored with the raster; the file's name by default.
     unit
         Unit of the cell values; the file's band unit, else the kind's default.
+    attribution
+        The credit the source's licence asks for ("SRTM (NASA/USGS), public domain"), recorded
+        for ``source`` in the same transaction (:func:`layers.sources.record_source`); the
+        viewer credits it while the raster is current. None records nothing.
+    licence
+        SPDX identifier of the source's licence (``CC-BY-4.0``); None when unknown or public
+        domain.
 
     Returns
     -------
@@ -238,7 +253,15 @@ def ingest_raster(
         the file and the reason, and nothing is written.
     """
     started = time.perf_counter()
-    checked = check_raster(path, name=name, kind=kind, source=source, unit=unit)
+    checked = check_raster(
+        path,
+        name=name,
+        kind=kind,
+        source=source,
+        unit=unit,
+        attribution=attribution,
+        licence=licence,
+    )
     with raster_transaction([checked], url=url) as infos:
         pass
     return replace(infos[0], seconds=time.perf_counter() - started)
@@ -251,6 +274,8 @@ def check_raster(
     kind: str,
     source: str | None = None,
     unit: str | None = None,
+    attribution: str | None = None,
+    licence: str | None = None,
 ) -> CheckedRaster:
     """Read and check a raster file without writing anything (the first half of an ingest).
 
@@ -266,6 +291,10 @@ def check_raster(
         Provenance; the file's name by default.
     unit
         Unit of the cell values; the file's band unit, else the kind's default.
+    attribution
+        The credit of ``source``, recorded when the raster is stored (see :func:`ingest_raster`).
+    licence
+        SPDX identifier of the source's licence.
 
     Returns
     -------
@@ -275,8 +304,8 @@ def check_raster(
     Raises
     ------
     IngestError
-        Listing every problem found: name, kind, unreadable file, band count, CRS,
-        geotransform.
+        Listing every problem found: name, kind, attribution (given but empty), unreadable
+        file, band count, CRS, geotransform.
     """
     label = str(path)
     problems: list[Problem] = []
@@ -292,6 +321,10 @@ def check_raster(
     if kind not in KINDS:
         problems.append(
             Problem(None, "kind", f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        )
+    if attribution is not None and not attribution.strip():
+        problems.append(
+            Problem(None, "attribution", "is empty: give the credit the source's licence asks for")
         )
     try:
         with warnings.catch_warnings():
@@ -325,6 +358,8 @@ def check_raster(
                     data=data,
                     sha256=hashlib.sha256(data).hexdigest(),
                     converted_from=converted_from,
+                    attribution=attribution.strip() if attribution else None,
+                    licence=licence or None,
                 )
     except RasterioIOError as exc:
         problems.append(Problem(None, None, f"not a raster rasterio can read ({exc})"))
@@ -455,6 +490,10 @@ def raster_transaction(
 
 
 def _store(cur: Any, raster: CheckedRaster) -> RasterInfo:
+    if raster.attribution:
+        record_source(
+            cur, source=raster.source, attribution=raster.attribution, licence=raster.licence
+        )
     cur.execute(
         "SELECT vid, valid_from, kind, source, unit, sha256 FROM rasters "
         "WHERE name = %s AND valid_to IS NULL",

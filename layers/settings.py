@@ -5,24 +5,89 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
+import psycopg
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from pyproj import CRS
+from sqlalchemy.engine import make_url
+
+_DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/twin"
+
+
+def stored_city(url: str) -> dict[str, Any]:
+    """Return the city settings ``twin city init`` last wrote in a database (migration 0014).
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy or libpq URL of the database.
+
+    Returns
+    -------
+    dict
+        ``city_name``, ``city_bbox`` (min lon, min lat, max lon, max lat; EPSG:4326) and
+        ``metric_crs``; empty when the database cannot be reached, predates migration 0014 or
+        was never given a city (the defaults and the environment then decide).
+    """
+    try:
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, connect_timeout=3, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT name, bbox, metric_crs FROM city_settings ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+    except (psycopg.Error, ValueError):  # no server, no database, no table yet, a bad URL
+        return {}
+    if row is None:
+        return {}
+    return {"city_name": row[0], "city_bbox": tuple(row[1]), "metric_crs": row[2]}
+
+
+class _StoredCity(PydanticBaseSettingsSource):
+    """Settings source: the city the store was given (below the environment, above defaults)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        given: PydanticBaseSettingsSource,
+        environment: PydanticBaseSettingsSource,
+    ):
+        super().__init__(settings_cls)
+        self._given = given
+        self._environment = environment
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # all at once, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        url = (
+            self._given().get("database_url")
+            or self._environment().get("database_url")
+            or _DEFAULT_DATABASE_URL
+        )
+        return stored_city(str(url))
 
 
 class TwinSettings(BaseSettings):
     """Where the store lives and which city it holds.
 
     Every field can be set with an environment variable named ``TWIN_<FIELD>``, for example
-    ``TWIN_DATABASE_URL`` or ``TWIN_METRIC_CRS``.
+    ``TWIN_DATABASE_URL`` or ``TWIN_METRIC_CRS``. The city's name, extent and metric CRS come,
+    in this order, from the arguments, the environment, the settings ``twin city init`` wrote in
+    the store (:func:`stored_city`), and the defaults (the sample city, Monaco).
     """
 
     model_config = SettingsConfigDict(env_prefix="TWIN_", frozen=True)
 
     database_url: str = Field(
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/twin",
+        default=_DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL of the PostGIS database holding the layers.",
     )
     city_name: str = Field(default="Monaco", description="Name of the city shown to users.")
@@ -34,7 +99,7 @@ class TwinSettings(BaseSettings):
     city_bbox: tuple[float, float, float, float] = Field(
         default=(7.38, 43.70, 7.46, 43.77),
         description="The city's extent as (min lon, min lat, max lon, max lat) in EPSG:4326; "
-        "ingest rejects features outside it.",
+        "ingest rejects features outside it (twin city init clips them).",
     )
     redis_url: str | None = Field(
         default=None,
@@ -132,6 +197,19 @@ class TwinSettings(BaseSettings):
         "filter geometries, closures, incidents, raster zones); more is a 400 naming the field. "
         "20,000 is 30 times the largest district of the sample city (629 vertices).",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read arguments, then ``TWIN_*`` variables, then the city stored in the database."""
+        stored = _StoredCity(settings_cls, init_settings, env_settings)
+        return init_settings, env_settings, stored, dotenv_settings, file_secret_settings
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -70,6 +70,7 @@ class Problem:
     row: int | None
     field: str | None
     reason: str
+    feature: str | None = None
 
     def describe(self, path: str) -> str:
         """Return ``file: feature N: field 'f': reason``.
@@ -85,8 +86,12 @@ class Problem:
             One line naming the file, the feature, the field and the reason.
         """
         parts = [path]
-        if self.row is not None:
+        if self.row is not None and self.feature is not None:
+            parts.append(f"feature {self.row} ({self.feature})")
+        elif self.row is not None:
             parts.append(f"feature {self.row}")
+        elif self.feature is not None:
+            parts.append(f"feature {self.feature}")
         if self.field is not None:
             parts.append(f"field '{self.field}'")
         parts.append(self.reason)
@@ -187,6 +192,11 @@ def prepare(
     """
     settings = settings or get_settings()
     problems = Problems(settings.max_reported_errors)
+    names = pd.Series([str(c) for c in frame.columns])
+    for name in names[names.duplicated()].unique():
+        problems.add(None, name, "several attributes have this name; rename all but one of them")
+    if problems.items:  # every check below reads one column by its name
+        raise IngestError(path, problems.items)
     frame = _refuse_nan(frame, problems)
     geometry, repaired = _check_geometry(frame, layer, settings, problems)
     columns: dict[str, Any] = {"id": _check_ids(frame, id_field, path, problems)}
@@ -199,9 +209,25 @@ def prepare(
     typed = {id_field, frame.geometry.name, *layer.field_names}
     columns["props"] = _props(frame, [c for c in frame.columns if c not in typed], problems)
     if problems.items:
-        raise IngestError(path, problems.items)
+        raise IngestError(path, _named(problems.items, frame, id_field))
     out = gpd.GeoDataFrame(columns, geometry=geometry, crs="EPSG:4326", index=frame.index)
     return out.rename_geometry("geom"), repaired
+
+
+def _named(problems: list[Problem], frame: gpd.GeoDataFrame, id_field: str) -> list[Problem]:
+    """Give each problem the feature's own id (an OSM ``way/123``, the file's id), if it has one."""
+    if id_field not in frame.columns:
+        return problems
+    ids = frame[id_field]
+    named = []
+    for problem in problems:
+        value = ids.get(problem.row) if problem.row is not None else None
+        if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+            named.append(problem)
+            continue
+        text = str(value)
+        named.append(Problem(problem.row, problem.field, problem.reason, text[:80]))
+    return named
 
 
 def _refuse_nan(frame: gpd.GeoDataFrame, problems: Problems) -> gpd.GeoDataFrame:
@@ -504,7 +530,8 @@ def _check_text(raw: pd.Series, present: pd.Series, spec: Field, problems: Probl
         text = raw.where(present)
     else:
         text = raw.where(present).map(lambda v: v if isinstance(v, str) else _text(v))
-    nul = present & text.str.contains("\x00", regex=False, na=False)
+        text = text.astype(object)  # an empty or all-missing column is not text to pandas
+    nul = present & text.map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
     problems.add_rows(raw.index[nul.to_numpy()], spec.name, "text contains a NUL character")
     if spec.choices:
         unknown = present & ~text.isin(spec.choices)

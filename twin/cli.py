@@ -31,6 +31,7 @@ from layers.rasters import ingest_raster, list_rasters
 from routing.traces import Outage, Utilities
 from twin.audit import audit_app
 from twin.auth import app as auth_app
+from twin.founding import CityError, CityPlan, init_city
 from twin.live.cli import app as live_app
 from twin.sample import SAMPLE_DIR, load_sample
 
@@ -49,7 +50,11 @@ signals_app = typer.Typer(
     help="Traffic signals: Webster timing, green waves, emergency corridors, proof in SUMO.",
     no_args_is_help=True,
 )
+city_app = typer.Typer(
+    help="A city from an OpenStreetMap extract or a folder of GIS files.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
+app.add_typer(city_app, name="city")
 app.add_typer(sample_app, name="sample")
 app.add_typer(raster_app, name="raster")
 app.add_typer(trace_app, name="trace")
@@ -77,9 +82,10 @@ def _progress() -> Iterator[ProgressCallback]:
         tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
+            # a total of 0: not known yet (an OSM file's objects), a bar without an end
             if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bars.add_task(stage, total=total or None)
+            bars.update(tasks[stage], completed=done, total=total or None)
 
         yield update
 
@@ -136,6 +142,13 @@ def ingest_command(
     ] = None,
     file_layer: Annotated[str | None, typer.Option(help="Table of a multi-layer file.")] = None,
     id_field: Annotated[str, typer.Option(help="Attribute holding feature ids.")] = "id",
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of a CSV file or a Shapefile's attributes, e.g. GB18030, GBK, "
+            "latin-1; default: UTF-8, or what the file declares (a Shapefile's .cpg)."
+        ),
+    ] = None,
     url: Url = None,
 ) -> None:
     """Import a file into a layer, all or nothing."""
@@ -152,6 +165,7 @@ def ingest_command(
                 id_field=id_field,
                 url=url,
                 progress=progress,
+                encoding=encoding,
             )
     except IngestError as exc:
         raise _fail(f"{exc}\nrejected: nothing was written to {layer}") from exc
@@ -194,6 +208,126 @@ def sample_load(
         out.print("sample city already loaded (use --force to import again)")
     for report in reports:
         out.print(_summary(report), markup=False, highlight=False, soft_wrap=True)
+
+
+@city_app.command("init")
+def city_init(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="OSM extract (.osm, .osm.xml, .osm.gz, .osm.bz2, .osm.pbf) or a folder of GIS "
+            "files with twin-mapping.toml."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="The city's name.")] = None,
+    bbox: Annotated[
+        str | None, typer.Option(help="Extent: min lon,min lat,max lon,max lat (EPSG:4326).")
+    ] = None,
+    boundary: Annotated[
+        str | None,
+        typer.Option(help="Extent: an administrative boundary of the extract, by name or id."),
+    ] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(help="Metric CRS (default: the UTM zone, or CGCS2000 GK zone in China)."),
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="Mapping file of a folder of GIS files (TOML).")
+    ] = None,
+    district_grid: Annotated[
+        float | None,
+        typer.Option(help="With no districts in the data: square cells of this side, m (网格)."),
+    ] = None,
+    estimate_population: Annotated[
+        bool, typer.Option(help="Estimate residents from the buildings' floor area.")
+    ] = True,
+    m2_per_person: Annotated[
+        float | None, typer.Option(help="Floor area per resident for the estimate, m².")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Retire another city's (or the sample's) current features.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Propose and check only; write nothing.")] = False,
+    url: Url = None,
+) -> None:
+    """Set the city up in one pass: settings, every layer clipped to the extent, a report."""
+    box = None
+    if bbox is not None:
+        try:
+            parts = tuple(float(v) for v in bbox.split(","))
+        except ValueError:
+            raise _fail(f"--bbox: expected four numbers, got {bbox!r}", 2) from None
+        if len(parts) != 4:
+            raise _fail(f"--bbox: expected four numbers, got {bbox!r}", 2)
+        box = (parts[0], parts[1], parts[2], parts[3])
+    try:
+        with _progress() as progress:
+            plan = init_city(
+                source,
+                name=name,
+                bbox=box,
+                boundary=boundary,
+                metric_crs=crs,
+                mapping=mapping,
+                district_grid_m=district_grid,
+                estimate_population=estimate_population,
+                m2_per_person=m2_per_person,
+                replace=replace,
+                dry_run=dry_run,
+                url=url,
+                progress=progress,
+            )
+    except ParameterError as exc:
+        options = {"district_grid_m": "--district-grid", "metric_crs": "--crs"}
+        option = options.get(exc.parameter or "", f"--{(exc.parameter or '').replace('_', '-')}")
+        raise _fail(f"{option}: {exc}", 2) from exc
+    except (CityError, IngestError) as exc:
+        raise _fail(f"{exc}\nrejected: nothing was written") from exc
+    _print_plan(plan)
+
+
+def _print_plan(plan: CityPlan) -> None:
+    """Print a city's settings, its layers and what it lacks."""
+    minx, miny, maxx, maxy = plan.bbox
+    out.print(
+        f"{plan.name}: extent {minx:.5f},{miny:.5f},{maxx:.5f},{maxy:.5f} "
+        f"({plan.extent_from}), metric CRS {plan.metric_crs}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table("layer", "features", "cut", "outside", "added", "changed", "unchanged", "retired")
+    for load in plan.layers:
+        table.add_row(
+            load.layer,
+            *(
+                str(v)
+                for v in (
+                    load.features,
+                    load.cut,
+                    load.dropped,
+                    load.added,
+                    load.changed,
+                    load.unchanged,
+                    load.retired,
+                )
+            ),
+        )
+    out.print(table)
+    for load in plan.layers:
+        if load.note:
+            out.print(f"{load.layer}: {load.note}", markup=False, highlight=False, soft_wrap=True)
+    for gap in plan.missing:
+        out.print(
+            f"missing {gap.input}: no {gap.disables}; supply: {gap.remedy}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if plan.written:
+        out.print(f"written in {plan.seconds:.1f} s", markup=False)
+    else:
+        out.print("a proposal: nothing was written (run again without --dry-run)", markup=False)
 
 
 def _point(text: str, option: str) -> tuple[float, float]:

@@ -25,6 +25,7 @@ import pydeck as pdk
 import shapely
 
 from layers.catalog import LAYERS
+from layers.defaults import building_heights_m
 
 RGBA = tuple[int, int, int, int]
 #: How many times deeper than real underground lines are drawn, so a 1.2 m main is visible.
@@ -268,7 +269,9 @@ def pydeck_layer(layer_id: str, frame: gpd.GeoDataFrame, **overrides: Any) -> pd
     data = gpd.GeoDataFrame(frame[keep].copy(), geometry=geometry, crs=4326)
     data["_color"] = colors.tolist()
     if style.extrude and style.extrude in frame:
-        data["_height"] = pd.to_numeric(frame[style.extrude], errors="coerce").fillna(10.0)
+        # a building with no height is extruded by its storeys, else the default height
+        levels = frame["levels"] if style.extrude == "height_m" and "levels" in frame else None
+        data["_height"] = building_heights_m(frame[style.extrude], levels)
     collection = json.loads(data.to_json(na="null", drop_id=True, default=str))
     props: dict[str, Any] = {
         "id": layer_id,

@@ -15,9 +15,9 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import networkx as nx
-import pandas as pd
 import shapely
 
+from layers.defaults import road_speeds_kmh
 from layers.ingest import IngestReport, Progress, ingest_frames
 from layers.queries import read_layer
 from layers.settings import get_settings
@@ -320,6 +320,28 @@ def plan_sumo(name: str, *, url: str | None = None) -> str:
     return additional_xml(items)
 
 
+def _driven_ends(
+    sequence: Sequence[str], ends: Mapping[str, tuple[int, int]], edge: str
+) -> tuple[int, int]:
+    """Return the (entry, exit) nodes of a road as the route drives it.
+
+    A two-way road may be driven against its digitised direction: the exit is the end the
+    next road starts from (or, for the last road, the end the previous one does not reach).
+    """
+    source, target = ends[edge]
+    at = sequence.index(edge)
+    after = ends.get(sequence[at + 1]) if at + 1 < len(sequence) else None
+    before = ends.get(sequence[at - 1]) if at > 0 else None
+    if after is not None:
+        if target in after:
+            return source, target
+        if source in after:
+            return target, source
+    if before is not None and target in before and source not in before:
+        return target, source
+    return source, target
+
+
 def emergency_corridor(
     route: Route, *, depart_s: float = 0.0, url: str | None = None
 ) -> list[Hold]:
@@ -347,16 +369,17 @@ def emergency_corridor(
     metric = roads.to_crs(get_settings().metric_crs)
     edges: dict[str, Edge] = {}
     ends: dict[str, tuple[int, int]] = {}
-    for row, line in zip(roads.itertuples(), metric.geometry, strict=True):
+    # a road with no speed limit (null, NaN, pandas' NA) is driven at its class's speed, as
+    # the router drives it (layers.defaults.road_speed_kmh: the routing SQL's fallback)
+    speeds = road_speeds_kmh(roads["maxspeed"], roads.get("class"))
+    for row, line, speed in zip(roads.itertuples(), metric.geometry, speeds, strict=True):
         edge = _edge(str(row.id))
-        # a road with no speed limit (null, pandas' NA) is driven at 50 km/h
-        speed = (float(row.maxspeed) if pd.notna(row.maxspeed) else 50.0) / 3.6
-        edges[edge] = Edge(float(shapely.length(line)), speed, frozenset())
+        edges[edge] = Edge(float(shapely.length(line)), float(speed) / 3.6, frozenset())
         ends[edge] = (int(row.source_node), int(row.target_node))
     sequence = [_edge(r) for r in route.road_ids]
     sequence = [e for i, e in enumerate(sequence) if i == 0 or e != sequence[i - 1]]
     for a, b in itertools.pairwise(sequence):
-        if a in edges and b in edges and ends[a][1] == ends[b][0]:
+        if a in edges and b in edges and _driven_ends(sequence, ends, a)[1] in ends[b]:
             edges[a] = replace(edges[a], successors=edges[a].successors | {b})
     signals, _ = signals_from_layer(_signal_rows(url, area))
     by_edge = {}

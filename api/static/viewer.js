@@ -588,10 +588,11 @@ function applyAccess(session = auth.session) {
 async function changeCaller(session, mine) {
   let me;
   let tilesets = null;
+  let credits = null;
   try {
     ({session, me} = await whoAmI(session));
     const response = await fetch("viewer/config.json", {headers: authHeaders(session?.token ?? null)});
-    if (response.ok) tilesets = (await response.json()).tilesets;
+    if (response.ok) ({tilesets, credits} = await response.json());
     else console.warn("the layers' extents were not read again:", await problemDetail(response));
   } catch (error) {
     if (mine !== auth.applying) return auth.pending;
@@ -603,6 +604,7 @@ async function changeCaller(session, mine) {
   auth.ending = null;
   auth.pending = null;
   if (tilesets) state.config.tilesets = tilesets;  // a hidden layer has no bounds
+  if (credits) { state.config.credits = credits; drawCredits(); }  // of what the caller sees
   auth.me = me;
   auth.generation += 1;
   state.loadOptions = {mvt: {workerUrl: MVT_WORKER}, fetch: {headers: authHeaders()}};
@@ -1411,6 +1413,29 @@ function liveState() {
   return {status: live.status, roads, vehicles, alerts, focus};
 }
 
+function drawCredits() {
+  // exactly the sources of what is loaded and readable (layers/sources.py), as text
+  el("attribution").innerHTML = state.config.credits.map((c) => {
+    const notes = [c.licence && `Licence: ${c.licence}`, `Sources: ${c.sources.join(", ")}`, ...c.descriptions];
+    return `<span title="${esc(notes.filter(Boolean).join(". "))}">${esc(c.attribution)}</span>`;
+  }).join(" · ");
+}
+
+function openingView(view) {
+  // the data's extent (viewer/config.json) fitted to this window; the server's fit otherwise
+  const {bounds, padding, max_zoom: maxZoom, pitch, bearing} = view;
+  const width = el("map").clientWidth || window.innerWidth;
+  const height = el("map").clientHeight || window.innerHeight;
+  if (!bounds || !deck.WebMercatorViewport || width <= 2 * padding || height <= 2 * padding) {
+    return {longitude: view.longitude, latitude: view.latitude, zoom: view.zoom, pitch, bearing};
+  }
+  const [west, south, east, north] = bounds;
+  const fitted = new deck.WebMercatorViewport({width, height}).fitBounds(
+    [[west, south], [east, north]], {padding, maxZoom});
+  const zoom = Number.isFinite(fitted.zoom) ? Math.min(fitted.zoom, maxZoom) : view.zoom;
+  return {longitude: fitted.longitude, latitude: fitted.latitude, zoom, pitch, bearing};
+}
+
 async function start() {
   // read as anonymous (a saved token is checked by applyAccess, which reads the extents again)
   const config = await fetch("viewer/config.json");
@@ -1423,7 +1448,8 @@ async function start() {
   buildPanel();
   buildLivePanel();
   buildSignIn();
-  state.view = {...state.config.view};
+  drawCredits();
+  state.view = openingView(state.config.view);
   let firstDraw;
   const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
   state.deck = new Deck({

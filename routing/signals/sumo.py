@@ -25,6 +25,7 @@ import pandas as pd
 import shapely
 import sumolib
 
+from layers.defaults import lanes_per_direction, road_speed_kmh
 from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
 
 # Passenger-car equivalents by vehicle type, as SUMO's tlsCycleAdaptation.py counts them.
@@ -989,9 +990,11 @@ def network_to_sumo(
 
     Roads become edges (a two-way road gives a second edge ``-<id>``; a loop road, two edges
     ``<id>#1`` and ``<id>#2`` through a middle node) with their lanes, speed limit and shape, in
-    the city's metric CRS; the signals' intersections become traffic-light
-    junctions, whose programs netconvert builds from the junction's geometry (the twin's own
-    plans are exported as an additional file, see :func:`write_additional`).
+    the city's metric CRS (a road with no ``maxspeed`` or ``lanes`` takes its class's, as
+    :mod:`layers.defaults` gives them; a two-way road's ``lanes`` counts both directions); the
+    signals' intersections become traffic-light junctions, whose programs netconvert builds
+    from the junction's geometry (the twin's own plans are exported as an additional file,
+    see :func:`write_additional`).
 
     Parameters
     ----------
@@ -1026,13 +1029,15 @@ def network_to_sumo(
     lit = {str(int(n)) for n in signals["node_id"].dropna()} if "node_id" in signals else set()
     nodes: dict[str, tuple[float, float]] = {}
     edges = ET.Element("edges")
-    for row, line in zip(roads.itertuples(), metric.geometry, strict=True):
+    classes = roads["class"] if "class" in roads else pd.Series(None, index=roads.index)
+    for row, line, road_class in zip(roads.itertuples(), metric.geometry, classes, strict=True):
         coords = [(float(x), float(y)) for x, y, *_ in line.coords]
         source, target = str(int(row.source_node)), str(int(row.target_node))
         nodes.setdefault(source, coords[0])
         nodes.setdefault(target, coords[-1])
-        lanes = int(row.lanes) if _given(row.lanes) else 1
-        speed = float(row.maxspeed) / 3.6 if _given(row.maxspeed) else 50 / 3.6
+        # missing or odd attributes take layers.defaults' fallbacks (the routing SQL's speed)
+        lanes = lanes_per_direction(row.lanes, road_class, row.oneway)
+        speed = road_speed_kmh(row.maxspeed, road_class) / 3.6
         attrs = {"numLanes": str(lanes), "speed": f"{speed:.2f}"}
         if isinstance(row.name, str) and row.name:
             attrs["name"] = row.name
@@ -1050,7 +1055,7 @@ def network_to_sumo(
             ET.SubElement(edges, "edge", id=edge_id, attrib={"from": a, "to": b, **attrs}).set(
                 "shape", " ".join(f"{x:.2f},{y:.2f}" for x, y in points)
             )
-            if not bool(row.oneway):
+            if not _given(row.oneway):
                 ET.SubElement(
                     edges, "edge", id=f"-{edge_id}", attrib={"from": b, "to": a, **attrs}
                 ).set("shape", " ".join(f"{x:.2f},{y:.2f}" for x, y in reversed(points)))

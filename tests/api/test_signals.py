@@ -26,7 +26,8 @@ from layers.settings import TwinSettings, get_settings
 from routing.signals import WebsterSettings, optimise_scenario, read_programs, read_scenario
 from routing.signals import sumo as bridge
 from tests.assertions import problem, sql_scalar
-from tests.conftest import SHARED, _fresh_database
+from tests.conftest import SAMPLE, SHARED, _fresh_database
+from twin.sample import load_sample
 
 BOLOGNA = SHARED / "bologna"
 SCENARIOS = ("acosta", "pasubio")
@@ -284,7 +285,7 @@ def test_corridor_over_roads_with_no_speed_limit_and_a_plan_bbox_upside_down(
 ) -> None:
     # first in the module: the Bologna fixtures below set Bologna's extent while they live
     # the sample city's roads without a maxspeed (OpenStreetMap has none for them) are driven
-    # at 50 km/h in a corridor, as by the router, never a 500
+    # at their class's speed in a corridor, as by the router, never a 500
     line = sql_scalar(
         sample_db,
         "SELECT ST_AsText(geom) FROM roads WHERE maxspeed IS NULL AND valid_to IS NULL "
@@ -302,6 +303,56 @@ def test_corridor_over_roads_with_no_speed_limit_and_a_plan_bbox_upside_down(
         for bbox in ([7.43, 43.73, 7.42, 43.74], [7.42, 43.74, 7.43, 43.73]):
             upside_down = client.post("/signals/plans", json={"name": "x", "bbox": bbox})
             assert "minimum is above its maximum" in problem(upside_down, 400, "bbox")["detail"]
+
+
+@pytest.fixture(scope="module")
+def unlimited_db() -> Iterator[str]:
+    """The sample city with no road's speed limit nor lane count known."""
+    url = _fresh_database("_unlimited")
+    load_sample(directory=SAMPLE, url=url)
+    with get_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE roads SET maxspeed = NULL, lanes = NULL"))
+    yield url
+    get_engine(url).dispose()
+
+
+def test_corridor_across_the_city_with_no_speed_limits_nor_lanes(unlimited_db: str) -> None:
+    # between signalised intersections at either end of the city, over roads some of which
+    # are driven against their digitised direction: the facade and the API plan the
+    # corridor, with each road's class speed (the router's), never a crash
+    lit = twin.connect(unlimited_db).layer("intersections")
+    lit = lit[lit["signalised"]].sort_values("id")
+    city = twin.connect(unlimited_db)
+    ends = [(p.x, p.y) for p in lit.geometry]
+    for start, end in ((ends[0], ends[-1]), (ends[-1], ends[0]), (ends[1], ends[-2])):
+        trip, holds = city.green_corridor(start, end)
+        assert trip is not None
+        assert trip.road_ids
+        assert trip.duration_s > 0
+        assert all(0 <= h.eta_s <= trip.duration_s * 1.25 for h in holds)
+    with TestClient(create_app(TwinSettings(database_url=unlimited_db))) as client:
+        answer = client.get(
+            "/signals/corridor",
+            params={"from": f"{ends[0][0]},{ends[0][1]}", "to": f"{ends[-1][0]},{ends[-1][1]}"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reachable"] is True
+
+
+def test_sumo_export_of_roads_with_no_speed_limit_nor_lanes(
+    unlimited_db: str, tmp_path: Path
+) -> None:
+    # a road with neither takes its class's speed (the routing SQL's) and lanes
+    roads = twin.connect(unlimited_db).layer("roads")
+    signals = twin.connect(unlimited_db).layer("signals")
+    metric = get_settings().metric_crs
+    net = bridge.network_to_sumo(roads, signals, tmp_path, metric_crs=metric, name="x")
+    edges = {e.get("id"): e for e in ET.parse(tmp_path / "x.edg.xml").getroot()}
+    row = roads[roads["class"] == "residential"].iloc[0]
+    edge = edges[str(row["id"])]
+    assert float(edge.get("speed", "0")) == pytest.approx(30 / 3.6, abs=0.01)
+    assert edge.get("numLanes") == "1"  # two-way: two lanes, one each way; one-way: one
+    assert net.exists()
 
 
 def test_import_keeps_network_and_signals(bologna_db: str) -> None:

@@ -7,18 +7,27 @@ and draw with none. Screenshots are saved in tests/artifacts/.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Browser, Page
 
+from api.app import create_app
+from api.viewer import opening_view
+from layers.database import get_engine
+from layers.ingest import ingest
 from layers.queries import read_layer
+from layers.settings import TwinSettings
+from layers.sources import OPENSTREETMAP, SRTM, credits, data_extent, record_source
 from tests.conditions import wait_until
 from tests.conftest import ROOT
+from twin.sample import sample_files
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 WIDTH, HEIGHT = 1200, 800
@@ -178,7 +187,13 @@ def viewer(browser: Browser, sample_server: str) -> Iterator[Viewer]:
     page.close()
 
 
-def test_the_viewer_draws_the_city_offline(viewer: Viewer) -> None:
+def test_the_viewer_draws_the_city_offline(viewer: Viewer, sample_db: str) -> None:
+    # it opens on the data, and credits exactly the sources loaded
+    minx, miny, maxx, maxy = data_extent(sample_db) or (0, 0, 0, 0)
+    lon, lat = viewer.page.evaluate(CENTRE)
+    assert minx <= lon <= maxx and miny <= lat <= maxy, (lon, lat)
+    shown = viewer.page.locator("#attribution").inner_text()
+    assert shown == f"{OPENSTREETMAP.attribution} · {SRTM.attribution}"
     picture = viewer.picture("viewer")
     background = np.array([244, 243, 239])
     drawn = np.abs(picture - background).sum(axis=2) > 30
@@ -233,3 +248,76 @@ def test_what_is_here_route_service_areas_and_incident(viewer: Viewer) -> None:
     text = viewer.click(7.4250, 43.7370, "roads to close")
     assert "min" in text and "buildings" in text
     viewer.picture("viewer-incident")
+
+
+# -- what the page opens on and whom it credits (no browser) -----------------------------------
+
+#: A settings box far larger than the sample city (a whole region around Monaco).
+REGION = (6.0, 43.0, 9.5, 45.5)
+
+
+def test_the_view_opens_on_the_data_not_on_a_much_larger_settings_box(sample_db: str) -> None:
+    view = opening_view(TwinSettings(database_url=sample_db, city_bbox=REGION))
+    minx, miny, maxx, maxy = data_extent(sample_db) or (0, 0, 0, 0)
+    assert minx <= view["longitude"] <= maxx and miny <= view["latitude"] <= maxy
+    assert view["from"] == "data" and view["bounds"] == [minx, miny, maxx, maxy]
+    assert 13.5 < view["zoom"] < 16  # the city fills the window (the region's would be ~7)
+    assert abs(view["latitude"] - 44.25) > 0.4  # not the box's middle (7.75, 44.25)
+
+
+def test_with_nothing_loaded_the_view_opens_on_the_settings_box(raster_db: str) -> None:
+    view = opening_view(TwinSettings(database_url=raster_db, city_bbox=REGION))
+    assert view["from"] == "settings" and view["bounds"] == list(REGION)
+    assert view["longitude"] == pytest.approx(7.75)
+    assert REGION[1] < view["latitude"] < REGION[3]  # the middle on Web Mercator
+    assert 6 < view["zoom"] < 9
+
+
+def test_the_page_tiles_and_styles_credit_the_sample_citys_sources(sample_db: str) -> None:
+    with TestClient(create_app(TwinSettings(database_url=sample_db))) as client:
+        page = client.get("/", headers={"accept": "text/html"}).text
+        config = client.get("/viewer/config.json").json()
+        tilejson = client.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json").json()
+        one_map = client.get("/tiles/WebMercatorQuad/tilejson.json").json()
+        style = client.get("/styles/roads").json()
+    shown = re.search(r'<div id="attribution">(.*?)</div>', page)
+    assert shown is not None
+    assert (
+        re.sub(r"<[^>]+>", "", shown.group(1))
+        == f"{OPENSTREETMAP.attribution} · {SRTM.attribution}"
+    )
+    assert [c["attribution"] for c in config["credits"]] == [
+        OPENSTREETMAP.attribution,
+        SRTM.attribution,
+    ]
+    assert tilejson["attribution"] == OPENSTREETMAP.attribution  # tiles hold no DEM
+    assert one_map["attribution"] == OPENSTREETMAP.attribution
+    assert style["sources"]["twin"]["attribution"] == OPENSTREETMAP.attribution
+
+
+def test_roads_from_osm_alone_are_credited_without_srtm_and_escaped(raster_db: str) -> None:
+    ingest("roads", sample_files()["roads"], source="osm", url=raster_db)
+    with get_engine(raster_db).begin() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute("DELETE FROM data_sources")
+            record_source(cur, source="osm", attribution="<b>© OSM</b> & contributors")
+    with TestClient(create_app(TwinSettings(database_url=raster_db))) as client:
+        page = client.get("/", headers={"accept": "text/html"}).text
+        config = client.get("/viewer/config.json").json()
+        catalog = client.get("/catalog").text
+    assert "SRTM" not in page and "SRTM" not in catalog
+    assert "&lt;b&gt;© OSM&lt;/b&gt; &amp; contributors" in page
+    assert "<b>© OSM</b>" not in page and "&lt;b&gt;© OSM&lt;/b&gt; &amp; contributors" in catalog
+    assert [c["attribution"] for c in config["credits"]] == ["<b>© OSM</b> & contributors"]
+    assert config["credits"] == [
+        {
+            "attribution": c.attribution,
+            "licence": c.licence,
+            "url": c.url,
+            "sources": list(c.sources),
+            "descriptions": list(c.descriptions),
+        }
+        for c in credits(raster_db)
+    ]

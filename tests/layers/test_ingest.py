@@ -191,7 +191,7 @@ def test_wrong_geometry_type(loaded: str, tmp_path: Path) -> None:
     error = rejected(loaded, "roads", path)
     assert (
         str(error)
-        == f"{path}: feature 2: field 'geometry': Point where layer roads expects LineString"
+        == f"{path}: feature 2 (r10): field 'geometry': Point where layer roads expects LineString"
     )
 
 
@@ -203,7 +203,7 @@ def test_missing_required_attribute(loaded: str, tmp_path: Path) -> None:
         feature(line(B, C), id="r10", **bad),
     )
     error = rejected(loaded, "roads", path)
-    assert str(error) == f"{path}: feature 2: field 'class': required attribute is missing"
+    assert str(error) == f"{path}: feature 2 (r10): field 'class': required attribute is missing"
 
 
 def test_value_of_wrong_type_and_out_of_range(loaded: str, tmp_path: Path) -> None:
@@ -214,15 +214,17 @@ def test_value_of_wrong_type_and_out_of_range(loaded: str, tmp_path: Path) -> No
     )
     error = rejected(loaded, "roads", path)
     assert [p.describe("f") for p in error.problems] == [
-        "f: feature 1: field 'lanes': 'many' is not a number",
-        "f: feature 2: field 'maxspeed': 900 is above the maximum 150",
+        "f: feature 1 (r9): field 'lanes': 'many' is not a number",
+        "f: feature 2 (r10): field 'maxspeed': 900 is above the maximum 150",
     ]
 
 
 def test_value_not_in_choices(empty_db: str, tmp_path: Path) -> None:
     path = write_geojson(tmp_path / "pipes.geojson", feature(line(A, B), id="p1", network="oil"))
     error = rejected(empty_db, "pipelines", path)
-    assert "feature 1: field 'network': 'oil' is not one of: water, gas, sewer, heat" in str(error)
+    assert "feature 1 (p1): field 'network': 'oil' is not one of: water, gas, sewer, heat" in str(
+        error
+    )
 
 
 def test_coordinates_outside_the_crs(loaded: str, tmp_path: Path) -> None:
@@ -230,8 +232,9 @@ def test_coordinates_outside_the_crs(loaded: str, tmp_path: Path) -> None:
         tmp_path / "bad.geojson", feature(line((7.42, 43.73), (7.42, 95.0)), id="r9", **ROAD)
     )
     error = rejected(loaded, "roads", path)
-    assert "feature 1: field 'geometry': coordinates outside the valid range of EPSG:4326" in str(
-        error
+    assert (
+        "feature 1 (r9): field 'geometry': coordinates outside the valid range of EPSG:4326"
+        in str(error)
     )
 
 
@@ -252,7 +255,9 @@ def test_outside_the_city_extent(loaded: str, tmp_path: Path) -> None:
         feature(paris, id="r10", **ROAD),
     )
     error = rejected(loaded, "roads", path)
-    assert str(error).startswith(f"{path}: feature 2: field 'geometry': outside the city's extent")
+    assert str(error).startswith(
+        f"{path}: feature 2 (r10): field 'geometry': outside the city's extent"
+    )
 
 
 def test_unreadable_and_missing_files(loaded: str, tmp_path: Path) -> None:
@@ -280,7 +285,7 @@ def test_duplicate_ids(loaded: str, tmp_path: Path) -> None:
         feature(line(B, C), id="r9", **ROAD),
     )
     error = rejected(loaded, "roads", path)
-    assert str(error) == f"{path}: feature 2: field 'id': duplicate id 'r9' (also feature 1)"
+    assert str(error) == f"{path}: feature 2 (r9): field 'id': duplicate id 'r9' (also feature 1)"
 
 
 def test_one_bad_feature_among_many_writes_nothing(empty_db: str, tmp_path: Path) -> None:
@@ -343,7 +348,7 @@ def test_unrepairable_geometry_is_rejected(loaded: str, tmp_path: Path) -> None:
 def test_missing_geometry(loaded: str, tmp_path: Path) -> None:
     path = write_geojson(tmp_path / "bad.geojson", feature(None, id="r9", **ROAD))
     error = rejected(loaded, "roads", path)
-    assert str(error) == f"{path}: feature 1: field 'geometry': missing or empty geometry"
+    assert str(error) == f"{path}: feature 1 (r9): field 'geometry': missing or empty geometry"
 
 
 def test_unknown_layer(empty_db: str, roads_file: Path) -> None:
@@ -440,7 +445,8 @@ def test_integers_outside_the_column_range_are_refused(empty_db: str, tmp_path: 
     )
     error = rejected(empty_db, "buildings", path)
     assert (
-        str(error) == f"{path}: feature 1: field 'population': 5000000000 is outside the int range"
+        str(error)
+        == f"{path}: feature 1 (b1): field 'population': 5000000000 is outside the int range"
     )
 
 
@@ -473,7 +479,7 @@ def test_json_with_nan_and_text_with_nul_are_refused(empty_db: str, tmp_path: Pa
         {"id": ["c"], "owner": ["a\x00b"]}, geometry=[shapely.Point(A)], crs=4326
     )
     with pytest.raises(
-        IngestError, match="feature 1: field 'owner': text contains a NUL character"
+        IngestError, match=r"feature 1 \(c\): field 'owner': text contains a NUL character"
     ):
         ingest_frame("cameras", frame, source="frame", url=empty_db)
 
@@ -586,8 +592,8 @@ def test_nan_in_a_file_is_refused_not_stored_as_null(empty_db: str, tmp_path: Pa
     )
     error = rejected(empty_db, "roads", path)
     assert [p.describe(str(path)) for p in error.problems] == [
-        f"{path}: feature 1: field 'maxspeed': NaN is not a finite number",
-        f"{path}: feature 2: field 'width': NaN is not a finite number",
+        f"{path}: feature 1 (r1): field 'maxspeed': NaN is not a finite number",
+        f"{path}: feature 2 (r2): field 'width': NaN is not a finite number",
     ]
     assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
 

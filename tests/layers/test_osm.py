@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from layers.osm import parse_maxspeed, read_osm
+from layers.defaults import parse_maxspeed
+from layers.osm import read_osm
 from tests.conftest import SAMPLE, SHARED
 
 MONACO = SHARED / "monaco" / "monaco-2025.osm.pbf"

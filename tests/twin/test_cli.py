@@ -139,7 +139,7 @@ def test_bad_file_names_file_row_field_and_reason(empty_db: str, tmp_path: Path)
     before = table_state(empty_db, "roads")
     result = run(empty_db, "ingest", "roads", str(path))
     assert result.returncode == 1
-    assert f"{path}: feature 2: field 'class': required attribute is missing" in result.stderr
+    assert f"{path}: feature 2 (b): field 'class': required attribute is missing" in result.stderr
     assert "rejected: nothing was written to roads" in result.stderr
     assert "Traceback" not in result.stderr
     assert table_state(empty_db, "roads") == before
