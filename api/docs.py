@@ -266,6 +266,7 @@ def everywhere(operation: dict[str, Any]) -> bool:
 PROBLEMS: list[tuple[int, Callable[[dict[str, Any]], bool]]] = [
     (400, takes_input),  # FastAPI's 422 is never sent: api.errors answers 400
     (404, names_a_resource),
+    (409, takes_input),  # layers.errors.MissingInputError: the city lacks what answering needs
     (413, reads_a_body),  # api.limits: a body over TWIN_MAX_BODY_BYTES
     (401, everywhere),  # api.security: a bad or expired token, or a layer that needs sign-in
     (403, writes),  # api.security: signed in, but not permitted to change that layer
@@ -279,6 +280,11 @@ SERVED: dict[tuple[str, str], dict[str, list[str]]] = {
     ("get", "/api"): {"200": [OPENAPI_JSON]},
 }
 _MEANING: dict[int, dict[str, Any]] = {
+    409: {
+        "description": "The city lacks an input the answer needs (no districts, no pipes of "
+        "the network, no resources of the kind); ``missing`` names it, the detail says how "
+        "to load it"
+    },
     413: {"description": "The request body is larger than the API reads (TWIN_MAX_BODY_BYTES)"},
 }
 _HEADERS: dict[int, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from layers.database import StoreError
-from layers.errors import ParameterError
+from layers.errors import MissingInputError, ParameterError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("twin.api")
@@ -280,6 +280,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ParameterError)
     async def _parameter(request: Request, exc: ParameterError) -> JSONResponse:
+        if isinstance(exc, MissingInputError):  # the city lacks an input: 409, naming it
+            return problem(
+                exc.status, "Missing input", str(exc), parameter=exc.parameter, missing=exc.missing
+            )
         return problem(400, "Bad request", str(exc), parameter=exc.parameter)
 
     @app.exception_handler(RequestValidationError)

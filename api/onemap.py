@@ -188,7 +188,9 @@ def routes(city: City) -> APIRouter:
 
     @router.get("/onemap/districts", summary="Per district: counts, lengths, population")
     def get_districts(at: Moment = None) -> dict[str, Any]:
-        return {"districts": records(city.district_stats(at=at))}
+        stats = city.district_stats(at=at)
+        # why a column is empty (no resources of the kind, no roads), in words
+        return {"districts": records(stats), "notes": list(stats.attrs.get("notes", []))}
 
     @router.get("/cameras/coverage", summary="View cones, road coverage, blind spots")
     def get_camera_coverage(at: Moment = None) -> dict[str, Any]:

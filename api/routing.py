@@ -199,6 +199,10 @@ def routes(city: City) -> APIRouter:
             "total": result.total,
             "districts": result.districts.to_dict(orient="records"),
             "suggested_sites": sites,
+            # what the shares count (population, or buildings where no population is loaded)
+            # and what the answer lacks, in words
+            "weight": result.weight,
+            "notes": list(result.notes),
         }
 
     @router.post("/matrix", summary="Travel times between two sets of points")

@@ -1,4 +1,4 @@
-"""The error every request parameter check raises, so the API maps them all one way."""
+"""The errors every request check raises, so the API maps them all one way."""
 
 from __future__ import annotations
 
@@ -40,3 +40,38 @@ class AccessError(PermissionError):
         super().__init__(message)
         self.status = status
         self.parameter = parameter
+
+
+class MissingInputError(ParameterError):
+    """An analysis needs an input the store does not hold: it names it and how to supply it.
+
+    Raised instead of an empty answer (no districts for figures per district, no pipes for a
+    utility trace, no resources of a kind for a coverage). The request is well formed; the
+    city's data lacks what answering needs, which loading it resolves: HTTP's 409 Conflict
+    (RFC 9110 §15.5.10: "the user might be able to resolve the conflict and resubmit the
+    request"), not 422 (the request's content is fine) nor 404 (the resource asked for
+    exists). The API answers :attr:`status` with ``missing`` naming the input (:mod:`api.errors`).
+
+    Parameters
+    ----------
+    missing
+        The missing input, as the catalog names it (``districts``, ``pipelines``,
+        ``resources``, ``buildings``).
+    detail
+        What is missing and what it disables, e.g. "no districts loaded".
+    remedy
+        How to supply it: the command or call that loads it.
+    parameter
+        The request parameter the missing input answers to (``network`` for a trace of a
+        network with no lines, ``kind`` for a coverage by a kind of resource none of which is
+        loaded); ``missing`` by default.
+    """
+
+    #: HTTP status the API answers with (see the class's note).
+    status = 409
+
+    def __init__(self, missing: str, detail: str, remedy: str, *, parameter: str | None = None):
+        super().__init__(f"{detail}; {remedy}", parameter=parameter or missing)
+        self.missing = missing
+        self.detail = detail
+        self.remedy = remedy

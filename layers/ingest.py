@@ -247,6 +247,9 @@ def ingest_frame(
         If any feature is invalid; nothing is written then.
     """
     started = time.perf_counter()
+    if not _has_geometry(frame):
+        reason = "not features: a GeoDataFrame with a geometry column is needed"
+        raise IngestError(source, [Problem(None, "geometry", reason)])
     if frame.crs is None:
         raise IngestError(source, [Problem(None, "crs", "the features have no CRS")])
     frame = frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
@@ -305,6 +308,9 @@ def ingest_frames(
     batches = []
     for layer_id, frame in frames.items():
         label = source if isinstance(source, str) else source[layer_id]
+        if not _has_geometry(frame):
+            reason = "not features: a GeoDataFrame with a geometry column is needed"
+            raise IngestError(label, [Problem(None, "geometry", reason)])
         if frame.crs is None:
             raise IngestError(label, [Problem(None, "crs", "the features have no CRS")])
         counted = frame.index.is_unique and not (
@@ -329,6 +335,14 @@ def ingest_frames(
     for batch in batches:
         batch.report.seconds = time.perf_counter() - started
     return [batch.report for batch in batches]
+
+
+def _has_geometry(frame: object) -> bool:
+    """Whether ``frame`` is a GeoDataFrame with an active geometry column."""
+    if not isinstance(frame, gpd.GeoDataFrame):
+        return False
+    name = frame._geometry_column_name
+    return name is not None and name in frame.columns
 
 
 @dataclass

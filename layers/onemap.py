@@ -31,7 +31,7 @@ from layers import access
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.cql2 import FilterError, to_sql, too_many_vertices
 from layers.database import cursor
-from layers.errors import ParameterError
+from layers.errors import MissingInputError, ParameterError
 from layers.queries import as_of, frame_from_rows
 from layers.settings import get_settings
 
@@ -66,6 +66,14 @@ Shape = Literal["around", "within", "along"]
 
 class OneMapError(ParameterError):
     """A one-map question that cannot be asked as given."""
+
+
+#: How to supply districts, for every analysis that needs them.
+DISTRICTS_REMEDY = (
+    "import them with `twin ingest districts FILE` (polygons with a name and an admin level), "
+    "or use a grid of cells (网格) as districts: `twin city init --district-grid 500` "
+    "(cells of 500 m; layers.grids.district_grid)"
+)
 
 
 @dataclass(frozen=True)
@@ -494,6 +502,14 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
         ``buildings``, ``building_population``), then ``<layer>_count`` per point layer,
         ``<layer>.<kind>_count`` for each kind, and ``<layer>.<kind>_m`` lengths per line
         layer and kind.
+
+    Raises
+    ------
+    MissingInputError
+        If there are no districts (then, or visible to the caller): the message says how to
+        load them or make a grid of cells (:data:`DISTRICTS_REMEDY`).
+    OneMapError
+        If ``at`` is not an ISO 8601 moment.
     """
     moment = _moment(at)
     when = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
@@ -520,6 +536,13 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                 "building_population",
             ],
         )
+        if base.empty:
+            then = f" as of {moment.isoformat()}" if moment else ""
+            raise MissingInputError(
+                "districts",
+                f"no districts loaded{then}: there is nothing to give figures per district for",
+                DISTRICTS_REMEDY,
+            )
         for layer in LAYERS.values():
             if layer.id in ("districts", "buildings") or not access.visible([layer.id]):
                 continue

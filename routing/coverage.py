@@ -2,6 +2,13 @@
 
 Which buildings are within T minutes of the nearest facility, and where one more facility
 would cover the most people (greedy).
+
+No silent emptiness: a coverage with no building refuses (:class:`MissingInputError`); with
+no population anywhere (every building's is missing or 0) shares and suggestions weigh every
+building alike — the building count, the figure ``building_share`` already gives (a floor area
+weight would favour the large shops and offices an extract does not tell from homes) — and
+the result says so (``weight="buildings"`` and a note); with no districts the one row is the
+whole city and a note says how to add districts.
 """
 
 from __future__ import annotations
@@ -10,12 +17,15 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import dijkstra
 
+from layers.errors import MissingInputError
+from layers.onemap import DISTRICTS_REMEDY
 from routing.network import RoadNetwork, RoutingError, Snap
 from routing.paths import Point
 
@@ -23,6 +33,14 @@ from routing.paths import Point
 MAX_CANDIDATES = 600
 #: Longest time limit a coverage may ask for.
 MAX_MINUTES = 120
+#: Name of the one row of buildings in no district.
+OUTSIDE = "(outside the districts)"
+#: How to give buildings a population, for the note of a coverage weighed by buildings.
+POPULATION_REMEDY = (
+    "load buildings with a population (`twin ingest buildings FILE`), or estimate it from "
+    "floor area (layers.population.estimate_population) or a population density raster "
+    "(layers.population.population_from_raster)"
+)
 
 
 @dataclass
@@ -34,19 +52,27 @@ class Coverage:
     minutes
         The time limit.
     districts
-        Per district: ``buildings``, ``covered_buildings``, ``building_share``,
-        ``population``, ``covered_population``, ``population_share``.
+        Per district (``district``, its name): ``buildings``, ``covered_buildings``,
+        ``building_share``, ``population``, ``covered_population``, ``population_share``
+        (None with no population) and ``share``, the share by :attr:`weight`.
     total
-        The same figures for the whole city.
+        The same figures for the whole city, and ``weight`` and ``notes``.
     times_s
         Seconds from the nearest facility to each building (inf: unreachable within the
         limit; the search stops there).
+    weight
+        What the shares and suggestions weigh: ``population``, or ``buildings`` (each
+        building alike) when no building has a population.
+    notes
+        What is missing and what it changes, with how to supply it; empty when nothing is.
     """
 
     minutes: float
     districts: pd.DataFrame
-    total: dict[str, float]
+    total: dict[str, Any]
     times_s: np.ndarray
+    weight: str = "population"
+    notes: tuple[str, ...] = ()
 
 
 def _entries(
@@ -130,6 +156,8 @@ def coverage(
     ------
     RoutingError
         If ``minutes`` is not positive or there is no facility.
+    MissingInputError
+        If there is no building: a coverage of nothing would be empty.
     """
     if not (math.isfinite(minutes) and 0 < minutes <= MAX_MINUTES):
         raise RoutingError(
@@ -137,6 +165,12 @@ def coverage(
         )
     if not facilities:
         raise RoutingError("there is no facility of that kind", parameter="kind")
+    if buildings.empty:
+        raise MissingInputError(
+            "buildings",
+            "no buildings loaded: coverage counts the buildings and people reached",
+            "import them with `twin ingest buildings FILE`",
+        )
     limit = minutes * 60
     snaps = []
     for point in facilities:  # a facility far from any open road serves no one
@@ -148,7 +182,18 @@ def coverage(
     entries, building_snaps = _entries(network, buildings)
     arrival = _same_edge(network, snaps, building_snaps, _arrival(times, entries))
     covered = arrival <= limit
-    population = buildings["population"].fillna(0).to_numpy(dtype=float)
+    population = _population(buildings)
+    weight = "population" if population.sum() > 0 else "buildings"
+    notes = []
+    if weight == "buildings":
+        notes.append(
+            "no building has a population: shares and suggested sites weigh every building "
+            f"alike (weight='buildings'); to weigh people, {POPULATION_REMEDY}"
+        )
+    if districts.empty:
+        notes.append(
+            f"no districts loaded: the one row {OUTSIDE!r} is the whole city; " + DISTRICTS_REMEDY
+        )
     frame = pd.DataFrame(
         {"covered": covered, "population": population, "covered_population": population * covered},
         index=buildings.index,
@@ -156,7 +201,7 @@ def coverage(
     points = gpd.GeoDataFrame(geometry=buildings.geometry.representative_point(), crs=buildings.crs)
     joined = gpd.sjoin(points, districts[["name", "geometry"]], predicate="within", how="left")
     joined = joined[~joined.index.duplicated(keep="first")]
-    frame["district"] = joined["name"].reindex(frame.index).fillna("(outside the districts)")
+    frame["district"] = joined["name"].reindex(frame.index).fillna(OUTSIDE)
     grouped = frame.groupby("district", sort=True).agg(
         buildings=("covered", "size"),
         covered_buildings=("covered", "sum"),
@@ -167,17 +212,31 @@ def coverage(
     grouped["population_share"] = (
         grouped["covered_population"] / grouped["population"].replace(0, np.nan)
     ).fillna(0.0)
-    total = {
+    total: dict[str, Any] = {
         "buildings": float(len(frame)),
         "covered_buildings": float(covered.sum()),
-        "building_share": float(covered.mean()) if len(frame) else 0.0,
+        "building_share": float(covered.mean()),
         "population": float(population.sum()),
         "covered_population": float((population * covered).sum()),
         "population_share": float((population * covered).sum() / population.sum())
-        if population.sum() > 0
-        else 0.0,
+        if weight == "population"
+        else None,
     }
-    return Coverage(minutes, grouped.reset_index(), total, arrival)
+    if weight == "buildings":
+        grouped["population_share"] = None  # no one to share: not 0 % of people covered
+    grouped["share"] = grouped[f"{'population' if weight == 'population' else 'building'}_share"]
+    total["share"] = total[f"{'population' if weight == 'population' else 'building'}_share"]
+    total["weight"] = weight
+    total["notes"] = list(notes)
+    return Coverage(minutes, grouped.reset_index(), total, arrival, weight, tuple(notes))
+
+
+def _population(buildings: gpd.GeoDataFrame) -> np.ndarray:
+    """Residents of each building (0 where missing); zeros if the column is absent."""
+    if "population" not in buildings.columns:
+        return np.zeros(len(buildings))
+    values = pd.to_numeric(buildings["population"], errors="coerce").fillna(0)
+    return values.to_numpy(dtype=float)
 
 
 def suggest_sites(
@@ -186,8 +245,11 @@ def suggest_sites(
     buildings: gpd.GeoDataFrame,
     *,
     count: int = 1,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Greedy: the intersections where one more facility would cover the most uncovered people.
+
+    People are weighed as ``current`` weighs them: by population, or, when no building has a
+    population (``current.weight == "buildings"``), every building alike.
 
     Parameters
     ----------
@@ -203,8 +265,9 @@ def suggest_sites(
     Returns
     -------
     list of dict
-        ``lon``, ``lat``, ``node_id``, ``added_population``, ``added_buildings`` and the
-        ``population_share`` after adding the site, best first.
+        ``lon``, ``lat``, ``node_id``, ``added_population``, ``added_buildings``, the
+        ``population_share`` after adding the site (None with no population) and ``share``,
+        the share by ``current.weight`` after adding it; best first.
 
     Raises
     ------
@@ -225,12 +288,14 @@ def suggest_sites(
         chunk = candidates[first : first + 100]
         times = np.atleast_2d(dijkstra(network.graph, directed=True, indices=chunk, limit=limit))
         reach[first : first + len(chunk)] = _arrival(times, entries) <= limit
-    population = buildings["population"].fillna(0).to_numpy(dtype=float)
+    population = _population(buildings)
+    by_people = current.weight == "population"
+    weights = population if by_people else np.ones(len(buildings))
     covered = current.times_s <= limit
     total = population.sum()
     sites = []
     for _ in range(count):
-        gain = (reach & ~covered) @ population
+        gain = (reach & ~covered) @ weights
         best = int(np.lexsort((candidates, -gain))[0])
         if gain[best] <= 0:
             break
@@ -249,7 +314,10 @@ def suggest_sites(
                 "node_id": int(network.node_ids[node]),
                 "added_population": float(population[added].sum()),
                 "added_buildings": float(added.sum()),
-                "population_share": float((population * covered).sum() / total) if total else 0.0,
+                "population_share": float((population * covered).sum() / total)
+                if by_people
+                else None,
+                "share": float((weights * covered).sum() / weights.sum()),
             }
         )
     return sites

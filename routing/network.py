@@ -185,7 +185,10 @@ class RoadNetwork:
         }
         edges["geometry"] = np.array([bytes(g) for g in edges["geometry"]], dtype=object)
         if not rows:
-            raise RoutingError("the roads layer is empty: there is no network to route on")
+            raise RoutingError(
+                "the roads layer is empty: there is no network to route on; load roads with "
+                "`twin city init EXTRACT.osm.pbf` or `twin ingest roads FILE`"
+            )
         return cls(profile, edges)
 
     def _compile(self) -> None:

@@ -23,12 +23,14 @@ import shapely
 from pyproj import Transformer
 
 from layers import access
+from layers.errors import MissingInputError
 from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
 from routing.utility_network import (
     DEVICE_KINDS,
     NETWORK_LAYERS,
     NETWORKS,
+    MissingNetworkError,
     Progress,
     TopologyError,
     UtilityNetwork,
@@ -184,6 +186,8 @@ class Utilities:
         ------
         TopologyError
             For an unknown network.
+        MissingNetworkError
+            If the network holds no lines (then): the message names the layer to load and how.
         layers.errors.AccessError
             If the caller may not read what the network is drawn from (its layers, its rows).
         """
@@ -216,6 +220,8 @@ class Utilities:
             nodes = read_layer("pipe_nodes", at=at, url=self.url)
             lines = lines[lines["network"] == name]
             nodes = nodes[nodes["network"] == name]
+        if lines.empty:
+            raise MissingNetworkError(name)
         crs = get_settings().metric_crs
         return build_network(
             name,
@@ -255,14 +261,37 @@ class Utilities:
         -------
         Outage
             Devices to operate, what is isolated and what loses supply.
+
+        Raises
+        ------
+        MissingNetworkError
+            If ``network`` holds no lines.
+        layers.onemap.MissingInputError
+            If no network is given and none holds lines.
+        TopologyError
+            If the point or line is on no line of the network(s).
         """
         names = [network] if network else list(NETWORKS)
         best: tuple[float, UtilityNetwork, int, float] | None = None
+        loaded = 0
         for name in names:
-            net = self.network(name)
+            try:
+                net = self.network(name)
+            except MissingNetworkError:
+                if network:
+                    raise
+                continue  # any network: those with lines
+            loaded += 1
             found = locate(net, point=point, line=line)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], net, found[1], found[2])
+        if not loaded:
+            raise MissingInputError(
+                "pipelines",
+                "no utility lines loaded: there is no pipe or power line to isolate a break on",
+                "import them with `twin ingest pipelines FILE` or `twin ingest power_lines FILE`",
+                parameter="network",
+            )
         if best is None:
             where = f"line {line!r}" if line else f"point {point}"
             scope = f"the {network} network" if network else "any network"
@@ -291,6 +320,13 @@ class Utilities:
         -------
         Outage
             What loses supply.
+
+        Raises
+        ------
+        MissingNetworkError
+            If the network holds no lines.
+        TopologyError
+            If a device or element is not in the network.
         """
         return outage(self.network(network), operate=operate, out=out)
 

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from shapely.ops import substring
 
-from layers.errors import ParameterError
+from layers.errors import MissingInputError, ParameterError
 
 #: Networks the twin can trace: the four pipe networks and the power grid.
 NETWORKS = ("water", "gas", "sewer", "heat", "power")
@@ -62,6 +62,30 @@ Progress = Callable[[str, int, int], None]
 
 class TopologyError(ParameterError):
     """A trace was asked of something the network does not hold."""
+
+
+class MissingNetworkError(MissingInputError, TopologyError):
+    """A network whose lines are not loaded: no trace of it can be made.
+
+    Both a :class:`layers.onemap.MissingInputError` (it names the layer to load and how) and a
+    :class:`TopologyError`; its request parameter is ``network``.
+
+    Parameters
+    ----------
+    name
+        The network: ``water``, ``gas``, ``sewer``, ``heat`` or ``power``.
+    """
+
+    def __init__(self, name: str):
+        layer = NETWORK_LAYERS[name][0]
+        if name == "power":
+            detail = "no power lines loaded: the power network holds no lines to trace"
+            remedy = "import them with `twin ingest power_lines FILE` (lines and cables)"
+        else:
+            detail = f"no {name} pipelines loaded: the {name} network holds no lines to trace"
+            remedy = f"import them with `twin ingest pipelines FILE` (lines with network={name})"
+        super().__init__(layer, detail, remedy, parameter="network")
+        self.network = name
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from layers.access import Grant, Principal, grant_for
 from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
 from layers.database import cursor, database_url, get_engine
+from layers.errors import MissingInputError
 from layers.identity import Verifier
 from layers.ingest import IngestReport, ingest, ingest_frame
 from layers.ingest import Progress as IngestProgress
@@ -322,7 +323,7 @@ class City:
         minutes: float = 8,
         suggest: int = 0,
         profile: str = "emergency",
-    ) -> tuple[Coverage, list[dict[str, float]]]:
+    ) -> tuple[Coverage, list[dict[str, Any]]]:
         """Return the coverage by one kind of resource, per district, and sites to add.
 
         Parameters
@@ -339,20 +340,59 @@ class City:
         Returns
         -------
         tuple
-            The :class:`routing.Coverage` and the suggested sites.
+            The :class:`routing.Coverage` and the suggested sites. With no population in any
+            building both weigh buildings alike (``weight == "buildings"``); with no
+            districts the one row is the whole city; ``notes`` (also ``total["notes"]``) say
+            so and how to supply what is missing.
+
+        Raises
+        ------
+        layers.onemap.MissingInputError
+            If no resource of ``kind`` is loaded (``resources``), or no building.
+        routing.RoutingError
+            If ``kind`` is not a resource kind, none of that kind is available now, or
+            ``minutes`` or ``suggest`` is out of range.
         """
+        kinds = next(f.choices for f in LAYERS["resources"].fields if f.name == "kind")
+        if kind not in kinds:
+            raise RoutingError(
+                f"unknown resource kind {kind!r}; kinds: {', '.join(kinds)}", parameter="kind"
+            )
         facilities = [(float(r["lon"]), float(r["lat"])) for r in self._resources(kind)]
+        if not facilities:
+            self._require_resources(kind)
         buildings = self.layer("buildings")
         districts = self.layer("districts")
         if len(districts) and districts["level"].notna().any():
             districts = districts[districts["level"] == districts["level"].max()]
 
-        def query(network: RoadNetwork) -> tuple[Coverage, list[dict[str, float]]]:
+        def query(network: RoadNetwork) -> tuple[Coverage, list[dict[str, Any]]]:
             result = coverage(network, facilities, buildings, districts, minutes=minutes)
             sites = suggest_sites(network, result, buildings, count=suggest) if suggest else []
             return result, sites
 
         return self.router.run(profile, query)
+
+    def _require_resources(self, kind: str) -> None:
+        """Refuse a coverage by a kind of resource none of which is loaded, or available."""
+        with cursor(self.url) as cur:
+            cur.execute(
+                "SELECT count(*) FROM resources WHERE valid_to IS NULL AND kind = %(kind)s",
+                {"kind": kind},
+            )
+            row = cur.fetchone()
+        if not row or not row[0]:
+            raise MissingInputError(
+                "resources",
+                f"no resources of kind {kind!r} loaded: there is nothing to cover from",
+                f"import them with `twin ingest resources FILE` (points with kind={kind})",
+                parameter="kind",
+            )
+        raise RoutingError(
+            f"there is no facility of that kind available: all {row[0]} {kind} resources "
+            "are busy or out of service",
+            parameter="kind",
+        )
 
     def od_matrix(
         self, origins: Sequence[Point], destinations: Sequence[Point], *, profile: str = "car"
@@ -564,21 +604,43 @@ class City:
         pandas.DataFrame
             One row per district (see :func:`layers.onemap.district_stats`) with
             ``camera_road_share`` (the share of its road length the cameras see; only for a
-            session that may read the cameras) and
-            ``<kind>_<minutes>min_population_share``.
+            session that may read the cameras) and ``<kind>_<minutes>min_population_share``
+            — ``<kind>_<minutes>min_building_share`` when no building has a population (the
+            coverage then weighs buildings). ``attrs["notes"]`` says what is missing: no
+            population, or why the coverage column is empty (no resources of the kind, no
+            roads).
+
+        Raises
+        ------
+        layers.onemap.MissingInputError
+            If there are no districts: the message says how to load them (``twin ingest
+            districts FILE``) or make a grid of cells (``twin city init --district-grid 500``).
         """
         stats = onemap.district_stats(at=at, url=self.url)
+        stats.attrs["notes"] = []
         if access.visible(["cameras"]):  # drawn from the cameras: for who may read them
             cameras = camera_coverage(url=self.url, at=at).districts[["id", "share"]]
             stats = stats.merge(cameras.rename(columns={"share": "camera_road_share"}), how="left")
             stats["camera_road_share"] = stats["camera_road_share"].fillna(0.0)
         if cover is not None:
             kind, minutes = cover
-            result, _ = self.coverage(kind=kind, minutes=minutes)
-            shares = result.districts.set_index("district")["population_share"]
-            finest = stats["level"] == stats["level"].max()
             column = f"{kind}_{minutes:g}min_population_share"
+            try:
+                result, _ = self.coverage(kind=kind, minutes=minutes)
+            except (MissingInputError, RoutingError) as exc:
+                # no resources of the kind, or no roads: the figures per district stand
+                # without the coverage; a bad kind or minutes is the caller's to correct
+                if not isinstance(exc, MissingInputError) and exc.parameter is not None:
+                    raise
+                stats[column] = None
+                stats.attrs["notes"] = [f"{column} is empty: {exc}"]
+                return stats
+            if result.weight == "buildings":
+                column = f"{kind}_{minutes:g}min_building_share"
+            shares = result.districts.set_index("district")["share"]
+            finest = stats["level"] == stats["level"].max()
             stats[column] = stats["name"].map(shares).where(finest)
+            stats.attrs["notes"] = list(result.notes)
         return stats
 
     def camera_coverage(self, *, at: datetime | str | None = None) -> CameraCoverage:

@@ -254,7 +254,9 @@ def test_within_along_and_districts(client: TestClient, city: twin.City) -> None
 )
 def test_bad_input_is_a_problem(client: TestClient, request_args, parameter: str) -> None:
     method, path, kwargs = request_args
-    problem(getattr(client, method)(path, **kwargs), 400, parameter)
+    # the sample city has no heat pipes: an input the city lacks is a 409 naming it
+    status = 409 if path == "/utilities/heat/outage" else 400
+    problem(getattr(client, method)(path, **kwargs), status, parameter)
 
 
 def test_unknown_network_is_404(client: TestClient) -> None:

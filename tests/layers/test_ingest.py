@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from layers.catalog import LAYERS
 from layers.database import get_engine
-from layers.ingest import IngestError, ingest, ingest_frame
+from layers.ingest import IngestError, ingest, ingest_frame, ingest_frames
 from layers.queries import read_layer
 from tests.assertions import sql_scalar, table_state
 from tests.conftest import SAMPLE, SHARED
@@ -644,3 +644,15 @@ def test_an_empty_first_import_keeps_the_version(empty_db: str, tmp_path: Path) 
     version = _version(empty_db, "roads")
     ingest("roads", write_geojson(tmp_path / "none.geojson"), url=empty_db)
     assert _version(empty_db, "roads") == version
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [pd.DataFrame({"id": ["a"]}), gpd.GeoDataFrame({"id": ["a"]})],
+    ids=["plain", "no-geometry"],
+)
+def test_a_table_without_geometry_is_refused(frame: pd.DataFrame, empty_db: str) -> None:
+    with pytest.raises(IngestError, match="not features: a GeoDataFrame with a geometry column"):
+        ingest_frame("roads", frame, source="table", url=empty_db)
+    with pytest.raises(IngestError, match="not features"):
+        ingest_frames({"roads": frame}, source="table", url=empty_db)

@@ -8,6 +8,7 @@ import pytest
 import shapely
 
 from layers.catalog import LAYERS
+from layers.errors import MissingInputError
 from layers.onemap import OneMapError, along, around, district_stats, within
 from layers.queries import read_layer
 from tests.assertions import sql_scalar
@@ -154,3 +155,19 @@ def test_a_limit_keeps_the_nearest_and_the_whole_summary(sample_db: str) -> None
         assert np.allclose(frame["distance_m"], full["distance_m"][: len(frame)])
     with pytest.raises(OneMapError):
         around(CASINO, 600.0, url=sample_db, limit=-1)
+
+
+def test_district_stats_without_districts_say_how_to_add_them(empty_db: str) -> None:
+    with pytest.raises(MissingInputError) as raised:
+        district_stats(url=empty_db)
+    error = raised.value
+    assert error.missing == error.parameter == "districts"
+    assert error.status == 409
+    assert str(error).startswith("no districts loaded")
+    assert "twin ingest districts FILE" in str(error)
+    assert "twin city init --district-grid 500" in str(error)
+
+
+def test_district_stats_before_the_districts_existed_say_so(sample_db: str) -> None:
+    with pytest.raises(MissingInputError, match="no districts loaded as of 2000-01-01"):
+        district_stats(at="2000-01-01T00:00:00Z", url=sample_db)

@@ -6,19 +6,25 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 import twin
+from api.app import create_app
 from layers.database import get_engine
-from layers.settings import get_settings
+from layers.errors import MissingInputError
+from layers.settings import TwinSettings, get_settings
 from routing import RoutingError, route
-from routing.coverage import MAX_CANDIDATES
+from routing.coverage import MAX_CANDIDATES, OUTSIDE, Coverage
 from routing.network import MAX_SNAP_M
+from tests.assertions import problem
 from tests.conftest import SAMPLE
 from tests.routing.oracle import edge_rows, pgr_driving_times, postgis_snaps
+from twin.sample import load_sample
 
 MINUTES = 3
 #: A point this close (as a fraction) to the end of a one-way edge stands on its target node.
@@ -231,5 +237,69 @@ def test_bad_parameters(sample_db: str) -> None:
     city = twin.connect(sample_db)
     with pytest.raises(RoutingError, match="minutes must be more than 0"):
         city.coverage(minutes=0)
-    with pytest.raises(RoutingError, match="there is no facility of that kind"):
+    with pytest.raises(MissingInputError, match="no resources of kind 'depot' loaded") as raised:
         city.coverage(kind="depot")
+    assert raised.value.parameter == "kind" and raised.value.missing == "resources"
+    assert "twin ingest resources FILE" in str(raised.value)
+    with pytest.raises(RoutingError, match="unknown resource kind 'fire_stations'"):
+        city.coverage(kind="fire_stations")
+
+
+# --- no silent emptiness ------------------------------------------------------------------
+
+
+def test_the_sample_city_weighs_people_and_has_nothing_to_say(
+    result: tuple[Coverage, list[dict[str, Any]]],
+) -> None:
+    coverage, sites = result
+    assert coverage.weight == coverage.total["weight"] == "population"
+    assert coverage.notes == () and coverage.total["notes"] == []
+    assert (coverage.districts["share"] == coverage.districts["population_share"]).all()
+    assert len(coverage.districts) > 1  # the wards, and the buildings beyond them
+    assert all(site["share"] == site["population_share"] for site in sites)
+
+
+@pytest.fixture
+def bare_city(empty_db: str) -> str:
+    """The sample city with no population in any building and no districts."""
+    load_sample(directory=SAMPLE, url=empty_db)
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("UPDATE buildings SET population = NULL"))
+        conn.execute(sa.text("DELETE FROM districts"))
+    return empty_db
+
+
+def test_no_population_weighs_buildings_and_no_districts_say_so(bare_city: str) -> None:
+    city = twin.connect(bare_city)
+    coverage, sites = city.coverage(kind="fire_station", minutes=MINUTES, suggest=2)
+    assert coverage.weight == coverage.total["weight"] == "buildings"
+    people, districts = coverage.notes
+    assert coverage.total["notes"] == [people, districts]
+    assert people.startswith("no building has a population") and "weight='buildings'" in people
+    assert "estimate_population" in people
+    assert districts.startswith(f"no districts loaded: the one row {OUTSIDE!r}")
+    assert "twin ingest districts FILE" in districts
+    assert "twin city init --district-grid 500" in districts
+    table = coverage.districts
+    assert list(table["district"]) == [OUTSIDE]
+    assert table["population_share"].isna().all() and coverage.total["population_share"] is None
+    assert table["share"].iloc[0] == coverage.total["share"] == coverage.total["building_share"]
+    assert 0 < coverage.total["share"] < 1
+    # the greedy suggests by buildings: each site adds the most uncovered buildings
+    covered = coverage.times_s <= MINUTES * 60
+    assert len(sites) == 2
+    assert sites[0]["added_buildings"] >= sites[1]["added_buildings"] > 0
+    assert all(site["population_share"] is None for site in sites)
+    added = covered.sum() + sites[0]["added_buildings"] + sites[1]["added_buildings"]
+    assert sites[1]["share"] == pytest.approx(added / len(covered))
+    # the API says the same, in the total
+    with TestClient(create_app(TwinSettings(database_url=bare_city))) as client:
+        answer = client.get(
+            "/routing/coverage", params={"kind": "fire_station", "minutes": MINUTES, "suggest": 1}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["total"]["weight"] == "buildings"
+        assert body["total"]["notes"] == [people, districts]
+        assert body["suggested_sites"][0]["node_id"] == sites[0]["node_id"]
+        problem(client.get("/routing/coverage", params={"kind": "depot"}), 409, "kind")

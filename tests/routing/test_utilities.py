@@ -13,10 +13,20 @@ import networkx as nx
 import numpy as np
 import pytest
 import shapely
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from layers.errors import MissingInputError
 from layers.ingest import ingest_frame
+from layers.settings import TwinSettings
 from routing.traces import Utilities, outage
-from routing.utility_network import TopologyError, UtilityNetwork, build_network
+from routing.utility_network import (
+    MissingNetworkError,
+    TopologyError,
+    UtilityNetwork,
+    build_network,
+)
+from tests.assertions import problem
 from tests.conftest import ROOT, SAMPLE
 
 ORACLES = ROOT / ".venv-oracles" / "bin" / "python"
@@ -373,3 +383,75 @@ def test_topology_rules_on_a_hand_made_network() -> None:
     assert net.n_segments == 3  # a + lower b | upper b | c
     _, edge_ok = net.base_supply
     assert edge_ok.tolist().count(True) == 4
+
+
+# --- no pipes, no trace: the error says which and how to load them ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("network", "layer", "command"),
+    [
+        (
+            "water",
+            "pipelines",
+            "no water pipelines loaded; import them with `twin ingest pipelines",
+        ),
+        ("heat", "pipelines", "no heat pipelines loaded; import them with `twin ingest pipelines"),
+        (
+            "power",
+            "power_lines",
+            "no power lines loaded; import them with `twin ingest power_lines",
+        ),
+    ],
+)
+def test_a_network_with_no_lines_says_what_to_load(
+    empty_db: str, network: str, layer: str, command: str
+) -> None:
+    utilities = Utilities(empty_db)
+    for trace in (
+        lambda: utilities.network(network),
+        lambda: utilities.outage(network),
+        lambda: utilities.isolate((7.42, 43.73), network=network),
+        lambda: utilities.isolate(line="no/such", network=network),
+    ):
+        with pytest.raises(MissingNetworkError) as raised:
+            trace()
+        error = raised.value
+        assert isinstance(error, MissingInputError) and isinstance(error, TopologyError)
+        assert str(error).replace(f": the {network} network holds no lines to trace", "") == (
+            f"{command} FILE` "
+            + ("(lines and cables)" if network == "power" else f"(lines with network={network})")
+        )
+        assert (error.missing, error.parameter, error.network) == (layer, "network", network)
+
+
+def test_isolating_anywhere_with_no_lines_at_all_says_so(empty_db: str) -> None:
+    with pytest.raises(MissingInputError, match="no utility lines loaded") as raised:
+        Utilities(empty_db).isolate((7.42, 43.73))
+    assert "twin ingest pipelines FILE" in str(raised.value)
+    assert "twin ingest power_lines FILE" in str(raised.value)
+    assert raised.value.parameter == "network"
+
+
+def test_the_sample_city_has_no_heat_pipes_and_says_so(utilities: Utilities) -> None:
+    with pytest.raises(MissingNetworkError, match="no heat pipelines loaded"):
+        utilities.outage("heat")
+    # any network: the break is found on the networks that have lines
+    water = utilities.network("water")
+    line = str(water.lines["id"].iat[0])
+    assert utilities.isolate(line=line).network == "water"
+
+
+def test_the_api_answers_a_problem_naming_the_network(empty_db: str) -> None:
+    with TestClient(create_app(TwinSettings(database_url=empty_db))) as client:
+        for method, path, kwargs in (
+            ("get", "/utilities/water", {}),
+            ("post", "/utilities/gas/outage", {"json": {}}),
+            ("post", "/utilities/sewer/isolate", {"json": {"point": [7.42, 43.73]}}),
+            ("post", "/utilities/power/outage", {"json": {"out": ["x"]}}),
+        ):
+            body = problem(getattr(client, method)(path, **kwargs), 409, "network")
+            name = path.split("/")[2]
+            what = "power lines" if name == "power" else f"{name} pipelines"
+            assert body["detail"].startswith(f"no {what} loaded"), body
+            assert "twin ingest" in body["detail"]

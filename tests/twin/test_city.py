@@ -9,11 +9,17 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 import twin
+from api.app import create_app
 from layers.catalog import LAYERS
+from layers.database import get_engine
+from layers.errors import MissingInputError
 from layers.ingest import IngestError
-from tests.assertions import sql_scalar
+from layers.settings import TwinSettings
+from tests.assertions import problem, sql_scalar
 from tests.conftest import SAMPLE
 from twin.sample import load_sample
 
@@ -93,7 +99,9 @@ def test_a_failed_sample_load_writes_nothing(empty_db: str, tmp_path: Path) -> N
     closures = json.loads((tmp_path / "closures.geojson").read_text())
     del closures["features"][0]["properties"]["kind"]
     (tmp_path / "closures.geojson").write_text(json.dumps(closures))
-    with pytest.raises(IngestError, match=r"closures\.geojson: feature 1: field 'kind': required"):
+    with pytest.raises(
+        IngestError, match=r"closures\.geojson: feature 1 \([^)]+\): field 'kind': required"
+    ):
         load_sample(directory=tmp_path, url=empty_db)
     assert twin.connect(empty_db).layers()["features"].sum() == 0
 
@@ -120,3 +128,60 @@ def test_road_graph_is_the_routing_graph(sample_db: str) -> None:
         reachable += 1
     # pgr_dijkstra answers only the pairs it can join: the two must agree on which those are
     assert reachable == len(oracle) > 0
+
+
+# --- no silent emptiness ------------------------------------------------------------------
+
+
+def test_district_stats_of_the_sample_city_have_no_notes(sample_db: str) -> None:
+    stats = twin.connect(sample_db).district_stats(cover=("fire_station", 3))
+    assert stats.attrs["notes"] == []
+    finest = stats[stats["level"] == stats["level"].max()]
+    assert finest["fire_station_3min_population_share"].between(0, 1).all()
+
+
+def test_district_stats_say_what_is_missing(empty_db: str) -> None:
+    load_sample(directory=SAMPLE, url=empty_db)
+    city = twin.connect(empty_db)
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("UPDATE buildings SET population = NULL"))
+    # no population: the coverage weighs buildings, under a column that says so
+    stats = city.district_stats(cover=("fire_station", 3))
+    assert "fire_station_3min_population_share" not in stats
+    finest = stats[stats["level"] == stats["level"].max()]
+    assert finest["fire_station_3min_building_share"].between(0, 1).all()
+    assert finest["fire_station_3min_building_share"].gt(0).any()
+    (note,) = stats.attrs["notes"]
+    assert note.startswith("no building has a population")
+    # no fire station: the figures stand, the coverage column is empty and says why
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("DELETE FROM resources WHERE kind = 'fire_station'"))
+    stats = city.district_stats(cover=("fire_station", 3))
+    assert stats["fire_station_3min_population_share"].isna().all()
+    assert len(stats) == sql_scalar(empty_db, "SELECT count(*) FROM districts")
+    (note,) = stats.attrs["notes"]
+    assert note.startswith(
+        "fire_station_3min_population_share is empty: no resources of kind 'fire_station' loaded"
+    )
+    # no districts: refused, saying how to add them, by the facade and by the API
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("DELETE FROM districts"))
+    with pytest.raises(MissingInputError, match="no districts loaded") as raised:
+        city.district_stats()
+    assert "twin ingest districts FILE" in str(raised.value)
+    assert "twin city init --district-grid 500" in str(raised.value)
+    with TestClient(create_app(TwinSettings(database_url=empty_db))) as client:
+        body = problem(client.get("/onemap/districts"), 409, "districts")
+    assert body["detail"] == str(raised.value)
+
+
+def test_an_empty_city_names_what_is_missing(empty_db: str) -> None:
+    city = twin.connect(empty_db)
+    with pytest.raises(MissingInputError, match="no districts loaded"):
+        city.district_stats()
+    with pytest.raises(MissingInputError, match="no resources of kind 'hospital' loaded"):
+        city.coverage(kind="hospital")
+    with pytest.raises(MissingInputError, match="no water pipelines loaded"):
+        city.outage("water")
+    with pytest.raises(MissingInputError, match="no utility lines loaded"):
+        city.isolate((7.42, 43.73))

@@ -11,13 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
+import httpx2 as httpx
 import pytest
 import shapely
 import sqlalchemy as sa
 
 from layers.database import get_engine
 from layers.settings import TwinSettings
-from tests.conftest import SAMPLE, SHARED, _fresh_database
+from tests.conditions import api_server
+from tests.conftest import ROOT, SAMPLE, SHARED, _fresh_database
 from tests.data.helsinki import EXTRACT, KAMPPI, count_osm, write_variants
 from twin.founding import CityError, init_city
 from twin.sample import load_sample
@@ -291,3 +293,19 @@ def test_clipping_keeps_ways_on_real_nodes() -> None:
     assert layer_set.clipped["roads"].cut > 0
     box = shapely.box(*KAMPPI)
     assert gpd.GeoSeries(roads.geometry).covered_by(box).all()
+
+
+def test_the_viewer_opens_on_the_data_and_credits_what_was_loaded(
+    helsinki: tuple[str, subprocess.CompletedProcess[str]],
+) -> None:
+    url, _ = helsinki
+    with api_server(url, root=ROOT) as address:  # the city comes from the store
+        config = httpx.get(f"{address}/viewer/config.json", timeout=30).json()
+    view = config["view"]
+    west, south, east, north = KAMPPI
+    assert view["from"] == "data"
+    assert west < view["longitude"] < east and south < view["latitude"] < north
+    assert config["title"] == "CityTwin — Helsinki"
+    credited = " ".join(c["attribution"] for c in config["credits"])
+    assert "OpenStreetMap" in credited
+    assert "SRTM" not in credited  # no DEM was loaded
