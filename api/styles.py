@@ -23,6 +23,7 @@ from api.parameters import known_parameters
 from api.tiles import MAPBOX_STYLE, MATRIX_SET
 from layers import access
 from layers.catalog import LAYERS
+from layers.defaults import DEFAULT_BUILDING_HEIGHT_M, STOREY_HEIGHT_M
 from layers.features import extent
 from layers.sources import attribution_text, credits
 from twin.deck import STYLES, Style
@@ -102,7 +103,16 @@ def style_layers(style: Style, source: str, latitude: float, *, hidden: bool) ->
             layer["id"] = f"{style.layer}-fill-extrusion"
             layer["paint"] = {
                 "fill-extrusion-color": color,
-                "fill-extrusion-height": ["coalesce", ["to-number", ["get", style.extrude]], 10],
+                # layers.defaults.building_height_m: the height, else 3 m a storey, else 10 m
+                # (to-number makes a null 0, so presence is tested with "has")
+                "fill-extrusion-height": [
+                    "case",
+                    ["has", style.extrude],
+                    ["to-number", ["get", style.extrude], DEFAULT_BUILDING_HEIGHT_M],
+                    ["has", "levels"],
+                    ["*", STOREY_HEIGHT_M, ["to-number", ["get", "levels"], 0]],
+                    DEFAULT_BUILDING_HEIGHT_M,
+                ],
                 "fill-extrusion-opacity": round(style.color[3] / 255, 3),
             }
         elif kind == "fill":

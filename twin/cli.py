@@ -352,11 +352,25 @@ def raster_ingest(
     kind: Annotated[str, typer.Option(help="dem, flood_depth or population_density.")],
     unit: Annotated[str | None, typer.Option(help="Unit of the values.")] = None,
     source: Annotated[str | None, typer.Option(help="Provenance label.")] = None,
+    attribution: Annotated[
+        str | None,
+        typer.Option(help='Credit shown in the viewer, e.g. "SRTM (NASA/USGS), public domain".'),
+    ] = None,
+    licence: Annotated[str | None, typer.Option(help="SPDX licence id, e.g. CC-BY-4.0.")] = None,
     url: Url = None,
 ) -> None:
     """Store a raster in the database, versioned by name; a bad file writes nothing."""
     try:
-        info = ingest_raster(path, name=name, kind=kind, unit=unit, source=source, url=url)
+        info = ingest_raster(
+            path,
+            name=name,
+            kind=kind,
+            unit=unit,
+            source=source,
+            attribution=attribution,
+            licence=licence,
+            url=url,
+        )
     except (IngestError, ParameterError) as exc:
         raise _fail(f"{exc}\nrejected: nothing was written") from exc
     out.print(

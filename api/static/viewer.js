@@ -7,6 +7,10 @@
 const {Deck, MVTLayer, TileLayer, GeoJsonLayer, ScatterplotLayer, TextLayer} = deck;
 
 const SURFACE = new Set(["basemap", "surface"]);
+// a building's height as layers/defaults.py building_height_m: its own, else 3 m a storey,
+// else 10 m
+const height = (properties, key) =>
+  Number(properties?.[key]) || 3 * Number(properties?.levels) || 10;
 const GROUPS = {
   basemap: "Basemap", surface: "Buildings", underground: "Underground", grid: "Power grid",
   traffic: "Traffic", emergency: "Emergency", events: "Incidents and closures",
@@ -87,7 +91,7 @@ function styleProps(style) {
     getPointRadius: style.radius_m,
     pointRadiusMinPixels: style.layer === "resources" ? 6 : 2,
     extruded: Boolean(style.extrude),
-    getElevation: (f) => Number(f.properties?.[style.extrude]) || 10,
+    getElevation: (f) => height(f.properties, style.extrude),
     material: MATERIAL,
     updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
   };
@@ -177,7 +181,7 @@ function mapLayer(styles) {
     getPointRadius: (f) => (hidden(f) ? 0 : f.properties.layerName === "resources" ? 30 : pick(f).radius_m),
     pointRadiusMinPixels: 3,
     pointRadiusMaxPixels: 40,
-    getElevation: (f) => (pick(f).extrude ? Number(f.properties[pick(f).extrude]) || 10 : 0),
+    getElevation: (f) => (pick(f).extrude ? height(f.properties, pick(f).extrude) : 0),
     material: MATERIAL,
     updateTriggers: {
       getFillColor: [state.surface, moved], getLineColor: [state.surface, moved],

@@ -199,10 +199,25 @@ def test_raster_ingest_and_list_and_a_bad_raster(raster_db: str, tmp_path: Path)
     width, height = info["size"]
     crs = f"EPSG:{info['stac']['proj:epsg']}"
     result = run(
-        raster_db, "raster", "ingest", str(dem), "--name", "dem", "--kind", "dem", "--unit", "m"
+        raster_db,
+        "raster",
+        "ingest",
+        str(dem),
+        "--name",
+        "dem",
+        "--kind",
+        "dem",
+        "--unit",
+        "m",
+        "--source",
+        "srtm",
+        "--attribution",
+        "SRTM (NASA/USGS), public domain",
     )
     assert result.returncode == 0, result.stderr
     assert f"dem: added (dem, {width}×{height}, {crs})" in result.stdout
+    credited = "SELECT attribution FROM data_sources WHERE source = 'srtm'"
+    assert sql_scalar(raster_db, credited) == "SRTM (NASA/USGS), public domain"
     listed = run(raster_db, "raster", "list")
     assert listed.returncode == 0, listed.stderr
     assert [row[:6] for row in table_rows(listed.stdout)] == [
@@ -485,3 +500,17 @@ def test_serve_answers_on_the_port_it_bound_and_stops(sample_db: str, tmp_path: 
         with urllib.request.urlopen(f"{address}/layers/roads", timeout=30) as response:
             roads = json.load(response)["features"]
         assert roads == sql_scalar(sample_db, "SELECT count(*) FROM roads WHERE valid_to IS NULL")
+
+
+def test_ingest_reads_a_csv_in_the_encoding_given(empty_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "消防站.csv"
+    path.write_bytes(
+        "id,kind,name,lon,lat\nf1,fire_station,摩纳哥消防站,7.42,43.73\n".encode("gb18030")
+    )
+    refused = run(empty_db, "ingest", "resources", str(path))
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert "--encoding" in refused.stderr
+    done = run(empty_db, "ingest", "resources", str(path), "--encoding", "gb18030")
+    assert done.returncode == 0, done.stderr
+    assert sql_scalar(empty_db, "SELECT name FROM resources WHERE id = 'f1'") == "摩纳哥消防站"
