@@ -26,6 +26,7 @@ from layers.database import StoreError, current_revision, head_revision, upgrade
 from layers.errors import ParameterError
 from layers.ingest import IngestError, IngestReport, ingest
 from layers.ingest import Progress as ProgressCallback
+from layers.osm import is_osm
 from layers.queries import layer_counts
 from layers.rasters import ingest_raster, list_rasters
 from routing.traces import Outage, Utilities
@@ -173,6 +174,15 @@ def ingest_command(
         err.print(
             f"warning: {warning.describe(str(path))}", markup=False, highlight=False, soft_wrap=True
         )
+    if report.read == 0:  # never silently empty: say what the layer needs
+        what = f"{path} holds no {layer}"
+        if is_osm(path):
+            what += (
+                " as OpenStreetMap maps them (see the table in layers/osm.py); an extract "
+                "cut from a larger one often holds boundaries only in part"
+            )
+        retired = f"; its {report.retired} current features were closed" if report.retired else ""
+        err.print(f"warning: {what}{retired}", markup=False, highlight=False, soft_wrap=True)
     out.print(_summary(report), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -514,3 +514,14 @@ def test_ingest_reads_a_csv_in_the_encoding_given(empty_db: str, tmp_path: Path)
     done = run(empty_db, "ingest", "resources", str(path), "--encoding", "gb18030")
     assert done.returncode == 0, done.stderr
     assert sql_scalar(empty_db, "SELECT name FROM resources WHERE id = 'f1'") == "摩纳哥消防站"
+
+
+def test_an_osm_file_with_none_of_a_layer_says_so(empty_db: str) -> None:
+    """The districts of an extract that cut its boundaries: a warning, not a silent "0 read"."""
+    extract = SHARED / "helsinki" / "Helsinki.osm.pbf"
+    done = run(
+        empty_db, "ingest", "districts", str(extract), env={"TWIN_CITY_BBOX": "[24, 60, 26, 61]"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning:" in done.stderr and "holds no districts" in done.stderr
+    assert "districts: 0 read" in done.stdout

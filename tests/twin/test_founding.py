@@ -152,6 +152,9 @@ def test_every_osm_format_is_read_alike(variants: dict[str, Path], db_url: str) 
         assert not plan.written
     assert len({json.dumps(c, sort_keys=True) for c in counts.values()}) == 1, counts
     assert counts[".osm.pbf"]["cameras"] == 92
+    # the extract cut its boundaries: no districts, and the grid is offered
+    offered = next(gap for gap in plan.missing if gap.input == "districts")
+    assert "--district-grid" in offered.remedy and "网格" in offered.remedy
 
 
 def test_boundary_by_name_is_the_widest_and_clips(db_url: str) -> None:
