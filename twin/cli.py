@@ -254,6 +254,10 @@ def city_init(
     m2_per_person: Annotated[
         float | None, typer.Option(help="Floor area per resident for the estimate, m².")
     ] = None,
+    population_raster: Annotated[
+        str | None,
+        typer.Option(help="A stored population_density raster to share out over buildings."),
+    ] = None,
     replace: Annotated[
         bool, typer.Option(help="Retire another city's (or the sample's) current features.")
     ] = False,
@@ -282,6 +286,7 @@ def city_init(
                 district_grid_m=district_grid,
                 estimate_population=estimate_population,
                 m2_per_person=m2_per_person,
+                population_raster=population_raster,
                 replace=replace,
                 dry_run=dry_run,
                 url=url,

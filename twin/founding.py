@@ -50,7 +50,8 @@ from layers.grids import district_grid
 from layers.ingest import IngestError, IngestReport, Progress, ingest_frames
 from layers.osm import MAPPED_LAYERS, Clipping, is_osm, read_extract
 from layers.population import estimate_population as population_from_floor_area
-from layers.rasters import list_rasters
+from layers.population import population_from_raster
+from layers.rasters import RasterError, list_rasters
 from layers.readers import read_file
 from layers.settings import get_settings
 from layers.sources import OPENSTREETMAP, Credit
@@ -208,6 +209,7 @@ def init_city(
     district_grid_m: float | None = None,
     estimate_population: bool = True,
     m2_per_person: float | None = None,
+    population_raster: str | None = None,
     replace: bool = False,
     dry_run: bool = False,
     url: str | None = None,
@@ -242,6 +244,10 @@ def init_city(
         gives none (:func:`layers.population.estimate_population`).
     m2_per_person
         Floor area per resident for that estimate, m²; the module's cited default otherwise.
+    population_raster
+        Name of a stored raster of kind ``population_density`` (people/km²; ``twin raster
+        ingest FILE --name population --kind population_density``) whose residents are shared
+        out over the buildings instead (:func:`layers.population.population_from_raster`).
     replace
         Retire (close, kept in history) the current features of other sources — another city,
         the sample city — in the same transaction. Without it, a store holding them refuses.
@@ -318,9 +324,16 @@ def init_city(
         notes["districts"] = f"a grid of {len(grid)} cells of {district_grid_m:g} m (网格)"
     buildings = frames.get("buildings")
     people_given = buildings is not None and _given(buildings, "population")
-    if estimate_population and buildings is not None and len(buildings) and not people_given:
-        options = {} if m2_per_person is None else {"m2_per_person": m2_per_person}
-        people = population_from_floor_area(buildings, metric_crs=crs, **options)
+    wanted = estimate_population or population_raster is not None
+    if wanted and buildings is not None and len(buildings) and not people_given:
+        if population_raster is not None:
+            try:
+                people = population_from_raster(buildings, population_raster, url, metric_crs=crs)
+            except RasterError as exc:
+                raise CityError(f"population raster {population_raster!r}: {exc}") from exc
+        else:
+            options = {} if m2_per_person is None else {"m2_per_person": m2_per_person}
+            people = population_from_floor_area(buildings, metric_crs=crs, **options)
         buildings = buildings.copy()
         buildings["population"] = people.to_numpy()
         buildings["population_source"] = people.attrs.get("derived")
@@ -339,7 +352,7 @@ def init_city(
                 note=notes.get(layer_id),
             )
         )
-    plan.missing = _missing(frames, url=url, people=people_given or estimate_population)
+    plan.missing = _missing(frames, url=url, people=people_given or wanted)
     settings = get_settings().model_copy(
         update={"city_bbox": plan.bbox, "metric_crs": crs, "city_name": plan.name}
     )

@@ -312,3 +312,52 @@ def test_the_viewer_opens_on_the_data_and_credits_what_was_loaded(
     credited = " ".join(c["attribution"] for c in config["credits"])
     assert "OpenStreetMap" in credited
     assert "SRTM" not in credited  # no DEM was loaded
+
+
+def test_population_from_a_population_raster(tmp_path: Path) -> None:
+    """HSY's real 250 m population grid, rasterised as people/km², shared out over buildings."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from layers.rasters import ingest_raster
+
+    grid = gpd.read_file(SHARED / "helsinki" / "helsinki_population_grid_2020.gpkg").to_crs(3067)
+    west, south, east, north = grid.total_bounds
+    width, height = round((east - west) / 50), round((north - south) / 50)  # 50 m pixels
+    transform = Affine((east - west) / width, 0, west, 0, -(north - south) / height, north)
+    density = grid.assign(km2=grid.area / 1e6)
+    # each pixel takes the density of the cell holding its centre
+    xs = west + (np.arange(width) + 0.5) * (east - west) / width
+    ys = north - (np.arange(height) + 0.5) * (north - south) / height
+    px, py = np.meshgrid(xs, ys)
+    values = np.zeros((height, width), dtype="float32")
+    for cell, people, km2 in zip(density.geometry, density.population, density.km2, strict=True):
+        values[shapely.contains_xy(cell, px, py)] = people / km2
+    path = tmp_path / "population.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:3067",
+        transform=transform,
+    ) as out:
+        out.write(values, 1)
+    url = _fresh_database("_founding_population")
+    ingest_raster(path, name="population", kind="population_density", url=url)
+    plan = init_city(EXTRACT, bbox=KAMPPI, population_raster="population", url=url)
+    note = next(load.note for load in plan.layers if load.layer == "buildings")
+    assert note is not None and "population" in note
+    with get_engine(url).connect() as conn:
+        people = conn.execute(
+            sa.text("SELECT sum(population) FROM buildings WHERE valid_to IS NULL")
+        ).scalar()
+    inside = grid.to_crs(4326).clip(shapely.box(*KAMPPI))
+    assert 0 < people <= int(np.ceil(grid.population.sum()))
+    assert len(inside) > 0
+    with pytest.raises(CityError, match="population raster 'nosuch'"):
+        init_city(EXTRACT, bbox=KAMPPI, population_raster="nosuch", dry_run=True, url=url)
