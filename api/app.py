@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from api import (
+    admin,
     docs,
     editing,
     errors,
@@ -142,6 +143,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     )
     app.include_router(live.routes(live_service, url), dependencies=feeds)
     app.include_router(viewer.routes(settings))
+    app.include_router(admin.routes(settings))
     app.include_router(docs.routes(app.title))
     app.state.conformance = conformance()
     docs.install(app)

@@ -37,6 +37,10 @@ log = logging.getLogger("twin.api")
 #: A JSON ``\u0000`` escape that is not itself escaped (``\\u0000`` is the text "\u0000").
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL_REASON = "text must not contain a NUL character (U+0000)"
+#: Requests, by (method, path), whose routes bound their bodies themselves: an OpenStreetMap
+#: extract larger than ``TWIN_MAX_BODY_BYTES``, streamed to disk
+#: (up to :data:`api.admin.MAX_UPLOAD_BYTES`).
+OWN_BODY_LIMITS = frozenset({("POST", "/admin/city")})
 
 
 class BodyTooLargeError(Exception):
@@ -69,6 +73,9 @@ class RequestLimits:
         refusal = self._nul_in_url(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
+            return
+        if (scope["method"], scope["path"]) in OWN_BODY_LIMITS:
+            await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         length = headers.get("content-length")
