@@ -39,7 +39,7 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL_REASON = "text must not contain a NUL character (U+0000)"
 #: Requests, by (method, path), whose routes bound their bodies themselves: an OpenStreetMap
 #: extract larger than ``TWIN_MAX_BODY_BYTES``, streamed to disk
-#: (up to :data:`api.admin.MAX_UPLOAD_BYTES`).
+#: (up to ``TWIN_MAX_UPLOAD_BYTES``).
 OWN_BODY_LIMITS = frozenset({("POST", "/admin/city")})
 
 

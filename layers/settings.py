@@ -190,6 +190,13 @@ class TwinSettings(BaseSettings):
         description="Largest request body the API reads, bytes (16 MiB by default: a city-sized "
         "GeoJSON polygon or flood GeoTIFF fits); a larger one is answered 413 at once.",
     )
+    max_upload_bytes: int = Field(
+        default=1 << 30,
+        ge=1024,
+        description="Largest OpenStreetMap extract the admin page's city set-up takes, bytes "
+        "(1 GiB: Malta's extract is 4 MB, a Chinese province's a few hundred MB); streamed to "
+        "disk, never held in memory.",
+    )
     max_vertices: int = Field(
         default=20_000,
         ge=4,

@@ -212,6 +212,7 @@ def init_city(
     population_raster: str | None = None,
     replace: bool = False,
     dry_run: bool = False,
+    source_name: str | None = None,
     url: str | None = None,
     progress: Progress | None = None,
 ) -> CityPlan:
@@ -253,6 +254,9 @@ def init_city(
         the sample city — in the same transaction. Without it, a store holding them refuses.
     dry_run
         Propose only: read, clip and check everything, write nothing.
+    source_name
+        What to call the source in the report and the stored settings (an uploaded file's own
+        name); ``source`` as given by default.
     url
         Database URL; the configured one by default.
     progress
@@ -310,7 +314,7 @@ def init_city(
         bbox=loaded.bbox,
         metric_crs=crs,
         extent_from=loaded.extent_from,
-        source=str(path),
+        source=source_name or str(path),
     )
     frames = loaded.frames
     notes: dict[str, str] = {}
@@ -383,7 +387,7 @@ def init_city(
                 list(plan.bbox),
                 crs,
                 shapely.to_wkb(shape) if loaded.boundary_name else None,
-                str(path),
+                plan.source,
                 json.dumps(plan.to_dict(), default=str),
             ),
         )

@@ -78,7 +78,7 @@ def write_variants(directory: Path) -> dict[str, Path]:
     return files
 
 
-class _Counter(osmium.SimpleHandler):  # type: ignore[misc]
+class _Counter(osmium.SimpleHandler):
     """Count, within a box, what each layer maps (the rules of layers.osm, written again)."""
 
     def __init__(self, box: tuple[float, float, float, float]):
