@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/incidents.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/access.py
+	$(BIN)/python bench/city_init.py
 
 # Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
 # requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against
