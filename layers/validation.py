@@ -574,7 +574,11 @@ def _text(value: Any) -> str:
 
 def _plain(value: Any) -> Any:
     """Turn numpy and pandas scalars into JSON-serialisable Python values."""
+    if type(value) is str:  # the common case, first
+        return value
     if isinstance(value, dict):
+        if all(type(k) is str and type(v) is str for k, v in value.items()):
+            return value  # flat text, as OSM tags are: nothing to turn
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
         return [_plain(v) for v in value]
