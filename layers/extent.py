@@ -97,6 +97,8 @@ def clip_frame(
     out = geoms.copy()
     for i in np.flatnonzero(cut):
         out[i] = _same_dimension(shapely.intersection(geoms[i], extent), geoms[i])
+        if out[i] is not None and shapely.equals(out[i], geoms[i]):
+            cut[i] = False  # on the extent's border, not cut by it
     dropped = present & (~touching | np.array([g is None for g in out]))
     kept = frame.loc[~dropped].copy()
     kept = kept.set_geometry(gpd.GeoSeries(out[~dropped], index=kept.index, crs=frame.crs))

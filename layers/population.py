@@ -56,7 +56,9 @@ __all__ = [
 #: Floor area per resident, m²: China's urban households, 2020 census (NBS, *China Population
 #: Census Yearbook 2020*: 人均住房建筑面积 of 城市家庭户, 36.52 m²).
 M2_PER_PERSON = 36.52
-#: OSM ``building`` values of homes (the wiki's "Accommodation" values).
+#: OSM ``building`` values of homes (the wiki's "Accommodation" values), and the uses Chinese
+#: land and building data write for homes (GB/T 21010 land-use class 07 住宅用地: 住宅, 居住;
+#: 公寓 apartments, 宿舍 dormitory, 别墅 detached house).
 RESIDENTIAL = frozenset(
     {
         "residential",
@@ -67,6 +69,12 @@ RESIDENTIAL = frozenset(
         "terrace",
         "dormitory",
         "bungalow",
+        "住宅",
+        "居住",
+        "住宅楼",
+        "公寓",
+        "宿舍",
+        "别墅",
     }
 )
 #: ``building`` values meaning the use is unknown; counted as residential.

@@ -320,7 +320,8 @@ def _check_geometry(
     problems.add_rows(
         frame.index[outside],
         "geometry",
-        f"outside the city's extent {settings.city_bbox} (lon/lat)",
+        f"outside the city's extent {settings.city_bbox} (lon/lat; set by twin city init "
+        "or TWIN_CITY_BBOX)",
     )
     if layer.storage_type == "MultiPolygon":
         polygon = shapely.get_type_id(geoms) == 3

@@ -177,10 +177,9 @@ def ingest_command(
     if report.read == 0:  # never silently empty: say what the layer needs
         what = f"{path} holds no {layer}"
         if is_osm(path):
-            what += (
-                " as OpenStreetMap maps them (see the table in layers/osm.py); an extract "
-                "cut from a larger one often holds boundaries only in part"
-            )
+            what += " as OpenStreetMap maps them (see the table in layers/osm.py)"
+            if layer == "districts":
+                what += "; an extract cut from a larger one often holds boundaries only in part"
         retired = f"; its {report.retired} current features were closed" if report.retired else ""
         err.print(f"warning: {what}{retired}", markup=False, highlight=False, soft_wrap=True)
     out.print(_summary(report), markup=False, highlight=False, soft_wrap=True)

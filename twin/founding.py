@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import shapely
 from psycopg import sql
-from pyproj import CRS
-from pyproj.exceptions import CRSError
+from pyproj import CRS, Proj
+from pyproj.exceptions import CRSError, ProjError
 
 from layers.catalog import LAYERS
 from layers.database import get_engine
@@ -306,9 +306,10 @@ def init_city(
         )
     if boundary is not None and loaded.boundary_name is None:
         raise CityError("a boundary can only be found in an OpenStreetMap extract")
-    crs = metric_crs or metric_crs_for(
-        (loaded.bbox[0] + loaded.bbox[2]) / 2, (loaded.bbox[1] + loaded.bbox[3]) / 2
-    )
+    centre = ((loaded.bbox[0] + loaded.bbox[2]) / 2, (loaded.bbox[1] + loaded.bbox[3]) / 2)
+    if metric_crs is not None:
+        _check_scale(metric_crs, *centre)
+    crs = metric_crs or metric_crs_for(*centre)
     plan = CityPlan(
         name=(name or loaded.boundary_name or loaded.name or _name_of(path)).strip() or "City",
         bbox=loaded.bbox,
@@ -356,27 +357,34 @@ def init_city(
                 note=notes.get(layer_id),
             )
         )
-    plan.missing = _missing(frames, url=url, people=people_given or wanted)
+    plan.missing = _missing(frames, url=url, people=people_given or wanted, rasters=not replace)
+    if not any(load.features for load in plan.layers):
+        data = ", ".join(f"{v:.5f}" for v in loaded.data_box) if loaded.data_box else "none"
+        raise CityError(
+            f"{path}: nothing of it lies in the extent {plan.bbox} ({plan.extent_from}); "
+            f"its data's box is {data}"
+        )
     settings = get_settings().model_copy(
         update={"city_bbox": plan.bbox, "metric_crs": crs, "city_name": plan.name}
     )
-    if dry_run:
-        _check_only(frames, loaded.sources, settings)
-        plan.seconds = time.perf_counter() - started
-        return plan
     labels = set(loaded.sources.values())
     others = _other_sources(labels, url=url)
     if others and not replace:
         listed = ", ".join(f"{label} ({count})" for label, count in sorted(others.items())[:8])
         raise CityError(
-            f"the store holds features of other sources: {listed}. Give --replace to retire "
-            "them (they stay in the history), or set the city up in another database (--url)"
+            f"the store holds features of other sources: {listed}. Replace them (--replace; "
+            "they are retired and stay in the history), or set the city up in another database"
         )
+    if dry_run:
+        _check_only(frames, loaded.sources, settings)
+        plan.seconds = time.perf_counter() - started
+        return plan
     shape = loaded.shape
+    retired: dict[str, int] = {}
 
     def before(cur: Any) -> None:
         if replace:
-            _retire_other_sources(cur, labels)
+            retired.update(_retire_other_sources(cur, labels))
 
     def after(cur: Any) -> None:
         cur.execute(
@@ -402,8 +410,9 @@ def init_city(
         url=url,
         progress=progress,
     )
-    _count(plan, reports)
+    _count(plan, reports, retired)
     plan.written = True
+    _store_report(plan, url=url)
     get_settings.cache_clear()  # this process now serves the city it wrote
     plan.seconds = time.perf_counter() - started
     return plan
@@ -422,6 +431,7 @@ class _Loaded:
     extent_from: str
     boundary_name: str | None = None
     name: str | None = None
+    data_box: tuple[float, float, float, float] | None = None
 
 
 def _from_osm(
@@ -469,6 +479,7 @@ def _from_osm(
         shape=shape,
         extent_from=extent_from,
         boundary_name=boundary_name,
+        data_box=extract.data_box(),
     )
 
 
@@ -514,8 +525,16 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         mapping = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise CityError(f"{path}: mapping file not found") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise CityError(f"{path}: not UTF-8 text ({exc}); save the mapping file as UTF-8") from exc
+    except (tomllib.TOMLDecodeError, OSError) as exc:
         raise CityError(f"{path}: not a readable TOML mapping file: {exc}") from exc
+    unknown_keys = set(mapping) - {"name", "metric_crs", "attribution", "licence", "layers"}
+    if unknown_keys:
+        raise CityError(
+            f"{path}: unknown key {', '.join(sorted(unknown_keys))} (known: name, metric_crs, "
+            "attribution, licence, layers)"
+        )
     layers = mapping.get("layers")
     if not isinstance(layers, dict) or not layers:
         raise CityError(f"{path}: the mapping names no layer ([layers.roads] file = ...)")
@@ -581,11 +600,6 @@ def _from_folder(
         sources[layer_id] = str(entry.get("source") or Path(entry["file"]).name)
     if progress:
         progress("read", len(mapping["layers"]), len(mapping["layers"]))
-    if "roads" in frames:
-        frames["roads"], made = _road_nodes(frames["roads"])
-        if made is not None and "intersections" not in frames:
-            frames["intersections"] = made
-            sources["intersections"] = sources["roads"]
     if bbox is None:
         bounds = [f.total_bounds for f in frames.values() if len(f)]
         if not bounds:
@@ -606,6 +620,11 @@ def _from_folder(
         kept, cut, dropped = clip_frame(frame, shape)
         frames[layer_id] = kept
         clipped[layer_id] = Clipping(cut, dropped)
+    if "roads" in frames:  # after the clip: a cut road ends where the extent cuts it
+        frames["roads"], made = _road_nodes(frames["roads"])
+        if made is not None and "intersections" not in frames:
+            frames["intersections"] = made
+            sources["intersections"] = sources["roads"]
     return _Loaded(
         frames=frames,
         clipped=clipped,
@@ -665,7 +684,7 @@ def _road_nodes(roads: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataF
     )
     ends = ends.drop_duplicates("node_id").reset_index(drop=True)
     intersections = gpd.GeoDataFrame(
-        {"id": [f"node/{n}" for n in ends["node_id"]], "node_id": ends["node_id"]},
+        {"id": [f"node/{n}" for n in ends["node_id"]], "node_id": ends["node_id"].to_numpy()},
         geometry=shapely.points(ends[["x", "y"]].to_numpy()),
         crs=roads.crs,
         index=pd.RangeIndex(1, len(ends) + 1),
@@ -704,6 +723,27 @@ def _check_metric_crs(value: str) -> None:
         raise ParameterError(f"{value} is not a projected CRS in metres", parameter="metric_crs")
 
 
+#: Largest scale error a metric CRS may have at the city's centre (2 %): a UTM zone's is under
+#: 0.1 % inside it and 1 % a zone away; Web Mercator's is 100 % at 60° N.
+MAX_SCALE_ERROR = 0.02
+
+
+def _check_scale(value: str, lon: float, lat: float) -> None:
+    """Refuse a metric CRS whose lengths are not true at the city (Web Mercator, a far zone)."""
+    try:
+        factors = Proj(value).get_factors(lon, lat)
+    except (CRSError, ProjError) as exc:
+        raise ParameterError(f"{value}: {exc}", parameter="metric_crs") from exc
+    error = max(abs(factors.meridional_scale - 1), abs(factors.parallel_scale - 1))
+    if not error <= MAX_SCALE_ERROR:
+        raise ParameterError(
+            f"{value} stretches lengths by {error:.0%} at the city's centre ({lon:.4f}, "
+            f"{lat:.4f}): lengths and areas would be wrong; choose a CRS true to scale there, "
+            f"such as {metric_crs_for(lon, lat)}",
+            parameter="metric_crs",
+        )
+
+
 def _name_of(path: Path) -> str:
     """Return a city's name from its file's: ``malta-latest.osm.pbf`` → ``Malta``."""
     stem = path.name
@@ -724,7 +764,7 @@ def _given(frame: gpd.GeoDataFrame, column: str) -> bool:
 
 
 def _missing(
-    frames: Mapping[str, gpd.GeoDataFrame], *, url: str | None, people: bool
+    frames: Mapping[str, gpd.GeoDataFrame], *, url: str | None, people: bool, rasters: bool
 ) -> list[Missing]:
     missing = []
     for layer_id, (disables, remedy) in _NEEDED_BY.items():
@@ -749,11 +789,13 @@ def _missing(
                 "population in the buildings file, or leave the estimate from floor area on",
             )
         )
-    try:
-        rasters = list_rasters(url=url)
-        has_dem = bool(len(rasters)) and "dem" in set(rasters["kind"])
-    except Exception:
-        has_dem = False
+    has_dem = False
+    if rasters:  # (a replaced city's rasters go with it)
+        try:
+            stored = list_rasters(url=url)
+            has_dem = bool(len(stored)) and "dem" in set(stored["kind"])
+        except Exception:
+            has_dem = False
     if not has_dem:
         missing.append(
             Missing(
@@ -800,8 +842,13 @@ def _other_sources(labels: set[str], *, url: str | None) -> dict[str, int]:
     return counts
 
 
-def _retire_other_sources(cur: Any, labels: set[str]) -> None:
-    """Close the current features of other sources (another city's), in the load's transaction."""
+def _retire_other_sources(cur: Any, labels: set[str]) -> dict[str, int]:
+    """Close other sources' current features and every raster, in the load's transaction.
+
+    Returns how many features per layer were closed (and rasters, under ``rasters``): another
+    city's DEM or population grid does not describe this one.
+    """
+    retired = {}
     for layer in _CITY_LAYERS:
         cur.execute(
             sql.SQL(
@@ -810,13 +857,31 @@ def _retire_other_sources(cur: Any, labels: set[str]) -> None:
             ).format(sql.Identifier(layer.table)),
             (sorted(labels),),
         )
+        retired[layer.id] = cur.rowcount
+    cur.execute("UPDATE rasters SET valid_to = clock_timestamp() WHERE valid_to IS NULL")
+    retired["rasters"] = cur.rowcount
+    return retired
 
 
-def _count(plan: CityPlan, reports: list[IngestReport]) -> None:
+def _count(plan: CityPlan, reports: list[IngestReport], replaced: Mapping[str, int]) -> None:
     by_layer = {report.layer: report for report in reports}
     for load in plan.layers:
+        load.retired = replaced.get(load.layer, 0)
         report = by_layer.get(load.layer)
         if report is None:
             continue
         load.added, load.changed = report.added, report.changed
-        load.unchanged, load.retired = report.unchanged, report.retired
+        load.unchanged, load.retired = report.unchanged, load.retired + report.retired
+
+
+def _store_report(plan: CityPlan, *, url: str | None) -> None:
+    """Keep the load's figures (not the proposal's) with the settings it wrote."""
+    with get_engine(url).begin() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(
+                "UPDATE city_settings SET report = %s "
+                "WHERE version = (SELECT max(version) FROM city_settings)",
+                (json.dumps(plan.to_dict(), default=str),),
+            )

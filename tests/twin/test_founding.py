@@ -174,6 +174,9 @@ def test_boundary_by_name_is_the_widest_and_clips(db_url: str) -> None:
 def test_another_citys_data_is_not_mixed_in(tmp_path: Path) -> None:
     url = _fresh_database("_founding_replace")
     load_sample(directory=SAMPLE, url=url)
+    proposed = run(url, "city", "init", str(EXTRACT), "--bbox", BOX, "--dry-run")
+    assert proposed.returncode == 1  # a proposal says what the load would refuse
+    assert "other sources: sample:" in proposed.stderr
     refused = run(url, "city", "init", str(EXTRACT), "--bbox", BOX)
     assert refused.returncode == 1
     assert "other sources: sample:" in refused.stderr
@@ -183,6 +186,17 @@ def test_another_citys_data_is_not_mixed_in(tmp_path: Path) -> None:
     done = run(url, "city", "init", str(EXTRACT), "--bbox", BOX, "--replace")
     assert done.returncode == 0, done.stderr
     assert set(current(url, "roads").values()) == {"openstreetmap"}
+    # the sample's 1575 roads are counted as retired; Monaco's DEM goes too, and is missing
+    row = next(line for line in done.stdout.splitlines() if "│ roads" in line)
+    assert row.split("│")[8].strip() == "1575"
+    assert "missing dem" in done.stdout
+    with get_engine(url).connect() as conn:
+        dems = conn.execute(sa.text("SELECT count(*) FROM rasters WHERE valid_to IS NULL")).scalar()
+        report = conn.execute(
+            sa.text("SELECT report FROM city_settings ORDER BY version DESC LIMIT 1")
+        ).scalar()
+    assert dems == 0
+    assert report["written"] is True  # the load's figures, not the proposal's
     with get_engine(url).connect() as conn:
         kept = conn.execute(
             sa.text("SELECT count(*) FROM roads WHERE source = 'sample:roads'")
@@ -200,18 +214,15 @@ def test_another_citys_data_is_not_mixed_in(tmp_path: Path) -> None:
         ([str(EXTRACT), "--crs", "EPSG:4326"], "--crs: EPSG:4326 is not a projected CRS"),
         ([str(EXTRACT), "--district-grid", "1"], "--district-grid: the district grid"),
         ([str(EXTRACT), "--boundary", "Kamppi"], "no administrative boundary named 'Kamppi'"),
-        ([str(EXTRACT), "--bbox", "1,1,2,2"], ""),  # nothing inside: loads nothing, says so
+        ([str(EXTRACT), "--bbox", "1,1,2,2"], "nothing of it lies in the extent"),
+        ([str(EXTRACT), "--crs", "EPSG:3857"], "--crs: EPSG:3857 stretches lengths by 101%"),
     ],
 )
 def test_refusals_are_messages(args: list[str], message: str, db_url: str) -> None:
     done = run(db_url, "city", "init", *args, "--dry-run")
     assert "Traceback" not in done.stderr
-    if message:
-        assert done.returncode in (1, 2), done.stdout
-        assert message in done.stderr
-    else:
-        assert done.returncode == 0, done.stderr
-        assert "missing roads" in done.stdout
+    assert done.returncode in (1, 2), done.stdout
+    assert message in done.stderr
 
 
 def test_a_folder_of_gis_files_with_chinese_columns(tmp_path: Path, db_url: str) -> None:
@@ -247,6 +258,20 @@ id = "设备编号"
     assert plan.name == "测试市"
     assert loads["cameras"].features == 92
     assert loads["roads"].features > 0 and loads["intersections"].features > 0
+    # the roads' nodes come from their ends: written, every edge ends on an intersection
+    url = _fresh_database("_founding_folder")
+    written = init_city(tmp_path, bbox=KAMPPI, url=url)
+    assert written.written
+    with get_engine(url).connect() as conn:
+        loose = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM roads r WHERE r.valid_to IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM intersections i WHERE i.node_id = r.target_node)"
+            )
+        ).scalar()
+        credit = conn.execute(sa.text("SELECT attribution FROM data_sources")).scalars().all()
+    assert loose == 0
+    assert set(credit) == {"测试市自然资源和规划局"}  # one per source file
     assert loads["roads"].dropped > 0
     (tmp_path / "twin-mapping.toml").write_text(
         '[layers.roads]\nfile = "道路.gpkg"\n[layers.roads.columns]\nclass = "等级"\n',
@@ -256,6 +281,14 @@ id = "设备编号"
         init_city(tmp_path, bbox=KAMPPI, dry_run=True, url=db_url)
     (tmp_path / "twin-mapping.toml").write_text('[layers.streets]\nfile = "道路.gpkg"\n')
     with pytest.raises(CityError, match=r"\[layers.streets\]: no such layer"):
+        init_city(tmp_path, dry_run=True, url=db_url)
+    (tmp_path / "twin-mapping.toml").write_text(
+        'attributon = "x"\n[layers.roads]\nfile = "道路.gpkg"\n'
+    )
+    with pytest.raises(CityError, match="unknown key attributon"):
+        init_city(tmp_path, dry_run=True, url=db_url)
+    (tmp_path / "twin-mapping.toml").write_bytes('name = "测试市"\n'.encode("gb18030"))
+    with pytest.raises(CityError, match="save the mapping file as UTF-8"):
         init_city(tmp_path, dry_run=True, url=db_url)
 
 
