@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,9 +52,17 @@ def _with_psycopg(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-@lru_cache(maxsize=16)
+#: Engines kept per process, most recently used last; past :data:`MAX_ENGINES` the least
+#: recently used is disposed (its pooled connections closed, not left to the garbage collector).
+_ENGINES: OrderedDict[str | None, Engine] = OrderedDict()
+_ENGINES_LOCK = threading.Lock()
+MAX_ENGINES = 16
+
+
 def get_engine(url: str | None = None) -> Engine:
     """Return a pooled engine for the store (one per URL, per process).
+
+    At most :data:`MAX_ENGINES` are kept; the least recently used one beyond is disposed.
 
     Parameters
     ----------
@@ -64,7 +74,17 @@ def get_engine(url: str | None = None) -> Engine:
     sqlalchemy.engine.Engine
         The engine.
     """
-    return sa.create_engine(database_url(url), pool_pre_ping=True, future=True)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is not None:
+            _ENGINES.move_to_end(url)
+            return engine
+        engine = sa.create_engine(database_url(url), pool_pre_ping=True, future=True)
+        _ENGINES[url] = engine
+        while len(_ENGINES) > MAX_ENGINES:
+            _, evicted = _ENGINES.popitem(last=False)
+            evicted.dispose()
+    return engine
 
 
 #: The clearance reads run under in this context (:func:`reading_at`); None: the store's owner.
