@@ -66,8 +66,8 @@ bench: setup
 # Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
 # requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against
 # PyPI itself for CPython 3.11 (any local pip configuration is ignored), keeping the pins already
-# there unless UPGRADE=1; and package-lock.json for the viewer's two npm packages, with
-# @loaders.gl/mvt at the version deck.gl's bundle (pydeck) asks for.
+# there unless UPGRADE=1; and package-lock.json for the viewer's npm packages (bundled at set-up
+# by scripts/build-viewer.mjs).
 UV_COMPILE := $(BIN)/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
 	--universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
 	$(if $(UPGRADE),--upgrade)
@@ -80,16 +80,12 @@ lock:
 		--extra dev pyproject.toml requirements/build.in -o requirements/lock.txt
 	env -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS -u UV_CONSTRAINT $(UV_COMPILE) \
 		tests/oracles-requirements.txt -o requirements/oracles.lock.txt
-	$(BIN)/python -c 'import json, re, twin.deck as d; \
-		v = re.search(r"_loadersgl_.version=\"([0-9.]+)\"", open(d.DECK_BUNDLE).read())[1]; \
-		p = json.load(open("package.json")); p["dependencies"]["@loaders.gl/mvt"] = v; \
-		open("package.json", "w").write(json.dumps(p, indent=2) + "\n")'
 	npm install --package-lock-only --ignore-scripts --no-audit --no-fund \
 		--omit-lockfile-registry-resolved=false --registry=$(NPM_REGISTRY)
 	@echo "[lock] requirements/lock.txt, requirements/oracles.lock.txt, package-lock.json"
 
 # One archive, dist/citytwin-bundle.tar, from which set-up installs with no registry at all:
-# the wheels of both locks, the viewer's npm tarballs and the Debian packages set-up installs
+# the wheels of both locks, the viewer's npm packages (an npm cache) and the Debian packages set-up installs
 # (with what they need on top of a minimal Debian). TWIN_BUNDLE=path make demo uses it.
 bundle:
 	@bash scripts/bundle.sh

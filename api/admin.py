@@ -46,6 +46,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from api.errors import PROBLEM_SCHEMA, NotFoundError, ProblemError, problem_responses
 from api.security import current_grant
+from api.viewer import built_file
 from layers.access import Grant
 from layers.audit import AuditEvent, record_now
 from layers.database import get_engine
@@ -368,7 +369,7 @@ def routes(settings: TwinSettings) -> APIRouter:
 
     @router.get("/admin/admin.js", include_in_schema=False)
     def script() -> FileResponse:
-        return FileResponse(STATIC / "admin.js", media_type="text/javascript")
+        return built_file(STATIC / "build" / "admin.js", "the set-up page's script")
 
     @router.post(
         UPLOAD_PATH,

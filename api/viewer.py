@@ -1,7 +1,8 @@
 """The one-map viewer at ``/``: a deck.gl page over the twin's own tiles and endpoints.
 
-Everything the page needs is served here: deck.gl itself (the bundle pydeck ships, so no CDN),
-the page's script and style, and ``viewer/config.json`` — the layer styles of
+Everything the page needs is served here: the page's script (deck.gl's modules and the page's
+own, bundled at set-up by esbuild from ``api/static/src``: ``scripts/build-viewer.mjs``), its
+style, loaders.gl's vector-tile worker (no CDN), and ``viewer/config.json`` — the layer styles of
 :mod:`twin.deck` (the same notebooks use), the opening view, and which endpoints exist, so a
 tool whose backend is not built is hidden, not broken. ``live`` tells the page its live layer
 (``live_congestion``, when served) and after how long a live value is stale; the page follows
@@ -32,12 +33,14 @@ from layers.queries import layer_counts
 from layers.settings import TwinSettings
 from layers.sources import Credit, attribution_text, credits, data_extent
 from layers.tiles import zoom_range
-from twin.deck import DECK_BUNDLE, DEPTH_EXAGGERATION, viewer_styles
+from twin.deck import DEPTH_EXAGGERATION, viewer_styles
 from twin.incidents import KINDS
 
 STATIC = Path(__file__).with_name("static")
-#: loaders.gl's MVT parser worker, of the version deck.gl's bundle asks for; scripts/setup.sh
-#: takes it from the npm registry (the bundle would fetch it from a CDN).
+#: The page's script, bundled at set-up (``scripts/build-viewer.mjs``) from ``static/src``.
+SCRIPT = STATIC / "build" / "viewer.js"
+#: loaders.gl's MVT parser worker, of the version installed beside deck.gl (set-up copies it
+#: from ``node_modules``; deck.gl would fetch it from a CDN).
 MVT_WORKER = STATIC / "vendor" / "mvt-worker.js"
 #: The endpoints each viewer tool needs (a tool is shown when its endpoint is served).
 TOOLS = {
@@ -121,27 +124,45 @@ def routes(settings: TwinSettings) -> APIRouter:
             },
         }
 
-    @router.get("/viewer/deck.js")
-    def deck_bundle() -> FileResponse:
-        return FileResponse(DECK_BUNDLE, media_type="text/javascript", headers=_CACHE)
-
     @router.get("/viewer/mvt-worker.js")
     def mvt_worker() -> FileResponse:
-        if not MVT_WORKER.exists():
-            raise NotFoundError(
-                "the vector-tile worker is not installed: run `make setup`", parameter=None
-            )
-        return FileResponse(MVT_WORKER, media_type="text/javascript", headers=_CACHE)
+        return built_file(MVT_WORKER, "the vector-tile worker")
 
     @router.get("/viewer/viewer.js")
     def script() -> FileResponse:
-        return FileResponse(STATIC / "viewer.js", media_type="text/javascript")
+        return built_file(SCRIPT, "the viewer's script")
 
     @router.get("/viewer/viewer.css")
     def style() -> FileResponse:
         return FileResponse(STATIC / "viewer.css", media_type="text/css")
 
     return router
+
+
+def built_file(path: Path, what: str) -> FileResponse:
+    """Serve a script set-up builds (``scripts/build-viewer.mjs``), or say how to build it.
+
+    Parameters
+    ----------
+    path
+        The built file.
+    what
+        What it is, for the message.
+
+    Returns
+    -------
+    fastapi.responses.FileResponse
+        The file as ``text/javascript``, revalidated by the browser (ETag: it changes with
+        the build).
+
+    Raises
+    ------
+    api.errors.NotFoundError
+        When set-up has not built it (404, saying to run ``make setup``).
+    """
+    if not path.exists():
+        raise NotFoundError(f"{what} is not built: run `make setup`", parameter=None)
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 def opening_view(settings: TwinSettings) -> dict[str, Any]:
@@ -222,8 +243,7 @@ def _page(settings: TwinSettings, found: list[Credit]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="viewer/viewer.css">
-<script src="viewer/deck.js"></script></head>
+<link rel="stylesheet" href="viewer/viewer.css"></head>
 <body><div id="map"></div>
 <aside id="panel"><h1 id="title">{title}</h1>
 <div id="modes"></div><div id="hint"></div>

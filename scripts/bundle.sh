@@ -4,7 +4,8 @@
 #   python/  the wheels of every file the locks pin for Linux x86_64 / CPython 3.11 (a package
 #            with only an sdist is built into a wheel here), and copies of the locks that also
 #            name those built wheels' hashes;
-#   npm/     the tarballs package-lock.json pins for the viewer (checked against its integrity);
+#   npm-cache/  an npm cache holding every package package-lock.json pins for the viewer, from
+#            which set-up's `npm ci --offline` installs (checked against the lock's integrity);
 #   apt/     the Debian packages set-up installs, with everything they need (recommends too) on
 #            top of a minimal Debian of this release, and a Packages index (a flat repository);
 #   manifest.json  what is in it, the sha256 of every file, and the locks it was made from.
@@ -99,23 +100,14 @@ for lock in locks:
 EOF
 fi
 
-# --- npm: the viewer's two tarballs, as package-lock.json pins them ----------------------------
+# --- npm: the viewer's locked packages, as an npm cache `npm ci --offline` installs from --------
 if has_part npm; then
-    mkdir -p "$ROOT/npm"
-    for name in @loaders.gl/mvt redoc; do
-        "$PY" - "$name" "$ROOT/npm" <<'EOF'
-import base64, hashlib, json, pathlib, subprocess, sys
-name, out = sys.argv[1], pathlib.Path(sys.argv[2])
-entry = json.load(open("package-lock.json"))["packages"]["node_modules/" + name]
-tgz = out / (name.lstrip("@").replace("/", "-") + "-" + entry["version"] + ".tgz")
-print(f"\033[1m[bundle]\033[0m npm pack {name}@{entry['version']}", flush=True)
-subprocess.run(["npm", "pack", f"{name}@{entry['version']}", "--silent"], cwd=out, check=True,
-               stdout=subprocess.DEVNULL, timeout=300)
-algo, _, want = entry["integrity"].partition("-")
-if base64.b64encode(hashlib.new(algo, tgz.read_bytes()).digest()).decode() != want:
-    sys.exit(f"bundle: {tgz.name} does not match package-lock.json's integrity")
-EOF
-    done
+    say "npm ci into the bundle's npm cache (package-lock.json)"
+    NPM_WORK=$(mktemp -d)
+    cp package.json package-lock.json "$NPM_WORK"/
+    (cd "$NPM_WORK" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+        --cache "$ROOT/npm-cache")
+    rm -rf "$NPM_WORK" "$ROOT/npm-cache/_logs" "$ROOT/npm-cache/_update-notifier-last-checked"
 fi
 
 # --- apt: the packages set-up installs, and their closure over a minimal Debian ----------------
@@ -173,7 +165,7 @@ manifest = {
 EOF
 mkdir -p "$(dirname "$OUT")"
 tar -cf "$OUT.part" -C "$WORK" citytwin-bundle/manifest.json
-for part in python npm apt; do
+for part in python npm-cache apt; do
     [ ! -d "$ROOT/$part" ] || tar -rf "$OUT.part" -C "$WORK" "citytwin-bundle/$part"
 done
 mv "$OUT.part" "$OUT"

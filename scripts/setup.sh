@@ -210,50 +210,30 @@ if [ "$(cat "$ORACLES/.installed" 2>/dev/null)" != "$stamp" ]; then
     printf '%s\n' "$stamp" >"$ORACLES/.installed"
 fi
 
-# --- the viewer's vendored files, from the npm packages package-lock.json pins -------------
-# deck.gl's bundle (shipped by pydeck) parses vector tiles in loaders.gl's worker, which it would
-# fetch from a CDN, and /redoc needs ReDoc's standalone bundle: the twin serves both itself. Each
-# is one file of one package's tarball; the tarball is checked against the lock's integrity.
-# `make lock` keeps @loaders.gl/mvt at the version deck.gl's bundle asks for.
-VENDOR=api/static/vendor
-vendor_stamp="npm $(sha256 package-lock.json)"
-if [ "$(cat .state/vendor.installed 2>/dev/null)" != "$vendor_stamp" ] \
-    || [ ! -s "$VENDOR/mvt-worker.js" ] || [ ! -s "$VENDOR/redoc.standalone.js" ]; then
-    PACK=$(mktemp -d)
-    if [ -n "$BUNDLE" ]; then
-        bundle_unpack
-        say "taking the viewer's npm packages from the bundle"
-        cp "$BUNDLE_DIR"/npm/*.tgz "$PACK"/
-    else
-        command -v npm >/dev/null || apt_install npm
-        say "fetching the viewer's npm packages (package-lock.json) from the registry"
+# --- the viewer's scripts, bundled from the npm packages package-lock.json pins -------------
+# `npm ci` installs exactly the locked tree (each tarball checked against the lock's integrity;
+# from the offline bundle's npm cache when there is one), then esbuild bundles the viewer and the
+# set-up page into api/static/build and copies loaders.gl's MVT worker and ReDoc's standalone
+# bundle into api/static/vendor (scripts/build-viewer.mjs). The browser fetches nothing else.
+built_stamp="npm $(sha256 package-lock.json $(find scripts/build-viewer.mjs api/static/src -type f | sort))"
+if [ "$(cat .state/viewer.built 2>/dev/null)" != "$built_stamp" ] \
+    || [ ! -s api/static/build/viewer.js ] || [ ! -s api/static/vendor/mvt-worker.js ]; then
+    command -v npm >/dev/null || apt_install npm
+    mkdir -p .state
+    if [ "$(cat node_modules/.installed 2>/dev/null)" != "$(sha256 package-lock.json)" ]; then
+        if [ -n "$BUNDLE" ]; then
+            bundle_unpack
+            say "installing the viewer's npm packages from the bundle's npm cache"
+            npm ci --offline --ignore-scripts --no-audit --no-fund --cache "$BUNDLE_DIR/npm-cache" --loglevel=error
+        else
+            say "installing the viewer's npm packages (package-lock.json) from the registry"
+            npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+        fi
+        sha256 package-lock.json >node_modules/.installed
     fi
-    mkdir -p "$VENDOR" .state
-    for spec in "@loaders.gl/mvt package/dist/mvt-worker.js" \
-        "redoc package/bundles/redoc.standalone.js"; do
-        set -- $spec
-        tgz=$("$PYTHON" - "$1" "$PACK" <<'EOF'
-import base64, hashlib, json, pathlib, sys
-name, pack = sys.argv[1], pathlib.Path(sys.argv[2])
-entry = json.load(open("package-lock.json"))["packages"]["node_modules/" + name]
-tgz = pack / (name.lstrip("@").replace("/", "-") + "-" + entry["version"] + ".tgz")
-if not tgz.exists():
-    import subprocess
-    subprocess.run(["npm", "pack", f"{name}@{entry['version']}", "--silent"], cwd=pack,
-                   check=True, stdout=subprocess.DEVNULL, timeout=300)
-algo, _, want = entry["integrity"].partition("-")
-got = base64.b64encode(hashlib.new(algo, tgz.read_bytes()).digest()).decode()
-if got != want:
-    sys.exit(f"setup: {tgz.name} does not match package-lock.json's integrity {entry['integrity']}")
-print(tgz)
-EOF
-        )
-        tar -xzf "$tgz" -C "$PACK" "$2"
-        cp "$PACK/$2" "$VENDOR/$(basename "$2")"
-        say "$VENDOR/$(basename "$2") from $(basename "$tgz")"
-    done
-    rm -rf "$PACK"
-    printf '%s\n' "$vendor_stamp" >.state/vendor.installed
+    say "bundling the viewer (esbuild)"
+    node scripts/build-viewer.mjs
+    printf '%s\n' "$built_stamp" >.state/viewer.built
 fi
 command -v chromium >/dev/null || apt_install chromium
 

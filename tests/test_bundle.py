@@ -3,11 +3,10 @@
 The whole bundle (≈900 MB: every wheel, Chromium, PostgreSQL ...) is proved by
 scripts/check-bundle.sh, too slow for `make test`; here the same script bundles a lock cut
 from requirements/lock.txt — sly (PyPI has only its sdist, so the bundle builds the wheel) and
-six (a wheel) — and the viewer's npm tarballs, then a fresh venv installs it with pip's index
-pointed at an address that does not answer. Needs PyPI and the npm registry (as `make bundle`).
+six (a wheel) — and the viewer's npm cache, then a fresh venv installs it with pip's index, and
+`npm ci` the viewer's packages with npm's registry, pointed at an address that does not answer. Needs PyPI and the npm registry (as `make bundle`).
 """
 
-import base64
 import hashlib
 import json
 import os
@@ -93,16 +92,44 @@ def test_the_manifest_names_every_file_and_the_locks(bundle: Path) -> None:
     assert wheels == ["six-1.17.0-py2.py3-none-any.whl", "sly-0.4-py3-none-any.whl"]
 
 
-def test_the_npm_tarballs_are_the_locked_ones(bundle: Path) -> None:
+def test_npm_ci_installs_the_locked_tree_from_the_bundles_cache_with_no_registry(
+    bundle: Path, tmp_path: Path
+) -> None:
     lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
-    tarballs = sorted((bundle / "citytwin-bundle" / "npm").iterdir())
-    assert [t.name for t in tarballs] == [
-        f"loaders.gl-mvt-{lock['node_modules/@loaders.gl/mvt']['version']}.tgz",
-        f"redoc-{lock['node_modules/redoc']['version']}.tgz",
-    ]
-    for tgz, name in zip(tarballs, ["@loaders.gl/mvt", "redoc"]):
-        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
-        assert lock[f"node_modules/{name}"]["integrity"] == f"sha512-{digest}"
+    for name in ("package.json", "package-lock.json"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    cache = bundle / "citytwin-bundle" / "npm-cache"
+    run = subprocess.run(
+        [
+            "npm",
+            "ci",
+            "--offline",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--cache",
+            str(cache),
+        ],
+        cwd=tmp_path,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    # every package the lock pins for this platform is installed, at the locked version
+    installed = {
+        path: json.loads((tmp_path / path / "package.json").read_text())["version"]
+        for path in lock
+        if path and (tmp_path / path / "package.json").exists()
+    }
+    wanted = {
+        path: entry["version"]
+        for path, entry in lock.items()
+        if path and not entry.get("optional") and not entry.get("link")
+    }
+    assert {path: installed.get(path) for path in wanted} == wanted
+    assert "node_modules/@deck.gl/core" in wanted and "node_modules/esbuild" in wanted
 
 
 def test_a_venv_installs_from_the_bundle_with_no_index(bundle: Path) -> None:

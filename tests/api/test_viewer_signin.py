@@ -156,10 +156,11 @@ def test_anonymous_page_lists_no_hidden_layer(viewer: SignInViewer) -> None:
         "(layer) => window.twinViewer.state.config.tilesets[layer].bounds", HIDDEN
     )
     assert bounds is None, bounds
-    # the form, labelled in Chinese first, then English
-    assert viewer.page.locator("#signin-submit").inner_text() == "登录 Sign in"
-    assert "用户名 User" in viewer.page.locator("#signin").inner_text()
-    assert "密码 Password" in viewer.page.locator("#signin").inner_text()
+    # the form, in the browser's language (Playwright's Chromium asks for en-US)
+    assert viewer.page.evaluate("() => document.documentElement.lang") == "en"
+    assert viewer.page.locator("#signin-submit").inner_text() == "Sign in"
+    assert "User" in viewer.page.locator("#signin").inner_text()
+    assert "Password" in viewer.page.locator("#signin").inner_text()
     viewer.look_at(PIPES_VIEW)
     # the map never asked for a layer it may not read, so nothing answered 401
     assert not viewer.seen.of(f"/collections/{HIDDEN}/items")
@@ -182,7 +183,7 @@ def test_sign_in_shows_hidden_layers_with_the_token(viewer: SignInViewer, comman
     assert bounds and len(bounds) == 4, bounds
     who = viewer.page.locator("#signin-who").inner_text()
     assert commander in who and "emergency_commander" in who, who
-    assert viewer.page.locator("#signout").inner_text() == "退出 Sign out"
+    assert viewer.page.locator("#signout").inner_text() == "Sign out"
     token = viewer.page.evaluate(
         "() => JSON.parse(sessionStorage.getItem('citytwin.session')).token"
     )
@@ -267,7 +268,7 @@ def test_refused_token_shows_the_form_and_the_map_goes_on(viewer: SignInViewer) 
     state = viewer.auth()
     assert state["signedIn"] is False and state["roles"] == ["public"], state
     error = viewer.page.locator("#signin-error")
-    assert error.is_visible() and "登录已失效" in error.inner_text(), error.inner_text()
+    assert error.is_visible() and "The session has ended" in error.inner_text(), error.inner_text()
     assert viewer.page.locator("#signin-submit").is_visible()
     assert viewer.page.evaluate("() => sessionStorage.getItem('citytwin.session')") is None
     assert "roads" in viewer.panel_layers() and HIDDEN not in viewer.panel_layers()

@@ -1,10 +1,15 @@
-// The CityTwin viewer: deck.gl (pydeck's bundle, served by the API), the twin's own tiles and
-// features, and the one-map, routing and incident endpoints. Nothing is fetched from outside.
+// The CityTwin viewer: deck.gl (bundled at set-up from its npm modules by esbuild:
+// scripts/build-viewer.mjs), the twin's own tiles and features, and the one-map, routing and
+// incident endpoints. Nothing is fetched from outside.
 // Layer styles come from twin/deck.py through viewer/config.json, so notebooks draw the same.
 // The live twin is pushed to it (live/events): roads coloured by congestion, vehicles moving,
 // alerts in a panel of their own.
-/* global deck */
-const {Deck, MVTLayer, TileLayer, GeoJsonLayer, ScatterplotLayer, TextLayer} = deck;
+import {Deck} from "@deck.gl/core";
+import {MVTLayer, TileLayer} from "@deck.gl/geo-layers";
+import {GeoJsonLayer, ScatterplotLayer, TextLayer} from "@deck.gl/layers";
+import {t} from "./i18n.js";
+import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
+  saveSession} from "./session.js";
 
 const SURFACE = new Set(["basemap", "surface"]);
 // a building's height as layers/defaults.py building_height_m: its own, else 3 m a storey,
@@ -448,23 +453,7 @@ function drawLayerList() {
 // the panel lists, and the map asks for, only what it may read. Signing in or out rebuilds
 // the layers; a 401 from any request shows the sign-in form with the API's reason.
 
-const SESSION_KEY = "citytwin.session";
-const SIGNIN_TEXT = {
-  signin: "登录 Sign in",
-  signout: "退出 Sign out",
-  user: "用户名 User",
-  password: "密码 Password",
-  anonymous: "未登录 Not signed in",
-  signed_in: "已登录 Signed in: {user}",
-  role: "角色 Role: {roles}",
-  clearance: "密级 Clearance: {clearance}",
-  expired: "登录已失效 The session has ended: {detail}",
-  refused: "需要登录 Sign in to see this: {detail}",
-  no_anonymous: "请登录 Sign in to see the city: {detail}",
-  failed: "登录失败 Sign-in failed: {detail}",
-};
-const st = (key, values = {}) => String(SIGNIN_TEXT[key] ?? key)
-  .replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+const st = (key, values = {}) => t(`signin:${key}`, values);
 
 const auth = {
   token: null, user: null, roles: [],  // the session (token) kept in sessionStorage
@@ -480,13 +469,8 @@ const auth = {
 };
 
 function loadSession() {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
-    if (saved && typeof saved.token === "string") useSession(saved);
-  } catch (error) {
-    console.warn("the saved session is unreadable:", error);
-    sessionStorage.removeItem(SESSION_KEY);
-  }
+  const saved = savedSession();
+  if (saved) useSession(saved);
 }
 
 function useSession(session) {
@@ -495,12 +479,11 @@ function useSession(session) {
   auth.token = session?.token ?? null;
   auth.user = session?.user ?? null;
   auth.roles = session?.roles ?? [];
-  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-  else sessionStorage.removeItem(SESSION_KEY);
+  saveSession(auth.session);
 }
 
 function authHeaders(token = auth.token) {
-  return token ? {Authorization: `Bearer ${token}`} : {};
+  return sessionHeaders(token);
 }
 
 function readable(layer) {
@@ -509,16 +492,6 @@ function readable(layer) {
 
 function shownLayer(layer) {
   return Boolean(state.visible[layer]) && readable(layer);
-}
-
-async function problemDetail(response) {
-  // the reason a problem+json answer gives, else the status text
-  try {
-    const body = await response.json();
-    return String(body.detail || body.title || response.statusText);
-  } catch {
-    return response.statusText || String(response.status);
-  }
 }
 
 async function apiFetch(url, options = {}, token = auth.token) {
@@ -556,7 +529,7 @@ function checkSession() {
   // is the token still good? (after a stream closed on an error, which says no status)
   if (!auth.token || auth.checking) return;
   const token = auth.token;
-  auth.checking = fetch("auth/me", {headers: authHeaders(token)})
+  auth.checking = fetchMe("", token)
     .then(async (response) => { if (response.status === 401) refused(token, await problemDetail(response)); })
     .catch(() => {})
     .finally(() => { auth.checking = null; });
@@ -564,11 +537,11 @@ function checkSession() {
 
 async function whoAmI(session) {
   // auth/me for a session; a token it refuses ends the session, and it is asked anonymously
-  let response = await fetch("auth/me", {headers: authHeaders(session?.token ?? null)});
+  let response = await fetchMe("", session?.token ?? null);
   if (response.status === 401 && session) {
     auth.error = st("expired", {detail: await problemDetail(response)});
     session = null;
-    response = await fetch("auth/me");
+    response = await fetchMe("", null);
   }
   if (response.status === 401) {
     // no anonymous access on this server: nothing to read until one signs in
@@ -633,18 +606,17 @@ async function changeCaller(session, mine) {
 }
 
 async function signIn(username, password) {
-  const response = await fetch("auth/token", {method: "POST",
-    body: new URLSearchParams({grant_type: "password", username, password})});
-  if (!response.ok) {
-    auth.error = st("failed", {detail: await problemDetail(response)});
+  let session;
+  try {
+    session = await requestToken("", username, password);
+  } catch (error) {
+    auth.error = st("failed", {detail: error.message});
     counts.signInErrors += 1;
     drawSignIn();
     return;
   }
-  const body = await response.json();
   auth.error = null;
-  await applyAccess({token: body.access_token, user: body.user, roles: body.roles,
-    expires_at: Date.now() + Number(body.expires_in) * 1000});
+  await applyAccess(session);
   counts.signIns += 1;
 }
 
@@ -653,15 +625,7 @@ async function signOut() {
   const token = auth.token;
   auth.error = null;
   await applyAccess(null);
-  if (token) {
-    try {
-      const response = await fetch("auth/revoke", {method: "POST", headers: authHeaders(token),
-        body: new URLSearchParams({token})});
-      if (!response.ok) console.warn("the token was not revoked:", await problemDetail(response));
-    } catch (error) {
-      console.warn("the token was not revoked:", error);
-    }
-  }
+  await revokeToken("", token);
   counts.signOuts += 1;
 }
 
@@ -749,45 +713,8 @@ function buildPanel() {
 // reconnection misses nothing that still holds. Events are applied to `live` at once and drawn
 // together on the next animation frame (a busy stream never draws more than once a frame).
 
-// Every label the live parts show, in one table (for translation).
-const TEXT = {
-  live: "Live",
-  status_connected: "connected",
-  status_reconnecting: "reconnecting…",
-  status_offline: "offline",
-  status_title: "The live push stream: {status}",
-  traffic: "Live traffic",
-  vehicles: "Vehicles (live)",
-  level_free: "free flow (≥ 0.8)",
-  level_slow: "slow (0.5–0.8)",
-  level_congested: "congested (< 0.5)",
-  level_none: "stale or no data",
-  congestion_title: "Congestion: live speed / free-flow speed",
-  alerts: "Alerts",
-  alerts_none: "No open alerts.",
-  alerts_show: "Show the alerts",
-  alerts_hide: "Hide the alerts",
-  operator: "Acknowledge as",
-  operator_default: "operator",
-  acknowledge: "Acknowledge",
-  acknowledged_by: "Acknowledged by {by}",
-  severity_info: "info",
-  severity_warning: "warning",
-  severity_critical: "critical",
-  asset: "{layer} {id}",
-  impact_closures: "{roads} roads to close within {metres} m ({closed} closed already).",
-  impact_isolation: "Close {operate}: {buildings} buildings ({population} people) lose supply.",
-  impact_outage: "Switch {operate}: {buildings} buildings ({population} people) lose power.",
-  impact_camera_coverage: "{metres} m of road no other camera sees.",
-  impact_error: "Impact unknown: {error}",
-  road_tooltip: "{name}: {speed} km/h of {free} (congestion {congestion})",
-  road_tooltip_none: "{name}: no live speed",
-  vehicle_tooltip: "{name} ({status}, {when})",
-  vehicle_live: "live {time}",
-  vehicle_stored: "stored position",
-};
-const t = (key, values = {}) => String(TEXT[key] ?? key)
-  .replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+// Every label the live parts show: locales/*/live.json.
+const lt = (key, values = {}) => t(`live:${key}`, values);
 
 // Congestion (live speed / free-flow speed) levels, highest first, and their colours.
 const CONGESTION = [
@@ -869,14 +796,14 @@ function liveTooltip(object, layer) {
   if (layer.id === "live-traffic") {
     const road = live.roads.get(object.id) || {};
     const name = object.properties?.name || object.properties?.class || object.id;
-    if (levelOf(road) === NO_SPEED) return {text: t("road_tooltip_none", {name})};
-    return {text: t("road_tooltip", {name, speed: road.speed_kmh.toFixed(0),
+    if (levelOf(road) === NO_SPEED) return {text: lt("road_tooltip_none", {name})};
+    return {text: lt("road_tooltip", {name, speed: road.speed_kmh.toFixed(0),
       free: road.free_flow_kmh.toFixed(0), congestion: road.congestion.toFixed(2)})};
   }
   if (layer.id === "live-vehicles") {
-    const when = object.live ? t("vehicle_live", {time: new Date(object.observed_at).toLocaleTimeString()})
-      : t("vehicle_stored");
-    return {text: t("vehicle_tooltip", {name: object.name || object.id, status: object.status || "", when})};
+    const when = object.live ? lt("vehicle_live", {time: new Date(object.observed_at).toLocaleTimeString()})
+      : lt("vehicle_stored");
+    return {text: lt("vehicle_tooltip", {name: object.name || object.id, status: object.status || "", when})};
   }
   return null;
 }
@@ -1169,18 +1096,18 @@ async function alertSnapshot(since) {
 
 function impactText(impact) {
   if (!impact) return "";
-  if (impact.error) return t("impact_error", {error: impact.error});
+  if (impact.error) return lt("impact_error", {error: impact.error});
   const s = impact.summary || {};
   switch (impact.kind) {
     case "closures":
-      return t("impact_closures", {roads: impact.road_ids?.length ?? 0, metres: impact.close_m,
+      return lt("impact_closures", {roads: impact.road_ids?.length ?? 0, metres: impact.close_m,
         closed: impact.already_closed?.length ?? 0});
     case "isolation":
     case "outage":
-      return t(`impact_${impact.kind}`, {operate: (impact.operate || []).join(", ") || "—",
+      return lt(`impact_${impact.kind}`, {operate: (impact.operate || []).join(", ") || "—",
         buildings: s.buildings ?? 0, population: s.population ?? 0});
     case "camera_coverage":
-      return t("impact_camera_coverage", {metres: impact.lost_length_m ?? 0});
+      return lt("impact_camera_coverage", {metres: impact.lost_length_m ?? 0});
     default:
       return "";
   }
@@ -1196,16 +1123,16 @@ function drawAlerts() {
     const acked = a.state === "acknowledged";
     const error = live.errors[a.id];
     return `<li class="alert severity-${esc(a.severity)} state-${esc(a.state)}${live.focus?.id === a.id ? " focused" : ""}" data-alert="${a.id}" tabindex="0">
-<div class="alert-head"><span class="severity">${esc(t(`severity_${a.severity}`))}</span>
+<div class="alert-head"><span class="severity">${esc(lt(`severity_${a.severity}`))}</span>
 <time datetime="${esc(a.raised_at)}" title="${esc(a.raised_at)}">${raised ? esc(raised.toLocaleTimeString()) : ""}</time></div>
 <div class="alert-message">${esc(a.message)}</div>
-<div class="alert-asset">${a.layer ? esc(t("asset", {layer: a.layer, id: a.feature_id})) : esc(a.datastream_name || "")}</div>
+<div class="alert-asset">${a.layer ? esc(lt("asset", {layer: a.layer, id: a.feature_id})) : esc(a.datastream_name || "")}</div>
 ${live.focus?.id === a.id && impactText(a.impact) ? `<div class="alert-impact">${esc(impactText(a.impact))}</div>` : ""}
-<div class="alert-actions">${acked ? `<span class="acknowledged">${esc(t("acknowledged_by", {by: a.acknowledged_by}))}</span>`
-    : `<button type="button" data-acknowledge="${a.id}">${esc(t("acknowledge"))}</button>`}${error ? ` <span class="error">${esc(error)}</span>` : ""}</div></li>`;
+<div class="alert-actions">${acked ? `<span class="acknowledged">${esc(lt("acknowledged_by", {by: a.acknowledged_by}))}</span>`
+    : `<button type="button" data-acknowledge="${a.id}">${esc(lt("acknowledge"))}</button>`}${error ? ` <span class="error">${esc(error)}</span>` : ""}</div></li>`;
   }).join("") : "";
   const open = el("alerts").classList.contains("open");
-  el("alerts-toggle").title = t(!alerts.length ? "alerts_none" : open ? "alerts_hide" : "alerts_show");
+  el("alerts-toggle").title = lt(!alerts.length ? "alerts_none" : open ? "alerts_hide" : "alerts_show");
 }
 
 function middleOf(geometry) {
@@ -1253,7 +1180,7 @@ async function focusAlert(id) {
 
 async function acknowledgeAlert(id, button) {
   button.disabled = true;
-  const by = el("alerts-operator").value.trim() || t("operator_default");
+  const by = el("alerts-operator").value.trim() || lt("operator_default");
   try {
     const body = await json(`live/alerts/${id}/acknowledge`, {method: "POST",
       headers: {"content-type": "application/json"}, body: JSON.stringify({by})});
@@ -1274,8 +1201,8 @@ function setLiveStatus(status) {
   live.status = status;
   const badge = el("live-status");
   badge.className = `live-status ${status}`;
-  badge.textContent = t(`status_${status}`);
-  badge.title = t("status_title", {status: t(`status_${status}`)});
+  badge.textContent = lt(`status_${status}`);
+  badge.title = lt("status_title", {status: lt(`status_${status}`)});
 }
 
 async function allItems(collection, query = "") {
@@ -1361,18 +1288,18 @@ function reconnectLive() {
 function buildLivePanel() {
   el("title").insertAdjacentHTML("afterend", `<div id="live-status" class="live-status offline"></div>`);
   setLiveStatus("offline");
-  const legend = [...CONGESTION, NO_SPEED].map((c) => `<li><span class="swatch" style="background: rgb(${c.color.slice(0, 3).join(",")})"></span>${esc(t(`level_${c.level}`))}</li>`).join("");
-  el("layers").insertAdjacentHTML("afterbegin", `<fieldset id="live-layers"><legend>${esc(t("live"))}</legend>
-<label><input type="checkbox" data-live="traffic" checked> ${esc(t("traffic"))}</label>
-<ul class="congestion-legend" title="${esc(t("congestion_title"))}">${legend}</ul>
-<label><input type="checkbox" data-live="vehicles" checked> ${esc(t("vehicles"))}</label></fieldset>`);
+  const legend = [...CONGESTION, NO_SPEED].map((c) => `<li><span class="swatch" style="background: rgb(${c.color.slice(0, 3).join(",")})"></span>${esc(lt(`level_${c.level}`))}</li>`).join("");
+  el("layers").insertAdjacentHTML("afterbegin", `<fieldset id="live-layers"><legend>${esc(lt("live"))}</legend>
+<label><input type="checkbox" data-live="traffic" checked> ${esc(lt("traffic"))}</label>
+<ul class="congestion-legend" title="${esc(lt("congestion_title"))}">${legend}</ul>
+<label><input type="checkbox" data-live="vehicles" checked> ${esc(lt("vehicles"))}</label></fieldset>`);
   el("live-layers").addEventListener("change", (event) => {
     const which = event.target.dataset.live;
     if (which) { live.show[which] = event.target.checked; render(); }
   });
   document.body.insertAdjacentHTML("beforeend", `<aside id="alerts" class="open">
-<button type="button" id="alerts-toggle" aria-expanded="true" title="${esc(t("alerts_hide"))}">${esc(t("alerts"))} <span id="alerts-count">0</span></button>
-<div id="alerts-body"><label class="operator">${esc(t("operator"))} <input id="alerts-operator" value="${esc(t("operator_default"))}"></label>
+<button type="button" id="alerts-toggle" aria-expanded="true" title="${esc(lt("alerts_hide"))}">${esc(lt("alerts"))} <span id="alerts-count">0</span></button>
+<div id="alerts-body"><label class="operator">${esc(lt("operator"))} <input id="alerts-operator" value="${esc(lt("operator_default"))}"></label>
 <ol id="alerts-list"></ol></div></aside>`);
   el("alerts-toggle").addEventListener("click", () => {
     const open = el("alerts").classList.toggle("open");

@@ -2,9 +2,9 @@
 // propose (dry run) or load, follow the job, and show its report. Chinese first, English beside,
 // as the viewer. It signs in as the viewer does (POST ../auth/token) and shares its session:
 // sessionStorage "citytwin.session", {token, user, roles, expires_at}.
-"use strict";
+import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
+  saveSession} from "./session.js";
 
-const SESSION_KEY = "citytwin.session";
 const POLL_MS = 500;  // how often the job is asked how it goes
 const TEXT = {
   anonymous: "未登录 Not signed in",
@@ -40,43 +40,27 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g,
 
 const page = {session: null, me: null, job: null, phase: "idle", error: null, submitter: null};
 
-// -- signing in --------------------------------------------------------------------------------
+// -- signing in (api/static/src/session.js, shared with the viewer) ----------------------------
 
 function loadSession() {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
-    page.session = saved && typeof saved.token === "string" ? saved : null;
-  } catch {
-    sessionStorage.removeItem(SESSION_KEY);
-    page.session = null;
-  }
+  page.session = savedSession();
 }
 
 function useSession(session) {
   page.session = session || null;
-  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-  else sessionStorage.removeItem(SESSION_KEY);
+  saveSession(page.session);
 }
 
 function authHeaders() {
-  return page.session ? {Authorization: `Bearer ${page.session.token}`} : {};
-}
-
-async function problemDetail(response) {
-  try {
-    const body = await response.json();
-    return String(body.detail || body.title || response.statusText);
-  } catch {
-    return response.statusText || String(response.status);
-  }
+  return sessionHeaders(page.session?.token);
 }
 
 async function whoAmI() {
-  let response = await fetch("../auth/me", {headers: authHeaders()});
+  let response = await fetchMe("../", page.session?.token);
   if (response.status === 401 && page.session) {
     showSignInError(t("expired", {detail: await problemDetail(response)}));
     useSession(null);
-    response = await fetch("../auth/me");
+    response = await fetchMe("../", null);
   }
   page.me = response.ok ? await response.json() : null;
   drawSignIn();
@@ -100,16 +84,12 @@ async function signIn(event) {
   event.preventDefault();
   const form = event.target;
   showSignInError(null);
-  const response = await fetch("../auth/token", {method: "POST",
-    body: new URLSearchParams({grant_type: "password", username: form.username.value.trim(),
-      password: form.password.value})});
-  if (!response.ok) {
-    showSignInError(t("failed", {detail: await problemDetail(response)}));
+  try {
+    useSession(await requestToken("../", form.username.value.trim(), form.password.value));
+  } catch (error) {
+    showSignInError(t("failed", {detail: error.message}));
     return;
   }
-  const body = await response.json();
-  useSession({token: body.access_token, user: body.user, roles: body.roles,
-    expires_at: Date.now() + Number(body.expires_in) * 1000});
   form.password.value = "";
   await whoAmI();
 }
@@ -118,10 +98,7 @@ async function signOut() {
   const token = page.session?.token;
   useSession(null);
   await whoAmI();
-  if (token) {
-    fetch("../auth/revoke", {method: "POST", headers: {Authorization: `Bearer ${token}`},
-      body: new URLSearchParams({token})}).catch(() => {});
-  }
+  revokeToken("../", token);
 }
 
 // -- the set-up --------------------------------------------------------------------------------
