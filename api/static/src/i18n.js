@@ -49,6 +49,7 @@ i18next.init({
   defaultNS: "core",
   initAsync: false,
   returnNull: false,
+  keySeparator: false,  // keys are flat: "group.basemap" is one key
   interpolation: {prefix: "{", suffix: "}", escapeValue: false},  // the page escapes what it writes
 });
 document.documentElement.lang = i18next.language;

@@ -16,15 +16,15 @@ const SURFACE = new Set(["basemap", "surface"]);
 // else 10 m
 const height = (properties, key) =>
   Number(properties?.[key]) || 3 * Number(properties?.levels) || 10;
-const GROUPS = {
-  basemap: "Basemap", surface: "Buildings", underground: "Underground", grid: "Power grid",
-  traffic: "Traffic", emergency: "Emergency", events: "Incidents and closures",
-};
+// the layer panel's groups (twin/deck.py's `group`), named by core:group.<group>
+const groupName = (group) => t(`core:group.${group}`);
+// the tools: each shown when its endpoint is served; named by core:mode.<mode> and
+// core:mode.<mode>.hint
 const MODES = {
-  inspect: {label: "Inspect", needs: null, hint: "Click a feature for its attributes, or the map for what is here."},
-  route: {label: "Route", needs: "route", hint: "Click the start, then the destination."},
-  areas: {label: "Service areas", needs: "isochrones", hint: "Click a station: 4, 8 and 12 minutes."},
-  incident: {label: "Incident", needs: "impact", hint: "Click where it happens: units, assets, closures."},
+  inspect: {needs: null},
+  route: {needs: "route"},
+  areas: {needs: "isochrones"},
+  incident: {needs: "impact"},
 };
 
 // loaders.gl's MVT worker, served by the twin (not a CDN)
@@ -441,7 +441,7 @@ function drawLayerList() {
   // the layers the caller may read, by group (drawn again when the caller changes)
   const groups = {};
   for (const style of state.config.styles) if (readable(style.layer)) (groups[style.group] ||= []).push(style);
-  el("layer-groups").innerHTML = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(GROUPS[group] || group)}</legend>${
+  el("layer-groups").innerHTML = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(groupName(group))}</legend>${
     styles.map((s) => `<label><input type="checkbox" data-layer="${s.layer}" ${state.visible[s.layer] ? "checked" : ""}> ${esc(s.title)}</label>`).join("")}</fieldset>`).join("");
 }
 
@@ -692,18 +692,18 @@ function buildPanel() {
     render();
   });
   const modes = Object.entries(MODES).filter(([, m]) => !m.needs || state.config.features[m.needs]);
-  el("modes").innerHTML = modes.map(([key, m]) => `<button data-mode="${key}" class="${key === state.mode ? "on" : ""}">${m.label}</button>`).join("");
+  el("modes").innerHTML = modes.map(([key, m]) => `<button data-mode="${key}" class="${key === state.mode ? "on" : ""}">${esc(t(`core:mode.${key}`))}</button>`).join("");
   el("modes").addEventListener("click", (event) => {
     const mode = event.target.dataset.mode;
     if (!mode) return;
     state.mode = mode;
     state.points = [];
     for (const b of el("modes").children) b.classList.toggle("on", b.dataset.mode === mode);
-    el("hint").textContent = MODES[mode].hint;
+    el("hint").textContent = t(`core:mode.${mode}.hint`);
     el("incident-options").hidden = mode !== "incident";
   });
   el("incident-kind").innerHTML = state.config.incident_kinds.map((k) => `<option>${esc(k)}</option>`).join("");
-  el("hint").textContent = MODES[state.mode].hint;
+  el("hint").textContent = t(`core:mode.${state.mode}.hint`);
 }
 
 // ---------------------------------------------------------------------------------------------
