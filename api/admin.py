@@ -37,8 +37,6 @@ from typing import IO, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pyproj import CRS
-from pyproj.exceptions import CRSError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from werkzeug.http import parse_options_header
@@ -54,7 +52,7 @@ from layers.errors import AccessError, ParameterError
 from layers.ingest import IngestError
 from layers.osm import OSM_FORMATS, osm_format
 from layers.settings import TwinSettings
-from twin.founding import CityError, init_city
+from twin.founding import CityError, check_grid, check_metric_crs, checked_bbox, init_city
 
 __all__ = ["UPLOAD_PATH", "CityJob", "CityOptions", "routes"]
 
@@ -83,8 +81,6 @@ OPTIONS = (
     "replace",
     "dry_run",
 )
-#: Largest district grid cell and smallest, m (as :func:`twin.founding.init_city` takes them).
-GRID_RANGE_M = (10.0, 50_000.0)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _ENDINGS = ", ".join(sorted(OSM_FORMATS, key=len))
@@ -146,10 +142,12 @@ class CityOptions:
         Raises
         ------
         ProblemError
-            400 naming the field: not four numbers (``bbox``), not in degrees or not ordered,
-            not a projected CRS in metres, a grid cell outside :data:`GRID_RANGE_M`, a flag
-            that is not true or false, a box and a boundary both given, or a field this form
-            does not take.
+            400 naming the field: ``bbox`` not four numbers, a flag that is not true or false,
+            a box and a boundary both given, or a field this form does not take.
+        layers.errors.ParameterError
+            400 naming the field, as the set-up refuses them (:mod:`twin.founding`): a box
+            not in ordered degrees, not a projected CRS in metres, a grid cell outside
+            :data:`twin.founding.GRID_RANGE_M`.
         """
         for name in fields:
             if name not in OPTIONS:
@@ -743,51 +741,32 @@ def osm_content_problem(head: bytes, fmt: str) -> str | None:
 
 
 def _bbox(value: str) -> tuple[float, float, float, float]:
-    """Read ``bbox``: four numbers, (min lon, min lat, max lon, max lat) in degrees, ordered."""
+    """Read ``bbox``: ``min lon,min lat,max lon,max lat`` (checked by the set-up itself)."""
     try:
         numbers = [float(v) for v in value.split(",")]
     except ValueError:
         numbers = []
-    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):
+    if len(numbers) != 4:
         raise ProblemError(
             f"bbox: expected four numbers, min lon,min lat,max lon,max lat; got {value!r}",
             parameter="bbox",
         )
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-        raise ProblemError(
-            "bbox: must be min lon,min lat,max lon,max lat in degrees (EPSG:4326), min below max",
-            parameter="bbox",
-        )
-    return minx, miny, maxx, maxy
+    return checked_bbox(numbers)
 
 
 def _metric_crs(value: str) -> str:
-    """Read ``metric_crs``: a projected CRS in metres, as pyproj understands it."""
-    try:
-        crs = CRS.from_user_input(value)
-    except CRSError:
-        raise ProblemError(f"metric_crs: unknown CRS {value!r}", parameter="metric_crs") from None
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    if not crs.is_projected or unit not in ("metre", "meter"):
-        raise ProblemError(
-            f"metric_crs: {value} is not a projected CRS in metres", parameter="metric_crs"
-        )
+    """Read ``metric_crs``: a projected CRS in metres (checked by the set-up itself)."""
+    check_metric_crs(value)
     return value
 
 
 def _grid(value: str) -> float:
-    """Read ``district_grid_m``: a cell side in metres within :data:`GRID_RANGE_M`."""
+    """Read ``district_grid_m``: a cell side in metres within the set-up's range."""
     try:
         side = float(value)
     except ValueError:
         side = math.nan
-    low, high = GRID_RANGE_M
-    if not (low <= side <= high):
-        raise ProblemError(
-            f"district_grid_m: a cell side of {low:g} to {high:g} m, not {value!r}",
-            parameter="district_grid_m",
-        )
+    check_grid(side)
     return side
 
 

@@ -22,6 +22,7 @@ from api import (
     onemap,
     rasters,
     routing,
+    search,
     security,
     sensorthings,
     signals,
@@ -125,6 +126,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     )
     city = City(url)
     app.include_router(styles.routes(url))
+    app.include_router(search.routes(url))
     app.include_router(routing.routes(city))
     app.include_router(onemap.routes(city))
     app.include_router(utilities.routes(city))

@@ -1085,7 +1085,7 @@ def pipe_profiles(
     with MemoryFile(data) as memory, memory.open() as dataset:
         to_dem = Transformer.from_crs(metric_crs, dataset.crs, always_xy=True)
         x, y = to_dem.transform(xyz[:, 0], xyz[:, 1])
-        ground = _sample(dataset, np.asarray(x), np.asarray(y), interpolation)
+        ground = sample_raster(dataset, np.asarray(x), np.asarray(y), interpolation)
     depth = pipes["depth_m"].to_numpy(dtype="float64", na_value=np.nan)
     has_z = shapely.has_z(lines)[owner] if len(lines) else np.empty(0, dtype=bool)
     pipe = np.where(has_z, xyz[:, 2], ground - depth[owner])
@@ -1129,11 +1129,25 @@ def pipe_profiles(
     return gpd.GeoDataFrame(result, geometry=pipes.geometry.to_numpy(), crs="EPSG:4326")
 
 
-def _sample(dataset: DatasetReader, x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
-    """Return the band's values at points (raster CRS); NaN outside the raster and on nodata.
+def sample_raster(
+    dataset: DatasetReader, x: np.ndarray, y: np.ndarray, method: str
+) -> np.ndarray:
+    """Return a raster's first band at points; NaN outside the raster and on nodata.
 
-    ``nearest`` takes the cell under each point; ``bilinear`` weighs the four nearest cell
-    centres, leaving out those without data (and renormalising the weights).
+    Parameters
+    ----------
+    dataset
+        An open raster (:func:`open_raster`).
+    x, y
+        Shape ``(n,)``: the points in the raster's CRS.
+    method
+        ``nearest`` takes the cell under each point; ``bilinear`` weighs the four nearest
+        cell centres, leaving out those without data (and renormalising the weights).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n,)``: the values, in the band's unit (a DEM's metres).
     """
     values = np.full(len(x), np.nan)
     finite = np.isfinite(x) & np.isfinite(y)

@@ -473,35 +473,78 @@ class RoadNetwork:
     # views
 
     def to_networkx(self) -> nx.MultiDiGraph:
-        """Return the network as a networkx graph (node ids as in the roads layer).
+        """Return the network as a networkx graph that osmnx reads as one of its own.
 
         Every open edge is an arc ``source -> target`` keyed by its road id, and also
-        ``target -> source`` when it is two-way, with ``cost`` (s), ``length_m``, ``name``,
-        ``class`` and ``geometry`` attributes.
+        ``target -> source`` (key ``<road id>:reverse``, geometry reversed) when it is two-way.
+        Closed edges are left out, and so are nodes all of whose edges are closed. The
+        attributes follow osmnx's conventions (its ``convert.validate_graph(strict=True)``), so
+        ``osmnx.convert.graph_to_gdfs``, ``osmnx.distance.nearest_nodes``,
+        ``osmnx.routing.shortest_path(weight="travel_time")`` and the rest take it as it is.
 
         Returns
         -------
         networkx.MultiDiGraph
-            The graph.
+            Graph attributes ``crs`` (``"EPSG:4326"``) and ``profile``. Nodes are the roads'
+            node ids (``int``) with ``x`` (longitude) and ``y`` (latitude) in degrees, EPSG:4326
+            (the end points of their edges' lines), and ``street_count``: how many open road
+            edges meet there (a loop counts twice, as osmnx counts it). Arcs carry
+            ``travel_time`` (s) and ``length`` (m, on the WGS 84 ellipsoid: the view's
+            ``ST_Length(geom::geography)``) as osmnx names them, the same as ``cost`` and
+            ``length_m``; ``osmid`` and ``edge_id`` (the edge's integer id in
+            ``routing_edges``, shared by both directions: osmnx's edge id), ``oneway``,
+            ``reversed`` (True on a two-way edge's ``target -> source`` arc), ``name``,
+            ``class`` and ``geometry`` (a LineString from the arc's tail to its head, EPSG:4326).
         """
         graph = nx.MultiDiGraph(profile=self.profile, crs="EPSG:4326")
-        for i in np.flatnonzero(~self.closed):
+        open_ = np.flatnonzero(~self.closed)
+        starts = shapely.get_point(self.geometry[open_], 0)
+        ends = shapely.get_point(self.geometry[open_], -1)
+        streets = np.bincount(
+            np.concatenate([self.source[open_], self.target[open_]]), minlength=len(self.node_ids)
+        )
+        for ends_at, points in ((self.source[open_], starts), (self.target[open_], ends)):
+            for node, x, y in zip(
+                ends_at, shapely.get_x(points), shapely.get_y(points), strict=True
+            ):
+                graph.add_node(
+                    int(self.node_ids[node]),
+                    x=float(x),
+                    y=float(y),
+                    street_count=int(streets[node]),
+                )
+        for i in open_:
             u, v = int(self.node_ids[self.source[i]]), int(self.node_ids[self.target[i]])
+            two_way = bool(self.reverse_cost[i] >= 0)
             common: dict[str, Any] = {
+                "osmid": int(self.edge_id[i]),
                 "edge_id": int(self.edge_id[i]),
-                "length_m": self.length_m[i],
+                "length": float(self.length_m[i]),
+                "length_m": float(self.length_m[i]),
+                "oneway": not two_way,
                 "name": self.name[i],
                 "class": self.road_class[i],
             }
+            cost = float(self.cost[i])
             graph.add_edge(
-                u, v, key=self.road_id[i], cost=self.cost[i], geometry=self.geometry[i], **common
+                u,
+                v,
+                key=self.road_id[i],
+                travel_time=cost,
+                cost=cost,
+                reversed=False,
+                geometry=self.geometry[i],
+                **common,
             )
-            if self.reverse_cost[i] >= 0:
+            if two_way:
+                back = float(self.reverse_cost[i])
                 graph.add_edge(
                     v,
                     u,
                     key=f"{self.road_id[i]}:reverse",
-                    cost=self.reverse_cost[i],
+                    travel_time=back,
+                    cost=back,
+                    reversed=True,
                     geometry=self.geometry[i].reverse(),
                     **common,
                 )

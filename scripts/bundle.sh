@@ -116,7 +116,8 @@ if has_part apt; then
     PG=${PG#postgresql-}
     [ -n "$PG" ] || { echo "bundle: apt knows no postgresql package" >&2; exit 1; }
     APT_PKGS=(postgresql "postgresql-$PG-postgis-3" "postgresql-$PG-pgrouting" gdal-bin
-        redis-server mosquitto mosquitto-clients python3-venv python3-dev chromium)
+        redis-server mosquitto mosquitto-clients python3-venv python3-dev chromium
+        fonts-noto-cjk)
     printf '%s\n' "${APT_PKGS[@]}" >"$WORK/apt-packages"
     say "apt-get update"
     apt-get update -q >/dev/null

@@ -236,6 +236,8 @@ if [ "$(cat .state/viewer.built 2>/dev/null)" != "$built_stamp" ] \
     printf '%s\n' "$built_stamp" >.state/viewer.built
 fi
 command -v chromium >/dev/null || apt_install chromium
+# the viewer speaks Chinese first: a CJK font, or the browser (and the exported PNG) draws boxes
+fc-list :lang=zh family 2>/dev/null | grep -q . || apt_install fonts-noto-cjk
 
 # --- the database: created and migrated ------------------------------------------------------
 TWIN_DATABASE_URL="$DB_URL" "$VENV/bin/twin" db upgrade

@@ -42,13 +42,13 @@ from routing import (
     service_areas,
     suggest_sites,
 )
-from routing.paths import Point
 from routing.signals import Hold, WebsterSettings
 from routing.signals.sumo import network_to_sumo
 from routing.traces import Cascade, Outage, Utilities
 from twin import deck, incidents
 from twin import signals as twin_signals
 from twin.live.accessor import Live
+from twin.places import Place, as_lonlat, as_lonlats
 
 
 class City:
@@ -58,6 +58,11 @@ class City:
     only the layers its roles may read, classified rows left out, masked attributes masked
     (:mod:`layers.access`). Without credentials the session is the store's owner's: whoever
     holds the database URL reads the tables anyway.
+
+    A position is ``(lon, lat)`` in degrees (EPSG:4326) or a shapely ``Point``, wherever a
+    method takes one (:func:`twin.places.as_lonlat`). The errors the methods raise are
+    exported from :mod:`twin` (``twin.ParameterError``, ``twin.RoutingError`` ...); every
+    method may also raise :class:`twin.StoreError` when the store cannot be reached.
 
     Parameters
     ----------
@@ -70,7 +75,7 @@ class City:
 
     Raises
     ------
-    layers.identity.IdentityError
+    IdentityError
         For a token or key that is not valid (expired, revoked, unknown).
 
     Examples
@@ -113,7 +118,13 @@ class City:
         Returns
         -------
         pandas.DataFrame
-            Columns ``layer``, ``title``, ``geometry`` and ``features``, one row per layer.
+            Columns ``layer``, ``title``, ``geometry`` and ``features``, one row per layer
+            this session may read.
+
+        Raises
+        ------
+        ValueError
+            If ``at`` is not an ISO 8601 moment.
         """
         counts = layer_counts(at=at, url=self.url)
         return pd.DataFrame(
@@ -151,6 +162,15 @@ class City:
         -------
         geopandas.GeoDataFrame
             Features in EPSG:4326 with their typed attributes and ``props``.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not a layer (the message lists the layers).
+        AccessError
+            If this session may not read the layer.
+        ValueError
+            If ``bbox`` has a minimum above its maximum, or ``at`` is not an ISO 8601 moment.
         """
         return read_layer(name, bbox=bbox, at=at, url=self.url)
 
@@ -185,6 +205,14 @@ class City:
         -------
         IngestReport
             What the import did.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not a layer.
+        IngestError
+            If the file cannot be read, a feature is invalid or an id belongs to another
+            source; every problem names the feature and the reason, and nothing is written.
         """
         return ingest(
             name,
@@ -211,6 +239,16 @@ class City:
     def road_graph(self, *, profile: str = "car") -> nx.MultiDiGraph:
         """Return the road network as a networkx graph, with the costs routing uses.
 
+        The graph is shaped as osmnx shapes its own (see
+        :meth:`routing.RoadNetwork.to_networkx`; it passes osmnx 2.1's
+        ``convert.validate_graph(G, strict=True)``), so ``osmnx.convert.graph_to_gdfs(G)``,
+        ``osmnx.distance.nearest_nodes(G, lon, lat)`` (on a graph in degrees osmnx wants
+        scikit-learn; or project it first, ``osmnx.project_graph(G, to_crs=city.metric_crs)``)
+        and ``osmnx.routing.shortest_path(G, a, b, weight="travel_time")`` take it as it is,
+        and the last answers what :meth:`route` answers between the two nodes. Arcs are keyed
+        by road id (``<road id>:reverse`` for a two-way road's way back), not 0, 1 ...: read
+        the nodes' ``street_count`` rather than ``osmnx.stats.count_streets_per_node``.
+
         Parameters
         ----------
         profile
@@ -219,20 +257,30 @@ class City:
         Returns
         -------
         networkx.MultiDiGraph
-            Nodes are the roads' node ids; arcs carry ``cost`` (s), ``length_m``, ``name``,
-            ``class`` and ``geometry``. Closed roads are left out.
+            ``G.graph["crs"]`` is ``"EPSG:4326"``. Nodes are the roads' node ids, with ``x``
+            (lon) and ``y`` (lat) in degrees and ``street_count``; arcs carry ``travel_time``
+            (s, with today's live speeds; also as ``cost``), ``length`` (m; also as
+            ``length_m``), ``osmid`` and ``edge_id``, ``oneway``, ``reversed``, ``name``,
+            ``class`` and ``geometry`` (a LineString, EPSG:4326). Roads closed now are left
+            out.
+
+        Raises
+        ------
+        RoutingError
+            If ``profile`` is not a routing profile, or no roads are loaded.
         """
         return self.router.run(profile, lambda network: network.to_networkx())
 
     def route(
-        self, origin: Point, destination: Point, *, profile: str = "car", at: datetime | None = None
+        self, origin: Place, destination: Place, *, profile: str = "car", at: datetime | None = None
     ) -> Route | None:
-        """Return the fastest route between two ``(lon, lat)`` points, or None if unreachable.
+        """Return the fastest route between two points, or None if unreachable.
 
         Parameters
         ----------
         origin, destination
-            ``(lon, lat)``.
+            ``(lon, lat)`` or shapely Point, EPSG:4326; each is snapped onto its nearest open
+            road.
         profile
             ``car`` or ``emergency``.
         at
@@ -241,13 +289,22 @@ class City:
         Returns
         -------
         Route or None
-            Duration, distance, road ids, line and steps.
+            Duration (s), distance (m), road ids, line (EPSG:4326) and steps.
+
+        Raises
+        ------
+        ParameterError
+            If ``origin`` or ``destination`` is not a position (parameter ``from``/``to``).
+        RoutingError
+            If a point is outside the city or more than 250 m from an open road (parameter
+            ``from``/``to``), ``profile`` is unknown, or no roads are loaded.
         """
-        return self.router.run(profile, lambda n: route(n, origin, destination), at=at)
+        start, end = as_lonlat(origin, "from"), as_lonlat(destination, "to")
+        return self.router.run(profile, lambda n: route(n, start, end), at=at)
 
     def nearest_units(
         self,
-        incident: Point,
+        incident: Place,
         *,
         kind: str | None = None,
         k: int = 3,
@@ -259,7 +316,7 @@ class City:
         Parameters
         ----------
         incident
-            ``(lon, lat)``.
+            ``(lon, lat)`` or shapely Point, EPSG:4326.
         kind
             Resource kind (``fire_station``, ``hospital``, ``police``, ``vehicle`` ...); all
             kinds when None.
@@ -274,15 +331,22 @@ class City:
         -------
         list of Unit
             Fastest first, turnout time included.
+
+        Raises
+        ------
+        ParameterError
+            If ``incident`` is not a position.
+        RoutingError
+            If ``k`` is not positive, the incident is outside the city or off the roads,
+            ``profile`` is unknown, or no roads are loaded.
         """
+        point = as_lonlat(incident, "incident")
         candidates = self._resources(kind)
-        return self.router.run(
-            profile, lambda n: nearest_units(n, incident, candidates, k=k), at=at
-        )
+        return self.router.run(profile, lambda n: nearest_units(n, point, candidates, k=k), at=at)
 
     def service_areas(
         self,
-        facilities: Sequence[Point],
+        facilities: Sequence[Place],
         *,
         breaks: Sequence[float] = (4, 8, 12),
         profile: str = "emergency",
@@ -293,7 +357,7 @@ class City:
         Parameters
         ----------
         facilities
-            ``(lon, lat)`` points.
+            ``(lon, lat)`` pairs or shapely Points (a GeoSeries of points too), EPSG:4326.
         breaks
             Minutes.
         profile
@@ -305,8 +369,18 @@ class City:
         -------
         geopandas.GeoDataFrame
             ``minutes``, ``reached_length_m`` and the polygon, EPSG:4326.
+
+        Raises
+        ------
+        ParameterError
+            If ``facilities`` is not a sequence of positions (parameter ``facilities[i]``
+            for the one at fault).
+        RoutingError
+            If there is no facility, one is outside the city or off the roads, ``breaks``
+            are not 1 to 12 positive minutes, ``profile`` is unknown, or no roads are loaded.
         """
-        areas = self.router.run(profile, lambda n: service_areas(n, facilities, breaks), at=at)
+        points = as_lonlats(facilities, "facilities")
+        areas = self.router.run(profile, lambda n: service_areas(n, points, breaks), at=at)
         return gpd.GeoDataFrame(
             {
                 "minutes": [a.minutes for a in areas],
@@ -347,11 +421,12 @@ class City:
 
         Raises
         ------
-        layers.onemap.MissingInputError
+        MissingInputError
             If no resource of ``kind`` is loaded (``resources``), or no building.
-        routing.RoutingError
-            If ``kind`` is not a resource kind, none of that kind is available now, or
-            ``minutes`` or ``suggest`` is out of range.
+        RoutingError
+            If ``kind`` is not a resource kind, none of that kind is available now,
+            ``minutes`` or ``suggest`` is out of range, ``profile`` is unknown, or no roads
+            are loaded.
         """
         kinds = next(f.choices for f in LAYERS["resources"].fields if f.name == "kind")
         if kind not in kinds:
@@ -395,14 +470,14 @@ class City:
         )
 
     def od_matrix(
-        self, origins: Sequence[Point], destinations: Sequence[Point], *, profile: str = "car"
+        self, origins: Sequence[Place], destinations: Sequence[Place], *, profile: str = "car"
     ) -> pd.DataFrame:
-        """Return travel times (s) between two sets of ``(lon, lat)`` points.
+        """Return travel times (s) between two sets of points.
 
         Parameters
         ----------
         origins, destinations
-            Points.
+            ``(lon, lat)`` pairs or shapely Points (a GeoSeries of points too), EPSG:4326.
         profile
             Routing profile.
 
@@ -410,8 +485,18 @@ class City:
         -------
         pandas.DataFrame
             Rows: origins, columns: destinations; ``inf`` where unreachable.
+
+        Raises
+        ------
+        ParameterError
+            If ``origins`` or ``destinations`` is not a sequence of positions (parameter
+            ``origins[i]``/``destinations[i]`` for the one at fault).
+        RoutingError
+            If either is empty, a point is outside the city or off the roads,
+            ``profile`` is unknown, or no roads are loaded.
         """
-        times = self.router.run(profile, lambda n: od_matrix(n, origins, destinations))
+        starts, ends = as_lonlats(origins, "origins"), as_lonlats(destinations, "destinations")
+        times = self.router.run(profile, lambda n: od_matrix(n, starts, ends))
         return pd.DataFrame(times)
 
     def close_roads(
@@ -446,10 +531,12 @@ class City:
 
         Raises
         ------
-        routing.RoutingError
+        RoutingError
             If neither a geometry nor road ids are given, a road id is unknown, or the window
             ends before it starts.
-        layers.IngestError
+        ValueError
+            If ``starts_at`` or ``ends_at`` is not an ISO 8601 moment.
+        IngestError
             If the closure is invalid (nothing is written).
         """
         start, end = as_of(starts_at), as_of(ends_at)
@@ -505,6 +592,15 @@ class City:
         pydeck.Deck
             Show it offline with ``IPython.display.HTML(twin.deck.iframe(m))``, or save
             ``twin.deck.to_html(m)``.
+
+        Raises
+        ------
+        KeyError
+            If a name is not a layer.
+        AccessError
+            If this session may not read one of the layers.
+        ValueError
+            If ``bbox`` has a minimum above its maximum, or ``at`` is not an ISO 8601 moment.
         """
         names = (
             list(layers)
@@ -522,7 +618,7 @@ class City:
 
     def around(
         self,
-        point: Point,
+        point: Place,
         radius_m: float,
         *,
         layers: Sequence[str] | None = None,
@@ -535,9 +631,9 @@ class City:
         Parameters
         ----------
         point
-            ``(lon, lat)``.
+            ``(lon, lat)`` or shapely Point, EPSG:4326.
         radius_m
-            Radius (m).
+            Radius (m), at most 20 km.
         layers
             Layer ids; all by default.
         at
@@ -551,9 +647,25 @@ class City:
         -------
         layers.onemap.OneMap
             ``features`` (layer → GeoDataFrame with ``distance_m``, ``inside``) and ``summary``.
+
+        Raises
+        ------
+        ParameterError
+            If ``point`` is not a position.
+        OneMapError
+            If ``radius_m`` is out of range, a layer is unknown, a filter does not parse or
+            names a layer not asked, ``limit`` is out of range, or ``at`` is not ISO 8601.
+        AccessError
+            If this session may not read a layer asked for.
         """
         return onemap.around(
-            point, radius_m, layers=layers, at=at, filters=filters, url=self.url, limit=limit
+            as_lonlat(point, "point"),
+            radius_m,
+            layers=layers,
+            at=at,
+            filters=filters,
+            url=self.url,
+            limit=limit,
         )
 
     def within(
@@ -565,7 +677,28 @@ class City:
         filters: dict[str, str] | None = None,
         limit: int | None = None,
     ) -> onemap.OneMap:
-        """Ask every layer (or some) what lies in an area; see :meth:`around`."""
+        """Ask every layer (or some) what lies in an area.
+
+        Parameters
+        ----------
+        area
+            A polygon (or any geometry), EPSG:4326.
+        layers, at, filters, limit
+            As :meth:`around` takes them.
+
+        Returns
+        -------
+        layers.onemap.OneMap
+            As :meth:`around` returns it (``distance_m`` 0 inside the area).
+
+        Raises
+        ------
+        OneMapError
+            If ``area`` is empty or not in lon/lat, or another parameter cannot be honoured
+            (as :meth:`around` says).
+        AccessError
+            If this session may not read a layer asked for.
+        """
         return onemap.within(area, layers=layers, at=at, filters=filters, url=self.url, limit=limit)
 
     def along(
@@ -578,7 +711,31 @@ class City:
         filters: dict[str, str] | None = None,
         limit: int | None = None,
     ) -> onemap.OneMap:
-        """Ask every layer (or some) what lies within ``buffer_m`` of a line; see :meth:`around`."""
+        """Ask every layer (or some) what lies within ``buffer_m`` of a line.
+
+        Parameters
+        ----------
+        line
+            A LineString (or MultiLineString), EPSG:4326.
+        buffer_m
+            Distance from the line (m).
+        layers, at, filters, limit
+            As :meth:`around` takes them.
+
+        Returns
+        -------
+        layers.onemap.OneMap
+            As :meth:`around` returns it, ``distance_m`` measured from the line.
+
+        Raises
+        ------
+        OneMapError
+            If ``line`` is not a (Multi)LineString, is empty or not in lon/lat, ``buffer_m``
+            is out of range (at most 20 km), or another parameter cannot be honoured (as
+            :meth:`around` says).
+        AccessError
+            If this session may not read a layer asked for.
+        """
         return onemap.along(
             line, buffer_m, layers=layers, at=at, filters=filters, url=self.url, limit=limit
         )
@@ -612,9 +769,13 @@ class City:
 
         Raises
         ------
-        layers.onemap.MissingInputError
+        MissingInputError
             If there are no districts: the message says how to load them (``twin ingest
             districts FILE``) or make a grid of cells (``twin city init --district-grid 500``).
+        RoutingError
+            If the ``cover`` kind is not a resource kind, or its minutes are out of range.
+        OneMapError
+            If ``at`` is not an ISO 8601 moment.
         """
         stats = onemap.district_stats(at=at, url=self.url)
         stats.attrs["notes"] = []
@@ -644,7 +805,26 @@ class City:
         return stats
 
     def camera_coverage(self, *, at: datetime | str | None = None) -> CameraCoverage:
-        """Return the cameras' view cones, road coverage per district and the blind spots."""
+        """Return the cameras' view cones, road coverage per district and the blind spots.
+
+        Parameters
+        ----------
+        at
+            A moment; the current cameras and roads by default.
+
+        Returns
+        -------
+        layers.cameras.CameraCoverage
+            The cones (EPSG:4326), the share of road length seen per district and the blind
+            spots.
+
+        Raises
+        ------
+        ParameterError
+            If ``at`` is not an ISO 8601 moment.
+        AccessError
+            If this session may not read the cameras.
+        """
         return camera_coverage(url=self.url, at=at)
 
     # --- utility networks -------------------------------------------------------------------
@@ -656,7 +836,7 @@ class City:
 
     def isolate(
         self,
-        point: Point | None = None,
+        point: Place | None = None,
         *,
         network: str | None = None,
         line: str | None = None,
@@ -667,7 +847,7 @@ class City:
         Parameters
         ----------
         point
-            ``(lon, lat)`` of the break (within 25 m of a line).
+            The break: ``(lon, lat)`` or shapely Point, EPSG:4326 (within 25 m of a line).
         network
             ``water``, ``gas``, ``sewer``, ``heat`` or ``power``; the nearest line's otherwise.
         line
@@ -679,8 +859,24 @@ class City:
         -------
         routing.traces.Outage
             Devices to operate, pieces isolated, nodes, hydrants and buildings without supply.
+
+        Raises
+        ------
+        ParameterError
+            If ``point`` is not a position.
+        MissingNetworkError
+            If ``network`` holds no lines (a :class:`MissingInputError` naming the layer to
+            load).
+        MissingInputError
+            If no network is given and none holds lines.
+        TopologyError
+            If ``network`` is unknown, neither a point nor a line is given, the point or line
+            is on no line of the network(s), or an inoperable device is not in it.
+        AccessError
+            If this session may not read what the network is drawn from.
         """
-        return self.utilities.isolate(point, network=network, line=line, inoperable=inoperable)
+        place = None if point is None else as_lonlat(point, "point")
+        return self.utilities.isolate(place, network=network, line=line, inoperable=inoperable)
 
     def outage(
         self, network: str, *, operate: Sequence[str] = (), out: Sequence[str] = ()
@@ -700,6 +896,16 @@ class City:
         -------
         routing.traces.Outage
             What loses supply.
+
+        Raises
+        ------
+        MissingNetworkError
+            If the network holds no lines (a :class:`MissingInputError` naming the layer to
+            load).
+        TopologyError
+            If ``network`` is unknown, or a device or element is not in the network.
+        AccessError
+            If this session may not read what the network is drawn from.
         """
         return self.utilities.outage(network, operate=operate, out=out)
 
@@ -717,6 +923,15 @@ class City:
         -------
         routing.traces.Cascade
             The grid outage, the dark assets, the water lost with the pumps.
+
+        Raises
+        ------
+        MissingNetworkError
+            If no power lines are loaded (a :class:`MissingInputError`).
+        TopologyError
+            If a switch or element is not in the grid.
+        AccessError
+            If this session may not read what the networks are drawn from.
         """
         return self.utilities.cascade(self.outage("power", operate=operate, out=out))
 
@@ -745,6 +960,16 @@ class City:
         -------
         twin.incidents.Impact
             Assets hit, utility isolation (and cascade), units with routes, roads to close.
+
+        Raises
+        ------
+        ParameterError
+            If ``geometry`` is not a Point or a Polygon, or ``units`` is not 0 to 20.
+        OneMapError
+            If ``geometry`` is empty or not in lon/lat, or ``radius_m`` is out of range.
+        RoutingError
+            If units are asked for and the incident is outside the city or off the roads, or
+            no roads are loaded.
         """
         return incidents.impact(self, geometry, kind=kind, radius_m=radius_m, units=units)
 
@@ -778,13 +1003,36 @@ class City:
         -------
         layers.rasters.RasterInfo
             What was stored.
+
+        Raises
+        ------
+        IngestError
+            If the file is not a usable raster or the name or kind is wrong; every problem
+            names the file and the reason, and nothing is written.
         """
         return rasters.ingest_raster(
             path, name=name, kind=kind, url=self.url, source=source, unit=unit
         )
 
     def rasters(self, *, at: datetime | str | None = None) -> pd.DataFrame:
-        """Return the stored rasters (name, kind, size, CRS, bounds ...)."""
+        """Return the stored rasters.
+
+        Parameters
+        ----------
+        at
+            A moment: the versions valid then; the current ones by default.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per raster: name, kind, source, validity, CRS, size, dtype, nodata,
+            unit, checksum and bounds (EPSG:4326).
+
+        Raises
+        ------
+        RasterError
+            If ``at`` is not an ISO 8601 moment.
+        """
         return rasters.list_rasters(url=self.url, at=at)
 
     def zonal_stats(
@@ -809,13 +1057,39 @@ class City:
         -------
         pandas.DataFrame
             count, min, max, mean, sum per zone (and population for a density raster).
+
+        Raises
+        ------
+        RasterError
+            If the raster does not exist (then), ``at`` is not ISO 8601, or the zones have no
+            CRS.
+        AccessError
+            If no zones are given and this session may not read the districts.
         """
         if zones is None:
             return rasters.district_stats(name, url=self.url, at=at)
         return rasters.zonal_stats(name, zones, url=self.url, at=at)
 
     def pipe_profiles(self, *, dem: str = "dem", network: str | None = None) -> gpd.GeoDataFrame:
-        """Sample the DEM along the pipelines: ground, pipe elevation, cover and slope per pipe."""
+        """Sample the DEM along the pipelines: ground, pipe elevation, cover and slope per pipe.
+
+        Parameters
+        ----------
+        dem
+            The stored raster of kind ``dem``.
+        network
+            Only the pipes of this network; all by default.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            One row per pipe (see :func:`layers.rasters.pipe_profiles`), EPSG:4326.
+
+        Raises
+        ------
+        RasterError
+            If the DEM does not exist or is not of kind ``dem``.
+        """
         return rasters.pipe_profiles(dem=dem, network=network, url=self.url)
 
     def flood_closures(self, name: str, *, threshold_m: float = 0.3) -> list[str]:
@@ -832,6 +1106,13 @@ class City:
         -------
         list of str
             The closed road ids (until :meth:`routing.Router.clear_flood`).
+
+        Raises
+        ------
+        RasterError
+            If there is no such raster, or it is not of kind ``flood_depth``.
+        RoutingError
+            If ``threshold_m`` is negative, the raster cannot be read, or no roads are loaded.
         """
         return self.router.flood(rasters.flood_raster(name, url=self.url), threshold_m=threshold_m)
 
@@ -847,6 +1128,27 @@ class City:
         """Import a SUMO scenario's roads, intersections and signals (with their flows).
 
         See :func:`twin.signals.import_sumo`.
+
+        Parameters
+        ----------
+        scenario
+            The ``.sumocfg`` file.
+        base
+            Programs to store: ``scenario`` (its own plans) or ``network`` (the defaults).
+        progress
+            Called as ``progress(stage, done, total)``.
+
+        Returns
+        -------
+        list of IngestReport
+            One report per layer (roads, intersections, signals).
+
+        Raises
+        ------
+        SignalError
+            If the scenario or its network, programs or routes cannot be read.
+        IngestError
+            If a feature is invalid; nothing is written.
         """
         reports = twin_signals.import_sumo(scenario, base=base, url=self.url, progress=progress)
         self.__dict__.pop("router", None)  # the roads changed: build the graph again
@@ -881,6 +1183,16 @@ class City:
         dict
             The stored plan: name, version, request and plan (per signal: cycle, greens,
             offset, phases, predicted delay).
+
+        Raises
+        ------
+        SignalError
+            No signals in the area, unknown signals, signals without approach data, a
+            corridor of fewer than two signals or whose signals the roads do not connect.
+        ParameterError
+            If ``name`` is not a valid plan name (letters, digits, ``_.-``, up to 63).
+        RoutingError
+            With ``greenwave``, if no roads are loaded.
         """
         return twin_signals.optimise_signals(
             name=name,
@@ -896,6 +1208,25 @@ class City:
         """Write the city's roads and signals as a SUMO network; return the ``.net.xml``.
 
         See :func:`routing.signals.sumo.network_to_sumo`.
+
+        Parameters
+        ----------
+        folder
+            Where to write the network (created if need be).
+        name
+            The files' base name.
+
+        Returns
+        -------
+        pathlib.Path
+            The ``<name>.net.xml`` written.
+
+        Raises
+        ------
+        SignalError
+            If there are no roads, or netconvert refuses them or does not finish in time.
+        AccessError
+            If this session may not read the roads or the signals.
         """
         return network_to_sumo(
             self.layer("roads"),
@@ -906,29 +1237,72 @@ class City:
         )
 
     def signal_plan(self, name: str) -> dict[str, Any] | None:
-        """Return the current version of a stored signal plan, or None."""
+        """Return the current version of a stored signal plan, or None.
+
+        Parameters
+        ----------
+        name
+            The plan's name.
+
+        Returns
+        -------
+        dict or None
+            Name, version, ``valid_from``, request and plan; None if there is no such plan.
+
+        Raises
+        ------
+        StoreError
+            Only when the store cannot be reached: an unknown name is None.
+        """
         return get_plan(name, url=self.url)
 
     def signal_plans(self) -> list[dict[str, Any]]:
-        """Return the stored signal plans (current versions)."""
+        """Return the stored signal plans (current versions).
+
+        Returns
+        -------
+        list of dict
+            One per plan, by name.
+
+        Raises
+        ------
+        StoreError
+            Only when the store cannot be reached.
+        """
         return list_plans(url=self.url)
 
     def signal_plan_sumo(self, name: str) -> str:
-        """Return a stored signal plan as a SUMO additional file; KeyError if unknown."""
+        """Return a stored signal plan as a SUMO additional file.
+
+        Parameters
+        ----------
+        name
+            The plan's name.
+
+        Returns
+        -------
+        str
+            The additional file's XML (a ``tlLogic`` per signal).
+
+        Raises
+        ------
+        KeyError
+            If there is no such plan.
+        """
         try:
             return twin_signals.plan_sumo(name, url=self.url)
         except LookupError as exc:
             raise KeyError(name) from exc
 
     def green_corridor(
-        self, origin: Point, destination: Point, *, depart_s: float = 0.0
+        self, origin: Place, destination: Place, *, depart_s: float = 0.0
     ) -> tuple[Route | None, list[Hold]]:
         """Plan the emergency green corridor along the fastest emergency route.
 
         Parameters
         ----------
         origin, destination
-            ``(lon, lat)``.
+            ``(lon, lat)`` or shapely Point, EPSG:4326.
         depart_s
             Departure on the signal plans' clock, s.
 
@@ -936,6 +1310,14 @@ class City:
         -------
         tuple
             The route (None if unreachable) and the signal holds along it.
+
+        Raises
+        ------
+        ParameterError
+            If ``origin`` or ``destination`` is not a position (parameter ``from``/``to``).
+        RoutingError
+            If a point is outside the city or more than 250 m from an open road, or no
+            roads are loaded.
         """
         trip = self.route(origin, destination, profile="emergency")
         if trip is None:
@@ -1012,7 +1394,7 @@ def connect(
 
     Raises
     ------
-    layers.identity.IdentityError
-        For credentials that are not valid.
+    IdentityError
+        For credentials that are not valid (expired, revoked, unknown).
     """
     return City(url, token=token, api_key=api_key)

@@ -29,7 +29,7 @@ import json
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,14 +287,11 @@ def init_city(
             "give the extent as a box or as a boundary, not both", parameter="bbox"
         )
     if bbox is not None:
-        bbox = _checked_bbox(bbox)
+        bbox = checked_bbox(bbox)
     if metric_crs is not None:
-        _check_metric_crs(metric_crs)
-    if district_grid_m is not None and not (10 <= district_grid_m <= 50_000):
-        raise ParameterError(
-            f"the district grid's cells must be 10 m to 50 km, not {district_grid_m}",
-            parameter="district_grid_m",
-        )
+        check_metric_crs(metric_crs)
+    if district_grid_m is not None:
+        check_grid(district_grid_m)
     if path.is_dir() or mapping is not None:
         loaded = _from_folder(path, mapping, bbox=bbox, progress=progress)
     elif is_osm(path):
@@ -698,8 +695,32 @@ def _node_id(x: float, y: float) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
-def _checked_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    values = tuple(float(v) for v in bbox)
+#: Smallest and largest side of a district grid's cell, m.
+GRID_RANGE_M = (10.0, 50_000.0)
+
+
+def checked_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """Return a city's extent as four floats, or say why it is none.
+
+    Parameters
+    ----------
+    bbox
+        (min lon, min lat, max lon, max lat), degrees, EPSG:4326.
+
+    Returns
+    -------
+    tuple of float
+        The same four numbers as floats.
+
+    Raises
+    ------
+    layers.errors.ParameterError
+        ``bbox``: not four finite numbers, or not ordered degrees.
+    """
+    try:
+        values = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        values = ()
     if len(values) != 4 or not all(np.isfinite(values)):
         raise ParameterError(
             "bbox must be four numbers: min lon, min lat, max lon, max lat", parameter="bbox"
@@ -713,7 +734,19 @@ def _checked_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float
     return (minx, miny, maxx, maxy)
 
 
-def _check_metric_crs(value: str) -> None:
+def check_metric_crs(value: str) -> None:
+    """Refuse a CRS that is unknown or not projected in metres.
+
+    Parameters
+    ----------
+    value
+        A CRS as pyproj reads it (``EPSG:32633``, WKT, PROJ string).
+
+    Raises
+    ------
+    layers.errors.ParameterError
+        ``metric_crs``: unknown to PROJ, or not a projected CRS in metres.
+    """
     try:
         crs = CRS.from_user_input(value)
     except CRSError as exc:
@@ -721,6 +754,27 @@ def _check_metric_crs(value: str) -> None:
     unit = crs.axis_info[0].unit_name if crs.axis_info else ""
     if not crs.is_projected or unit not in ("metre", "meter"):
         raise ParameterError(f"{value} is not a projected CRS in metres", parameter="metric_crs")
+
+
+def check_grid(side_m: float) -> None:
+    """Refuse a district grid cell outside :data:`GRID_RANGE_M`.
+
+    Parameters
+    ----------
+    side_m
+        The side of a square cell, m.
+
+    Raises
+    ------
+    layers.errors.ParameterError
+        ``district_grid_m``: not a number within :data:`GRID_RANGE_M`.
+    """
+    low, high = GRID_RANGE_M
+    if not (low <= side_m <= high):
+        raise ParameterError(
+            f"the district grid's cells must be {low:g} m to {high / 1000:g} km, not {side_m}",
+            parameter="district_grid_m",
+        )
 
 
 #: Largest scale error a metric CRS may have at the city's centre (2 %): a UTM zone's is under

@@ -11,13 +11,15 @@ An incident is a point or an area and a kind. Its impact is read from every laye
   pipes isolated (the works area; a cable fault is repaired where it is found, so its whole
   isolated branch is not closed).
 
-The rules per kind are in :data:`KINDS`; an unknown kind gets the default row.
+The rules per kind are in :data:`KINDS`; an unknown kind gets the default row. What is read
+comes through a :class:`Responder` (a :class:`twin.City` is one), so this module does not
+import the facade that calls it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import shapely
@@ -26,11 +28,35 @@ from layers import access
 from layers.errors import ParameterError
 from layers.onemap import OneMap, along, around, check_geometry, within
 from routing import Unit
-from routing.traces import Cascade, Outage
+from routing.traces import Cascade, Outage, Utilities
 from routing.utility_network import NETWORK_LAYERS
 
-if TYPE_CHECKING:
-    from twin.city import City
+
+class Responder(Protocol):
+    """What an incident's impact is read through: the store, its utilities and its units.
+
+    :class:`twin.City` is one.
+
+    Attributes
+    ----------
+    url
+        Database URL of the store.
+    utilities
+        The store's utility networks.
+    """
+
+    url: str
+
+    @property
+    def utilities(self) -> Utilities:
+        """The utility networks (water, gas, sewer, heat, power)."""
+        ...
+
+    def nearest_units(
+        self, incident: tuple[float, float], *, kind: str | None = None, k: int = 3
+    ) -> list[Unit]:
+        """Return the ``k`` available resources that reach ``(lon, lat)`` first, with routes."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +150,7 @@ class Impact:
 
 
 def impact(
-    city: City,
+    city: Responder,
     geometry: shapely.Geometry,
     *,
     kind: str,
@@ -136,7 +162,7 @@ def impact(
     Parameters
     ----------
     city
-        The city.
+        The city (a :class:`twin.City`, or anything with what :class:`Responder` names).
     geometry
         The incident: a point or an area (EPSG:4326).
     kind
@@ -151,6 +177,15 @@ def impact(
     -------
     Impact
         Assets, utility isolation and cascade, units and suggested closures.
+
+    Raises
+    ------
+    layers.errors.ParameterError
+        If ``geometry`` is not a Point or a Polygon, or ``units`` is not 0 to 20.
+    layers.onemap.OneMapError
+        If ``geometry`` is empty or not in lon/lat, or ``radius_m`` is out of range.
+    routing.RoutingError
+        If units are asked for and the incident is outside the city or off the roads.
     """
     rule = KINDS.get(kind, DEFAULT_RULE)
     if radius_m is not None:
@@ -183,7 +218,7 @@ def impact(
 
 
 def _closures(
-    city: City, geometry: shapely.Geometry, rule: KindRule, utility: Outage | None
+    city: Responder, geometry: shapely.Geometry, rule: KindRule, utility: Outage | None
 ) -> dict[str, Any]:
     """Roads within the closure distance, and over the isolated pipes (the works area)."""
     areas = []
@@ -204,7 +239,7 @@ def _closures(
     return {"road_ids": ids, "geometry": merged}
 
 
-def _along(city: City, works: shapely.Geometry) -> OneMap:
+def _along(city: Responder, works: shapely.Geometry) -> OneMap:
     parts = shapely.get_parts(shapely.line_merge(works))
     line = parts[0] if len(parts) == 1 else shapely.MultiLineString(list(parts))
     return along(line, WORKS_M, layers=["roads"], url=city.url)

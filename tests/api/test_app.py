@@ -39,6 +39,9 @@ DOCUMENTED = {
     ("get", "/signals/plans/{name}/sumo"),
     ("get", "/signals/corridor"),
     ("get", "/onemap/around"),
+    ("get", "/search"),
+    ("post", "/utilities/section"),
+    ("get", "/utilities/section"),
     ("post", "/onemap/within"),
     ("post", "/onemap/along"),
     ("get", "/onemap/districts"),
@@ -94,10 +97,9 @@ def test_the_catalog_page_lists_the_layers(client: TestClient) -> None:
 
 def test_the_landing_page_is_the_viewer_and_loads_nothing_from_outside(client: TestClient) -> None:
     page = client.get("/", headers={"accept": "text/html"})
-    assert page.status_code == 200 and "viewer/deck.js" in page.text
+    assert page.status_code == 200 and "viewer/viewer.js" in page.text
     assert "http://" not in page.text and "https://" not in page.text
     for asset in (
-        "viewer/deck.js",
         "viewer/viewer.js",
         "viewer/viewer.css",
         "viewer/mvt-worker.js",
