@@ -164,3 +164,30 @@ def test_the_replay_command_lists_refused_rows_and_fails_cleanly(
     )  # fmt: skip
     assert missing.returncode == 2
     assert "none.csv: no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_datastream_is_placed_by_a_point_as_by_a_pair(city: twin.City, live_db: str) -> None:
+    import shapely
+    import sqlalchemy as sa
+
+    from layers.database import get_engine
+
+    city.live.register(
+        "pt/speed", thing="pt", observed_property="speed", location=shapely.Point(7.42, 43.73)
+    )
+    city.live.register(
+        "pair/speed", thing="pair", observed_property="speed", location=(7.43, 43.74)
+    )
+    with get_engine(live_db).connect() as conn:
+        rows = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT t.name, ST_AsText(l.geom) FROM sta_things t "
+                    "JOIN sta_thing_locations tl ON tl.thing_id = t.id "
+                    "JOIN sta_locations l ON l.id = tl.location_id WHERE t.name IN ('pt', 'pair')"
+                )
+            ).all()
+        )
+    assert rows == {"pt": "POINT(7.42 43.73)", "pair": "POINT(7.43 43.74)"}
+    with pytest.raises(twin.ParameterError, match="location"):
+        city.live.register("bad/speed", thing="bad", observed_property="speed", location="here")

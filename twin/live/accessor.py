@@ -36,6 +36,7 @@ from twin.live.feed import Feed
 from twin.live.processors import default_processors
 from twin.live.registry import register
 from twin.live.replay import ReplayReport, replay
+from twin.places import Place, as_lonlat
 
 
 def _moment(value: datetime | str | None, name: str) -> datetime | None:
@@ -80,14 +81,22 @@ class Live:
         sensor: str = "sensor",
         observation_type: str = MEASUREMENT,
         unit: str | None = None,
-        location: tuple[float, float] | None = None,
+        location: Place | None = None,
     ) -> int:
         """Register a datastream on a twin feature (see :func:`twin.live.registry.register`).
+
+        ``location`` is ``(lon, lat)`` or a shapely Point, EPSG:4326; the other arguments are
+        the registry's.
 
         Returns
         -------
         int
             The datastream's ``@iot.id``.
+
+        Raises
+        ------
+        ParameterError
+            A ``location`` that is not a position, or as the registry refuses a datastream.
         """
         return register(
             name,
@@ -98,7 +107,7 @@ class Live:
             sensor=sensor,
             observation_type=observation_type,
             unit=unit,
-            location=location,
+            location=None if location is None else as_lonlat(location, "location"),
             url=self.url,
         )
 
