@@ -133,10 +133,21 @@ class Impact:
     closures: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
-        """Return the figures: assets hit, utility losses, units and closures."""
+        """Return the figures: assets hit, utility losses, units and closures.
+
+        Returns
+        -------
+        dict
+            ``kind``; ``radius_m`` (m); ``unit_kind``, the resource kind the incident kind
+            sends (None: none is assigned, the nearest units of any kind are listed);
+            ``assets`` (count per layer); ``buildings``; ``utility`` and ``cascade``
+            (their summaries, or None); ``units`` (id, kind, name, ``total_s`` in s);
+            ``closures`` (count of roads).
+        """
         return {
             "kind": self.kind,
             "radius_m": self.rule.radius_m,
+            "unit_kind": self.rule.units,
             "assets": self.assets.summary["counts"],
             "buildings": self.assets.summary.get("buildings"),
             "utility": self.utility.summary() if self.utility else None,

@@ -303,6 +303,8 @@ def test_incident_impact_of_the_burst_main(client: TestClient, city: twin.City) 
     assert body["closures"]["road_ids"], "the works area closes the roads over the isolated main"
     # the sample's burst main lies on a one-way street leaving the extract: no unit reaches it
     assert body["units"]["features"] == [] == city.nearest_units(tuple(BURST), k=3)
+    # and no unit kind is assigned to a burst main (the viewer says so, not "none reaches it")
+    assert body["summary"]["unit_kind"] is None
     collision = client.post(
         "/incidents/impact",
         json={
@@ -314,6 +316,7 @@ def test_incident_impact_of_the_burst_main(client: TestClient, city: twin.City) 
     # as many units as an impact asks for by default (3, api/incidents.py), of the kind that
     # answers a collision (README: "collision → hospitals")
     assert len(units) == 3 and {u["properties"]["kind"] for u in units} == {"hospital"}
+    assert collision["summary"]["unit_kind"] == "hospital"
     assert collision["closures"]["road_ids"]  # the roads within 25 m
     fire = client.post(
         "/incidents/impact",
