@@ -9,6 +9,12 @@ tool whose backend is not built is hidden, not broken. ``live`` tells the page i
 the push stream at ``/live/events``. ``/catalog`` keeps the plain table of layers;
 ``/?f=json`` is the OGC API landing page.
 
+The page (:func:`_page`) carries its texts' locale keys (``data-i18n``): the script writes them
+in Chinese or English (``api/static/src/locales``), with the panel (foldable, the map's opening
+view fitted beside it), a legend drawn from the same styles, a scale bar, a north arrow, the
+search box (``search``, shown when ``/search`` is served), the as-of time control and the PNG
+export (``api/static/src/chrome.js``).
+
 The page opens on the data (:func:`opening_view`: the extent of what is loaded, from
 :func:`layers.sources.data_extent`; the settings' ``city_bbox`` only when nothing is) and
 credits exactly the sources of what is loaded (:func:`layers.sources.credits`), both read
@@ -50,6 +56,8 @@ TOOLS = {
     "impact": "/incidents/impact",
     "cameras": "/cameras/coverage",
     "live": "/live/events",
+    "search": "/search",
+    "section": "/utilities/section",
 }
 #: The live layer the page colours roads from (its collection), when the API serves it.
 CONGESTION = "live_congestion"
@@ -99,6 +107,7 @@ def routes(settings: TwinSettings) -> APIRouter:
         served = set(request.app.openapi()["paths"])
         return {
             "title": f"CityTwin — {settings.city_name}",
+            "city": settings.city_name,
             "styles": viewer_styles(),
             "depth_exaggeration": DEPTH_EXAGGERATION,
             "view": opening_view(settings),
@@ -238,6 +247,13 @@ def _credits_html(found: list[Credit]) -> str:
 
 
 def _page(settings: TwinSettings, found: list[Credit]) -> str:
+    """Return the viewer's page: the map, the panel, and the controls over the map.
+
+    Every text is English here and carries its locale key (a ``data-i18n`` attribute, and
+    ``data-i18n-title`` / ``-placeholder`` / ``-aria-label`` for attributes): the page's script
+    writes it in the reader's language (``api/static/src/locales``) as it starts, and again
+    when the reader switches language. The city's name and the data's credits stay as they are.
+    """
     title = html.escape(f"CityTwin — {settings.city_name}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -245,14 +261,43 @@ def _page(settings: TwinSettings, found: list[Credit]) -> str:
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="viewer/viewer.css"></head>
 <body><div id="map"></div>
-<aside id="panel"><h1 id="title">{title}</h1>
+<aside id="panel"><div id="panel-tools">
+<select id="language" data-i18n-title="chrome:language" data-i18n-aria-label="chrome:language"
+ title="Language" aria-label="Language"></select>
+<button type="button" id="panel-toggle" aria-controls="panel-body" aria-expanded="true"
+ data-i18n-title="chrome:panel.hide" data-i18n-aria-label="chrome:panel.hide"
+ title="Fold the panel" aria-label="Fold the panel"></button></div>
+<h1 id="title">{title}</h1>
+<div id="panel-body">
 <div id="modes"></div><div id="hint"></div>
-<div id="incident-options" hidden><label>Kind <select id="incident-kind"></select></label></div>
+<div id="incident-options" hidden><label><span data-i18n="core:incident.kind">Kind</span>
+<select id="incident-kind"></select></label></div>
 <div id="result"></div>
-<label>Surface <input id="surface" type="range" min="0" max="100" value="100"> (section
-view: lower it to see the pipes below)</label>
+<fieldset id="time" data-i18n-title="chrome:time.title" title="See the map as of a moment">
+<legend data-i18n="chrome:time">Time</legend>
+<label class="time-at"><span data-i18n="chrome:time.at">As of</span>
+<input id="time-at" type="datetime-local" step="1"></label>
+<button type="button" id="time-now" data-i18n="chrome:time.now"
+ data-i18n-title="chrome:time.now.title" title="Back to the current state">Now</button>
+<div id="time-state" aria-live="polite"></div></fieldset>
+<label class="surface"><span data-i18n="core:surface">Surface</span>
+<input id="surface" type="range" min="0" max="100" value="100">
+<small data-i18n="core:surface.hint">(section view: lower it to see the pipes below)</small></label>
 <div id="layers"></div>
-<p><a href="catalog">Layers</a> · <a href="docs">API</a></p></aside>
+<p class="links"><a href="catalog" data-i18n="chrome:link.catalog">Layer list</a> ·
+<a href="docs" data-i18n="chrome:link.docs">API documentation</a></p></div></aside>
+<div id="search" role="search" hidden><input id="search-q" type="search" autocomplete="off"
+ data-i18n-placeholder="chrome:search.placeholder" data-i18n-aria-label="chrome:search"
+ placeholder="Place, street or id" aria-label="Search"><ol id="search-hits" hidden></ol></div>
+<div id="controls"><button type="button" id="north" data-i18n-title="chrome:north"
+ data-i18n-aria-label="chrome:north" title="North arrow" aria-label="North arrow">
+<span id="north-arrow"><span class="tip"></span>
+<span class="letter" data-i18n="chrome:north.letter">N</span></span></button>
+<button type="button" id="export" data-i18n="chrome:export"
+ data-i18n-title="chrome:export.title" title="Save the map as a PNG">Export PNG</button></div>
+<aside id="legend"><h2 data-i18n="chrome:legend">Legend</h2><ul id="legend-list"></ul></aside>
+<div id="scale" data-i18n-title="chrome:scale.title" title="Scale"><span id="scale-label"></span>
+<div id="scale-bar"></div></div>
 <div id="attribution">{_credits_html(found)}</div>
 <script src="viewer/viewer.js"></script>
 </body></html>"""

@@ -7,6 +7,13 @@ viewer page (``GET /``) reads :func:`viewer_styles` and builds deck.gl layers fr
 browser; notebooks get pydeck layers from :func:`pydeck_layer` and :meth:`twin.City.map`, drawn
 the same way. :func:`to_html` renders a pydeck map with deck.gl inlined from pydeck's own
 bundle: no CDN, no web basemap, so it works with no internet.
+
+Underground networks are coloured by the APWA Uniform Color Code (American Public Works
+Association, ANSI Z535.1 safety colours), as utility locators mark them: potable water blue,
+sewers and drains green, gas, oil and steam yellow, electric power red, communications orange,
+reclaimed water purple. The code has no colour of its own for district heating: heat is steam
+and hot water, so it is drawn in the code's yellow family, a darker amber than gas so the two are
+told apart (:data:`NETWORK_COLORS`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from layers.catalog import LAYERS
 from layers.defaults import building_heights_m
 
 RGBA = tuple[int, int, int, int]
-#: How many times deeper than real underground lines are drawn, so a 1.2 m main is visible.
+#: How many times deeper than real underground lines are drawn, so a 1.2 m main is visible;
+#: their diameters are drawn as many times wider, so pipes keep their proportions at depth.
 DEPTH_EXAGGERATION = 10.0
 #: deck.gl's bundle as pydeck ships it (used by ``to_html(offline=True)``); served by the API.
 DECK_BUNDLE = Path(pdk.__file__).parent / "nbextension" / "static" / "index.js"
@@ -61,6 +69,9 @@ class Style:
         Attribute giving the height to extrude areas by (m).
     depth
         Attribute giving the depth below ground (m), drawn ``DEPTH_EXAGGERATION`` times deeper.
+    diameter
+        Attribute giving a line's diameter (mm): the line is drawn as a tube (a line facing the
+        camera) ``DEPTH_EXAGGERATION`` times as wide, at least ``width_m``.
     minzoom
         Shown from this zoom on.
     visible
@@ -80,6 +91,7 @@ class Style:
     radius_m: float = 4.0
     extrude: str | None = None
     depth: str | None = None
+    diameter: str | None = None
     minzoom: int = 12
     visible: bool = True
     source: Literal["tiles", "features"] = "tiles"
@@ -103,11 +115,16 @@ ROAD_COLORS: dict[str, RGBA] = {
     "residential": (236, 236, 236, 255),
     "service": (225, 225, 225, 255),
 }
+#: Colour per utility network, by the APWA Uniform Color Code (see the module's notes); district
+#: heat (not in the code) in a darker amber of the code's steam yellow.
 NETWORK_COLORS: dict[str, RGBA] = {
-    "water": (30, 120, 220, 255),
-    "gas": (235, 190, 20, 255),
-    "sewer": (130, 90, 50, 255),
-    "heat": (220, 50, 40, 255),
+    "water": (0, 90, 230, 255),  # potable water: blue
+    "sewer": (0, 150, 60, 255),  # sewers and drain lines: green
+    "gas": (250, 210, 0, 255),  # gas, oil, steam: yellow
+    "heat": (200, 130, 0, 255),  # district heat (hot water, steam): amber, of the yellow family
+    "power": (230, 0, 0, 255),  # electric power lines, cables: red
+    "telecom": (255, 130, 0, 255),  # communications, alarm, signal lines: orange
+    "reclaimed": (130, 40, 160, 255),  # reclaimed water, irrigation: purple
 }
 
 #: How each layer is drawn.
@@ -143,7 +160,10 @@ STYLES: dict[str, Style] = {
             colors=NETWORK_COLORS,
             width_m=1.5,
             depth="depth_m",
-            minzoom=15,
+            diameter="diameter_mm",
+            # shown from the zoom the viewer opens a city the size of a district at (a larger
+            # city opens further out, where a city's pipes are too many to draw as features)
+            minzoom=13,
             source="features",
         ),
         Style(
@@ -286,6 +306,23 @@ def pydeck_layer(layer_id: str, frame: gpd.GeoDataFrame, **overrides: Any) -> pd
         "extruded": bool(style.extrude),
         "get_elevation": "properties._height" if style.extrude else 0,
     }
+    if style.diameter:
+        # a tube: a line facing the camera, as wide as the pipe (exaggerated as its depth)
+        diameter = (
+            pd.to_numeric(frame[style.diameter], errors="coerce").to_numpy(float)
+            if style.diameter in frame
+            else np.full(len(frame), np.nan)
+        )
+        width = np.fmax(np.nan_to_num(diameter / 1000 * DEPTH_EXAGGERATION), style.width_m)
+        for feature, w in zip(collection["features"], width, strict=True):
+            feature["properties"]["_width"] = float(w)
+        props.update(
+            get_line_width="properties._width",
+            line_billboard=True,
+            line_width_min_pixels=2,
+            line_joint_rounded=True,
+            line_cap_rounded=True,
+        )
     props.update(overrides)
     return pdk.Layer("GeoJsonLayer", **props)
 

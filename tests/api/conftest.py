@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
+
+if TYPE_CHECKING:
+    from tests.api.test_viewer import Viewer
 
 # software WebGL: the machines that run the tests have no GPU
 WEBGL = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
@@ -21,3 +25,16 @@ def browser() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=chromium, args=WEBGL)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def viewer(browser: Browser, sample_server: str) -> Iterator[Viewer]:
+    """The viewer on the sample city, opened and settled; no request may leave the machine
+    and the console must stay free of errors."""
+    from tests.api.test_viewer import Viewer
+
+    page = Viewer(browser, sample_server)
+    yield page
+    assert page.outside == [], f"requests left the machine: {page.outside}"
+    assert page.errors == [], f"console errors: {page.errors}"
+    page.close()

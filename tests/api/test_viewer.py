@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -178,15 +177,6 @@ class Viewer:
         self.context.close()
 
 
-@pytest.fixture
-def viewer(browser: Browser, sample_server: str) -> Iterator[Viewer]:
-    page = Viewer(browser, sample_server)
-    yield page
-    assert page.outside == [], f"requests left the machine: {page.outside}"
-    assert page.errors == [], f"console errors: {page.errors}"
-    page.close()
-
-
 def test_the_viewer_draws_the_city_offline(viewer: Viewer, sample_db: str) -> None:
     # it opens on the data, and credits exactly the sources loaded
     minx, miny, maxx, maxy = data_extent(sample_db) or (0, 0, 0, 0)
@@ -202,7 +192,7 @@ def test_the_viewer_draws_the_city_offline(viewer: Viewer, sample_db: str) -> No
     config = viewer.page.evaluate("() => window.twinViewer.state.config.features")
     assert all(config.values())  # every tool's backend is served, so every tool is shown
     buttons = viewer.page.locator("#modes button").all_inner_texts()
-    assert buttons == ["Inspect", "Route", "Service areas", "Incident"]
+    assert buttons == ["Inspect", "Route", "Service areas", "Incident", "Section"]
 
 
 def test_toggling_a_layer_changes_the_picture(viewer: Viewer) -> None:

@@ -182,7 +182,8 @@ def test_sign_in_shows_hidden_layers_with_the_token(viewer: SignInViewer, comman
     )
     assert bounds and len(bounds) == 4, bounds
     who = viewer.page.locator("#signin-who").inner_text()
-    assert commander in who and "emergency_commander" in who, who
+    # the role in plain words (locales/en/core.json role.emergency_commander)
+    assert commander in who and "emergency commander" in who, who
     assert viewer.page.locator("#signout").inner_text() == "Sign out"
     token = viewer.page.evaluate(
         "() => JSON.parse(sessionStorage.getItem('citytwin.session')).token"

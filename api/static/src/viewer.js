@@ -7,7 +7,15 @@
 import {Deck} from "@deck.gl/core";
 import {MVTLayer, TileLayer} from "@deck.gl/geo-layers";
 import {GeoJsonLayer, ScatterplotLayer, TextLayer} from "@deck.gl/layers";
-import {t} from "./i18n.js";
+import {DataFilterExtension} from "@deck.gl/extensions";
+import {chromeLayers, chromeState, drawLegend, fitView, initChrome, viewDrawn} from "./chrome.js";
+import {onLanguageChange, t, translatePage} from "./i18n.js";
+import {clearanceName, incidentName, layerTitle, roleName} from "./names.js";
+import {answersState, areaColor, areasAnswer, attributesAnswer, epoch, hereAnswer, impactAnswer, routeAnswer, setupAnswers,
+  show} from "./answers.js";
+import {ownPick, pickFilter} from "./picking.js";
+import {sectionClick, sectionLayers, sectionState} from "./section.js";
+import {extentOf, groundLayer, MAP_VIEW, tubeProps, vehiclesFirst} from "./underground.js";
 import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
   saveSession} from "./session.js";
 
@@ -19,12 +27,13 @@ const height = (properties, key) =>
 // the layer panel's groups (twin/deck.py's `group`), named by core:group.<group>
 const groupName = (group) => t(`core:group.${group}`);
 // the tools: each shown when its endpoint is served; named by core:mode.<mode> and
-// core:mode.<mode>.hint
+// core:mode.<mode>.hint (or their own `label` and `hint` keys)
 const MODES = {
   inspect: {needs: null},
   route: {needs: "route"},
   areas: {needs: "isochrones"},
   incident: {needs: "impact"},
+  section: {needs: "section", label: "map:mode.section", hint: "map:mode.section.hint"},
 };
 
 // loaders.gl's MVT worker, served by the twin (not a CDN)
@@ -33,10 +42,13 @@ const MATERIAL = {ambient: 0.5, diffuse: 0.6, shininess: 16};
 // emergency resources: a letter for the kind on the kind's colour, a ring for the status
 const LETTERS = {fire_station: "F", hospital: "H", police: "P", shelter: "S", depot: "D", vehicle: "V"};
 const STATUS = {available: [0, 150, 60, 255], busy: [220, 0, 0, 255]};
+// a feature of the one-map tiles is drawn (and picked) where its filter value is 1: not a
+// vehicle drawn by the live layer, nor the surface when the Surface slider is at 0
+const SHOWN = new DataFilterExtension({filterSize: 1});
 
 const state = {
   config: null, visible: {}, surface: 1.0, mode: "inspect", points: [],
-  overlays: {route: null, areas: null, units: null, closures: null, marks: []},
+  overlays: {route: null, areas: null, units: null, closures: null, marks: [], highlight: null},
   cones: null, selected: null, view: null,
   // made again only when the caller changes (deck.gl compares props by identity): the tile
   // loaders' options, carrying the caller's token
@@ -98,6 +110,8 @@ function styleProps(style) {
     extruded: Boolean(style.extrude),
     getElevation: (f) => height(f.properties, style.extrude),
     material: MATERIAL,
+    // underground lines: tubes as wide as their diameter (exaggerated as their depth)
+    ...(style.depth ? tubeProps(style, state.config.depth_exaggeration) : {}),
     updateTriggers: {getFillColor: [state.surface], getLineColor: [state.surface]},
   };
 }
@@ -128,7 +142,7 @@ function featureLayer(style) {
     ...common,
     ...props,
     // the caller changed: every tile is asked for again, with the new token
-    updateTriggers: {...props.updateTriggers, getTileData: [auth.generation]},
+    updateTriggers: {...props.updateTriggers, getTileData: [auth.generation, state.at]},  // the as-of moment too
     maxZoom: 18,
     tileSize: 256,
     onTileLoad: changed,  // a tile's data in: the map settles once a frame has drawn it
@@ -136,32 +150,35 @@ function featureLayer(style) {
     getTileData: async ({bbox, signal}) => {
       if (made !== auth.generation) return null;  // made for another caller: replaced soon
       const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
-      const collection = await json(`collections/${style.layer}/items?bbox=${box}&limit=10000`, {signal}, token);
+      const collection = await json(`collections/${style.layer}/items?bbox=${box}&limit=10000${state.at ? `&datetime=${encodeURIComponent(state.at)}` : ""}`, {signal}, token);
       return style.depth ? sinkLines(collection, style) : collection;
     },
     renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
   });
 }
 
-function mapLayer(styles) {
+function mapLayer(styles, id = "map") {
   // every shown tile layer in one one-map vector tile per z/x/y (a layer per collection);
-  // each feature is drawn by its layer's style (loaders.gl puts the layer in `layerName`)
+  // each feature is drawn by its layer's style (loaders.gl puts the layer in `layerName`).
+  // The resources come in a layer of their own (id "resources"), drawn over the live vehicles
+  // with each tile's vehicles drawn first: a station is drawn, and picked, over its vehicles.
   const shown = styles.filter((s) => shownLayer(s.layer));
   const byLayer = Object.fromEntries(shown.map((s) => [s.layer, s]));
-  const pick = (f) => byLayer[f.properties.layerName] || shown[0];
+  // a tile loaded before a layer was switched off may still be drawn until its successor loads:
+  // its features of that layer keep their style, and are filtered out
+  const styleOf = Object.fromEntries(styles.map((s) => [s.layer, s]));
+  const pick = (f) => byLayer[f.properties.layerName] || styleOf[f.properties.layerName] || styles[0];
   const factor = (s) => (SURFACE.has(s.group) ? state.surface : 1.0);
   // the one-map tileset of the shown layers: tiles only inside its limits (the layers' data,
   // from their minzoom), overzoomed past its maxzoom; the server answers 404 outside them
   const sets = shown.map((s) => state.config.tilesets[s.layer]).filter((t) => t && t.bounds);
-  const extent = sets.length ? [
-    Math.min(...sets.map((t) => t.bounds[0])), Math.min(...sets.map((t) => t.bounds[1])),
-    Math.max(...sets.map((t) => t.bounds[2])), Math.max(...sets.map((t) => t.bounds[3])),
-  ] : null;
+  const extent = extentOf(state.config.tilesets, shown.map((s) => s.layer));
   // vehicles are drawn by the live layer (at their live positions) while it is shown
   const moved = vehiclesShown();
   const hidden = (f) => moved && f.properties.layerName === "resources" && f.properties.kind === "vehicle";
+  const cleared = state.surface <= 0;  // the surface not drawn at all: the underground in plain view
   return new MVTLayer({
-    id: "map",
+    id,
     data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
     visible: extent !== null,
     extent: extent || [0, 0, 0, 0],
@@ -188,9 +205,13 @@ function mapLayer(styles) {
     pointRadiusMaxPixels: 40,
     getElevation: (f) => (pick(f).extrude ? height(f.properties, pick(f).extrude) : 0),
     material: MATERIAL,
+    extensions: [SHOWN],
+    getFilterValue: (f) => (hidden(f) || !byLayer[f.properties.layerName] || (cleared && SURFACE.has(pick(f).group)) ? 0 : 1),
+    filterRange: [1, 1],
+    renderSubLayers: (props) => new GeoJsonLayer({...props, data: id === "resources" ? vehiclesFirst(props.data) : props.data}),
     updateTriggers: {
       getFillColor: [state.surface, moved], getLineColor: [state.surface, moved],
-      getText: [moved], getPointRadius: [moved],
+      getText: [moved], getPointRadius: [moved], getFilterValue: [cleared, moved, shown.map((s) => s.layer).join()],
       getTileData: [auth.generation],  // the caller changed: every tile again, with its token
     },
     loadOptions: state.loadOptions,  // the MVT worker, and the caller's token on every tile
@@ -207,9 +228,13 @@ function overlayLayers() {
       filled: true, getFillColor: [90, 40, 140, 60], getLineColor: [90, 40, 140, 200], getLineWidth: 0.5}));
   }
   if (o.areas) {
+    // longest time first, the shorter drawn over it; sequential colours (answers.js), darkest
+    // the shortest, as the answer's legend
+    const n = o.areas.features.length;
+    const color = (f) => areaColor(n - 1 - o.areas.features.indexOf(f), n);
     out.push(new GeoJsonLayer({id: "service-areas", data: o.areas, pickable: false, stroked: true, filled: true,
-      getFillColor: (f) => [[0, 150, 80, 70], [240, 180, 0, 60], [220, 60, 40, 50]][Math.min(2, o.areas.features.indexOf(f))],
-      getLineColor: [40, 40, 40, 160], getLineWidth: 2}));
+      getFillColor: (f) => [...color(f), 120], getLineColor: (f) => [...color(f), 255], getLineWidth: 3,
+      lineWidthMinPixels: 2}));
   }
   if (o.closures) {
     out.push(new GeoJsonLayer({id: "suggested-closures", data: o.closures, getLineColor: [255, 120, 0, 230],
@@ -238,15 +263,31 @@ function overlayLayers() {
       {type: "Feature", geometry: {type: "Point", coordinates: c}, properties: {}}))},
       getFillColor: [0, 0, 0, 255], getPointRadius: 6, pointRadiusMinPixels: 5}));
   }
+  if (o.highlight) {
+    // the answer's item hovered or clicked (a route's step, a valve, a unit's route, a road)
+    out.push(new GeoJsonLayer({id: "answer-highlight", data: o.highlight, pickable: false, stroked: true,
+      filled: true, getLineColor: [0, 200, 255, 255], getFillColor: [0, 200, 255, 255], getLineWidth: 10,
+      lineWidthMinPixels: 6, getPointRadius: 6, pointRadiusMinPixels: 9, parameters: {depthCompare: "always"}}));
+  }
   return out;
 }
 
 function render() {
-  const tiles = state.config.styles.filter((s) => s.source === "tiles");
+  const tiles = state.config.styles.filter((s) => s.source === "tiles" && s.layer !== "resources");
+  const resources = state.config.styles.filter((s) => s.source === "tiles" && s.layer === "resources");
   // a layer the caller may not read is no layer at all (deck.gl loads a hidden tile layer's tiles)
-  const features = state.config.styles.filter((s) => s.source === "features" && readable(s.layer)).map(featureLayer);
+  const features = state.config.styles.filter((s) => s.source === "features" && readable(s.layer));
+  // the underground first, then the ground over it as opaque as the Surface slider (while a
+  // basemap layer is shown), then the surface: lowering the slider uncovers the pipes
+  // (underground.js)
+  const below = features.filter((s) => s.depth).map(featureLayer);
+  const above = features.filter((s) => !s.depth).map(featureLayer);
+  const basemap = state.config.styles.filter((s) => s.group === "basemap" && shownLayer(s.layer)).map((s) => s.layer);
+  const all = state.config.styles.map((s) => s.layer);
+  const ground = basemap.length ? groundLayer(extentOf(state.config.tilesets, all), state.surface) : null;
   changed();
-  state.deck.setProps({layers: [mapLayer(tiles), ...features, ...liveLayers(), ...overlayLayers()]});
+  state.deck.setProps({layers: [...below, ...(ground ? [ground] : []), mapLayer(tiles), ...above, ...liveLayers(),
+    mapLayer(resources, "resources"), ...sectionLayers(), ...overlayLayers(), ...chromeLayers()]});
 }
 
 function layersLoaded() {
@@ -297,10 +338,7 @@ function attributes(object, layer, fromTiles) {
   const props = object.properties || object;
   // a vector tile's feature id is the row's version, and the tile reader writes it over `id`
   const hidden = new Set(fromTiles ? ["id", "layerName"] : ["layerName"]);
-  const rows = Object.entries(props)
-    .filter(([k, v]) => v !== null && v !== undefined && !k.startsWith("_") && !hidden.has(k) && typeof v !== "object")
-    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join("");
-  return `<h3>${esc(layer)}</h3><table class="attributes">${rows}</table>`;
+  return attributesAnswer(props, layer, hidden, state.config.styles);  // in plain words
 }
 
 async function json(url, options, token = auth.token) {
@@ -311,14 +349,8 @@ async function json(url, options, token = auth.token) {
 }
 
 async function whatIsHere(lon, lat, say) {
-  const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=30&limit=3`);
-  const found = Object.entries(body.layers).filter(([, fc]) => fc.numberMatched > 0);
-  const rows = found.map(([layer, fc]) => {
-    const first = fc.features[0]?.properties || {};
-    const label = first.name || first.kind || first.class || first.network || first.use || first.id || "";
-    return `<tr><th>${esc(layer)}</th><td>${fc.numberMatched}</td><td>${esc(label)}</td></tr>`;
-  }).join("");
-  say(`<h3>Within 30 m</h3><table class="attributes">${rows || "<tr><td>nothing</td></tr>"}</table>`);
+  const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=30&limit=3${state.at ? `&at=${encodeURIComponent(state.at)}` : ""}`);
+  say(hereAnswer(body, 30, state.config.styles).html);
 }
 
 function layerOf(hit) {
@@ -334,16 +366,28 @@ function answer(mine, write) {
 }
 
 async function onClick(info, mine) {
-  const say = (html) => answer(mine, (result) => { result.innerHTML = html; });
+  // An answer is shown, and its overlays drawn, only if it answers the newest click and the
+  // panel was not cleared meanwhile (a slow answer to an earlier click must not overwrite a
+  // newer one). The click is acknowledged at once ("working"), so nobody clicks again.
+  const since = epoch();
+  const fresh = () => mine === counts.clicks && since === epoch();
+  const tell = (reply) => { if (fresh()) answer(mine, (result) => show(result, reply)); };
+  const say = (html) => tell({html, items: []});
   const [lon, lat] = info.coordinate.map((v) => Number(v.toFixed(6)));
   const o = state.overlays;
+  if (state.mode !== "section") el("result").innerHTML = `<p class="answer-note">${esc(t("answers:working"))}</p>`;
   try {
     if (state.mode === "inspect") {
-      // what stands here, top first; district areas are the ground, not a feature
-      const hits = state.deck.pickMultipleObjects({x: info.x, y: info.y, radius: 3, depth: 8});
+      // what stands here, top first; district areas are the ground, not a feature (the one
+      // pick that draws every layer: picking.js)
+      const hits = ownPick(() => state.deck.pickMultipleObjects({x: info.x, y: info.y, radius: 3, depth: 8}));
       const styleOf = (hit) => state.config.styles.find((x) => x.layer === layerOf(hit));
+      // under an opaque ground (the Surface slider full, a basemap layer shown) the underground
+      // is not seen, so not clicked: the ground layer is not pickable, the pick goes through it
+      const buried = state.surface >= 0.99 && state.config.styles.some((x) => x.group === "basemap" && shownLayer(x.layer));
       const hit = hits.find((h) => styleOf(h) && state.visible[layerOf(h)]
-        && !(styleOf(h).group === "basemap" && styleOf(h).shape === "area"));
+        && !(styleOf(h).group === "basemap" && styleOf(h).shape === "area")
+        && !(buried && styleOf(h).group === "underground"));
       if (hit) {
         const layer = layerOf(hit);
         const style = styleOf(hit);
@@ -352,7 +396,7 @@ async function onClick(info, mine) {
           // the store's ids of what stands here, from the one-map endpoint
           const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=5&layers=${layer}&limit=5`);
           const ids = (body.layers[layer]?.features || []).map((f) => esc(f.properties.id));
-          answer(mine, (result) => result.insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`));
+          if (fresh()) answer(mine, (result) => result.insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`));
         }
       } else if (state.config.features.onemap) {
         await whatIsHere(lon, lat, say);
@@ -365,32 +409,40 @@ async function onClick(info, mine) {
       if (state.points.length === 2) {
         const [a, b] = state.points;
         const feature = await json(`routing/route?from=${a.join(",")}&to=${b.join(",")}&profile=emergency`);
-        o.route = feature.geometry ? {type: "FeatureCollection", features: [feature]} : null;
-        const p = feature.properties;
-        say(p.reachable ? `<h3>Route</h3><p>${(p.duration_s / 60).toFixed(1)} min, ${(p.distance_m / 1000).toFixed(2)} km (emergency)</p>`
-          : "<h3>Route</h3><p>No route between these points.</p>");
+        if (fresh()) {
+          o.route = feature.geometry ? {type: "FeatureCollection", features: [feature]} : null;
+          tell(routeAnswer(feature));  // the totals and the steps, each its part of the route
+        }
       } else {
-        say("<p>Now click the destination.</p>");
+        say(`<p>${esc(t("answers:route.next"))}</p>`);
       }
     } else if (state.mode === "areas") {
-      o.areas = await json(`routing/isochrones?facilities=${lon},${lat}&breaks=4,8,12`);
-      o.areas.features.sort((x, y) => x.properties.minutes - y.properties.minutes);
-      say(`<h3>Service areas</h3><p>${o.areas.features.map((f) => `${f.properties.minutes} min: ${(f.properties.reached_length_m / 1000).toFixed(1)} km of road`).join("<br>")}</p>`);
+      const areas = await json(`routing/isochrones?facilities=${lon},${lat}&breaks=4,8,12`);
+      if (fresh()) {
+        // drawn longest first (the shorter over it); the legend shortest first
+        areas.features.sort((x, y) => y.properties.minutes - x.properties.minutes);
+        o.areas = areas;
+        o.marks = [[lon, lat]];
+        tell(areasAnswer({type: "FeatureCollection", features: [...areas.features].reverse()}));
+      }
     } else if (state.mode === "incident") {
       const kind = el("incident-kind").value;
+      o.marks = [[lon, lat]];  // where it happens, at once
+      render();
       const body = await json("incidents/impact", {method: "POST", headers: {"content-type": "application/json"},
-        body: JSON.stringify({geometry: {type: "Point", coordinates: [lon, lat]}, kind, limit: 20})});
-      o.units = body.units;
-      o.marks = [[lon, lat]];
-      o.closures = body.closures.geometry ? {type: "FeatureCollection", features: [{type: "Feature", geometry: body.closures.geometry, properties: {}}]} : null;
-      const s = body.summary;
-      const units = s.units.map((u) => `${esc(u.name || u.id)} (${esc(u.kind)}): ${(u.total_s / 60).toFixed(1)} min`).join("<br>");
-      const assets = Object.entries(s.assets).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
-      const utility = s.utility ? `<p>Utility: close ${s.utility.operate}, ${s.utility.buildings} buildings (${s.utility.population} people) lose supply.</p>` : "";
-      say(`<h3>${esc(kind)}</h3><p>Within ${s.radius_m} m: ${assets || "nothing"}.</p>${utility}<p>${units || "No unit reaches it."}</p><p>${s.closures} roads to close.</p>`);
+        body: JSON.stringify({geometry: {type: "Point", coordinates: [lon, lat]}, kind, limit: 200})});
+      // the valves and where, the units and their ETA, the roads to close (names read as needed)
+      const reply = await impactAnswer(body, kind, {json, styles: state.config.styles});
+      if (fresh()) {
+        o.units = body.units;
+        o.closures = body.closures.geometry ? {type: "FeatureCollection", features: [{type: "Feature", geometry: body.closures.geometry, properties: {}}]} : null;
+        tell(reply);
+      }
+    } else if (state.mode === "section") {
+      await sectionClick(info, [lon, lat], say, {json, render, styles: state.config.styles});
     }
   } catch (error) {
-    say(`<p class="error">${esc(error.message)}</p>`);
+    say(`<p class="error">${esc(t("answers:error", {message: error.message}))}</p>`);
   }
   render();
 }
@@ -403,14 +455,31 @@ function listenForClicks(target) {
   // rule out a double-click. Here a release within CLICK_SLOP pixels of its press is a click,
   // however long it was held or the page was busy. Every click on the map is a tool's input,
   // so a double-click is two clicks (the controller's double-click zoom is off).
+  // The panel's answers: hover and click on their items, and Clear (answers.js).
+  setupAnswers(el("result"), target, {
+    onHighlight: (collection) => {
+      if (!collection && !state.overlays.highlight) return;
+      state.overlays.highlight = collection;
+      render();
+    },
+    onFly: (view) => lookAt(view),
+    onClear: () => {
+      Object.assign(state.overlays, {route: null, areas: null, units: null, closures: null, marks: [], highlight: null});
+      state.points = [];
+      render();
+    },
+  });
   let press = null;
   const at = (event) => {
     const box = target.getBoundingClientRect();
     return [event.clientX - box.left, event.clientY - box.top];
   };
   target.addEventListener("pointerdown", (event) => {
-    // a second finger while one is down: a pinch, not a click
-    if (press && event.pointerId !== press.id) { press.multi = true; return; }
+    // a second finger while one is down: a pinch, not a click. A new primary pointer is a new
+    // press: the earlier one's release never came (a touch or pen gets a new id each time, so
+    // a press left over made every later tap a "second finger", dropped)
+    if (press && event.pointerId !== press.id && !event.isPrimary) { press.multi = true; return; }
+    if (press && event.pointerId !== press.id) counts.cancelled += 1;
     if (!event.isPrimary || event.button !== 0) return;
     counts.presses += 1;
     press = {id: event.pointerId, at: at(event), multi: false};
@@ -442,7 +511,8 @@ function drawLayerList() {
   const groups = {};
   for (const style of state.config.styles) if (readable(style.layer)) (groups[style.group] ||= []).push(style);
   el("layer-groups").innerHTML = Object.entries(groups).map(([group, styles]) => `<fieldset><legend>${esc(groupName(group))}</legend>${
-    styles.map((s) => `<label><input type="checkbox" data-layer="${s.layer}" ${state.visible[s.layer] ? "checked" : ""}> ${esc(s.title)}</label>`).join("")}</fieldset>`).join("");
+    styles.map((s) => `<label><input type="checkbox" data-layer="${s.layer}" ${state.visible[s.layer] ? "checked" : ""}> ${esc(layerTitle(s.layer, s.title))}</label>`).join("")}</fieldset>`).join("");
+  drawLegend();  // the legend lists what is shown
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,10 +703,10 @@ function buildSignIn() {
   el("title").insertAdjacentHTML("afterend", `<form id="signin" class="signin" autocomplete="on">
 <div id="signin-who" class="signin-who"></div>
 <div id="signin-fields" class="signin-fields">
-<label>${esc(st("user"))} <input name="username" id="signin-user" autocomplete="username" required></label>
-<label>${esc(st("password"))} <input name="password" id="signin-password" type="password" autocomplete="current-password" required></label>
-<button type="submit" id="signin-submit">${esc(st("signin"))}</button></div>
-<button type="button" id="signout" hidden>${esc(st("signout"))}</button>
+<label><span data-i18n="signin:user">${esc(st("user"))}</span> <input name="username" id="signin-user" autocomplete="username" required></label>
+<label><span data-i18n="signin:password">${esc(st("password"))}</span> <input name="password" id="signin-password" type="password" autocomplete="current-password" required></label>
+<button type="submit" id="signin-submit" data-i18n="signin:signin">${esc(st("signin"))}</button></div>
+<button type="button" id="signout" data-i18n="signin:signout" hidden>${esc(st("signout"))}</button>
 <p id="signin-error" class="error" role="alert" hidden></p></form>`);
   el("signin").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -660,9 +730,9 @@ function buildSignIn() {
 function drawSignIn() {
   const me = auth.me;
   const signedIn = Boolean(auth.token && me?.user);
-  const roles = (me?.roles?.length ? me.roles : auth.roles || []).join(", ");
+  const roles = (me?.roles?.length ? me.roles : auth.roles || []).map(roleName).join(", ");
   el("signin-who").innerHTML = signedIn
-    ? `<strong>${esc(st("signed_in", {user: me.user}))}</strong><br>${esc(st("role", {roles}))}${me.clearanceName ? ` · ${esc(st("clearance", {clearance: me.clearanceName}))}` : ""}`
+    ? `<strong>${esc(st("signed_in", {user: me.user}))}</strong><br>${esc(st("role", {roles}))}${me.clearanceName ? ` · ${esc(st("clearance", {clearance: clearanceName(me.clearanceName)}))}` : ""}`
     : `${esc(st("anonymous"))}${me?.user ? ` · ${esc(st("role", {roles}))}` : ""}`;
   el("signin-fields").hidden = signedIn;
   el("signout").hidden = !signedIn;
@@ -685,25 +755,33 @@ function buildPanel() {
   drawLayerList();
   el("layers").addEventListener("change", (event) => {
     const layer = event.target.dataset.layer;
-    if (layer) { state.visible[layer] = event.target.checked; render(); }
+    if (layer) { state.visible[layer] = event.target.checked; render(); drawLegend(); }
   });
   el("surface").addEventListener("input", (event) => {
     state.surface = Number(event.target.value) / 100;
     render();
   });
-  const modes = Object.entries(MODES).filter(([, m]) => !m.needs || state.config.features[m.needs]);
-  el("modes").innerHTML = modes.map(([key, m]) => `<button data-mode="${key}" class="${key === state.mode ? "on" : ""}">${esc(t(`core:mode.${key}`))}</button>`).join("");
+  drawPanelText();
   el("modes").addEventListener("click", (event) => {
     const mode = event.target.dataset.mode;
     if (!mode) return;
     state.mode = mode;
     state.points = [];
     for (const b of el("modes").children) b.classList.toggle("on", b.dataset.mode === mode);
-    el("hint").textContent = t(`core:mode.${mode}.hint`);
+    el("hint").textContent = t(MODES[mode].hint || `core:mode.${mode}.hint`);
     el("incident-options").hidden = mode !== "incident";
   });
-  el("incident-kind").innerHTML = state.config.incident_kinds.map((k) => `<option>${esc(k)}</option>`).join("");
-  el("hint").textContent = t(`core:mode.${state.mode}.hint`);
+}
+
+function drawPanelText() {
+  // what the panel writes itself (its HTML is translated by data-i18n): the tools, the hint,
+  // the incident kinds; drawn again when the language changes
+  const modes = Object.entries(MODES).filter(([, m]) => !m.needs || state.config.features[m.needs]);
+  el("modes").innerHTML = modes.map(([key, m]) => `<button type="button" data-mode="${key}" class="${key === state.mode ? "on" : ""}">${esc(t(m.label || `core:mode.${key}`))}</button>`).join("");
+  const kind = el("incident-kind").value;
+  el("incident-kind").innerHTML = state.config.incident_kinds.map((k) => `<option value="${esc(k)}">${esc(incidentName(k))}</option>`).join("");
+  if (kind) el("incident-kind").value = kind;
+  el("hint").textContent = t(MODES[state.mode].hint || `core:mode.${state.mode}.hint`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,18 +1366,18 @@ function reconnectLive() {
 function buildLivePanel() {
   el("title").insertAdjacentHTML("afterend", `<div id="live-status" class="live-status offline"></div>`);
   setLiveStatus("offline");
-  const legend = [...CONGESTION, NO_SPEED].map((c) => `<li><span class="swatch" style="background: rgb(${c.color.slice(0, 3).join(",")})"></span>${esc(lt(`level_${c.level}`))}</li>`).join("");
-  el("layers").insertAdjacentHTML("afterbegin", `<fieldset id="live-layers"><legend>${esc(lt("live"))}</legend>
-<label><input type="checkbox" data-live="traffic" checked> ${esc(lt("traffic"))}</label>
-<ul class="congestion-legend" title="${esc(lt("congestion_title"))}">${legend}</ul>
-<label><input type="checkbox" data-live="vehicles" checked> ${esc(lt("vehicles"))}</label></fieldset>`);
+  const legend = [...CONGESTION, NO_SPEED].map((c) => `<li><span class="swatch" style="background: rgb(${c.color.slice(0, 3).join(",")})"></span><span data-i18n="live:level_${c.level}">${esc(lt(`level_${c.level}`))}</span></li>`).join("");
+  el("layers").insertAdjacentHTML("afterbegin", `<fieldset id="live-layers"><legend data-i18n="live:live">${esc(lt("live"))}</legend>
+<label><input type="checkbox" data-live="traffic" checked> <span data-i18n="live:traffic">${esc(lt("traffic"))}</span></label>
+<ul class="congestion-legend" data-i18n-title="live:congestion_title" title="${esc(lt("congestion_title"))}">${legend}</ul>
+<label><input type="checkbox" data-live="vehicles" checked> <span data-i18n="live:vehicles">${esc(lt("vehicles"))}</span></label></fieldset>`);
   el("live-layers").addEventListener("change", (event) => {
     const which = event.target.dataset.live;
     if (which) { live.show[which] = event.target.checked; render(); }
   });
   document.body.insertAdjacentHTML("beforeend", `<aside id="alerts" class="open">
-<button type="button" id="alerts-toggle" aria-expanded="true" title="${esc(lt("alerts_hide"))}">${esc(lt("alerts"))} <span id="alerts-count">0</span></button>
-<div id="alerts-body"><label class="operator">${esc(lt("operator"))} <input id="alerts-operator" value="${esc(lt("operator_default"))}"></label>
+<button type="button" id="alerts-toggle" aria-expanded="true" title="${esc(lt("alerts_hide"))}"><span data-i18n="live:alerts">${esc(lt("alerts"))}</span> <span id="alerts-count">0</span></button>
+<div id="alerts-body"><label class="operator"><span data-i18n="live:operator">${esc(lt("operator"))}</span> <input id="alerts-operator" value="${esc(lt("operator_default"))}"></label>
 <ol id="alerts-list"></ol></div></aside>`);
   el("alerts-toggle").addEventListener("click", () => {
     const open = el("alerts").classList.toggle("open");
@@ -1353,18 +1431,11 @@ function drawCredits() {
 }
 
 function openingView(view) {
-  // the data's extent (viewer/config.json) fitted to this window; the server's fit otherwise
-  const {bounds, padding, max_zoom: maxZoom, pitch, bearing} = view;
-  const width = el("map").clientWidth || window.innerWidth;
-  const height = el("map").clientHeight || window.innerHeight;
-  if (!bounds || !deck.WebMercatorViewport || width <= 2 * padding || height <= 2 * padding) {
-    return {longitude: view.longitude, latitude: view.latitude, zoom: view.zoom, pitch, bearing};
-  }
-  const [west, south, east, north] = bounds;
-  const fitted = new deck.WebMercatorViewport({width, height}).fitBounds(
-    [[west, south], [east, north]], {padding, maxZoom});
-  const zoom = Number.isFinite(fitted.zoom) ? Math.min(fitted.zoom, maxZoom) : view.zoom;
-  return {longitude: fitted.longitude, latitude: fitted.latitude, zoom, pitch, bearing};
+  // the data's extent (viewer/config.json) fitted to the part of this window the panel leaves
+  // free (chrome.js fitView); the server's fit otherwise
+  const {bounds, max_zoom: maxZoom, pitch, bearing} = view;
+  const fitted = bounds ? fitView(bounds, {maxZoom, pitch, bearing}) : null;
+  return fitted || {longitude: view.longitude, latitude: view.latitude, zoom: view.zoom, pitch, bearing};
 }
 
 async function start() {
@@ -1372,23 +1443,36 @@ async function start() {
   const config = await fetch("viewer/config.json");
   if (!config.ok) throw new Error(await problemDetail(config));
   state.config = await config.json();
-  document.title = state.config.title;
-  el("title").textContent = state.config.title;
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
+  // the title, fold and language switch, legend, scale, north arrow, search, time and export
+  initChrome({state, el, json, render, setView, shownLayer, readable});
   loadSession();
   buildPanel();
   buildLivePanel();
   buildSignIn();
   drawCredits();
+  translatePage();  // the page's own HTML (data-i18n) in the reader's language
+  onLanguageChange(() => {
+    // what the page wrote itself, in the new language (data-i18n text is translated already)
+    drawPanelText();
+    drawLayerList();
+    drawSignIn();
+    setLiveStatus(live.status);
+    drawAlerts();
+  });
   state.view = openingView(state.config.view);
   let firstDraw;
   const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
   state.deck = new Deck({
     parent: el("map"),
     viewState: state.view,
+    views: MAP_VIEW,  // one that sees below the ground (underground.js)
     controller: {doubleClickZoom: false},  // a double-click is two clicks of the tool in use
     layers: [],
-    getTooltip: ({object, layer}) => object && layer && (liveTooltip(object, layer) || {text: `${object.properties?.layerName || layer.id}: ${object.properties?.name || object.properties?.kind || object.properties?.class || object.properties?.id || ""}`}),
+    // hover shows the live roads' and vehicles' state only: nothing follows the pointer over
+    // districts or the map (a click answers in the panel); picks draw what they are for
+    getTooltip: ({object, layer}) => (object && layer ? liveTooltip(object, layer) : null),
+    layerFilter: pickFilter,
     onViewStateChange: ({viewState}) => setView(viewState),
     onInteractionStateChange: (value) => { interaction = value; },
     onBeforeRender: () => {
@@ -1399,6 +1483,7 @@ async function start() {
       counts.frames += 1;
       const same = frameStart === counts.changes;
       drawn = {changes: frameStart, loadedBefore: same && loadedAtStart, loadedAfter: same && layersLoaded()};
+      viewDrawn();  // the scale bar, north arrow and legend follow the view drawn
       firstDraw();
     },
     onError: (error) => console.error(error),
@@ -1412,6 +1497,7 @@ async function start() {
 
 window.twinViewer = {
   state,
+  answers: answersState,
   ready: start(),
   project: (lon, lat) => state.deck.getViewports()[0].project([lon, lat]),
   lookAt,
@@ -1420,4 +1506,6 @@ window.twinViewer = {
   events: () => ({...counts}),
   live: liveState,
   auth: authState,
+  chrome: chromeState,
+  section: sectionState,
 };
