@@ -366,8 +366,8 @@ def routes(settings: TwinSettings) -> APIRouter:
         return FileResponse(STATIC / "admin.html", media_type="text/html")
 
     @router.get("/admin/admin.js", include_in_schema=False)
-    def script() -> FileResponse:
-        return built_file(STATIC / "build" / "admin.js", "the set-up page's script")
+    def script(request: Request) -> FileResponse:
+        return built_file(STATIC / "build" / "admin.js", "the set-up page's script", request)
 
     @router.post(
         UPLOAD_PATH,

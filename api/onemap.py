@@ -103,8 +103,11 @@ def parse_geometry(value: dict[str, Any], parameter: str = "geometry") -> shapel
     try:
         geometry = shapely.from_geojson(json.dumps(value))
     except (shapely.errors.ShapelyError, TypeError, ValueError) as exc:
+        reason = (str(exc).splitlines() or [""])[0]
+        if "point array must contain" in reason:  # GEOS on a one-position line or ring
+            reason = "a line needs at least two positions, a ring at least four"
         raise ProblemError(
-            f"{parameter}: not a GeoJSON geometry ({exc})".splitlines()[0], parameter=parameter
+            f"{parameter}: not a GeoJSON geometry: {reason}", parameter=parameter
         ) from None
     check_geometry(geometry, parameter)
     return geometry

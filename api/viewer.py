@@ -36,6 +36,8 @@ from api.errors import NotFoundError
 from layers.catalog import LAYERS, LIVE_LAYERS
 from layers.features import extent
 from layers.queries import layer_counts
+from layers.search import MAX_TEXT
+from layers.section import MAX_SECTION_LENGTH_M
 from layers.settings import TwinSettings
 from layers.sources import Credit, attribution_text, credits, data_extent
 from layers.tiles import zoom_range
@@ -45,9 +47,6 @@ from twin.incidents import KINDS
 STATIC = Path(__file__).with_name("static")
 #: The page's script, bundled at set-up (``scripts/build-viewer.mjs``) from ``static/src``.
 SCRIPT = STATIC / "build" / "viewer.js"
-#: loaders.gl's MVT parser worker, of the version installed beside deck.gl (set-up copies it
-#: from ``node_modules``; deck.gl would fetch it from a CDN).
-MVT_WORKER = STATIC / "vendor" / "mvt-worker.js"
 #: The endpoints each viewer tool needs (a tool is shown when its endpoint is served).
 TOOLS = {
     "onemap": "/onemap/around",
@@ -125,6 +124,9 @@ def routes(settings: TwinSettings) -> APIRouter:
                 for layer_id in LAYERS
             },
             "incident_kinds": list(KINDS),
+            # what the server refuses, checked on the page first (a reason in the reader's
+            # language, no request): a section line's length (m), a search's characters
+            "limits": {"section_m": MAX_SECTION_LENGTH_M, "search_chars": MAX_TEXT},
             # the live state: roads' congestion read from this collection on (re)connecting,
             # and how long a live speed or position holds (s) without a newer one
             "live": {
@@ -133,13 +135,9 @@ def routes(settings: TwinSettings) -> APIRouter:
             },
         }
 
-    @router.get("/viewer/mvt-worker.js")
-    def mvt_worker() -> FileResponse:
-        return built_file(MVT_WORKER, "the vector-tile worker")
-
     @router.get("/viewer/viewer.js")
-    def script() -> FileResponse:
-        return built_file(SCRIPT, "the viewer's script")
+    def script(request: Request) -> FileResponse:
+        return built_file(SCRIPT, "the viewer's script", request)
 
     @router.get("/viewer/viewer.css")
     def style() -> FileResponse:
@@ -148,8 +146,11 @@ def routes(settings: TwinSettings) -> APIRouter:
     return router
 
 
-def built_file(path: Path, what: str) -> FileResponse:
+def built_file(path: Path, what: str, request: Request | None = None) -> FileResponse:
     """Serve a script set-up builds (``scripts/build-viewer.mjs``), or say how to build it.
+
+    The build also writes each script gzipped (``<file>.gz``, level 9): a browser that accepts
+    gzip gets that, so the script is not compressed again on every request.
 
     Parameters
     ----------
@@ -157,12 +158,14 @@ def built_file(path: Path, what: str) -> FileResponse:
         The built file.
     what
         What it is, for the message.
+    request
+        The request (its ``Accept-Encoding``); None serves the file as it is.
 
     Returns
     -------
     fastapi.responses.FileResponse
         The file as ``text/javascript``, revalidated by the browser (ETag: it changes with
-        the build).
+        the build), ``Vary: Accept-Encoding``.
 
     Raises
     ------
@@ -171,7 +174,13 @@ def built_file(path: Path, what: str) -> FileResponse:
     """
     if not path.exists():
         raise NotFoundError(f"{what} is not built: run `make setup`", parameter=None)
-    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    gzipped = path.with_name(path.name + ".gz")
+    accepts = request is not None and "gzip" in request.headers.get("accept-encoding", "")
+    if accepts and gzipped.exists() and gzipped.stat().st_mtime >= path.stat().st_mtime:
+        headers["Content-Encoding"] = "gzip"
+        return FileResponse(gzipped, media_type="text/javascript", headers=headers)
+    return FileResponse(path, media_type="text/javascript", headers=headers)
 
 
 def opening_view(settings: TwinSettings) -> dict[str, Any]:
@@ -287,6 +296,7 @@ def _page(settings: TwinSettings, found: list[Credit]) -> str:
 <p class="links"><a href="catalog" data-i18n="chrome:link.catalog">Layer list</a> ·
 <a href="docs" data-i18n="chrome:link.docs">API documentation</a></p></div></aside>
 <div id="search" role="search" hidden><input id="search-q" type="search" autocomplete="off"
+ maxlength="{MAX_TEXT}"
  data-i18n-placeholder="chrome:search.placeholder" data-i18n-aria-label="chrome:search"
  placeholder="Place, street or id" aria-label="Search"><ol id="search-hits" hidden></ol></div>
 <div id="controls"><button type="button" id="north" data-i18n-title="chrome:north"

@@ -1,8 +1,7 @@
 // Bundle the viewer's and the set-up page's scripts with esbuild, from the npm packages
 // package-lock.json pins (installed by `npm ci` in scripts/setup.sh), into api/static/build/,
-// and copy the two prebuilt files the pages serve as they are into api/static/vendor/:
-// loaders.gl's MVT worker (the version installed beside deck.gl, so the tiles' parser and the
-// layers agree) and ReDoc's standalone bundle (/redoc). Nothing is fetched by the browser.
+// and copy ReDoc's standalone bundle (/redoc) into api/static/vendor/. Nothing is fetched by
+// the browser.
 // Prints each output's size, raw and gzipped (the viewer's budget: ≤ 1.5 MB gzip).
 import {copyFileSync, mkdirSync, readFileSync, writeFileSync} from "node:fs";
 import {dirname, join} from "node:path";
@@ -29,13 +28,15 @@ const result = await build({
 });
 writeFileSync(join(out, "meta.json"), JSON.stringify(result.metafile));
 
-for (const [from, to] of [
-  ["node_modules/@loaders.gl/mvt/dist/mvt-worker.js", "mvt-worker.js"],
-  ["node_modules/redoc/bundles/redoc.standalone.js", "redoc.standalone.js"],
-]) copyFileSync(join(root, from), join(vendor, to));
+copyFileSync(join(root, "node_modules/redoc/bundles/redoc.standalone.js"), join(vendor, "redoc.standalone.js"));
 
-for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".js"))) {
+// each script also gzipped once here (level 9), served as it is to a browser that accepts gzip
+// instead of compressed again on every request
+const scripts = Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".js"));
+for (const file of scripts) {
   const bytes = readFileSync(join(root, file));
+  const gzipped = gzipSync(bytes, {level: 9});
+  writeFileSync(join(root, `${file}.gz`), gzipped);
   console.log(`[build-viewer] ${file}: ${(bytes.length / 1e6).toFixed(2)} MB, ` +
-    `${(gzipSync(bytes).length / 1e6).toFixed(2)} MB gzip`);
+    `${(gzipped.length / 1e6).toFixed(2)} MB gzip`);
 }

@@ -213,11 +213,11 @@ fi
 # --- the viewer's scripts, bundled from the npm packages package-lock.json pins -------------
 # `npm ci` installs exactly the locked tree (each tarball checked against the lock's integrity;
 # from the offline bundle's npm cache when there is one), then esbuild bundles the viewer and the
-# set-up page into api/static/build and copies loaders.gl's MVT worker and ReDoc's standalone
+# set-up page into api/static/build (each also gzipped once) and copies ReDoc's standalone
 # bundle into api/static/vendor (scripts/build-viewer.mjs). The browser fetches nothing else.
 built_stamp="npm $(sha256 package-lock.json $(find scripts/build-viewer.mjs api/static/src -type f | sort))"
 if [ "$(cat .state/viewer.built 2>/dev/null)" != "$built_stamp" ] \
-    || [ ! -s api/static/build/viewer.js ] || [ ! -s api/static/vendor/mvt-worker.js ]; then
+    || [ ! -s api/static/build/viewer.js ] || [ ! -s api/static/vendor/redoc.standalone.js ]; then
     command -v npm >/dev/null || apt_install npm
     mkdir -p .state
     if [ "$(cat node_modules/.installed 2>/dev/null)" != "$(sha256 package-lock.json)" ]; then

@@ -172,11 +172,3 @@ def test_the_viewers_npm_packages_are_locked_with_integrity() -> None:
             continue
         assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", entry["integrity"]), (path, entry)
         assert entry["resolved"].startswith("https://registry.npmjs.org/"), (path, entry)
-
-
-def test_one_loaders_gl_mvt_serves_both_the_layers_and_the_worker() -> None:
-    # the viewer serves node_modules/@loaders.gl/mvt's worker; deck.gl's layers must parse with
-    # the same version, so the lock holds no second copy nested under a deck.gl package
-    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
-    copies = [path for path in lock if path.endswith("node_modules/@loaders.gl/mvt")]
-    assert copies == ["node_modules/@loaders.gl/mvt"], RELOCK

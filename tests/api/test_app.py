@@ -14,6 +14,7 @@ from layers.catalog import LAYERS
 from layers.settings import TwinSettings
 from tests.api.test_tiles import tile_of
 from tests.assertions import sql_scalar
+from tests.conftest import ROOT
 
 # The endpoints README.md documents (its "HTTP" and per-topic sections), as (method, path).
 DOCUMENTED = {
@@ -102,9 +103,14 @@ def test_the_landing_page_is_the_viewer_and_loads_nothing_from_outside(client: T
     for asset in (
         "viewer/viewer.js",
         "viewer/viewer.css",
-        "viewer/mvt-worker.js",
     ):
         assert client.get("/" + asset).status_code == 200, asset
+    # the scripts go gzipped as the build compressed them once (not again per request)
+    script = client.get("/viewer/viewer.js", headers={"accept-encoding": "gzip"})
+    assert script.headers["content-encoding"] == "gzip"
+    assert script.content == (ROOT / "api" / "static" / "build" / "viewer.js").read_bytes()
+    plain = client.get("/viewer/viewer.js", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == script.content
     config = client.get("/viewer/config.json").json()
     assert [s["layer"] for s in config["styles"]][:3] == ["districts", "roads", "buildings"]
     assert config["features"] and all(config["features"].values())

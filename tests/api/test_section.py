@@ -150,6 +150,15 @@ def test_bad_input_is_a_400_problem_naming_the_field(
     assert answer.status_code == 400, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["parameter"] == parameter
+    assert "Exception" not in answer.json()["detail"], "GEOS's own words, not the reason"
+
+
+def test_a_one_position_line_says_a_line_needs_two(client: TestClient) -> None:
+    one = {"geometry": {"type": "LineString", "coordinates": [[7.42, 43.74]]}}
+    detail = client.post("/utilities/section", json=one).json()["detail"]
+    assert detail == (
+        "geometry: not a GeoJSON geometry: a line needs at least two positions, a ring at least four"
+    )
 
 
 def points(line: shapely.LineString) -> str:

@@ -85,6 +85,15 @@ def test_route_steps_are_the_apis_and_a_hovered_step_is_drawn(
     viewer.settle("after the flight to a step")
     x, y = viewer.project(*coords[len(coords) // 2])
     assert 0 <= x <= 1200 and 0 <= y <= 800, (x, y)
+    # the reader switches to Chinese: the answer shown is written again in Chinese, same steps
+    viewer.page.locator("#language").select_option("zh-CN")
+    viewer.until(
+        "() => /[\\u4e00-\\u9fff]/.test(document.querySelector('#result ol.steps li').textContent)",
+        what="the steps in Chinese",
+        timeout_s=ANSWER_S,
+    )
+    assert viewer.page.locator("#result ol.steps li").count() == len(steps)
+    viewer.page.locator("#language").select_option("en")
 
 
 def test_service_areas_have_a_legend_of_distinct_bands(viewer: Viewer) -> None:

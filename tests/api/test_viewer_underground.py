@@ -186,3 +186,11 @@ def test_the_section_tool_lists_the_pipes_the_api_returns(
         if crossing["diameter_mm"] is not None:
             assert f"DN{crossing['diameter_mm']:.0f}" in label, label
     viewer.picture("underground-section")
+    # Clear removes the line and its crossings with every other overlay
+    viewer.page.locator("#answer-clear").click()
+    viewer.until(
+        "() => window.twinViewer.section().points === 0"
+        " && !window.twinViewer.state.deck.props.layers.some((l) => l.id.startsWith('section'))",
+        what="the section cleared",
+        timeout_s=ANSWER_S,
+    )

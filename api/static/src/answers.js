@@ -33,6 +33,7 @@ export function areaColor(index, n) {
 const panel = {
   items: [], hovered: null, pinned: null, epoch: 0,
   highlights: 0, flights: 0, clears: 0, kind: null,
+  redo: null,  // writes the answer shown again (in the page's language now)
 };
 let hooks = {onHighlight: () => {}, onFly: () => {}, onClear: () => {}};
 
@@ -163,7 +164,7 @@ export function routeAnswer(feature) {
     const id = String(s.maneuver).replace(/[ -]/g, "_");
     const key = has(`answers:step.${id}`) ? `step.${id}` : "step.other";
     const what = at(key, {street, maneuver: s.maneuver});
-    const how = s.maneuver === "arrive" ? "" : ` <span class="answer-figure">${esc(distance(s.distance_m))}, ${esc(at("s", {s: Math.round(s.duration_s)}))}</span>`;
+    const how = s.maneuver === "arrive" ? "" : ` <span class="answer-figure">${esc(at("step.figure", {distance: distance(s.distance_m), time: at("s", {s: Math.round(s.duration_s)})}))}</span>`;
     return {html: `<span class="answer-what">${esc(what)}</span>${how}`, geometry: parts[i], label: street};
   });
   const html = `<h3>${esc(at("route.title"))}</h3><p>${esc(at("route.summary", {min: minutes(p.duration_s),
@@ -307,9 +308,14 @@ function highlight() {
     features: [{type: "Feature", geometry: item.geometry, properties: {kind: item.kind}}]} : null);
 }
 
-/** Write an answer into the panel (`result`), its items ready to hover and click. */
-export function show(result, answer) {
+/**
+ * Write an answer into the panel (`result`), its items ready to hover and click. `redo`, when
+ * given, writes it again (an answer or a promise of one): the panel calls it when the reader
+ * switches language, so the answer shown is in the page's language.
+ */
+export function show(result, answer, redo = null) {
   result.innerHTML = answer.html;
+  panel.redo = redo;
   panel.items = answer.items || [];
   panel.kind = answer.kind || null;
   panel.hovered = null;
@@ -319,6 +325,7 @@ export function show(result, answer) {
 
 /** Forget the panel's items (the answer written without them). */
 export function forget() {
+  panel.redo = null;
   panel.items = [];
   panel.kind = null;
   panel.hovered = null;
@@ -367,7 +374,19 @@ export function setupAnswers(result, map, {onHighlight, onFly, onClear}) {
   result.insertAdjacentHTML("beforebegin", `<div id="answer-tools"><button type="button" id="answer-clear">${esc(at("clear"))}</button></div>`);
   const button = document.getElementById("answer-clear");
   button.addEventListener("click", () => clear(result));
-  onLanguageChange(() => { button.textContent = at("clear"); });
+  onLanguageChange(async () => {
+    button.textContent = at("clear");
+    const {redo, epoch: since} = panel;
+    if (!redo) return;
+    let again;
+    try {
+      again = await redo();  // the same answer, in the new language
+    } catch (error) {
+      console.warn("the answer was not written again:", error);  // the old one stays
+      return;
+    }
+    if (panel.redo === redo && panel.epoch === since) show(result, again, redo);
+  });
   const itemOf = (event) => event.target.closest?.("li[data-item]");
   result.addEventListener("mouseover", (event) => {
     const li = itemOf(event);

@@ -6,7 +6,8 @@
 // APWA code), labelled with its id, diameter and depth, and lists them in a table. On the map:
 // the line and where each pipe crosses it.
 import {PathLayer, ScatterplotLayer} from "@deck.gl/layers";
-import {has, t} from "./i18n.js";
+import {t} from "./i18n.js";
+import {valueName} from "./names.js";
 
 const mt = (key, values = {}) => t(`map:${key}`, values);
 // a click this close (CSS px) to the last point ends the line (the second click of a double-click)
@@ -31,10 +32,8 @@ function colorOf(network) {
   return pipes?.colors?.[String(network ?? "").toLowerCase()] || pipes?.color || GREY;
 }
 
-function networkName(network) {
-  const key = `map:network.${network}`;
-  return has(key) ? t(key) : String(network ?? "");
-}
+// a network's name as the legend says it (core:value.network.<network>)
+const networkName = (network) => valueName("network", network ?? "");
 
 /** The tool's state, for whoever checks it (a test). */
 export function sectionState() {
@@ -46,7 +45,8 @@ export function sectionState() {
   };
 }
 
-function clear() {
+/** Forget the line drawn and its section (the panel's Clear, a new line). */
+export function clearSection() {
   section.points = [];
   section.pixels = [];
   section.finished = false;
@@ -127,6 +127,21 @@ ${sectionSvg(body)}${table}
 <p class="section-buttons"><button type="button" data-section="clear">${escape(mt("section.new"))}</button></p>`;
 }
 
+const EARTH_M = 6371008.8;  // mean Earth radius (IUGG), m
+
+/** A lon/lat line's length on the sphere (haversine), m: within 0.5 % of the server's metric one. */
+function lineLength(points) {
+  const k = Math.PI / 180;
+  let total = 0;
+  for (let i = 1; i < points.length; i += 1) {
+    const [[x0, y0], [x1, y1]] = [points[i - 1], points[i]];
+    const h = Math.sin(((y1 - y0) * k) / 2) ** 2
+      + Math.cos(y0 * k) * Math.cos(y1 * k) * Math.sin(((x1 - x0) * k) / 2) ** 2;
+    total += 2 * EARTH_M * Math.asin(Math.sqrt(h));
+  }
+  return total;
+}
+
 async function finish(write) {
   // ask the section along the line drawn, and write it (or why not)
   const {json, render} = section.deps;
@@ -134,6 +149,10 @@ async function finish(write) {
   section.running = true;
   section.runs += 1;
   try {
+    const length = lineLength(section.points);
+    if (length > section.deps.maxLengthM) {  // the server's limit, said in the reader's language
+      throw new Error(mt("section.too_long", {length: length.toFixed(0), max: section.deps.maxLengthM.toFixed(0)}));
+    }
     const body = await json("utilities/section", {method: "POST", headers: {"content-type": "application/json"},
       body: JSON.stringify({geometry: {type: "LineString", coordinates: section.points}})});
     section.result = body;
@@ -162,7 +181,7 @@ function listen() {
     if (button.dataset.section === "finish" && section.points.length >= 2 && !section.finished) {
       finish(write);
     } else if (button.dataset.section === "clear") {
-      clear();
+      clearSection();
       write(progressHtml());
       section.deps.render();
     }
@@ -177,7 +196,7 @@ export async function sectionClick(info, point, say, deps) {
   section.deps = deps;
   listen();
   if (section.running) return;
-  if (section.finished) clear();  // a click after a section starts the next line
+  if (section.finished) clearSection();  // a click after a section starts the next line
   const last = section.pixels.at(-1);
   if (last && Math.hypot(info.x - last[0], info.y - last[1]) <= DOUBLE_PX) {
     if (section.points.length >= 2) await finish(say);

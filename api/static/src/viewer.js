@@ -7,6 +7,7 @@
 import {Deck} from "@deck.gl/core";
 import {MVTLayer, TileLayer} from "@deck.gl/geo-layers";
 import {GeoJsonLayer, ScatterplotLayer, TextLayer} from "@deck.gl/layers";
+import {MVTLoader} from "@loaders.gl/mvt";
 import {DataFilterExtension} from "@deck.gl/extensions";
 import {chromeLayers, chromeState, drawLegend, fitView, initChrome, viewDrawn} from "./chrome.js";
 import {onLanguageChange, t, translatePage} from "./i18n.js";
@@ -14,7 +15,7 @@ import {clearanceName, incidentName, layerTitle, roleName} from "./names.js";
 import {answersState, areaColor, areasAnswer, attributesAnswer, epoch, hereAnswer, impactAnswer, routeAnswer, setupAnswers,
   show} from "./answers.js";
 import {ownPick, pickFilter} from "./picking.js";
-import {sectionClick, sectionLayers, sectionState} from "./section.js";
+import {clearSection, sectionClick, sectionLayers, sectionState} from "./section.js";
 import {extentOf, groundLayer, MAP_VIEW, tubeProps, vehiclesFirst} from "./underground.js";
 import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
   saveSession} from "./session.js";
@@ -36,8 +37,12 @@ const MODES = {
   section: {needs: "section", label: "map:mode.section", hint: "map:mode.section.hint"},
 };
 
-// loaders.gl's MVT worker, served by the twin (not a CDN)
-const MVT_WORKER = new URL("viewer/mvt-worker.js", document.baseURI).href;
+// vector tiles are parsed on the page by loaders.gl's MVTLoader, not in its workers (deck.gl's
+// default, MVTWorkerLoader, parses only in a worker): a worker is a script to fetch and start
+// per tile loader (3 on opening), which made the first map 1.4 s slower with software WebGL on
+// 2 cores (bench/viewer.py), while a tile of a city parses in milliseconds
+const TILE_LOADERS = [MVTLoader];
+const TILE_LOADING = {worker: false};
 const MATERIAL = {ambient: 0.5, diffuse: 0.6, shininess: 16};
 // emergency resources: a letter for the kind on the kind's colour, a ring for the status
 const LETTERS = {fire_station: "F", hospital: "H", police: "P", shelter: "S", depot: "D", vehicle: "V"};
@@ -52,7 +57,7 @@ const state = {
   cones: null, selected: null, view: null,
   // made again only when the caller changes (deck.gl compares props by identity): the tile
   // loaders' options, carrying the caller's token
-  loadOptions: {mvt: {workerUrl: MVT_WORKER}},
+  loadOptions: TILE_LOADING,
 };
 const el = (id) => document.getElementById(id);
 // What the viewer has done, for whoever waits on it (a test, a benchmark) instead of sleeping:
@@ -179,6 +184,7 @@ function mapLayer(styles, id = "map") {
   const cleared = state.surface <= 0;  // the surface not drawn at all: the underground in plain view
   return new MVTLayer({
     id,
+    loaders: TILE_LOADERS,
     data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
     visible: extent !== null,
     extent: extent || [0, 0, 0, 0],
@@ -214,7 +220,7 @@ function mapLayer(styles, id = "map") {
       getText: [moved], getPointRadius: [moved], getFilterValue: [cleared, moved, shown.map((s) => s.layer).join()],
       getTileData: [auth.generation],  // the caller changed: every tile again, with its token
     },
-    loadOptions: state.loadOptions,  // the MVT worker, and the caller's token on every tile
+    loadOptions: state.loadOptions,  // parsed on the page, with the caller's token on every tile
     onTileLoad: changed,
     onTileError: (error) => { changed(); tileRefused(error); },
   });
@@ -348,9 +354,10 @@ async function json(url, options, token = auth.token) {
   return body;
 }
 
-async function whatIsHere(lon, lat, say) {
+async function whatIsHere(lon, lat, tell) {
   const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=30&limit=3${state.at ? `&at=${encodeURIComponent(state.at)}` : ""}`);
-  say(hereAnswer(body, 30, state.config.styles).html);
+  const write = () => hereAnswer(body, 30, state.config.styles);
+  tell(write(), write);
 }
 
 function layerOf(hit) {
@@ -371,7 +378,8 @@ async function onClick(info, mine) {
   // newer one). The click is acknowledged at once ("working"), so nobody clicks again.
   const since = epoch();
   const fresh = () => mine === counts.clicks && since === epoch();
-  const tell = (reply) => { if (fresh()) answer(mine, (result) => show(result, reply)); };
+  // `redo` writes the answer again (in another language, when the reader switches)
+  const tell = (reply, redo = null) => { if (fresh()) answer(mine, (result) => show(result, reply, redo)); };
   const say = (html) => tell({html, items: []});
   const [lon, lat] = info.coordinate.map((v) => Number(v.toFixed(6)));
   const o = state.overlays;
@@ -391,7 +399,8 @@ async function onClick(info, mine) {
       if (hit) {
         const layer = layerOf(hit);
         const style = styleOf(hit);
-        say(attributes(hit.object, layer, style.source === "tiles"));
+        const write = () => ({html: attributes(hit.object, layer, style.source === "tiles"), items: []});
+        tell(write(), write);
         if (style.source === "tiles" && state.config.features.onemap) {
           // the store's ids of what stands here, from the one-map endpoint
           const body = await json(`onemap/around?lon=${lon}&lat=${lat}&radius_m=5&layers=${layer}&limit=5`);
@@ -399,7 +408,7 @@ async function onClick(info, mine) {
           if (fresh()) answer(mine, (result) => result.insertAdjacentHTML("beforeend", `<p class="ids">${ids.join("<br>")}</p>`));
         }
       } else if (state.config.features.onemap) {
-        await whatIsHere(lon, lat, say);
+        await whatIsHere(lon, lat, tell);
       }
     } else if (state.mode === "route") {
       o.marks = state.points.length >= 2 ? [] : o.marks;
@@ -411,7 +420,8 @@ async function onClick(info, mine) {
         const feature = await json(`routing/route?from=${a.join(",")}&to=${b.join(",")}&profile=emergency`);
         if (fresh()) {
           o.route = feature.geometry ? {type: "FeatureCollection", features: [feature]} : null;
-          tell(routeAnswer(feature));  // the totals and the steps, each its part of the route
+          // the totals and the steps, each its part of the route
+          tell(routeAnswer(feature), () => routeAnswer(feature));
         }
       } else {
         say(`<p>${esc(t("answers:route.next"))}</p>`);
@@ -423,7 +433,8 @@ async function onClick(info, mine) {
         areas.features.sort((x, y) => y.properties.minutes - x.properties.minutes);
         o.areas = areas;
         o.marks = [[lon, lat]];
-        tell(areasAnswer({type: "FeatureCollection", features: [...areas.features].reverse()}));
+        const write = () => areasAnswer({type: "FeatureCollection", features: [...areas.features].reverse()});
+        tell(write(), write);
       }
     } else if (state.mode === "incident") {
       const kind = el("incident-kind").value;
@@ -436,10 +447,11 @@ async function onClick(info, mine) {
       if (fresh()) {
         o.units = body.units;
         o.closures = body.closures.geometry ? {type: "FeatureCollection", features: [{type: "Feature", geometry: body.closures.geometry, properties: {}}]} : null;
-        tell(reply);
+        tell(reply, () => impactAnswer(body, kind, {json, styles: state.config.styles}));
       }
     } else if (state.mode === "section") {
-      await sectionClick(info, [lon, lat], say, {json, render, styles: state.config.styles});
+      await sectionClick(info, [lon, lat], say, {json, render, styles: state.config.styles,
+        maxLengthM: state.config.limits?.section_m ?? Infinity});
     }
   } catch (error) {
     say(`<p class="error">${esc(t("answers:error", {message: error.message}))}</p>`);
@@ -466,6 +478,7 @@ function listenForClicks(target) {
     onClear: () => {
       Object.assign(state.overlays, {route: null, areas: null, units: null, closures: null, marks: [], highlight: null});
       state.points = [];
+      clearSection();  // the section line and its crossings too
       render();
     },
   });
@@ -605,9 +618,16 @@ function checkSession() {
     .finally(() => { auth.checking = null; });
 }
 
+// auth/me asked on opening, beside viewer/config.json (one round trip fewer before the map):
+// {token, response}, taken by the first whoAmI for the same token
+let openingMe = null;
+
 async function whoAmI(session) {
   // auth/me for a session; a token it refuses ends the session, and it is asked anonymously
-  let response = await fetchMe("", session?.token ?? null);
+  const token = session?.token ?? null;
+  const early = openingMe && openingMe.token === token ? openingMe.response : null;
+  openingMe = null;
+  let response = (early && await early) || await fetchMe("", token);  // (a failed early one: again)
   if (response.status === 401 && session) {
     auth.error = st("expired", {detail: await problemDetail(response)});
     session = null;
@@ -622,25 +642,34 @@ async function whoAmI(session) {
   return {session, me: await response.json()};
 }
 
-function applyAccess(session = auth.session) {
+function applyAccess(session = auth.session, {configRead = false} = {}) {
   // Change the caller to `session` (null: anonymous): read what it may do and where its layers
   // are, then switch at once: the token, the panel's layers, the map and the stream. Until
   // then every request goes as before, so no layer is asked for without the token it needs.
-  // Resolves once the latest change asked for is applied.
-  const run = changeCaller(session, ++auth.applying);
+  // `configRead`: state.config was just read as this caller (on opening, anonymously), so the
+  // extents are not read again. Resolves once the latest change asked for is applied.
+  const run = changeCaller(session, ++auth.applying, configRead);
   auth.pending = run;
   return run;
 }
 
-async function changeCaller(session, mine) {
+async function changeCaller(session, mine, configRead = false) {
   let me;
   let tilesets = null;
   let credits = null;
+  // (a failed read is a warning below, never a rejection left unhandled)
+  const readConfig = (token) => fetch("viewer/config.json", {headers: authHeaders(token)})
+    .catch((error) => ({ok: false, status: 0, statusText: String(error), json: () => Promise.reject(error)}));
   try {
+    // who the caller is and what it sees, asked together (one round trip, not two)
+    const asked = session?.token ?? null;
+    let config = configRead && !asked ? null : readConfig(asked);
     ({session, me} = await whoAmI(session));
-    const response = await fetch("viewer/config.json", {headers: authHeaders(session?.token ?? null)});
-    if (response.ok) ({tilesets, credits} = await response.json());
-    else console.warn("the layers' extents were not read again:", await problemDetail(response));
+    const token = session?.token ?? null;
+    if (config && token !== asked) config = configRead && !token ? null : readConfig(token);  // refused
+    const response = config && await config;
+    if (response?.ok) ({tilesets, credits} = await response.json());
+    else if (response) console.warn("the layers' extents were not read again:", await problemDetail(response));
   } catch (error) {
     if (mine !== auth.applying) return auth.pending;
     auth.error = error.message;
@@ -654,7 +683,7 @@ async function changeCaller(session, mine) {
   if (credits) { state.config.credits = credits; drawCredits(); }  // of what the caller sees
   auth.me = me;
   auth.generation += 1;
-  state.loadOptions = {mvt: {workerUrl: MVT_WORKER}, fetch: {headers: authHeaders()}};
+  state.loadOptions = {...TILE_LOADING, fetch: {headers: authHeaders()}};
   for (const style of state.config.styles) {
     // a layer the caller may no longer read is off; one it may read again starts as styled
     if (!readable(style.layer)) state.visible[style.layer] = false;
@@ -1439,8 +1468,41 @@ function openingView(view) {
 }
 
 async function start() {
-  // read as anonymous (a saved token is checked by applyAccess, which reads the extents again)
-  const config = await fetch("viewer/config.json");
+  // read as anonymous (a saved token is checked by applyAccess, which reads the extents again);
+  // auth/me asked at once beside it, and the map (its WebGL device, made asynchronously) made
+  // meanwhile: the three overlap instead of following each other
+  openingMe = {token: savedSession()?.token ?? null};
+  openingMe.response = fetchMe("", openingMe.token).catch(() => null);
+  const reading = fetch("viewer/config.json");
+  state.view = {longitude: 0, latitude: 0, zoom: 1, pitch: 0, bearing: 0};
+  let firstDraw;
+  const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
+  state.deck = new Deck({
+    parent: el("map"),
+    viewState: state.view,  // set once the config says where the data is
+    views: MAP_VIEW,  // one that sees below the ground (underground.js)
+    controller: {doubleClickZoom: false},  // a double-click is two clicks of the tool in use
+    layers: [],
+    // hover shows the live roads' and vehicles' state only: nothing follows the pointer over
+    // districts or the map (a click answers in the panel); picks draw what they are for
+    getTooltip: ({object, layer}) => (object && layer ? liveTooltip(object, layer) : null),
+    layerFilter: pickFilter,
+    onViewStateChange: ({viewState}) => setView(viewState),
+    onInteractionStateChange: (value) => { interaction = value; },
+    onBeforeRender: () => {
+      frameStart = counts.changes;
+      loadedAtStart = layersLoaded();
+    },
+    onAfterRender: () => {
+      counts.frames += 1;
+      const same = frameStart === counts.changes;
+      drawn = {changes: frameStart, loadedBefore: same && loadedAtStart, loadedAfter: same && layersLoaded()};
+      if (state.config) viewDrawn();  // the scale bar, north arrow and legend follow the view
+      firstDraw();
+    },
+    onError: (error) => console.error(error),
+  });
+  const config = await reading;
   if (!config.ok) throw new Error(await problemDetail(config));
   state.config = await config.json();
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
@@ -1460,36 +1522,10 @@ async function start() {
     setLiveStatus(live.status);
     drawAlerts();
   });
-  state.view = openingView(state.config.view);
-  let firstDraw;
-  const firstFrame = new Promise((resolve) => { firstDraw = resolve; });
-  state.deck = new Deck({
-    parent: el("map"),
-    viewState: state.view,
-    views: MAP_VIEW,  // one that sees below the ground (underground.js)
-    controller: {doubleClickZoom: false},  // a double-click is two clicks of the tool in use
-    layers: [],
-    // hover shows the live roads' and vehicles' state only: nothing follows the pointer over
-    // districts or the map (a click answers in the panel); picks draw what they are for
-    getTooltip: ({object, layer}) => (object && layer ? liveTooltip(object, layer) : null),
-    layerFilter: pickFilter,
-    onViewStateChange: ({viewState}) => setView(viewState),
-    onInteractionStateChange: (value) => { interaction = value; },
-    onBeforeRender: () => {
-      frameStart = counts.changes;
-      loadedAtStart = layersLoaded();
-    },
-    onAfterRender: () => {
-      counts.frames += 1;
-      const same = frameStart === counts.changes;
-      drawn = {changes: frameStart, loadedBefore: same && loadedAtStart, loadedAfter: same && layersLoaded()};
-      viewDrawn();  // the scale bar, north arrow and legend follow the view drawn
-      firstDraw();
-    },
-    onError: (error) => console.error(error),
-  });
+  setView(openingView(state.config.view));
   listenForClicks(el("map"));
-  await applyAccess();  // who calls, and what it may read: the panel, the map, the cones
+  // who calls, and what it may read: the panel, the map, the cones
+  await applyAccess(auth.session, {configRead: true});
   await firstFrame;
   startLive();  // once the city is drawn: the stream holds one of the page's connections
   return state;
