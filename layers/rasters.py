@@ -1129,9 +1129,7 @@ def pipe_profiles(
     return gpd.GeoDataFrame(result, geometry=pipes.geometry.to_numpy(), crs="EPSG:4326")
 
 
-def sample_raster(
-    dataset: DatasetReader, x: np.ndarray, y: np.ndarray, method: str
-) -> np.ndarray:
+def sample_raster(dataset: DatasetReader, x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
     """Return a raster's first band at points; NaN outside the raster and on nodata.
 
     Parameters
