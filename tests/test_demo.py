@@ -68,8 +68,10 @@ def test_make_demo_serves_the_sample_city(tmp_path: Path) -> None:
         kind, body = get(f"{address}/", accept="text/html")
         assert kind.startswith("text/html")
         page_text = body.decode()
-        assert "CityTwin — Monaco" in page_text and "viewer/deck.js" in page_text
-        get(f"{address}/viewer/deck.js")  # the viewer's script is served too
+        assert "CityTwin — Monaco" in page_text and "viewer/viewer.js" in page_text
+        # the viewer's script, bundled by set-up (scripts/build-viewer.mjs), is served too
+        kind, body = get(f"{address}/viewer/viewer.js")
+        assert kind.startswith("text/javascript") and len(body) > 100_000
 
         # anonymous: the public layers; the administrator make demo made signs in for the rest
         listed = json.loads(get(f"{address}/collections", accept="application/json")[1])
