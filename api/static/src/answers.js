@@ -53,7 +53,8 @@ const lonlat = (lon, lat) => `${Number(lon).toFixed(5)}, ${Number(lat).toFixed(5
 
 // --- geometry --------------------------------------------------------------------------------
 
-function metres(a, b) {
+/** The distance (m) between two lon/lat points [lon, lat] (EPSG:4326), equirectangular. */
+export function metres(a, b) {
   // equirectangular distance (m) between two lon/lat points: exact enough over a street
   const k = Math.PI / 180;
   const dx = (b[0] - a[0]) * k * Math.cos(((a[1] + b[1]) / 2) * k) * EARTH_M;

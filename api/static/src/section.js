@@ -7,6 +7,7 @@
 // the line and where each pipe crosses it.
 import {PathLayer, ScatterplotLayer} from "@deck.gl/layers";
 import {t} from "./i18n.js";
+import {metres} from "./answers.js";
 import {valueName} from "./names.js";
 
 const mt = (key, values = {}) => t(`map:${key}`, values);
@@ -127,20 +128,8 @@ ${sectionSvg(body)}${table}
 <p class="section-buttons"><button type="button" data-section="clear">${escape(mt("section.new"))}</button></p>`;
 }
 
-const EARTH_M = 6371008.8;  // mean Earth radius (IUGG), m
-
-/** A lon/lat line's length on the sphere (haversine), m: within 0.5 % of the server's metric one. */
-function lineLength(points) {
-  const k = Math.PI / 180;
-  let total = 0;
-  for (let i = 1; i < points.length; i += 1) {
-    const [[x0, y0], [x1, y1]] = [points[i - 1], points[i]];
-    const h = Math.sin(((y1 - y0) * k) / 2) ** 2
-      + Math.cos(y0 * k) * Math.cos(y1 * k) * Math.sin(((x1 - x0) * k) / 2) ** 2;
-    total += 2 * EARTH_M * Math.asin(Math.sqrt(h));
-  }
-  return total;
-}
+/** A lon/lat line's length (m): within 0.5 % of the server's metric one over a few km. */
+const lineLength = (points) => points.slice(1).reduce((sum, p, i) => sum + metres(points[i], p), 0);
 
 async function finish(write) {
   // ask the section along the line drawn, and write it (or why not)
