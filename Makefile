@@ -62,6 +62,11 @@ bench: setup
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/city_init.py
+	$(BIN)/python bench/city_scale_routing.py
+	$(BIN)/python bench/serving_workers.py
+	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/replica.py
+	$(BIN)/python bench/onemap.py
 
 # Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
 # requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against
@@ -89,3 +94,12 @@ lock:
 # (with what they need on top of a minimal Debian). TWIN_BUNDLE=path make demo uses it.
 bundle:
 	@bash scripts/bundle.sh
+
+# A streaming read replica of the store on this machine (scripts/replica.sh: pg_basebackup -R,
+# port REPLICA_PORT, default 5433); serve with TWIN_DATABASE_READ_URLS=postgresql://postgres@127.0.0.1:5433.
+# REPLICA=stop|status|remove to stop, report or delete it. The primary is never restarted.
+.PHONY: replica
+REPLICA ?= start
+
+replica:
+	@bash scripts/replica.sh $(REPLICA)

@@ -12,13 +12,13 @@ import json
 from typing import Annotated, Any
 
 import shapely
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from api.errors import ProblemError
-from api.geojson import feature_collection, geometry, records
-from layers import access
-from layers.onemap import MAX_RADIUS_M, OneMap, check_geometry
+from api.geojson import feature_collection, records
+from layers import access, onemap
+from layers.onemap import MAX_RADIUS_M, check_geometry
 from layers.queries import as_of
 from twin.city import City
 
@@ -113,18 +113,21 @@ def parse_geometry(value: dict[str, Any], parameter: str = "geometry") -> shapel
     return geometry
 
 
-def answer(result: OneMap, *, limit: int) -> dict[str, Any]:
-    """Encode a one-map answer: the area, the summary, a collection per layer."""
-    return {
-        "shape": result.shape,
-        "area": geometry(result.area),
-        "summary": result.summary,
-        "layers": {
-            layer: feature_collection(frame, limit=limit)
-            | {"numberMatched": result.summary["counts"][layer]}
-            for layer, frame in result.features.items()
-        },
-    }
+def answer(text: bytes) -> Response:
+    """Send a one-map answer that PostgreSQL wrote as GeoJSON (no GeoDataFrame on the way).
+
+    Parameters
+    ----------
+    text
+        UTF-8 JSON from :func:`layers.onemap.around_geojson` (or ``within_geojson``,
+        ``along_geojson``): the area, the summary and a FeatureCollection per layer.
+
+    Returns
+    -------
+    fastapi.Response
+        ``application/json``.
+    """
+    return Response(content=text, media_type="application/json")
 
 
 def routes(city: City) -> APIRouter:
@@ -151,43 +154,46 @@ def routes(city: City) -> APIRouter:
         filters: Filters = None,
         at: Moment = None,
         limit: Limit = 100,
-    ) -> dict[str, Any]:
-        result = city.around(
+    ) -> Response:
+        text = onemap.around_geojson(
             (lon, lat),
             radius_m,
             layers=parse_layers(layers),
             at=at,
             filters=parse_filters(filters),
+            url=city.url,
             limit=limit,
         )
-        return answer(result, limit=limit)
+        return answer(text)
 
     @router.post("/onemap/within", summary="Every layer within an area (GeoJSON polygon)")
-    def post_within(request: AreaRequest) -> dict[str, Any]:
+    def post_within(request: AreaRequest) -> Response:
         area = parse_geometry(request.geometry)
-        result = city.within(
+        text = onemap.within_geojson(
             area,
             layers=request.layers,
             at=request.datetime,
             filters=request.filters,
+            url=city.url,
             limit=request.limit,
         )
-        return answer(result, limit=request.limit)
+        return answer(text)
 
     @router.post("/onemap/along", summary="Every layer within a buffer of a line")
-    def post_along(request: AreaRequest) -> dict[str, Any]:
+    def post_along(request: AreaRequest) -> Response:
         line = parse_geometry(request.geometry)
         if request.buffer_m is None:
             raise ProblemError("buffer_m: give the buffer in metres", parameter="buffer_m")
-        result = city.along(
+        text = onemap.along_geojson(
             line,
             request.buffer_m,
             layers=request.layers,
             at=request.datetime,
             filters=request.filters,
+            url=city.url,
             limit=request.limit,
         )
-        return answer(result, limit=request.limit)
+        return answer(text)
 
     @router.get("/onemap/districts", summary="Per district: counts, lengths, population")
     def get_districts(at: Moment = None) -> dict[str, Any]:

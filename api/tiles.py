@@ -7,8 +7,10 @@ dimension and property schema, the tile URL template, TileJSON and style links) 
 matrix set itself (``/tileMatrixSets/WebMercatorQuad``, morecantile's definition). The one-map
 tileset answers at ``/tiles/WebMercatorQuad`` and, as before, at ``/map/tiles/WebMercatorQuad``.
 
-Tiles are cached per layer set, address and layer versions; responses carry an ETag
-(``If-None-Match`` answers 304) and are gzipped by the app's middleware when the client
+Tiles are cached per layer set, address and layer versions (held in memory by each worker,
+pushed by PostgreSQL LISTEN/NOTIFY: a cached tile reads nothing from the store; the Redis cache,
+``TWIN_REDIS_URL``, is shared by every worker of ``twin serve --workers N``); responses carry
+an ETag (``If-None-Match`` answers 304) and are gzipped by the app's middleware when the client
 accepts it. A tile outside the tile matrix set answers 404 (OGC 20-057 /req/tileset/tc-success
 D); a tile inside it where there is no data answers an empty tile.
 
@@ -45,6 +47,7 @@ from layers.tiles import (
     matrix_limits,
     tile_etag,
     tile_fields,
+    vector_layers,
     zoom_range,
 )
 
@@ -69,13 +72,6 @@ CollectionsQuery = Annotated[
     str | None,
     Query(description="Comma-separated collections, drawn in this order; all when absent"),
 ]
-_TILEJSON_TYPES = {
-    "text": "String",
-    "int": "Number",
-    "bigint": "Number",
-    "float": "Number",
-    "bool": "Boolean",
-}
 _SCHEMA_TYPES = {
     "text": "string",
     "int": "integer",
@@ -193,25 +189,7 @@ def _tilejson(layer_ids: list[str], template: str, url: str) -> dict[str, Any]:
         "bounds": bounds,
         "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, maxzoom - 1],
         "attribution": credit,
-        "vector_layers": [
-            {
-                "id": layer_id,
-                "description": COLLECTIONS[layer_id].title,
-                "minzoom": zoom_range([layer_id])[0],
-                "maxzoom": zoom_range([layer_id])[1],
-                "fields": {
-                    name: _TILEJSON_TYPES.get(
-                        next(
-                            (f.kind for f in COLLECTIONS[layer_id].fields if f.name == name),
-                            "text",
-                        ),
-                        "String",
-                    )
-                    for name in tile_fields(COLLECTIONS[layer_id])
-                },
-            }
-            for layer_id in layer_ids
-        ],
+        "vector_layers": vector_layers(layer_ids),
     }
 
 

@@ -6,8 +6,9 @@ tiled side by side until there are enough), then loads the same file into the sa
 three ways, in one run, and prints features/s and the ratios:
 
 - ``twin``: ``layers.ingest.ingest("buildings", ...)``: read, validate every feature against
-  the catalog, COPY into a staging table and merge into the versioned, indexed ``buildings``
-  table, in one transaction;
+  the catalog in chunks of ``layers.ingest.STREAM_CHUNK`` while the checked chunks are COPYed
+  (binary) into the versioned ``buildings`` table, its indexes dropped and rebuilt after the
+  COPY (a first import), in one transaction;
 - ``ogr2ogr``: GDAL's loader with ``PG_USE_COPY=YES`` into a new table with a GiST index;
 - ``to_postgis``: ``geopandas.read_file`` + ``GeoDataFrame.to_postgis`` into a new table.
 

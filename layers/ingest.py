@@ -4,7 +4,11 @@
 or OpenStreetMap (.osm, .osm.pbf) in any CRS (:mod:`layers.readers`), checks every feature
 against the layer catalog (:mod:`layers.validation`), and loads the file with a binary COPY
 inside one transaction. A file with a bad feature loads nothing: :class:`IngestError` lists
-each problem with the file, feature number, field and reason. Features are versioned:
+each problem with the file, feature number, field and reason. A file of more than
+:data:`STREAM_CHUNK` features is checked chunk by chunk while the checked chunks are copied
+(the server stores one while Python checks the next); a refused chunk abandons the COPY and
+the transaction, and the whole file is then checked at once for the error, so that it lists
+the same problems, in the same order, as a check before writing. Features are versioned:
 importing a source again closes the changed and vanished features (``valid_to``) and inserts
 their new versions, so history is never overwritten. An id belongs to one source.
 """
@@ -50,6 +54,9 @@ Progress = Callable[[str, int, int], None]
 InTransaction = Callable[[Any], None]
 
 _COPY_CHUNK = 5000
+#: Features checked at a time when a file's features are checked while they are copied: the
+#: COPY of one chunk runs on the server while the next is checked.
+STREAM_CHUNK = 16_384
 
 
 @dataclass
@@ -147,6 +154,7 @@ def ingest(
         id_field=id_field,
         encoding=encoding,
         progress=progress,
+        stream=True,
     )
     if credit is None and is_osm(path):
         credit = OPENSTREETMAP
@@ -347,15 +355,21 @@ def _has_geometry(frame: object) -> bool:
 
 @dataclass
 class _Batch:
-    """One layer's checked features, ready to be written."""
+    """One layer's checked features, ready to be written.
+
+    A streamed batch (``unchecked`` set, ``prepared`` None until written) holds the features
+    as read: they are checked chunk by chunk while the checked chunks are copied.
+    """
 
     layer: Layer
-    prepared: gpd.GeoDataFrame
+    prepared: gpd.GeoDataFrame | None
     path: str
     id_field: str
     report: IngestReport
     retire_missing: bool = True
     credit: Credit | None = None
+    unchecked: gpd.GeoDataFrame | None = None
+    settings: TwinSettings | None = None
 
 
 def _prefixed(progress: Progress | None, prefix: str) -> Progress | None:
@@ -374,6 +388,7 @@ def _read_and_check(
     id_field: str = "id",
     encoding: str | None = None,
     progress: Progress | None = None,
+    stream: bool = False,
 ) -> _Batch:
     layer = get_layer(layer_id)
     if progress:
@@ -381,6 +396,10 @@ def _read_and_check(
     frame = read_file(path, layer=layer, crs=crs, file_layer=file_layer, encoding=encoding)
     if progress:
         progress("read", 1, 1)
+    if stream and len(frame) > STREAM_CHUNK:  # checked while it is copied (see _load)
+        label = source or Path(path).name
+        report = IngestReport(layer=layer.id, source=label, read=len(frame))
+        return _Batch(layer, None, str(path), id_field, report, unchecked=frame)
     return _check(
         layer,
         frame,
@@ -471,15 +490,14 @@ def _jsonb(text: Any) -> bytes | None:
     return None if text is None else b"\x01" + text.encode()
 
 
-def _rows(batch: _Batch, now: datetime) -> Iterator[tuple[Any, ...]]:
+def _rows(batch: _Batch, prepared: gpd.GeoDataFrame, now: datetime) -> Iterator[tuple[Any, ...]]:
     """Yield binary COPY rows: source, valid_from, id, props, geometry (EWKB), attributes."""
-    prepared = batch.prepared
     geometry = shapely.to_wkb(prepared.geometry.to_numpy(), include_srid=True, output_dimension=2)
     columns: list[Any] = [
         np.full(len(prepared), batch.report.source, dtype=object),
         np.full(len(prepared), now, dtype=object),
         prepared["id"].to_numpy(),
-        [_jsonb(text) for text in prepared["props"]],
+        [b"\x01" + text.encode() for text in prepared["props"]],  # props: never null
         geometry,
     ]
     for spec in batch.layer.fields:
@@ -501,7 +519,7 @@ def _load(cur: Any, batch: _Batch, *, now: datetime, progress: Progress | None) 
     table = sql.Identifier(layer.table)
     names = ("source", "valid_from", "id", "props", "geom", *layer.field_names)
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    total = len(batch.prepared)
+    total = batch.report.read if batch.prepared is None else len(batch.prepared)
     cur.execute(
         sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE valid_to IS NULL)").format(table=table)
     )
@@ -523,13 +541,27 @@ def _load(cur: Any, batch: _Batch, *, now: datetime, progress: Progress | None) 
         target=target, cols=columns
     )
     types = _column_types(cur, layer, names)
-    # a writer thread sends while this one encodes the next rows
-    with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
-        copy.set_types(types)
-        for done, values in enumerate(_rows(batch, now), start=1):
-            copy.write_row(values)
-            if progress and done % _COPY_CHUNK == 0:
-                progress("copy", done, total)
+    parts: list[gpd.GeoDataFrame] = []
+    try:
+        # a writer thread sends while this one encodes the next rows (and, streamed, checks
+        # the next chunk while the server stores this one)
+        with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
+            copy.set_types(types)
+            done = 0
+            for part in _checked_parts(batch, progress):
+                parts.append(part)
+                for values in _rows(batch, part, now):
+                    copy.write_row(values)
+                    done += 1
+                    if progress and done % _COPY_CHUNK == 0:
+                        progress("copy", done, total)
+    except IngestError:
+        if batch.unchecked is None:
+            raise
+        _refuse_whole(batch)  # the whole file's problems, in the order a check of it gives
+        raise
+    if batch.prepared is None and not first_import:  # the merge names features by row
+        batch.prepared = pd.concat(parts) if len(parts) > 1 else parts[0]
     if progress:
         progress("copy", total, total)
     if first_import:
@@ -543,6 +575,54 @@ def _load(cur: Any, batch: _Batch, *, now: datetime, progress: Progress | None) 
     cur.execute("DROP TABLE _stage")
     if progress:
         progress("merge", 1, 1)
+
+
+def _checked_parts(batch: _Batch, progress: Progress | None) -> Iterator[gpd.GeoDataFrame]:
+    """Yield a batch's checked features: all at once, or streamed chunk by chunk.
+
+    A streamed batch's chunks are checked by :func:`layers.validation.prepare` one at a time,
+    as they are asked for; ids repeated across chunks are looked for once every chunk has
+    passed. A problem raises :class:`IngestError` (the caller then refuses the whole file).
+    """
+    if batch.unchecked is None:
+        assert batch.prepared is not None
+        yield batch.prepared
+        return
+    frame, total = batch.unchecked, len(batch.unchecked)
+    ids = []
+    for start in range(0, total, STREAM_CHUNK):
+        if progress:
+            progress("validate", start, total)
+        part, repaired = prepare(
+            frame.iloc[start : start + STREAM_CHUNK],
+            layer=batch.layer,
+            path=batch.path,
+            id_field=batch.id_field,
+            settings=batch.settings,
+        )
+        batch.report.repaired.extend(repaired)
+        ids.append(part["id"].to_numpy())
+        yield part
+    if progress:
+        progress("validate", total, total)
+    if pd.Series(np.concatenate(ids)).duplicated().any():
+        raise IngestError(batch.path, [Problem(None, batch.id_field, "duplicate ids")])
+
+
+def _refuse_whole(batch: _Batch) -> None:
+    """Check a streamed batch's features all at once, raising what that check finds.
+
+    The problems are then those (and in the order) an import that checks the file before
+    writing reports; called when a chunk was refused, after the COPY was abandoned.
+    """
+    assert batch.unchecked is not None
+    prepare(
+        batch.unchecked,
+        layer=batch.layer,
+        path=batch.path,
+        id_field=batch.id_field,
+        settings=batch.settings,
+    )
 
 
 def _drop_indexes_of_empty_table(cur: Any, layer: Layer) -> list[str]:
@@ -635,7 +715,7 @@ def _merge(cur: Any, batch: _Batch, *, now: datetime) -> None:
         )
         inserted = cur.rowcount
     report.added = inserted - report.changed
-    report.unchanged = len(batch.prepared) - inserted
+    report.unchanged = report.read - inserted
 
 
 def _count(cur: Any, rows: sql.Composable, params: dict[str, Any]) -> int:
@@ -659,7 +739,9 @@ def _refuse_ids_of_other_sources(cur: Any, batch: _Batch) -> None:
     taken = cur.fetchall()
     if not taken:
         return
-    row_of = dict(zip(batch.prepared["id"], batch.prepared.index, strict=True))
+    prepared = batch.prepared
+    assert prepared is not None  # written: checked
+    row_of = dict(zip(prepared["id"], prepared.index, strict=True))
     problems = [
         Problem(
             int(row_of[ident]),

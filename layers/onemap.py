@@ -14,6 +14,7 @@ or Gauss-Kruger zone: within 0.04% of the ellipsoid), where the radius or buffer
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -164,18 +165,7 @@ def within(
     OneMap
         Features per layer (``distance_m`` 0 inside, else from the area) and the summary.
     """
-    if not isinstance(area, shapely.Polygon | shapely.MultiPolygon):
-        raise OneMapError("the area must be a Polygon or MultiPolygon", parameter="geometry")
-    check_geometry(area)
-    if not area.is_valid:
-        reason = shapely.is_valid_reason(area)
-        raise OneMapError(f"the area is not a valid polygon: {reason}", parameter="geometry")
-    km2 = abs(_GEOD.geometry_area_perimeter(area)[0]) / 1e6
-    if not np.isfinite(km2) or km2 > MAX_AREA_KM2:
-        raise OneMapError(
-            f"the area is {km2:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
-            parameter="geometry",
-        )
+    _check_area(area)
     return _ask("within", area, area, 0.0, layers, at, filters, url, limit)
 
 
@@ -205,10 +195,7 @@ def along(
     OneMap
         Features per layer, with the distance from the line, and the summary.
     """
-    if not isinstance(line, shapely.LineString | shapely.MultiLineString):
-        raise OneMapError("the line must be a LineString or MultiLineString", parameter="geometry")
-    check_geometry(line)
-    _check_distance(buffer_m, "buffer_m")
+    _check_line(line, buffer_m)
     return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url, limit)
 
 
@@ -278,19 +265,10 @@ def _ask(
             features[layer.id] = _with_measures(frame.take(found.order), found)
         return OneMap(shape=shape, area=area, features=features, summary=_summary(measured))
 
-    measured = {}
-    for layer, rows in zip(asked, fetched, strict=True):
-        kind = KIND_OF.get(layer.id)
-        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns[layer.id]) + [()]
-        measured[layer.id] = _measure(
-            np.asarray(values[0], dtype=object),
-            np.asarray(values[1], dtype=object) if kind else None,
-            np.asarray(values[-2], dtype=object) if layer.id == "buildings" else None,
-            shapely.from_wkb(np.asarray([bytes(g) for g in values[-1]], dtype=object)),
-            metric_reference,
-            metric_area,
-            forward,
-        )
+    measured = {
+        layer.id: _measure_rows(layer, rows, metric_reference, metric_area, forward)
+        for layer, rows in zip(asked, fetched, strict=True)
+    }
 
     def fetch_whole(layer: Layer) -> list[Any]:
         ids = measured[layer.id].ids[measured[layer.id].order[:limit]]
@@ -312,6 +290,289 @@ def _ask(
         ordered = whole.take([position[str(i)] for i in found.ids[nearest]])
         features[layer.id] = _with_measures(ordered, found, nearest)
     return OneMap(shape=shape, area=area, features=features, summary=_summary(measured))
+
+
+def around_geojson(
+    point: tuple[float, float],
+    radius_m: float,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+    limit: int = 100,
+) -> bytes:
+    """Answer :func:`around` as GeoJSON text that PostgreSQL writes (for the HTTP API).
+
+    The same question, features and summary as :func:`around`, encoded without a
+    GeoDataFrame: each layer's nearest ``limit`` features come from PostgreSQL as one
+    FeatureCollection text (``ST_AsGeoJSON``, 15 decimals; properties in the columns' order,
+    then ``distance_m`` and ``inside``), with ``numberMatched`` (every feature found) and
+    ``numberReturned``.
+
+    Parameters
+    ----------
+    point, radius_m, layers, at, filters, url
+        As for :func:`around`.
+    limit
+        Features returned per layer (0 to 10,000); the summary covers them all.
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON: ``{"shape", "area", "summary", "layers": {id: FeatureCollection}}``.
+
+    Raises
+    ------
+    OneMapError
+        As :func:`around` raises it.
+    """
+    reference = shapely.Point(_lonlat(point, "point"))
+    _check_distance(radius_m, "radius_m")
+    area = _buffer(reference, radius_m)
+    return _geojson_answer("around", reference, area, radius_m, layers, at, filters, url, limit)
+
+
+def within_geojson(
+    area: shapely.Geometry,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+    limit: int = 100,
+) -> bytes:
+    """Answer :func:`within` as GeoJSON text that PostgreSQL writes (see :func:`around_geojson`).
+
+    Parameters
+    ----------
+    area, layers, at, filters, url
+        As for :func:`within`.
+    limit
+        Features returned per layer.
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON, as :func:`around_geojson` returns it.
+
+    Raises
+    ------
+    OneMapError
+        As :func:`within` raises it.
+    """
+    _check_area(area)
+    return _geojson_answer("within", area, area, 0.0, layers, at, filters, url, limit)
+
+
+def along_geojson(
+    line: shapely.Geometry,
+    buffer_m: float,
+    *,
+    layers: Sequence[str] | None = None,
+    at: datetime | str | None = None,
+    filters: Mapping[str, str] | None = None,
+    url: str | None = None,
+    limit: int = 100,
+) -> bytes:
+    """Answer :func:`along` as GeoJSON text that PostgreSQL writes (see :func:`around_geojson`).
+
+    Parameters
+    ----------
+    line, buffer_m, layers, at, filters, url
+        As for :func:`along`.
+    limit
+        Features returned per layer.
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON, as :func:`around_geojson` returns it.
+
+    Raises
+    ------
+    OneMapError
+        As :func:`along` raises it.
+    """
+    _check_line(line, buffer_m)
+    area = _buffer(line, buffer_m)
+    return _geojson_answer("along", line, area, buffer_m, layers, at, filters, url, limit)
+
+
+def _geojson_answer(
+    shape: Shape,
+    reference: shapely.Geometry,
+    area: shapely.Geometry,
+    distance_m: float,
+    layers: Sequence[str] | None,
+    at: datetime | str | None,
+    filters: Mapping[str, str] | None,
+    url: str | None,
+    limit: int,
+) -> bytes:
+    """Answer as :func:`_ask` does with a limit, the features' GeoJSON written by PostgreSQL.
+
+    Every feature is read lean and measured as :func:`_ask` measures it (the same summary,
+    distances and order); then, per layer, PostgreSQL writes the FeatureCollection of the
+    nearest ``limit`` with their measures, which Python joins into the answer unparsed.
+    """
+    if not 0 <= limit <= MAX_LIMIT:
+        raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
+    asked = _layers(layers)
+    conditions = _filters(filters or {}, asked)
+    moment = _moment(at)
+    margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
+    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
+    envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
+    forward = _transformers()[0]
+    metric_reference = _to_metric(reference, forward)
+    metric_area = _to_metric(area, forward)
+
+    def answer(group: list[Layer]) -> list[tuple[_Measured, str]]:
+        """Per layer of the group, on one connection: read lean, measure, write GeoJSON."""
+        # a prepared polygon of this thread's own: GEOS prepared geometries are not
+        # thread-safe (libgeos/geos#825)
+        drawn = shapely.from_wkb(shapely.to_wkb(metric_area))
+        shapely.prepare(drawn)
+        out = []
+        with cursor(url) as cur:
+            for layer in group:
+                cur.execute(
+                    *_layer_query(
+                        layer,
+                        _lean_columns(layer),
+                        shape,
+                        reference,
+                        area,
+                        envelope,
+                        distance_m,
+                        moment,
+                        conditions.get(layer.id),
+                    )
+                )
+                found = _measure_rows(layer, cur.fetchall(), metric_reference, drawn, forward)
+                nearest = found.order[:limit]
+                cur.execute(
+                    *_collection_query(
+                        layer,
+                        [str(i) for i in found.ids[nearest]],
+                        [float(v) for v in found.distance[nearest]],
+                        [None if np.isnan(v) else float(v) for v in found.inside[nearest]],
+                        len(found.ids),
+                        moment,
+                    )
+                )
+                row = cur.fetchone()
+                assert row is not None  # an aggregate answers one row
+                out.append((found, str(row[0])))
+        return out
+
+    # the layers dealt out to the workers in turn; each measures while the other's server
+    # works (shapely and the database release the GIL)
+    groups = [asked[k::_WORKERS] for k in range(_WORKERS)]
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, answer, g) for g in groups]
+        answered = {
+            layer.id: result
+            for group, future in zip(groups, futures, strict=True)
+            for layer, result in zip(group, future.result(), strict=True)
+        }
+    measured = {layer.id: answered[layer.id][0] for layer in asked}
+    collections = [answered[layer.id][1] for layer in asked]
+    head = {
+        "shape": shape,
+        "area": json.loads(shapely.to_geojson(area)),
+        "summary": _summary(measured),
+    }
+    layers_text = ",".join(
+        f"{json.dumps(layer.id)}:{text}" for layer, text in zip(asked, collections, strict=True)
+    )
+    return (
+        json.dumps(head, separators=(",", ":"))[:-1] + ',"layers":{' + layers_text + "}}"
+    ).encode()
+
+
+def _measure_rows(
+    layer: Layer,
+    rows: list[Any],
+    metric_reference: shapely.Geometry,
+    metric_area: shapely.Geometry,
+    forward: Transformer,
+) -> _Measured:
+    """Measure a layer's lean rows (:func:`_lean_columns`, then the geometry's WKB)."""
+    kind = KIND_OF.get(layer.id)
+    width = len(_lean_columns(layer)) + 1
+    values = list(zip(*rows, strict=True)) if rows else [()] * width
+    return _measure(
+        np.asarray(values[0], dtype=object),
+        np.asarray(values[1], dtype=object) if kind else None,
+        np.asarray(values[-2], dtype=object) if layer.id == "buildings" else None,
+        shapely.from_wkb(np.asarray([bytes(g) for g in values[-1]], dtype=object)),
+        metric_reference,
+        metric_area,
+        forward,
+    )
+
+
+def _collection_query(
+    layer: Layer,
+    ids: list[str],
+    distances: list[float],
+    inside: list[float | None],
+    matched: int,
+    moment: datetime | None,
+) -> tuple[sql.Composed, list[Any]]:
+    """Write one layer's FeatureCollection text of the given features, in the given order.
+
+    Properties in the columns' order (as the layer's frame has them; moments in UTC as
+    ``isoformat`` gives them), then ``distance_m`` and ``inside`` as measured; a feature
+    retired since it was measured is left out of the list (``numberReturned`` counts what is
+    there).
+    """
+    when = (
+        "t.valid_from <= %s AND (t.valid_to IS NULL OR t.valid_to > %s)"
+        if moment
+        else "t.valid_to IS NULL"
+    )
+    moments = {"valid_from", "valid_to"} | {f.name for f in layer.fields if f.kind == "timestamp"}
+    cols = [
+        sql.SQL(_ISO).format(c=sql.Identifier("t", c), name=sql.Identifier(c))
+        if c in moments
+        else sql.Identifier("t", c)
+        for c in _columns(layer)
+    ]
+    query = sql.SQL(_COLLECTION).format(
+        cols=sql.SQL(", ").join(cols),
+        table=access.relation(layer),  # the caller's rows and masked values
+        when=sql.SQL(when),
+    )
+    return query, [matched, ids, distances, inside, *([moment, moment] if moment else [])]
+
+
+# a moment as Python's isoformat() writes it (in UTC; six digits of fraction when there is
+# one), whatever the session's time zone
+_ISO = """
+CASE WHEN {c} IS NOT NULL THEN
+    to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || CASE WHEN date_part('microseconds', {c})::bigint %% 1000000 <> 0
+            THEN to_char({c} AT TIME ZONE 'UTC', '.US') ELSE '' END
+    || '+00:00'
+END AS {name}
+"""
+_COLLECTION = """
+SELECT json_build_object(
+    'type', 'FeatureCollection',
+    'features', coalesce(json_agg(json_build_object(
+        'type', 'Feature',
+        'properties', row_to_json(p),
+        'geometry', ST_AsGeoJSON(t.geom, 15)::json
+    ) ORDER BY o.k), '[]'::json),
+    'numberMatched', %s::bigint,
+    'numberReturned', count(t.id))::text
+FROM unnest(%s::text[], %s::float8[], %s::float8[]) WITH ORDINALITY AS o(id, distance_m, inside, k)
+JOIN {table} AS t ON t.id = o.id AND {when},
+LATERAL (SELECT {cols}, o.distance_m, o.inside) AS p
+"""
 
 
 @dataclass(frozen=True)
@@ -514,45 +775,22 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
     moment = _moment(at)
     when = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
     current = when if moment else "valid_to IS NULL"
-    with cursor(url) as cur:
-        cur.execute(
-            sql.SQL(_DISTRICTS).format(
-                districts=access.relation(LAYERS["districts"]),
-                buildings=access.relation(LAYERS["buildings"]),
-                d_when=sql.SQL(current.replace("valid_", "d.valid_")),
-                b_when=sql.SQL(current.replace("valid_", "b.valid_")),
-            ),
-            {"at": moment},
+    per_layer = [
+        layer
+        for layer in LAYERS.values()
+        if layer.id not in ("districts", "buildings") and access.visible([layer.id])
+    ]
+
+    def figures(layer: Layer) -> list[Any]:
+        measure = sql.SQL(
+            # a line in the district's interior is its own intersection: cut only the others
+            "ST_Length(CASE WHEN ST_ContainsProperly(d.geom, f.geom) THEN f.geom "
+            "ELSE ST_Intersection(f.geom, d.geom) END::geography)"
+            if layer.storage_type in _LINES
+            else "1"
         )
-        base = pd.DataFrame(
-            cur.fetchall(),
-            columns=[
-                "id",
-                "name",
-                "level",
-                "area_km2",
-                "population",
-                "buildings",
-                "building_population",
-            ],
-        )
-        if base.empty:
-            then = f" as of {moment.isoformat()}" if moment else ""
-            raise MissingInputError(
-                "districts",
-                f"no districts loaded{then}: there is nothing to give figures per district for",
-                DISTRICTS_REMEDY,
-            )
-        for layer in LAYERS.values():
-            if layer.id in ("districts", "buildings") or not access.visible([layer.id]):
-                continue
-            kind = KIND_OF.get(layer.id)
-            if layer.storage_type in _LINES:
-                measure = sql.SQL("sum(ST_Length(ST_Intersection(f.geom, d.geom)::geography))")
-                suffix = "_m"
-            else:
-                measure = sql.SQL("count(*)")
-                suffix = "_count"
+        kind = KIND_OF.get(layer.id)
+        with cursor(url) as cur:
             cur.execute(
                 sql.SQL(_PER_DISTRICT).format(
                     kind=sql.Identifier(kind) if kind else sql.SQL("NULL"),
@@ -563,9 +801,53 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                 ),
                 {"at": moment},
             )
-            for district, key, value in cur.fetchall():
-                column = f"{layer.id}.{key}{suffix}" if kind else f"{layer.id}{suffix}"
-                base.loc[base["id"] == district, column] = float(value)
+            return cur.fetchall()
+
+    def districts() -> list[Any]:
+        with cursor(url) as cur:
+            cur.execute(
+                sql.SQL(_DISTRICTS).format(
+                    districts=access.relation(LAYERS["districts"]),
+                    buildings=access.relation(LAYERS["buildings"]),
+                    d_when=sql.SQL(current.replace("valid_", "d.valid_")),
+                    b_when=sql.SQL(current.replace("valid_", "b.valid_")),
+                ),
+                {"at": moment},
+            )
+            return cur.fetchall()
+
+    # the districts and each layer's figures on connections of their own, two at a time
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        listed = pool.submit(contextvars.copy_context().run, districts)
+        answers = _in_context(pool, figures, per_layer)
+        base = pd.DataFrame(
+            listed.result(),
+            columns=[
+                "id",
+                "name",
+                "level",
+                "area_km2",
+                "population",
+                "buildings",
+                "building_population",
+            ],
+        )
+    if base.empty:
+        then = f" as of {moment.isoformat()}" if moment else ""
+        raise MissingInputError(
+            "districts",
+            f"no districts loaded{then}: there is nothing to give figures per district for",
+            DISTRICTS_REMEDY,
+        )
+    columns: dict[str, dict[Any, float]] = {}
+    for layer, rows in zip(per_layer, answers, strict=True):
+        suffix = "_m" if layer.storage_type in _LINES else "_count"
+        for district, key, value in rows:  # ordered by district, then key
+            column = f"{layer.id}.{key}{suffix}" if KIND_OF.get(layer.id) else f"{layer.id}{suffix}"
+            columns.setdefault(column, {})[district] = float(value)
+    if columns:
+        added = pd.DataFrame({name: base["id"].map(values) for name, values in columns.items()})
+        base = pd.concat([base, added], axis=1)
     numeric = base.columns[3:]
     base[numeric] = base[numeric].astype(float).fillna(0.0)
     return base.sort_values(["level", "name"]).reset_index(drop=True)
@@ -580,11 +862,18 @@ LEFT JOIN {buildings} b
 WHERE {d_when}
 GROUP BY d.id, d.name, d.level, d.geom, d.population
 """
+# each pair measured before grouping (OFFSET 0 keeps the planner from sorting the pairs'
+# geometries, which spilled to disk), so that the grouping sorts numbers
 _PER_DISTRICT = """
-SELECT d.id, coalesce(f.{kind}::text, 'unknown'), {measure}
-FROM districts d JOIN {table} f ON f.geom && d.geom AND ST_Intersects(f.geom, d.geom)
-WHERE {d_when} AND {f_when}
+SELECT district, key, sum(measure)
+FROM (
+    SELECT d.id AS district, coalesce(f.{kind}::text, 'unknown') AS key, {measure} AS measure
+    FROM districts d JOIN {table} f ON f.geom && d.geom AND ST_Intersects(f.geom, d.geom)
+    WHERE {d_when} AND {f_when}
+    OFFSET 0
+) AS pairs
 GROUP BY 1, 2
+ORDER BY 1, 2
 """
 
 
@@ -714,6 +1003,28 @@ def _check_bounds(geometry: shapely.Geometry, parameter: str = "geometry") -> No
         raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter=parameter)
     if not -90 <= ymin <= ymax <= 90:
         raise OneMapError("coordinates must be lon/lat (EPSG:4326)", parameter=parameter)
+
+
+def _check_area(area: shapely.Geometry) -> None:
+    if not isinstance(area, shapely.Polygon | shapely.MultiPolygon):
+        raise OneMapError("the area must be a Polygon or MultiPolygon", parameter="geometry")
+    check_geometry(area)
+    if not area.is_valid:
+        reason = shapely.is_valid_reason(area)
+        raise OneMapError(f"the area is not a valid polygon: {reason}", parameter="geometry")
+    km2 = abs(_GEOD.geometry_area_perimeter(area)[0]) / 1e6
+    if not np.isfinite(km2) or km2 > MAX_AREA_KM2:
+        raise OneMapError(
+            f"the area is {km2:,.0f} km², more than {MAX_AREA_KM2:,.0f} km²",
+            parameter="geometry",
+        )
+
+
+def _check_line(line: shapely.Geometry, buffer_m: float) -> None:
+    if not isinstance(line, shapely.LineString | shapely.MultiLineString):
+        raise OneMapError("the line must be a LineString or MultiLineString", parameter="geometry")
+    check_geometry(line)
+    _check_distance(buffer_m, "buffer_m")
 
 
 def _check_distance(value: float, parameter: str) -> None:

@@ -50,6 +50,37 @@ def stored_city(url: str) -> dict[str, Any]:
     return {"city_name": row[0], "city_bbox": tuple(row[1]), "metric_crs": row[2]}
 
 
+def check_read_urls(urls: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Check read-replica URLs (``database_read_urls``): PostgreSQL URLs naming a server.
+
+    Parameters
+    ----------
+    urls
+        SQLAlchemy or libpq-style URLs (``postgresql://user@host:port[/database]``).
+
+    Returns
+    -------
+    tuple of str
+        The URLs, unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming ``database_read_urls`` and the URL: not a URL, not PostgreSQL, or no host
+        (neither in the authority nor as ``?host=`` for a Unix socket).
+    """
+    for url in urls:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError and ValueError alike
+            raise ValueError(f"database_read_urls: {url!r} is not a database URL") from exc
+        if parsed.get_backend_name() not in ("postgresql", "postgres"):
+            raise ValueError(f"database_read_urls: {url!r} is not a PostgreSQL URL")
+        if not parsed.host and "host" not in parsed.query:  # a socket: ?host=/run/...
+            raise ValueError(f"database_read_urls: {url!r} names no host")
+    return tuple(urls)
+
+
 class _StoredCity(PydanticBaseSettingsSource):
     """Settings source: the city the store was given (below the environment, above defaults)."""
 
@@ -89,6 +120,20 @@ class TwinSettings(BaseSettings):
     database_url: str = Field(
         default=_DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL of the PostGIS database holding the layers.",
+    )
+    database_read_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Read replicas of the database (streaming copies: scripts/replica.sh), "
+        "tried in order for read-only work before the primary; a comma-separated list or a "
+        "JSON array in TWIN_DATABASE_READ_URLS. A URL naming no database reads the primary's "
+        "database name. Empty (the default): every read goes to the primary.",
+    )
+    database_read_retry_s: float = Field(
+        default=5,
+        gt=0,
+        le=3600,
+        description="How long a read replica that refused or timed out a connection is left "
+        "alone before it is tried again, s (reads go to the next URL or the primary meanwhile).",
     )
     city_name: str = Field(default="Monaco", description="Name of the city shown to users.")
     metric_crs: str = Field(
@@ -218,15 +263,23 @@ class TwinSettings(BaseSettings):
         stored = _StoredCity(settings_cls, init_settings, env_settings)
         return init_settings, env_settings, stored, dotenv_settings, file_secret_settings
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "database_read_urls", mode="before")
     @classmethod
     def _origins_are_a_list(cls, value: object) -> object:
         if isinstance(value, str):  # from the environment: a JSON array or comma-separated
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON array: {exc}") from exc
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("database_read_urls")
+    @classmethod
+    def _read_urls_are_postgresql(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_read_urls(value)
 
     @field_validator("cors_origins")
     @classmethod

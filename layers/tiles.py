@@ -26,8 +26,11 @@ under half a metre at z15), so clients are told to overzoom from there (:func:`z
 :func:`matrix_limits` gives the tile ranges that hold a layer's data at each zoom.
 
 Tiles are cached per (layers, z, x, y, layer versions): an import or edit bumps the version
-(``layer_versions``, kept by triggers), so a cached tile is never stale. The cache is in-process
-(LRU) by default, or Redis when ``TWIN_REDIS_URL`` is set, so several workers share it.
+(``layer_versions``, kept by triggers), so a cached tile is never stale. The versions are held
+in memory, pushed by PostgreSQL LISTEN/NOTIFY (:mod:`layers.versions`): a tile request reads no
+counter from the store, and neither do the tileset limits it is checked against (cached per
+layer versions). The cache is in-process (LRU) by default, or Redis when ``TWIN_REDIS_URL`` is
+set, so several workers share it.
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ from sqlalchemy.engine import make_url
 
 from layers import access
 from layers.catalog import COLLECTIONS, Layer, get_collection
-from layers.database import cursor, database_url
+from layers.database import current_reads, cursor, database_url
 from layers.errors import ParameterError
 from layers.features import extents
-from layers.queries import layer_versions
+from layers.versions import watched_versions
 
 EXTENT = 4096
 BUFFER = 64
@@ -104,6 +107,58 @@ def tile_fields(layer: Layer) -> list[str]:
     return ["id", *(f.name for f in layer.fields if f.kind not in ("json", "timestamp"))]
 
 
+#: TileJSON 3.0 ``vector_layers`` field types of the attribute kinds (others are strings).
+TILEJSON_TYPES = {
+    "text": "String",
+    "int": "Number",
+    "bigint": "Number",
+    "float": "Number",
+    "bool": "Boolean",
+}
+
+
+def vector_layers(layer_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the TileJSON 3.0 ``vector_layers`` of tiles holding these layers.
+
+    The same description serves the API's TileJSON and a PMTiles package's metadata.
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tiles, in order.
+
+    Returns
+    -------
+    list of dict
+        Per layer: ``id``, ``description`` (its title), ``minzoom``, ``maxzoom``
+        (:func:`zoom_range`) and ``fields`` (attribute name -> ``String``, ``Number`` or
+        ``Boolean``, as in :func:`tile_fields`).
+
+    Raises
+    ------
+    TileError
+        For an unknown layer.
+    """
+    described = []
+    for layer_id in layer_ids:
+        layer = get_collection(layer_id)
+        kinds = {f.name: f.kind for f in layer.fields}
+        low, high = zoom_range([layer_id])
+        described.append(
+            {
+                "id": layer_id,
+                "description": layer.title,
+                "minzoom": low,
+                "maxzoom": high,
+                "fields": {
+                    name: TILEJSON_TYPES.get(kinds.get(name, "text"), "String")
+                    for name in tile_fields(layer)
+                },
+            }
+        )
+    return described
+
+
 def zoom_range(layer_ids: Sequence[str]) -> tuple[int, int]:
     """Return the zooms between which the tiles of these layers change.
 
@@ -145,6 +200,29 @@ def matrix_limits(
         One ``{tileMatrix, minTileRow, maxTileRow, minTileCol, maxTileCol}`` per zoom of
         :func:`zoom_range` (OGC 17-083r4 ``tileMatrixSetLimits``); empty when the layers are.
     """
+    sources = [get_collection(i).derived_from or i for i in layer_ids]
+    key = (
+        database_url(url),
+        tuple(layer_ids),
+        watched_versions([*sources, "access"], url=url),
+        access.signature(layer_ids),
+    )
+    known = _LIMITS.get(key)
+    if known is None:
+        known = _matrix_limits(layer_ids, url=url)
+        with _LIMITS_LOCK:
+            if len(_LIMITS) > 1000:
+                _LIMITS.clear()
+            _LIMITS[key] = known
+    return [dict(limit) for limit in known]
+
+
+#: Tileset limits per (database, layers, layer versions, what the caller sees of them).
+_LIMITS: dict[tuple[str, tuple[str, ...], tuple[int, ...], str], list[dict[str, int | str]]] = {}
+_LIMITS_LOCK = threading.Lock()
+
+
+def _matrix_limits(layer_ids: Sequence[str], *, url: str | None) -> list[dict[str, int | str]]:
     boxes = [b for b in extents(layer_ids, url=url) if b]
     if not boxes:
         return []
@@ -416,7 +494,7 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
         access.require(layer_id)
     # the access rules' counter and what the caller sees of the layers: a tile cut for one
     # clearance is never served to another that sees less (or more)
-    versions = layer_versions([*layer_ids, "access"], url=url)
+    versions = watched_versions([*layer_ids, "access"], url=url)
     seen = access.signature(layer_ids)
     where = make_url(database_url(url))
     store = f"{where.host}:{where.port}/{where.database}"  # caches may be shared (Redis)
@@ -465,6 +543,9 @@ def cached_tile(
     tile = cache.get(etag)
     if tile is not None:
         return tile, etag, True
-    tile = render_tile(layer_ids, z, x, y, url=url)
+    # cut from a store at least as new as the versions in the key (a read replica that has not
+    # replayed the change yet would have the old content cached under the new key)
+    with current_reads(url):
+        tile = render_tile(layer_ids, z, x, y, url=url)
     cache.put(etag, tile)
     return tile, etag, False

@@ -282,9 +282,18 @@ def _check_geometry(
     if crs is not None and not crs.equals("EPSG:4326"):
         series = series.to_crs("EPSG:4326")
     geoms = series.to_numpy()
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    infinite = np.bincount(owner, weights=~np.isfinite(coords).all(axis=1), minlength=len(geoms))
-    coords_ok = infinite == 0
+    # GEOS finds a geometry with a non-finite coordinate invalid ("Invalid Coordinate"), so
+    # only the invalid ones need their coordinates looked at
+    valid = np.zeros(len(geoms), dtype=bool)
+    valid[~missing] = shapely.is_valid(geoms[~missing])
+    coords_ok = np.ones(len(geoms), dtype=bool)
+    suspect = np.flatnonzero(~valid)
+    if len(suspect):
+        coords, owner = shapely.get_coordinates(geoms[suspect], return_index=True)
+        infinite = np.bincount(
+            owner, weights=~np.isfinite(coords).all(axis=1), minlength=len(suspect)
+        )
+        coords_ok[suspect] = infinite == 0
     problems.add_rows(frame.index[~coords_ok], "geometry", f"coordinates outside the area of {crs}")
     allowed = set(layer.geometry_types)
     kinds = shapely.get_type_id(geoms)
@@ -295,7 +304,7 @@ def _check_geometry(
         problems.add(int(row), "geometry", f"{got} where layer {layer.id} expects {expected}")
     repaired: list[Problem] = []
     checkable = (~missing) & (~wrong) & coords_ok
-    invalid = checkable & ~shapely.is_valid(geoms)
+    invalid = checkable & ~valid
     for i in np.flatnonzero(invalid):
         row = int(frame.index[i])
         reason = shapely.is_valid_reason(geoms[i])

@@ -1,8 +1,15 @@
 """The road network as a compiled directed graph, read from ``routing_edges``.
 
 The costs come from the ``routing_edges_all`` view (migration 0002), so the engine and
-pgRouting see exactly the same graph. Queries run on a CSR matrix with
-``scipy.sparse.csgraph``; closing edges rebuilds the matrix from arrays in milliseconds.
+pgRouting see exactly the same graph. Point-to-point queries (:meth:`RoadNetwork.shortest`)
+run on a contraction hierarchy built once per loaded network (:mod:`routing.hierarchy`; about
+0.6 s for Malta's 57k edges, then a few hundredths of a millisecond a query), with exact
+float64 costs; a copy with closures or live speeds keeps using it wherever its answer crosses
+no changed edge and falls back to a bidirectional Dijkstra otherwise (measured in
+``bench/city_scale_routing.py``: rebuilding the hierarchy on every change would cost more than
+a thousand fallback searches). One-to-all searches (:meth:`RoadNetwork.search`: service areas,
+coverage, matrices) run on a CSR matrix with ``scipy.sparse.csgraph``; closing edges rebuilds
+the matrix from arrays in milliseconds.
 Live speeds change costs the same way: :meth:`RoadNetwork.with_live_speeds` computes each
 edge's cost by the view's own formula from its free-flow speed and the live speeds, without
 reading the view again.
@@ -13,6 +20,7 @@ Points are snapped onto the nearest open edge at their position along it (like
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +36,41 @@ from scipy.sparse.csgraph import dijkstra
 from layers.database import owner_cursor
 from layers.errors import ParameterError
 from layers.settings import get_settings
+from routing.hierarchy import Bidirectional, Hierarchy, times_from
 
 PROFILES = ("car", "emergency")
 #: Points farther than this from every open road cannot be routed.
 MAX_SNAP_M = 250.0
 #: A snapped point this close (as a fraction) to an end of its edge stands on that node.
 _AT_NODE = 1e-9
+#: Arc costs closer than this (s) to the ones a hierarchy was built on count as unchanged.
+_SAME_COST_S = 1e-9
+#: Most snapped points a network remembers (see RoadNetwork.snap).
+_REMEMBERED = 10_000
+#: Fraction along an edge at which turn bearings are taken (2 % in from each end).
+BEARING_STEP = 0.02
+
+
+class _Root:
+    """What a network and every copy made of it share: the arcs as loaded, and their hierarchy.
+
+    The contraction hierarchy is built once, on first use, for the arcs of the network as it
+    was loaded (free-flow costs, nothing closed); copies with closures or live speeds use it
+    where their costs agree with it (see :meth:`RoadNetwork.shortest`).
+    """
+
+    def __init__(self, n: int, arcs: tuple[np.ndarray, ...]):
+        self.n = n
+        self.tail, self.head, self.weight, self.edge, self.direction = arcs
+        self.key = self.tail.astype(np.int64) * n + self.head.astype(np.int64)
+        self._hierarchy: Hierarchy | None = None
+        self._lock = threading.Lock()
+
+    def hierarchy(self) -> Hierarchy:
+        with self._lock:
+            if self._hierarchy is None:
+                self._hierarchy = Hierarchy.build(self.n, self.tail, self.head, self.weight)
+            return self._hierarchy
 
 
 class RoutingError(ParameterError):
@@ -134,8 +171,47 @@ class RoadNetwork:
             self.geometry, lambda xy: np.column_stack(self.to_metric.transform(xy[:, 0], xy[:, 1]))
         )
         self._tree = shapely.STRtree(self.metric_geometry)
+        self._prepare_geometry()
         self.closed = np.zeros(len(self.edge_id), dtype=bool)
         self._compile()
+        self._root = _Root(
+            len(self.node_ids),
+            (self.arc_tail, self.arc_head, self.arc_weight, self.arc_edge, self.arc_direction),
+        )
+
+    def _prepare_geometry(self) -> None:
+        """Per-edge coordinate arrays and turn bearings, computed once, for fast assembly.
+
+        ``coords[coord_start[e]:coord_start[e + 1]]`` are edge ``e``'s lon/lat points
+        (EPSG:4326); ``bearings[e]`` are the bearings (degrees clockwise from grid north, in the
+        metric CRS) a whole edge is left and entered at: ``[leaving forwards, entering
+        forwards, leaving backwards, entering backwards]``, each between the points
+        :data:`BEARING_STEP` of the line apart, as :func:`routing.paths` takes them for parts.
+        """
+        coords, index = shapely.get_coordinates(self.geometry, return_index=True)
+        self.coords = coords
+        self.coord_start = np.searchsorted(index, np.arange(len(self.geometry) + 1))
+        #: The same points in the metric CRS, the metres from each edge's start to each point,
+        #: and each edge's metric length (what fractions along an edge are measured on).
+        self.metric_coords = shapely.get_coordinates(self.metric_geometry)
+        step = np.zeros(len(coords))
+        step[1:] = np.hypot(*np.diff(self.metric_coords, axis=0).T)
+        step[self.coord_start[:-1]] = 0.0
+        self.vertex_m = np.cumsum(step)
+        self.vertex_m -= np.repeat(self.vertex_m[self.coord_start[:-1]], np.diff(self.coord_start))
+        self.metric_length = shapely.length(self.metric_geometry)
+        fractions = (0.0, BEARING_STEP, 1.0 - BEARING_STEP, 1.0)
+        points = [
+            shapely.line_interpolate_point(self.metric_geometry, f, normalized=True)
+            for f in fractions
+        ]
+        x = np.column_stack([shapely.get_x(p) for p in points])
+        y = np.column_stack([shapely.get_y(p) for p in points])
+        # (from, to) index pairs: forwards 0->0.02 and 0.98->1, backwards 1->0.98 and 0.02->0
+        pairs = ((0, 1), (2, 3), (3, 2), (1, 0))
+        self.bearings = np.column_stack(
+            [np.degrees(np.arctan2(x[:, b] - x[:, a], y[:, b] - y[:, a])) % 360 for a, b in pairs]
+        )
 
     # ---------------------------------------------------------------------------------------
     # building
@@ -224,6 +300,9 @@ class RoadNetwork:
         # arcs are sorted by (tail, head), one per pair: a key array finds one by bisection
         # (a dict of every arc took most of a recompile on a large network)
         self._arc_key = self.arc_tail.astype(np.int64) * n + self.arc_head.astype(np.int64)
+        self._agreement: tuple[np.ndarray, bool, bool] | None = None
+        self._snaps: dict[tuple[float, float, float], Snap] = {}
+        self._bidirectional: Bidirectional | None = None
 
     def with_closed(self, edges: np.ndarray) -> RoadNetwork:
         """Return a copy with exactly these edges (indices) closed; this network is unchanged.
@@ -320,6 +399,7 @@ class RoadNetwork:
         *,
         parameter: str = "point",
         max_distance_m: float = MAX_SNAP_M,
+        remember: bool = False,
     ) -> Snap:
         """Place a point on the nearest open edge.
 
@@ -331,6 +411,10 @@ class RoadNetwork:
             Name of the request parameter, for errors.
         max_distance_m
             Farthest a road may be.
+        remember
+            Keep the answer for the next call with the same point (for points asked again
+            and again, like the resources of :func:`routing.paths.nearest_units`); this network
+            keeps at most :data:`_REMEMBERED` of them, and forgets them when edges close.
 
         Returns
         -------
@@ -342,6 +426,9 @@ class RoadNetwork:
         RoutingError
             If the point is outside the city or no open road is within ``max_distance_m``.
         """
+        key = (float(lon), float(lat), float(max_distance_m))
+        if remember and key in self._snaps:
+            return self._snaps[key]
         xmin, ymin, xmax, ymax = get_settings().city_bbox
         if not (
             np.isfinite(lon) and np.isfinite(lat) and xmin <= lon <= xmax and ymin <= lat <= ymax
@@ -353,18 +440,30 @@ class RoadNetwork:
             )
         x, y = self.to_metric.transform(lon, lat)
         point = shapely.Point(x, y)
-        candidates = self._tree.query(point, predicate="dwithin", distance=max_distance_m)
-        candidates = candidates[~self.closed[candidates]]
-        if len(candidates) == 0:
-            raise RoutingError(
-                f"{parameter} ({lon}, {lat}) is more than {max_distance_m:g} m from any open road",
-                parameter=parameter,
-            )
-        distances = shapely.distance(self.metric_geometry[candidates], point)
-        best = candidates[np.lexsort((candidates, distances))[0]]
+        # the nearest edges (all at the least distance); the lowest-numbered open one wins
+        nearest = self._tree.query_nearest(point, max_distance=max_distance_m, all_matches=True)
+        nearest = nearest[~self.closed[nearest]]
+        if len(nearest):
+            best = int(nearest.min())
+        else:  # none, or all of the nearest are closed: the nearest open one within reach
+            candidates = self._tree.query(point, predicate="dwithin", distance=max_distance_m)
+            candidates = candidates[~self.closed[candidates]]
+            if len(candidates) == 0:
+                raise RoutingError(
+                    f"{parameter} ({lon}, {lat}) is more than {max_distance_m:g} m from any "
+                    "open road",
+                    parameter=parameter,
+                )
+            distances = shapely.distance(self.metric_geometry[candidates], point)
+            best = candidates[np.lexsort((candidates, distances))[0]]
         line = self.metric_geometry[best]
         fraction = float(line.project(point, normalized=True)) if line.length > 0 else 0.0
-        return Snap(int(best), fraction, float(line.distance(point)))
+        snap = Snap(int(best), fraction, float(line.distance(point)))
+        if remember:
+            if len(self._snaps) >= _REMEMBERED:
+                self._snaps = {}
+            self._snaps[key] = snap
+        return snap
 
     def exits(self, snap: Snap) -> list[tuple[int, float]]:
         """Return ``(node, seconds)`` pairs: the nodes a trip starting at ``snap`` reaches first.
@@ -406,6 +505,25 @@ class RoadNetwork:
     # ---------------------------------------------------------------------------------------
     # searches
 
+    def times_from(self, sources: list[tuple[int, float]], *, limit: float = np.inf) -> np.ndarray:
+        """Seconds from the nearest of ``sources`` to every node: one search, not one per source.
+
+        Parameters
+        ----------
+        sources
+            ``(node, seconds)`` pairs to start from.
+        limit
+            Stop beyond this many seconds.
+
+        Returns
+        -------
+        numpy.ndarray
+            Time per node (inf where unreached or beyond ``limit``), the first array
+            :meth:`search` gives (to rounding: offsets are added first here).
+        """
+        graph = self.graph
+        return times_from(graph.indptr, graph.indices, graph.data, sources, limit=limit)
+
     def search(
         self, sources: list[tuple[int, float]], *, reverse: bool = False, limit: float = np.inf
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -440,6 +558,97 @@ class RoadNetwork:
         total[total > limit] = np.inf
         best[total > limit] = -1
         return total, best, np.atleast_2d(predecessors)
+
+    def _agrees(self) -> tuple[np.ndarray, bool, bool]:
+        """Which of the loaded arcs this network still has unchanged, and if any cost fell.
+
+        Returns
+        -------
+        tuple
+            A mask over the root's arcs (True: same edge, direction and cost here), and
+            whether this network has an arc the root lacks or one cheaper than the root's (then
+            the hierarchy's answers can be too long, and it is not used), and whether every
+            loaded arc is unchanged here.
+        """
+        if self._agreement is None:
+            root = self._root
+            at = np.searchsorted(self._arc_key, root.key)
+            at = np.minimum(at, max(len(self._arc_key) - 1, 0))
+            found = (
+                self._arc_key[at] == root.key
+                if len(self._arc_key)
+                else np.zeros(len(root.key), dtype=bool)
+            )
+            same = (
+                found
+                & (self.arc_edge[at] == root.edge)
+                & (self.arc_direction[at] == root.direction)
+                & (np.abs(self.arc_weight[at] - root.weight) <= _SAME_COST_S)
+            )
+            back = np.searchsorted(root.key, self._arc_key)
+            back = np.minimum(back, max(len(root.key) - 1, 0))
+            known = root.key[back] == self._arc_key if len(root.key) else np.zeros(0, bool)
+            fell = not known.all() or bool(
+                np.any(self.arc_weight < root.weight[back] - _SAME_COST_S)
+            )
+            # once per network: its costs never change (close() recompiles and forgets this)
+            self._agreement = (same, fell, bool(same.all()))
+        return self._agreement
+
+    def shortest(
+        self,
+        sources: list[tuple[int, float]],
+        targets: list[tuple[int, float]],
+        *,
+        arcs: bool = True,
+    ) -> tuple[float, int, int, list[tuple[int, int]]] | None:
+        """Find the fastest path from any of ``sources`` to any of ``targets``, exactly.
+
+        The contraction hierarchy of the network as loaded answers (about 0.05 ms on Malta's
+        57k edges). A copy with closures or live speeds keeps that answer when its path uses
+        no arc whose cost changed and no cost fell (costs that only rose leave a path that
+        avoids them the fastest); otherwise a bidirectional Dijkstra on this network's own arcs
+        answers (about 1 ms on Malta).
+
+        Parameters
+        ----------
+        sources
+            ``(node, seconds)`` pairs a trip may start from (node indices), e.g. :meth:`exits`.
+        targets
+            ``(node, seconds)`` pairs it may end at, e.g. :meth:`entries`.
+        arcs
+            Give the arcs travelled; when False the list is empty (only the cost is wanted,
+            and it comes a little sooner).
+
+        Returns
+        -------
+        tuple or None
+            ``(seconds, source index, target index, [(edge, direction), ...])`` — the arcs
+            travelled as in :meth:`arcs` — or None when no target can be reached.
+        """
+        root = self._root
+        same, fell, unchanged = self._agrees()
+        if not fell:
+            path = root.hierarchy().query(sources, targets, unpack=arcs or not unchanged)
+            if path is None:
+                return None  # unreachable as loaded: closures and slower roads never help
+            if unchanged or same[path.arcs].all():
+                pairs = self._arc_pairs(root, path.arcs) if arcs else []
+                return path.cost, path.source, path.target, pairs
+        if self._bidirectional is None:
+            self._bidirectional = Bidirectional(
+                len(self.node_ids), self.arc_tail, self.arc_head, self.arc_weight
+            )
+        path = self._bidirectional.query(sources, targets, unpack=arcs)
+        if path is None:
+            return None
+        own = (self.arc_edge, self.arc_direction)
+        pairs = list(zip(own[0][path.arcs].tolist(), own[1][path.arcs].tolist(), strict=True))
+        return path.cost, path.source, path.target, pairs
+
+    @staticmethod
+    def _arc_pairs(root: _Root, arcs: np.ndarray) -> list[tuple[int, int]]:
+        return list(zip(root.edge[arcs].tolist(), root.direction[arcs].tolist(), strict=True))
 
     def node_path(self, predecessors: np.ndarray, start: int, end: int) -> list[int]:
         """Nodes from ``start`` to ``end`` along one row of a predecessor matrix."""

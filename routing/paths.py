@@ -12,7 +12,7 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 from shapely.ops import substring
 
-from routing.network import RoadNetwork, RoutingError, Snap
+from routing.network import BEARING_STEP, RoadNetwork, RoutingError, Snap
 
 Point = tuple[float, float]
 
@@ -95,73 +95,129 @@ def _pieces(
     network: RoadNetwork,
     start: Snap,
     forward_out: bool,
-    nodes: list[int],
+    arcs: list[tuple[int, int]],
     end: Snap,
     forward_in: bool,
 ) -> list[Piece]:
-    """Pieces of a trip from ``start`` through ``nodes`` (node indices) to ``end``.
+    """Pieces of a trip from ``start`` along ``arcs`` (``(edge, direction)``) to ``end``.
 
     ``forward_out``: the trip leaves its first edge towards that edge's target (else its
     source); ``forward_in``: it enters the last edge from that edge's source. These come from
     the search, not from node ids, which are ambiguous on a loop.
     """
     pieces = [Piece(start.edge, start.fraction, 1.0 if forward_out else 0.0)]
-    for edge, direction in network.arcs(nodes):
+    for edge, direction in arcs:
         pieces.append(Piece(edge, 0.0, 1.0) if direction > 0 else Piece(edge, 1.0, 0.0))
     pieces.append(Piece(end.edge, 0.0 if forward_in else 1.0, end.fraction))
     return [p for p in pieces if p.start != p.end]
 
 
+def _whole(piece: Piece) -> int:
+    """1 for a whole edge travelled forwards, -1 backwards, 0 for part of one."""
+    if piece.start == 0 and piece.end == 1:
+        return 1
+    if piece.start == 1 and piece.end == 0:
+        return -1
+    return 0
+
+
 def _assemble(network: RoadNetwork, pieces: list[Piece]) -> Route:
-    """Turn pieces into a route with its geometry, totals and steps."""
-    duration = distance = 0.0
-    coords: list[tuple[float, float]] = []
-    for piece in pieces:
-        share = abs(piece.end - piece.start)
-        cost = (
-            network.cost[piece.edge]
-            if piece.end > piece.start
-            else network.reverse_cost[piece.edge]
+    """Turn pieces into a route with its geometry, totals and steps.
+
+    Whole edges take their points from the network's coordinate arrays (computed once at
+    load), gathered for all of them at once; only partial pieces (the first and the last) are
+    cut with a substring of the metric line. Totals add the pieces' shares one after the other,
+    in the order travelled, as they always have (``numpy.cumsum`` adds in that order).
+    """
+    count = len(pieces)
+    edge = np.fromiter((p.edge for p in pieces), np.int64, count)
+    start = np.fromiter((p.start for p in pieces), float, count)
+    end = np.fromiter((p.end for p in pieces), float, count)
+    forward = end > start
+    share = np.abs(end - start)
+    cost = np.where(forward, network.cost[edge], network.reverse_cost[edge])
+    durations = share * cost
+    distances = share * network.length_m[edge]
+    whole = ((start == 0) & (end == 1)) | ((start == 1) & (end == 0))
+    parts: list[np.ndarray] = []
+    first = 0
+    while first < count:  # runs of whole pieces at once, partial pieces one by one
+        if whole[first]:
+            last = first
+            while last + 1 < count and whole[last + 1]:
+                last += 1
+            parts.append(_whole_points(network, edge[first : last + 1], forward[first : last + 1]))
+            first = last + 1
+            continue
+        piece = pieces[first]  # fractions are along the metric line, where points were snapped
+        part = substring(
+            network.metric_geometry[piece.edge], piece.start, piece.end, normalized=True
         )
-        duration += share * cost
-        distance += share * network.length_m[piece.edge]
-        line = network.geometry[piece.edge]
-        if piece.start == 0 and piece.end == 1:
-            points = list(line.coords)
-        elif piece.start == 1 and piece.end == 0:
-            points = list(line.coords)[::-1]
-        else:  # fractions are along the metric line, where the points were snapped
-            part = substring(
-                network.metric_geometry[piece.edge], piece.start, piece.end, normalized=True
-            )
-            xy = (
-                np.array(part.coords)
-                if part.geom_type == "LineString"
-                else np.array([part.coords[0]] * 2)
-            )
-            lon, lat = network.to_lonlat.transform(xy[:, 0], xy[:, 1])
-            points = list(zip(lon, lat, strict=True))
-        coords.extend(
-            (float(x), float(y))
-            for x, y in (points[1:] if coords and coords[-1] == points[0] else points)
+        xy = (
+            np.array(part.coords)
+            if part.geom_type == "LineString"
+            else np.array([part.coords[0]] * 2)
         )
-    if len(coords) == 1:
-        coords.append(coords[0])
-    edges = list(dict.fromkeys(p.edge for p in pieces))
+        lon, lat = network.to_lonlat.transform(xy[:, 0], xy[:, 1])
+        parts.append(np.column_stack([lon, lat]))
+        first += 1
+    kept: list[np.ndarray] = []
+    for points in parts:  # a part starting where the one before ended drops that point
+        if kept and kept[-1][-1, 0] == points[0, 0] and kept[-1][-1, 1] == points[0, 1]:
+            points = points[1:]
+        if len(points):
+            kept.append(points)
+    line = np.concatenate(kept) if kept else np.empty((0, 2))
+    if len(line) == 1:
+        line = np.concatenate([line, line])
+    edges = list(dict.fromkeys(edge.tolist()))
     return Route(
-        duration_s=float(duration),
-        distance_m=float(distance),
+        duration_s=float(np.cumsum(durations)[-1]) if count else 0.0,
+        distance_m=float(np.cumsum(distances)[-1]) if count else 0.0,
         road_ids=[str(network.road_id[e]) for e in edges],
         edge_ids=[int(network.edge_id[e]) for e in edges],
-        geometry=shapely.LineString(coords),
-        steps=_steps(network, pieces),
+        geometry=shapely.LineString(line),
+        steps=_steps(network, pieces, durations.tolist(), distances.tolist()),
     )
 
 
+def _whole_points(network: RoadNetwork, edge: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Lon/lat points of whole edges travelled one after the other (forwards or backwards).
+
+    A piece starting on the very point the one before ended drops that point.
+    """
+    first = network.coord_start[edge]
+    count = network.coord_start[edge + 1] - first
+    ends = np.cumsum(count)
+    starts = ends - count
+    at = np.arange(ends[-1]) - np.repeat(starts, count)
+    index = np.where(
+        np.repeat(forward, count),
+        np.repeat(first, count) + at,
+        np.repeat(first + count - 1, count) - at,
+    )
+    points = network.coords[index]
+    same = np.all(points[starts[1:]] == points[ends[:-1] - 1], axis=1)
+    if same.any():
+        keep = np.ones(len(points), dtype=bool)
+        keep[starts[1:][same]] = False
+        points = points[keep]
+    return points
+
+
 def _bearing(network: RoadNetwork, piece: Piece, at_end: bool) -> float:
+    """Bearing (degrees from grid north) a piece is left at (``at_end``) or entered at.
+
+    Taken between two points :data:`routing.network.BEARING_STEP` of the edge apart; whole
+    edges read the bearings the network computed once at load, parts interpolate.
+    """
+    whole = _whole(piece)
+    if whole:
+        column = (0 if whole > 0 else 2) + (1 if at_end else 0)
+        return float(network.bearings[piece.edge, column])
     line = network.metric_geometry[piece.edge]
     a, b = (piece.start, piece.end)
-    step = 0.02 if b > a else -0.02
+    step = BEARING_STEP if b > a else -BEARING_STEP
     t = b if at_end else a
     u = line.interpolate(min(max(t - step if at_end else t, 0), 1), normalized=True)
     v = line.interpolate(min(max(t if at_end else t + step, 0), 1), normalized=True)
@@ -180,28 +236,25 @@ def _turn(change: float) -> str:
     return "u-turn"
 
 
-def _steps(network: RoadNetwork, pieces: list[Piece]) -> list[Step]:
+def _steps(
+    network: RoadNetwork, pieces: list[Piece], durations: list[float], distances: list[float]
+) -> list[Step]:
+    """Turn-by-turn steps: one per run of pieces on the same street name."""
     steps: list[Step] = []
     previous: Piece | None = None
-    for piece in pieces:
-        share = abs(piece.end - piece.start)
-        cost = (
-            network.cost[piece.edge]
-            if piece.end > piece.start
-            else network.reverse_cost[piece.edge]
-        )
-        name = network.name[piece.edge]
+    names = network.name[[p.edge for p in pieces]].tolist() if pieces else []
+    for piece, name, duration, distance in zip(pieces, names, durations, distances, strict=True):
         name = str(name) if isinstance(name, str) and name else None
         if steps and previous is not None and name == steps[-1].name:
-            steps[-1].distance_m += share * network.length_m[piece.edge]
-            steps[-1].duration_s += share * cost
+            steps[-1].distance_m += distance
+            steps[-1].duration_s += duration
         else:
             maneuver = (
                 "depart"
                 if previous is None
                 else _turn(_bearing(network, piece, False) - _bearing(network, previous, True))
             )
-            steps.append(Step(maneuver, name, share * network.length_m[piece.edge], share * cost))
+            steps.append(Step(maneuver, name, distance, duration))
         previous = piece
     for step in steps:
         step.distance_m = round(float(step.distance_m), 1)
@@ -233,23 +286,14 @@ def route(network: RoadNetwork, origin: Point, destination: Point) -> Route | No
     start = network.snap(*origin, parameter="from")
     end = network.snap(*destination, parameter="to")
     exits = network.exits(start)
-    times, best, predecessors = network.search(exits)
-    # (time, which entry: 0 from the edge's source, 1 from its target; -1 along one edge, node)
-    options: list[tuple[float, int, int]] = [
-        (times[node] + offset, i, node) for i, (node, offset) in enumerate(network.entries(end))
-    ]
+    found = network.shortest(exits, network.entries(end))
     direct = network.along(start, end)
-    if direct is not None:
-        options.append((direct[0], -1, -1))
-    cost, kind, node = min(options)
-    if not math.isfinite(cost):
-        return None
-    if kind < 0:
+    if direct is not None and (found is None or direct[0] <= found[0]):
         return _assemble(network, [Piece(start.edge, start.fraction, end.fraction)])
-    entry = kind
-    row = int(best[node])
-    nodes = network.node_path(predecessors[row], exits[row][0], node)
-    return _assemble(network, _pieces(network, start, row == 0, nodes, end, entry == 0))
+    if found is None:
+        return None
+    _, row, entry, arcs = found
+    return _assemble(network, _pieces(network, start, row == 0, arcs, end, entry == 0))
 
 
 def nearest_units(
@@ -262,8 +306,9 @@ def nearest_units(
 ) -> list[Unit]:
     """Find the ``k`` resources that reach an incident first, each with its route.
 
-    One search runs backwards from the incident over the reversed arcs; it gives every
-    node's time *to* the incident, and so every resource's, at once.
+    Each resource's fastest trip to the incident comes from the network's exact
+    point-to-point search (:meth:`RoadNetwork.shortest`: a contraction hierarchy query, a
+    few hundredths of a millisecond), so the cost does not grow with the network's size.
 
     Parameters
     ----------
@@ -294,32 +339,34 @@ def nearest_units(
     turnout = TURNOUT_S | (turnout_s or {})
     end = network.snap(*incident, parameter="incident")
     entries = network.entries(end)
-    times, best, predecessors = network.search(entries, reverse=True)
-    ranked: list[tuple[float, int, Snap, int, int]] = []
+    ranked: list[tuple[float, int, Snap, tuple[float, int, int, list[tuple[int, int]]] | None]]
+    ranked = []
     for i, resource in enumerate(resources):
         try:
-            start = network.snap(float(resource["lon"]), float(resource["lat"]))
+            start = network.snap(float(resource["lon"]), float(resource["lat"]), remember=True)
         except RoutingError:
             continue
-        options = [
-            (times[node] + offset, node, j) for j, (node, offset) in enumerate(network.exits(start))
-        ]
+        found = network.shortest(network.exits(start), entries, arcs=False)
         direct = network.along(start, end)
-        if direct is not None:
-            options.append((direct[0], -1, -1))
-        travel, node, exit_index = min(options)
+        if direct is not None and (found is None or direct[0] <= found[0]):
+            travel, found = direct[0], None
+        elif found is not None:
+            travel = found[0]
+        else:
+            continue
         if math.isfinite(travel):
-            ranked.append((travel + turnout.get(resource["kind"], 0.0), i, start, node, exit_index))
+            ranked.append((travel + turnout.get(resource["kind"], 0.0), i, start, found))
     ranked.sort(key=lambda item: (item[0], str(resources[item[1]]["id"])))
     units = []
-    for _, i, start, node, exit_index in ranked[:k]:
+    for _, i, start, path in ranked[:k]:
         resource = resources[i]
-        if node < 0:
+        if path is None:
             pieces = [Piece(start.edge, start.fraction, end.fraction)]
-        else:
-            row = int(best[node])
-            backwards = network.node_path(predecessors[row], entries[row][0], node)
-            pieces = _pieces(network, start, exit_index == 0, backwards[::-1], end, row == 0)
+        else:  # the same search again, now for its arcs (for k units, not every candidate)
+            path = network.shortest(network.exits(start), entries)
+            assert path is not None
+            _, exit_index, entry_index, arcs = path
+            pieces = _pieces(network, start, exit_index == 0, arcs, end, entry_index == 0)
         trip = _assemble(network, pieces)
         units.append(
             Unit(

@@ -215,3 +215,33 @@ def sample_server(sample_db: str) -> Iterator[str]:
     """The API over the sample city, served on localhost for real clients (GDAL)."""
     with api_server(sample_db, root=ROOT) as address:
         yield address
+
+
+# -- Malta: the city-scale network (tests/malta.py), imported once and kept across runs ------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "malta: runs on Malta's whole road network (57k edges; tests/malta.py), imported once "
+        "and cached across runs",
+    )
+
+
+@pytest.fixture(scope="session")
+def malta_db() -> str:
+    """A database holding Malta's roads, reused across runs (never dropped by the clean-up)."""
+    from tests.malta import MALTA, ensure_malta
+
+    if not MALTA.exists():
+        pytest.skip(f"{MALTA} is not here (../shared/data, see its MANIFEST.md)")
+    return ensure_malta()
+
+
+@pytest.fixture(scope="module")
+def malta(malta_db: str) -> Iterator[str]:
+    """Malta's database, with Malta's extent and metric CRS set for the module (then restored)."""
+    from tests.malta import malta_settings
+
+    with malta_settings():
+        yield malta_db

@@ -32,9 +32,11 @@ from layers.rasters import ingest_raster, list_rasters
 from routing.traces import Outage, Utilities
 from twin.audit import audit_app
 from twin.auth import app as auth_app
+from twin.batch.cli import app as batch_app
 from twin.founding import CityError, CityPlan, init_city
 from twin.live.cli import app as live_app
 from twin.sample import SAMPLE_DIR, load_sample
+from twin.tiles_cli import app as tiles_app
 
 app = typer.Typer(
     help="CityTwin: the city's layers in PostGIS.",
@@ -63,6 +65,8 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(live_app, name="live")
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
+app.add_typer(batch_app, name="batch")
+app.add_typer(tiles_app, name="tiles")
 
 out = Console()
 err = Console(stderr=True)
@@ -643,12 +647,12 @@ def signals_evaluate(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API."""
-    import uvicorn
+    from twin.serving import serve as run_server  # several workers: TCP_NODELAY kept
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)
+    run_server(host=host, port=port, workers=workers)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import shapely
@@ -10,6 +11,8 @@ from fastapi.testclient import TestClient
 
 import twin
 from api.app import create_app
+from api.geojson import feature_collection
+from layers.onemap import OneMap
 from layers.settings import TwinSettings
 from tests.assertions import problem, sql_scalar
 
@@ -83,6 +86,55 @@ def test_within_along_and_districts(client: TestClient, city: twin.City) -> None
     assert {d["name"]: d["fire_station_8min_population_share"] for d in wards} == pytest.approx(
         {d["name"]: by_name[d["name"]] for d in wards}
     )
+
+
+def same_answer(body: dict[str, Any], expected: OneMap, limit: int) -> None:
+    """The answer PostgreSQL wrote equals the library's, feature by feature, value by value."""
+    assert body["shape"] == expected.shape
+    assert body["summary"] == expected.summary
+    assert list(body["layers"]) == list(expected.features)
+    for layer, collection in body["layers"].items():
+        frame = expected.features[layer]
+        assert list(collection) == ["type", "features", "numberMatched", "numberReturned"]
+        assert collection["numberMatched"] == expected.summary["counts"][layer] == len(frame)
+        assert collection["numberReturned"] == len(collection["features"]) == min(limit, len(frame))
+        encoded = feature_collection(frame, limit=limit)["features"]
+        for got, want in zip(collection["features"], encoded, strict=True):
+            assert list(got["properties"]) == list(want["properties"])  # the columns' order
+            assert got["properties"] == want["properties"], (layer, got["properties"]["id"])
+            assert shapely.equals_exact(
+                shapely.geometry.shape(got["geometry"]),
+                shapely.geometry.shape(want["geometry"]),
+                tolerance=1e-12,
+            )
+
+
+def test_answers_written_by_postgresql_equal_the_library(
+    client: TestClient, city: twin.City
+) -> None:
+    body = client.get(
+        "/onemap/around",
+        params={**CASINO, "radius_m": 400, "limit": 7, "filter": "buildings:height_m > 10"},
+    ).json()
+    point = (CASINO["lon"], CASINO["lat"])
+    same_answer(body, city.around(point, 400, filters={"buildings": "height_m > 10"}), 7)
+    box = shapely.box(7.420, 43.730, 7.426, 43.736)
+    body = client.post(
+        "/onemap/within",
+        json={"geometry": shapely.geometry.mapping(box), "layers": ["roads", "buildings"]},
+    ).json()
+    same_answer(body, city.within(box, layers=["roads", "buildings"]), 100)
+    street = shapely.LineString([(7.4200, 43.7330), (7.4260, 43.7350)])
+    body = client.post(
+        "/onemap/along",
+        json={
+            "geometry": shapely.geometry.mapping(street),
+            "buffer_m": 30,
+            "limit": 0,
+            "datetime": "2030-01-01T00:00:00Z",
+        },
+    ).json()
+    same_answer(body, city.along(street, 30, at="2030-01-01T00:00:00Z"), 0)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 import zipfile
@@ -656,3 +657,76 @@ def test_a_table_without_geometry_is_refused(frame: pd.DataFrame, empty_db: str)
         ingest_frame("roads", frame, source="table", url=empty_db)
     with pytest.raises(IngestError, match="not features"):
         ingest_frames({"roads": frame}, source="table", url=empty_db)
+
+
+# --- streamed imports: chunks checked while the checked ones are copied -------------------
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Stream in chunks of 100 features, so that a file of a few hundred has several."""
+    monkeypatch.setattr(importlib.import_module("layers.ingest"), "STREAM_CHUNK", 100)
+    return 100
+
+
+def many_roads(count: int) -> list[dict[str, Any]]:
+    step = 0.00001
+    return [
+        feature(line((7.42 + i * step, 43.73), (7.42 + i * step, 43.731)), id=f"r{i}", **ROAD)
+        for i in range(count)
+    ]
+
+
+def indexes(url: str, table: str) -> list[str]:
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t ORDER BY 1"),
+            {"t": table},
+        )
+        return [row[0] for row in rows]
+
+
+def test_a_streamed_import_equals_one_checked_whole(
+    empty_db: str, tmp_path: Path, small_chunks: int
+) -> None:
+    path = write_geojson(tmp_path / "many.geojson", *many_roads(3 * small_chunks + 50))
+    report = ingest("roads", path, url=empty_db)  # 4 chunks, the first import: into the table
+    assert report.read == report.added == 350 and report.repaired == []
+    streamed = read_layer("roads", url=empty_db).drop(columns=["valid_from", "source"])
+    again = ingest("roads", path, url=empty_db)  # streamed into the staging table, merged
+    assert (again.added, again.changed, again.unchanged) == (0, 0, 350)
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("TRUNCATE roads"))
+    whole = gpd.read_file(path).set_axis(pd.RangeIndex(1, 351))
+    ingest_frame("roads", whole, source="many.geojson", url=empty_db)  # checked whole
+    stored = read_layer("roads", url=empty_db).drop(columns=["valid_from", "source"])
+    pd.testing.assert_frame_equal(streamed, stored)
+
+
+def test_a_bad_feature_in_the_third_chunk_loads_nothing_and_is_named(
+    empty_db: str, tmp_path: Path, small_chunks: int
+) -> None:
+    features = many_roads(350)
+    features[250] = feature(line(A, B), id="r250", **(ROAD | {"target_node": "x"}))
+    features[320] = feature(shapely.Point(A), id="r320", **ROAD)  # the fourth: also reported
+    path = write_geojson(tmp_path / "many.geojson", *features)
+    before = indexes(empty_db, "roads")
+    error = rejected(empty_db, "roads", path)
+    assert str(error) == (
+        f"{path}: feature 321 (r320): field 'geometry': Point where layer roads expects "
+        f"LineString\n"
+        f"{path}: feature 251 (r250): field 'target_node': 'x' is not a number"
+    )  # as a check of the whole file, in its order: geometry first, then the attributes
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0
+    assert indexes(empty_db, "roads") == before  # dropped for the COPY, back with the rollback
+
+
+def test_an_id_repeated_across_chunks_loads_nothing(
+    empty_db: str, tmp_path: Path, small_chunks: int
+) -> None:
+    features = many_roads(350)
+    features[301] = feature(line(A, B), id="r5", **ROAD)
+    path = write_geojson(tmp_path / "many.geojson", *features)
+    error = rejected(empty_db, "roads", path)
+    assert str(error) == f"{path}: feature 302 (r5): field 'id': duplicate id 'r5' (also feature 6)"
+    assert sql_scalar(empty_db, "SELECT count(*) FROM roads") == 0

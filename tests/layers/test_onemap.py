@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -9,7 +11,16 @@ import shapely
 
 from layers.catalog import LAYERS
 from layers.errors import MissingInputError
-from layers.onemap import OneMapError, along, around, district_stats, within
+from layers.onemap import (
+    OneMapError,
+    along,
+    along_geojson,
+    around,
+    around_geojson,
+    district_stats,
+    within,
+    within_geojson,
+)
 from layers.queries import read_layer
 from tests.assertions import sql_scalar
 
@@ -171,3 +182,40 @@ def test_district_stats_without_districts_say_how_to_add_them(empty_db: str) -> 
 def test_district_stats_before_the_districts_existed_say_so(sample_db: str) -> None:
     with pytest.raises(MissingInputError, match="no districts loaded as of 2000-01-01"):
         district_stats(at="2000-01-01T00:00:00Z", url=sample_db)
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda url: around_geojson(CASINO, 100, limit=-1, url=url), "limit"),
+        (lambda url: around_geojson(CASINO, 100, limit=10_001, url=url), "limit"),
+        (lambda url: around_geojson(CASINO, 0, url=url), "radius_m"),
+        (lambda url: around_geojson((7.4, 95.0), 100, url=url), "point"),
+        (lambda url: around_geojson(CASINO, 100, layers=["lakes"], url=url), "layers"),
+        (lambda url: within_geojson(shapely.Point(7.4, 43.7), url=url), "geometry"),
+        (
+            lambda url: along_geojson(
+                shapely.LineString([(7.42, 43.73), (7.43, 43.74)]), 0, url=url
+            ),
+            "buffer_m",
+        ),
+    ],
+)
+def test_bad_questions_for_geojson_name_the_parameter(sample_db: str, call, parameter: str) -> None:
+    with pytest.raises(OneMapError) as caught:
+        call(sample_db)
+    assert caught.value.parameter == parameter
+
+
+def test_geojson_answer_is_the_library_answer(sample_db: str) -> None:
+    body = json.loads(around_geojson(PORT, 250.0, limit=3, url=sample_db))
+    expected = around(PORT, 250.0, url=sample_db)
+    assert body["summary"] == expected.summary
+    for layer, frame in expected.features.items():
+        collection = body["layers"][layer]
+        assert collection["numberMatched"] == len(frame)
+        got = [f["properties"]["id"] for f in collection["features"]]
+        assert got == list(frame["id"][:3])
+        assert [f["properties"]["distance_m"] for f in collection["features"]] == list(
+            frame["distance_m"][:3]
+        )
