@@ -34,6 +34,7 @@ from api import (
 from layers import access
 from layers.audit import AuditLog
 from layers.catalog import LAYERS, Layer
+from layers.database import set_read_urls
 from layers.queries import layer_counts, ping
 from layers.settings import TwinSettings, get_settings
 from twin.city import City
@@ -88,6 +89,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     url = settings.database_url
+    if settings.database_read_urls:  # replicas of the database served, whichever it is
+        set_read_urls(url, settings.database_read_urls)
     live_service = LiveService.default(url=url, settings=settings)
     audit_log = AuditLog(url) if settings.audit else None
 

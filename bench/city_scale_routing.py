@@ -33,16 +33,13 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from live_routing import apply_env, load_network  # bench/live_routing.py
+from timing import timed  # bench/timing.py
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SAMPLE = ROOT / "data_samples" / "monaco"
-MALTA = ROOT.parent / "shared" / "data" / "malta" / "malta-latest.osm.pbf"
 NETWORKS: dict[str, dict[str, Any]] = {
     "sample": {"label": "sample city (Monaco)", "env": {}},
     "malta": {
@@ -54,42 +51,6 @@ NETWORKS: dict[str, dict[str, Any]] = {
     },
 }
 BREAKS = [4, 8, 12]
-
-
-def _settings(env: dict[str, str]) -> None:
-    from layers.settings import get_settings
-
-    for name in ("TWIN_CITY_BBOX", "TWIN_METRIC_CRS"):
-        os.environ.pop(name, None)
-    os.environ.update(env)
-    get_settings.cache_clear()
-
-
-def _load(name: str, url: str) -> None:
-    from layers.database import drop_database, upgrade
-
-    drop_database(url)
-    upgrade(url)
-    if name == "sample":
-        from twin.sample import load_sample
-
-        load_sample(directory=SAMPLE, url=url)
-        return
-    from layers.ingest import ingest_frame
-    from layers.osm import read_osm
-
-    frames = read_osm(MALTA, ["roads", "resources"])
-    for layer in ("roads", "resources"):
-        ingest_frame(layer, frames[layer], source=MALTA.name, url=url)
-
-
-def _timed(function: Callable[[], Any], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 def _p(values: list[float], q: float) -> float:
@@ -113,7 +74,7 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
     dict
         Timings (lists of ms) by measure, and ``max_cost_difference`` (s).
     """
-    _settings(NETWORKS[name]["env"])
+    apply_env(NETWORKS[name]["env"])
     import psycopg
     import sqlalchemy as sa
     from scipy.sparse.csgraph import dijkstra
@@ -127,7 +88,7 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
     url = base.set(database=f"{base.database}_bench_city_routing_{name}").render_as_string(
         hide_password=False
     )
-    _load(name, url)
+    load_network(name, url, layers=("roads", "resources"))
     try:
         car = RoadNetwork.load(profile="car", url=url)
         emergency = RoadNetwork.load(profile="emergency", url=url)
@@ -149,7 +110,7 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
         route(car, *trips[0])  # the first route builds the hierarchy
         out["first route (builds the hierarchy), ms"] = (time.perf_counter() - started) * 1000
         it = iter(trips)
-        out["route, twin (line + steps)"] = _timed(lambda: route(car, *next(it)), routes)
+        out["route, twin (line + steps)"] = timed(lambda: route(car, *next(it)), routes)
 
         # the peer: pgr_dijkstra over the view, same node pairs
         libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -188,9 +149,9 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
                 a, b = next(pairs)
                 engine.query([(a, 0.0)], [(b, 0.0)], unpack=False)
 
-            out[f"pair cost, {label}"] = _timed(one, routes)
+            out[f"pair cost, {label}"] = timed(one, routes)
         pairs = iter(nodes[:50])
-        out["pair cost, scipy full Dijkstra (before)"] = _timed(
+        out["pair cost, scipy full Dijkstra (before)"] = timed(
             lambda: dijkstra(car.graph, directed=True, indices=next(pairs)[0]), 50
         )
 
@@ -200,20 +161,20 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
         started = time.perf_counter()
         route(closed, *trips[0])
         out["first route after closing 20 edges, ms"] = (time.perf_counter() - started) * 1000
-        out["route after closures (line + steps)"] = _timed(lambda: route(closed, *next(it)), 100)
+        out["route after closures (line + steps)"] = timed(lambda: route(closed, *next(it)), 100)
         assert car.free_flow_kmh is not None
         slow = rng.choice(len(car.edge_id), 300, replace=False)
         speeds = {str(car.road_id[e]): float(car.free_flow_kmh[e]) / 3 for e in slow}
         slower = car.with_live_speeds(speeds)
         it = iter(trips)
-        out["route after live speeds, slower (line + steps)"] = _timed(
+        out["route after live speeds, slower (line + steps)"] = timed(
             lambda: route(slower, *next(it)), 100
         )
         fast = rng.choice(len(car.edge_id), 100, replace=False)
         speeds |= {str(car.road_id[e]): float(car.free_flow_kmh[e]) * 1.3 for e in fast}
         faster = car.with_live_speeds(speeds)
         it = iter(trips)
-        out["route after live speeds, some faster (line + steps)"] = _timed(
+        out["route after live speeds, some faster (line + steps)"] = timed(
             lambda: route(faster, *next(it)), 100
         )
 
@@ -231,7 +192,7 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
         out["resources"] = len(resources)
         incidents = iter(points)
         nearest_units(emergency, points[0], resources, k=3)
-        out["nearest 3"] = _timed(lambda: nearest_units(emergency, next(incidents), resources), 200)
+        out["nearest 3"] = timed(lambda: nearest_units(emergency, next(incidents), resources), 200)
 
         # service areas from the fire stations
         stations = [(r["lon"], r["lat"]) for r in resources if r["kind"] == "fire_station"]
@@ -241,10 +202,10 @@ def benchmark(name: str, *, routes: int, peer_routes: int) -> dict[str, Any]:
         for _ in range(3):
             for station in stations:
                 one.extend(
-                    _timed(lambda station=station: service_areas(emergency, [station], BREAKS), 1)
+                    timed(lambda station=station: service_areas(emergency, [station], BREAKS), 1)
                 )
         out["service areas, one station"] = one
-        out["service areas, all stations"] = _timed(
+        out["service areas, all stations"] = timed(
             lambda: service_areas(emergency, stations, BREAKS), 5
         )
         return out

@@ -53,7 +53,8 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
-def _settings(env: dict[str, str]) -> None:
+def apply_env(env: dict[str, str]) -> None:
+    """Set a network's settings (:data:`NETWORKS` ``env``) in the environment, afresh."""
     from layers.settings import get_settings
 
     for name in ("TWIN_CITY_BBOX", "TWIN_METRIC_CRS"):
@@ -62,7 +63,11 @@ def _settings(env: dict[str, str]) -> None:
     get_settings.cache_clear()
 
 
-def _load(name: str, url: str) -> None:
+def load_network(name: str, url: str, *, layers: tuple[str, ...] = ("roads",)) -> None:
+    """Make the database at ``url`` again and load a network into it.
+
+    ``sample``: the whole sample city; ``malta``: ``layers`` read from :data:`MALTA`.
+    """
     from layers.database import drop_database, upgrade
 
     drop_database(url)
@@ -75,7 +80,9 @@ def _load(name: str, url: str) -> None:
     from layers.ingest import ingest_frame
     from layers.osm import read_osm
 
-    ingest_frame("roads", read_osm(MALTA, ["roads"])["roads"], source=MALTA.name, url=url)
+    frames = read_osm(MALTA, list(layers))
+    for layer in layers:
+        ingest_frame(layer, frames[layer], source=MALTA.name, url=url)
 
 
 def _percentiles(values: list[float]) -> str:
@@ -106,7 +113,7 @@ def benchmark(name: str, *, rounds: int = 30, url: str | None = None) -> dict[st
     dict
         The timings in ms by measure.
     """
-    _settings(NETWORKS[name]["env"])
+    apply_env(NETWORKS[name]["env"])
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -124,7 +131,7 @@ def benchmark(name: str, *, rounds: int = 30, url: str | None = None) -> dict[st
         database = f"{base.database}_bench_live_{name}"
         url = base.set(database=database).render_as_string(hide_password=False)
     started = time.perf_counter()
-    _load(name, url)
+    load_network(name, url)
     load_s = time.perf_counter() - started
     city = City(url)
     network = city.router.network("car")

@@ -210,6 +210,17 @@ PAGES = [
 ]
 
 
+def _in_threads(client: Callable[[int], None], clients: int) -> float:
+    """Run ``client(k)`` for every k below ``clients``, each in a thread; return seconds."""
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def http_rate(address: str, clients: int, seconds: float) -> float:
     """Requests/s of features pages from ``clients`` threads for ``seconds``."""
     host, port = address.removeprefix("http://").split(":")
@@ -230,15 +241,10 @@ def http_rate(address: str, clients: int, seconds: float) -> float:
             i += clients
         connection.close()
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    elapsed = _in_threads(client, clients)
     if failures:
         raise SystemExit(f"non-200 answers: {failures[:3]}")
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts) / elapsed
 
 
 QUERY = (
@@ -262,13 +268,7 @@ def sql_rate(url: str, clients: int, seconds: float) -> float:
             counts[k] += 1
             i += clients
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts) / _in_threads(client, clients)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ os.environ.setdefault("TWIN_CITY_BBOX", json.dumps([7.0, 43.5, 7.8, 44.0]))
 import networkx as nx  # noqa: E402
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from timing import timed  # noqa: E402  (bench/timing.py)
 
 from layers.database import database_url, drop_database, upgrade  # noqa: E402
 from layers.ingest import ingest_frame  # noqa: E402
@@ -49,15 +50,6 @@ NETWORKS = {
     "sample city (Monaco 2025)": DATA / "monaco-2025.osm.pbf",
     "largest (Monaco + communes, 2016)": DATA / "monaco.osm.pbf",
 }
-
-
-def timed(function: Callable[[], object], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:

@@ -41,6 +41,7 @@ import geopandas as gpd
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+import timing  # bench/timing.py
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -65,12 +66,7 @@ RADIUS_M = 1000.0
 def timed(function: Callable[[], object], repeat: int) -> list[float]:
     """Milliseconds of each of ``repeat`` calls, after one call to warm up."""
     function()
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+    return timing.timed(function, repeat)
 
 
 def each(function: Callable[[Any], object], items: list[Any]) -> list[float]:

@@ -74,6 +74,35 @@ class CameraCoverage:
     skipped: tuple[str, ...] = ()
 
 
+def watching(cameras: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Split the cameras in service into those with a view and those without one.
+
+    A camera is in service unless its ``status`` is one of :data:`NOT_WATCHING` (a missing
+    status counts as active); it has a view with a ``fov`` and ``range_m``, and a
+    ``heading`` unless its field of view is 360 degrees or more.
+
+    Parameters
+    ----------
+    cameras
+        The cameras layer as :func:`layers.queries.read_layer` reads it (``status`` and
+        :data:`VIEW_COLUMNS` columns, any CRS).
+
+    Returns
+    -------
+    tuple of geopandas.GeoDataFrame
+        ``(with a view, without one)``: rows of ``cameras``, in its order; cameras out of
+        service are in neither.
+    """
+    cameras = cameras[~cameras["status"].isin(NOT_WATCHING).fillna(False).astype(bool)]
+    fov = cameras["fov"].to_numpy(dtype=float, na_value=np.nan)
+    has_view = (
+        cameras["range_m"].notna().to_numpy()
+        & ~np.isnan(fov)
+        & (cameras["heading"].notna().to_numpy() | (fov >= 360.0))
+    )
+    return cameras[has_view], cameras[~has_view]
+
+
 def view_cones(
     cameras: gpd.GeoDataFrame,
     occluders: gpd.GeoDataFrame | None,
@@ -199,16 +228,8 @@ def camera_coverage(
         )
     crs = _metric_crs(get_settings().metric_crs)
 
-    cameras = read_layer("cameras", at=moment, url=url)
-    cameras = cameras[~cameras["status"].isin(NOT_WATCHING).fillna(False).astype(bool)]
-    fov = cameras["fov"].to_numpy(dtype=float, na_value=np.nan)
-    has_view = (
-        cameras["range_m"].notna().to_numpy()
-        & ~np.isnan(fov)
-        & (cameras["heading"].notna().to_numpy() | (fov >= 360.0))
-    )
-    skipped = tuple(str(i) for i in cameras.loc[~has_view, "id"])
-    cameras = cameras[has_view]
+    cameras, blind = watching(read_layer("cameras", at=moment, url=url))
+    skipped = tuple(str(i) for i in blind["id"])
     buildings = None
     if len(cameras):
         bbox = _reach_bbox(cameras)

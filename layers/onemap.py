@@ -136,9 +136,7 @@ def around(
     OneMap
         Features per layer and the summary.
     """
-    reference = shapely.Point(_lonlat(point, "point"))
-    _check_distance(radius_m, "radius_m")
-    area = _buffer(reference, radius_m)
+    reference, area = _circle(point, radius_m)
     return _ask("around", reference, area, radius_m, layers, at, filters, url, limit)
 
 
@@ -199,6 +197,55 @@ def along(
     return _ask("along", line, _buffer(line, buffer_m), buffer_m, layers, at, filters, url, limit)
 
 
+def _circle(point: Sequence[float], radius_m: float) -> tuple[shapely.Point, shapely.Geometry]:
+    """Check ``point`` and ``radius_m`` and draw the circle :func:`around` asks in."""
+    reference = shapely.Point(_lonlat(point, "point"))
+    _check_distance(radius_m, "radius_m")
+    return reference, _buffer(reference, radius_m)
+
+
+def _question(
+    reference: shapely.Geometry,
+    area: shapely.Geometry,
+    distance_m: float,
+    layers: Sequence[str] | None,
+    at: datetime | str | None,
+    filters: Mapping[str, str] | None,
+    limit: int | None,
+) -> tuple[
+    list[Layer],
+    dict[str, tuple[sql.Composable, list[Any]]],
+    datetime | None,
+    tuple[float, float, float, float],
+    Transformer,
+    shapely.Geometry,
+    shapely.Geometry,
+]:
+    """Check what :func:`_ask` and :func:`_geojson_answer` are asked and set their search up.
+
+    Returns ``(layers asked, their filters, moment, lon/lat envelope of the area with a
+    margin, lon/lat -> metric transformer, reference and area in the metric CRS)``.
+    """
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
+        raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
+    asked = _layers(layers)
+    conditions = _filters(filters or {}, asked)
+    moment = _moment(at)
+    margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
+    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
+    envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
+    forward = _transformers()[0]
+    return (
+        asked,
+        conditions,
+        moment,
+        envelope,
+        forward,
+        _to_metric(reference, forward),
+        _to_metric(area, forward),
+    )
+
+
 def _ask(
     shape: Shape,
     reference: shapely.Geometry,
@@ -210,17 +257,9 @@ def _ask(
     url: str | None,
     limit: int | None,
 ) -> OneMap:
-    if limit is not None and not 0 <= limit <= MAX_LIMIT:
-        raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
-    asked = _layers(layers)
-    conditions = _filters(filters or {}, asked)
-    moment = _moment(at)
-    margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
-    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
-    envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
-    forward = _transformers()[0]
-    metric_reference = _to_metric(reference, forward)
-    metric_area = _to_metric(area, forward)
+    asked, conditions, moment, envelope, forward, metric_reference, metric_area = _question(
+        reference, area, distance_m, layers, at, filters, limit
+    )
     shapely.prepare(metric_area)
 
     # with a limit, every feature is read lean (id, kind, geometry) for the summary and the
@@ -327,9 +366,7 @@ def around_geojson(
     OneMapError
         As :func:`around` raises it.
     """
-    reference = shapely.Point(_lonlat(point, "point"))
-    _check_distance(radius_m, "radius_m")
-    area = _buffer(reference, radius_m)
+    reference, area = _circle(point, radius_m)
     return _geojson_answer("around", reference, area, radius_m, layers, at, filters, url, limit)
 
 
@@ -416,17 +453,9 @@ def _geojson_answer(
     distances and order); then, per layer, PostgreSQL writes the FeatureCollection of the
     nearest ``limit`` with their measures, which Python joins into the answer unparsed.
     """
-    if not 0 <= limit <= MAX_LIMIT:
-        raise OneMapError(f"limit must be between 0 and {MAX_LIMIT}", parameter="limit")
-    asked = _layers(layers)
-    conditions = _filters(filters or {}, asked)
-    moment = _moment(at)
-    margin = (distance_m * 0.01 + 1.0) / 100_000  # degrees, more than the drawn area misses
-    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(area))
-    envelope = (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
-    forward = _transformers()[0]
-    metric_reference = _to_metric(reference, forward)
-    metric_area = _to_metric(area, forward)
+    asked, conditions, moment, envelope, forward, metric_reference, metric_area = _question(
+        reference, area, distance_m, layers, at, filters, limit
+    )
 
     def answer(group: list[Layer]) -> list[tuple[_Measured, str]]:
         """Per layer of the group, on one connection: read lean, measure, write GeoJSON."""
@@ -529,11 +558,7 @@ def _collection_query(
     retired since it was measured is left out of the list (``numberReturned`` counts what is
     there).
     """
-    when = (
-        "t.valid_from <= %s AND (t.valid_to IS NULL OR t.valid_to > %s)"
-        if moment
-        else "t.valid_to IS NULL"
-    )
+    when, when_params = _valid_at(moment, "t.")
     moments = {"valid_from", "valid_to"} | {f.name for f in layer.fields if f.kind == "timestamp"}
     cols = [
         sql.SQL(_ISO).format(c=sql.Identifier("t", c), name=sql.Identifier(c))
@@ -546,7 +571,7 @@ def _collection_query(
         table=access.relation(layer),  # the caller's rows and masked values
         when=sql.SQL(when),
     )
-    return query, [matched, ids, distances, inside, *([moment, moment] if moment else [])]
+    return query, [matched, ids, distances, inside, *when_params]
 
 
 # a moment as Python's isoformat() writes it (in UTC; six digits of fraction when there is
@@ -604,12 +629,23 @@ def _lean_columns(layer: Layer) -> list[str]:
     return ["id", *([kind] if kind else []), *(["population"] if layer.id == "buildings" else [])]
 
 
+def _valid_at(moment: datetime | None, prefix: str = "") -> tuple[str, list[datetime]]:
+    """Return the SQL condition on the rows valid at ``moment`` (None: the current ones).
+
+    ``prefix`` qualifies the columns (``"t."``); the parameters fill the condition's ``%s``.
+    """
+    if moment:
+        return (
+            f"{prefix}valid_from <= %s AND ({prefix}valid_to IS NULL OR {prefix}valid_to > %s)",
+            [moment, moment],
+        )
+    return f"{prefix}valid_to IS NULL", []
+
+
 def _rows_by_id(
     layer: Layer, ids: list[str], moment: datetime | None
 ) -> tuple[sql.Composed, list[Any]]:
-    when = (
-        "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
-    )
+    when, when_params = _valid_at(moment)
     query = sql.SQL(
         "SELECT {cols}, ST_AsBinary(geom) FROM {table} AS t WHERE {when} AND id = ANY(%s)"
     )
@@ -618,7 +654,7 @@ def _rows_by_id(
         table=access.relation(layer),
         when=sql.SQL(when),
     )
-    return composed, [*([moment, moment] if moment else []), ids]
+    return composed, [*when_params, ids]
 
 
 def _measure(
@@ -658,10 +694,7 @@ def _layer_query(
     moment: datetime | None,
     condition: tuple[sql.Composable, list[Any]] | None,
 ) -> tuple[sql.Composed, list[Any]]:
-    when = (
-        "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)" if moment else "valid_to IS NULL"
-    )
-    when_params = [moment, moment] if moment else []
+    when, when_params = _valid_at(moment)
     extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
     if shape == "within":
         query = sql.SQL(

@@ -274,11 +274,11 @@ def _contract(
     work_values = np.empty(capacity + n + 1, np.int64)
     queue_keys = np.empty(2 * n + 1, np.float64)
     queue_values = np.empty(2 * n + 1, np.int64)
-    size = 0
-    for v in range(n):
-        added, degree = _contract_node(
+
+    def contract(v: int, simulate: bool) -> tuple[int, int]:
+        return _contract_node(
             v,
-            True,
+            simulate,
             max_settled,
             out_head,
             in_head,
@@ -296,6 +296,10 @@ def _contract(
             work_keys,
             work_values,
         )
+
+    size = 0
+    for v in range(n):
+        added, degree = contract(v, True)
         size = _push(queue_keys, queue_values, size, float(added - degree), v)
     order = 0
     while size > 0:
@@ -303,50 +307,12 @@ def _contract(
         size = _pop(queue_keys, queue_values, size)
         if contracted[v]:
             continue
-        added, degree = _contract_node(
-            v,
-            True,
-            max_settled,
-            out_head,
-            in_head,
-            next_out,
-            next_in,
-            e_tail,
-            e_head,
-            e_weight,
-            e_first,
-            e_second,
-            used,
-            contracted,
-            dist,
-            touched,
-            work_keys,
-            work_values,
-        )
+        added, degree = contract(v, True)
         priority = float(added - degree + neighbours[v])
         if size > 0 and priority > queue_keys[0]:
             size = _push(queue_keys, queue_values, size, priority, v)
             continue
-        added, degree = _contract_node(
-            v,
-            False,
-            max_settled,
-            out_head,
-            in_head,
-            next_out,
-            next_in,
-            e_tail,
-            e_head,
-            e_weight,
-            e_first,
-            e_second,
-            used,
-            contracted,
-            dist,
-            touched,
-            work_keys,
-            work_values,
-        )
+        added, degree = contract(v, False)
         if degree < 0:
             return rank, e_tail, e_head, e_weight, e_first, e_second, -1
         contracted[v] = True
@@ -365,6 +331,92 @@ def _contract(
 
 # ------------------------------------------------------------------------------------------
 # queries
+
+
+@numba.njit(cache=True)
+def _seed(
+    nodes: np.ndarray,
+    offsets: np.ndarray,
+    dist: np.ndarray,
+    other: np.ndarray,
+    seed: np.ndarray,
+    touched: np.ndarray,
+    count: int,
+    keys: np.ndarray,
+    values: np.ndarray,
+) -> tuple[int, int]:
+    """Start one side of :func:`_bidirectional` at ``nodes`` with their ``offsets``.
+
+    ``dist``/``seed`` are this side's distances and seeds, ``other`` the other side's
+    distances (a node is recorded in ``touched`` the first time either side reaches it).
+    Returns ``(heap size, touched count)``.
+    """
+    size = 0
+    for i in range(len(nodes)):
+        x = nodes[i]
+        if offsets[i] < dist[x]:
+            if dist[x] == _INF and other[x] == _INF:
+                touched[count] = x
+                count += 1
+            dist[x] = offsets[i]
+            seed[x] = i
+            size = _push(keys, values, size, offsets[i], x)
+    return size, count
+
+
+@numba.njit(cache=True)
+def _settle(
+    upward: bool,
+    ptr: np.ndarray,
+    to: np.ndarray,
+    edge: np.ndarray,
+    o_ptr: np.ndarray,
+    o_to: np.ndarray,
+    o_edge: np.ndarray,
+    e_weight: np.ndarray,
+    dist: np.ndarray,
+    other: np.ndarray,
+    parent: np.ndarray,
+    seed: np.ndarray,
+    touched: np.ndarray,
+    count: int,
+    keys: np.ndarray,
+    values: np.ndarray,
+    size: int,
+    best: float,
+    meet: int,
+) -> tuple[int, int, float, int]:
+    """Settle the least node of one side of :func:`_bidirectional` and relax its edges.
+
+    ``ptr``/``to``/``edge`` is this side's CSR graph, ``o_*`` the other side's (read to
+    stall a node on demand when ``upward``); ``dist``/``parent``/``seed`` this side's
+    labels, ``other`` the other side's distances. Returns
+    ``(heap size, touched count, best cost, meeting node)``.
+    """
+    d = keys[0]
+    u = values[0]
+    size = _pop(keys, values, size)
+    if d > dist[u]:
+        return size, count, best, meet
+    if upward:
+        for k in range(o_ptr[u], o_ptr[u + 1]):
+            if dist[o_to[k]] + e_weight[o_edge[k]] < d:
+                return size, count, best, meet
+    for k in range(ptr[u], ptr[u + 1]):
+        x = to[k]
+        nd = d + e_weight[edge[k]]
+        if nd < dist[x]:
+            if dist[x] == _INF and other[x] == _INF:
+                touched[count] = x
+                count += 1
+            dist[x] = nd
+            parent[x] = edge[k]
+            seed[x] = seed[u]
+            size = _push(keys, values, size, nd, x)
+            if other[x] < _INF and nd + other[x] < best:
+                best = nd + other[x]
+                meet = x
+    return size, count, best, meet
 
 
 @numba.njit(cache=True)
@@ -405,27 +457,8 @@ def _bidirectional(
     Parents (``pf``, ``pb``: pool edges) and seeds (``sf``, ``sb``) are left to be read, and
     reset by :func:`_reset`.
     """
-    count = 0
-    fs = 0
-    bs = 0
-    for i in range(len(sources)):
-        x = sources[i]
-        if source_offsets[i] < df[x]:
-            if df[x] == _INF and db[x] == _INF:
-                touched[count] = x
-                count += 1
-            df[x] = source_offsets[i]
-            sf[x] = i
-            fs = _push(fk, fv, fs, source_offsets[i], x)
-    for i in range(len(targets)):
-        x = targets[i]
-        if target_offsets[i] < db[x]:
-            if df[x] == _INF and db[x] == _INF:
-                touched[count] = x
-                count += 1
-            db[x] = target_offsets[i]
-            sb[x] = i
-            bs = _push(bk, bv, bs, target_offsets[i], x)
+    fs, count = _seed(sources, source_offsets, df, db, sf, touched, 0, fk, fv)
+    bs, count = _seed(targets, target_offsets, db, df, sb, touched, count, bk, bv)
     best = _INF
     meet = -1
     for i in range(len(sources)):
@@ -457,61 +490,49 @@ def _bidirectional(
                 break
             forward = f_top <= b_top
         if forward:
-            d = fk[0]
-            u = fv[0]
-            fs = _pop(fk, fv, fs)
-            if d > df[u]:
-                continue
-            if upward:
-                stalled = False
-                for k in range(b_ptr[u], b_ptr[u + 1]):
-                    if df[b_to[k]] + e_weight[b_edge[k]] < d:
-                        stalled = True
-                        break
-                if stalled:
-                    continue
-            for k in range(f_ptr[u], f_ptr[u + 1]):
-                x = f_to[k]
-                nd = d + e_weight[f_edge[k]]
-                if nd < df[x]:
-                    if df[x] == _INF and db[x] == _INF:
-                        touched[count] = x
-                        count += 1
-                    df[x] = nd
-                    pf[x] = f_edge[k]
-                    sf[x] = sf[u]
-                    fs = _push(fk, fv, fs, nd, x)
-                    if db[x] < _INF and nd + db[x] < best:
-                        best = nd + db[x]
-                        meet = x
+            fs, count, best, meet = _settle(
+                upward,
+                f_ptr,
+                f_to,
+                f_edge,
+                b_ptr,
+                b_to,
+                b_edge,
+                e_weight,
+                df,
+                db,
+                pf,
+                sf,
+                touched,
+                count,
+                fk,
+                fv,
+                fs,
+                best,
+                meet,
+            )
         else:
-            d = bk[0]
-            u = bv[0]
-            bs = _pop(bk, bv, bs)
-            if d > db[u]:
-                continue
-            if upward:
-                stalled = False
-                for k in range(f_ptr[u], f_ptr[u + 1]):
-                    if db[f_to[k]] + e_weight[f_edge[k]] < d:
-                        stalled = True
-                        break
-                if stalled:
-                    continue
-            for k in range(b_ptr[u], b_ptr[u + 1]):
-                x = b_to[k]
-                nd = d + e_weight[b_edge[k]]
-                if nd < db[x]:
-                    if df[x] == _INF and db[x] == _INF:
-                        touched[count] = x
-                        count += 1
-                    db[x] = nd
-                    pb[x] = b_edge[k]
-                    sb[x] = sb[u]
-                    bs = _push(bk, bv, bs, nd, x)
-                    if df[x] < _INF and nd + df[x] < best:
-                        best = nd + df[x]
-                        meet = x
+            bs, count, best, meet = _settle(
+                upward,
+                b_ptr,
+                b_to,
+                b_edge,
+                f_ptr,
+                f_to,
+                f_edge,
+                e_weight,
+                db,
+                df,
+                pb,
+                sb,
+                touched,
+                count,
+                bk,
+                bv,
+                bs,
+                best,
+                meet,
+            )
     return best, meet, count
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import shapely
 from distributed import Client
 
-from layers.cameras import NOT_WATCHING, VIEW_COLUMNS, view_cones
+from layers.cameras import VIEW_COLUMNS, view_cones, watching
 from layers.database import database_url
 from layers.errors import MissingInputError
 from layers.queries import read_layer
@@ -45,21 +45,7 @@ def seen_area(*, url: str, metric_crs: str, rays_per_degree: float = 2.0) -> sha
     MissingInputError
         If no camera is loaded.
     """
-    cameras = read_layer("cameras", url=url)
-    if cameras.empty:
-        raise MissingInputError(
-            "cameras",
-            "no cameras loaded: there is no coverage to measure",
-            "import them with `twin ingest cameras FILE`",
-        )
-    cameras = cameras[~cameras["status"].isin(NOT_WATCHING).fillna(False).astype(bool)]
-    fov = cameras["fov"].to_numpy(dtype=float, na_value=np.nan)
-    has_view = (
-        cameras["range_m"].notna().to_numpy()
-        & ~np.isnan(fov)
-        & (cameras["heading"].notna().to_numpy() | (fov >= 360.0))
-    )
-    cameras = cameras[has_view]
+    cameras, _ = watching(_loaded("cameras", url, "there is no coverage to measure"))
     if cameras.empty:
         return shapely.Polygon()
     cones = view_cones(
@@ -69,6 +55,18 @@ def seen_area(*, url: str, metric_crs: str, rays_per_degree: float = 2.0) -> sha
         rays_per_degree=rays_per_degree,
     )
     return shapely.union_all(cones.geometry.to_crs(metric_crs).to_numpy())
+
+
+def _loaded(layer_id: str, url: str, missing: str) -> gpd.GeoDataFrame:
+    """Read a layer's current features; raise MissingInputError saying ``missing`` if none."""
+    frame = read_layer(layer_id, url=url)
+    if frame.empty:
+        raise MissingInputError(
+            layer_id,
+            f"no {layer_id} loaded: {missing}",
+            f"import them with `twin ingest {layer_id} FILE`",
+        )
+    return frame
 
 
 def coverage_partition(
@@ -146,13 +144,7 @@ def road_coverage(
     """
     resolved = database_url(url)
     metric = str(get_settings().metric_crs)
-    roads = read_layer("roads", url=resolved)
-    if roads.empty:
-        raise MissingInputError(
-            "roads",
-            "no roads loaded: there is no road to cover",
-            "import them with `twin ingest roads FILE`",
-        )
+    roads = _loaded("roads", resolved, "there is no road to cover")
     seen = seen_area(url=resolved, metric_crs=metric, rays_per_degree=rays_per_degree)
     frame = gpd.GeoDataFrame(
         {"id": roads["id"].astype(str), "class": roads["class"], "name": roads["name"]},
