@@ -223,6 +223,34 @@ def package_tiles(
     return sorted(tiles, key=lambda t: zxy_to_tileid(*t))
 
 
+def count_package_tiles(bbox: tuple[float, float, float, float], minzoom: int, maxzoom: int) -> int:
+    """Return how many tiles :func:`package_tiles` gives, without listing them.
+
+    Counted from each zoom's corner tiles (as morecantile's ``tiles`` finds them, the edges
+    nudged inward by 1e-9°), so a package too large to list is refused at once.
+
+    Parameters
+    ----------
+    bbox
+        ``(west, south, east, north)`` in EPSG:4326 degrees, west < east.
+    minzoom, maxzoom
+        Zooms, both included.
+
+    Returns
+    -------
+    int
+        The number of tiles.
+    """
+    west, south, east, north = bbox
+    nudge = 1e-9
+    total = 0
+    for z in range(minzoom, maxzoom + 1):
+        first = WEB_MERCATOR_QUAD.tile(west + nudge, north - nudge, z)
+        last = WEB_MERCATOR_QUAD.tile(east - nudge, south + nudge, z)
+        total += (abs(last.x - first.x) + 1) * (abs(last.y - first.y) + 1)
+    return total
+
+
 def _cut(
     tiles: Sequence[tuple[int, int, int]], layer_ids: Sequence[str], url: str | None
 ) -> Iterator[bytes]:
@@ -303,13 +331,14 @@ def _export(
     names = check_layers(layer_ids)
     check_zooms(names, minzoom, maxzoom)
     west, south, east, north = parse_bbox(",".join(map(repr, bbox)))
-    tiles = package_tiles((west, south, east, north), minzoom, maxzoom)
-    if len(tiles) > max_tiles:
+    count = count_package_tiles((west, south, east, north), minzoom, maxzoom)
+    if count > max_tiles:  # counted, not listed: a country at z15 would fill the memory
         raise PackageError(
-            f"{len(tiles)} tiles from z{minzoom} to z{maxzoom} in that bbox, more than "
+            f"{count} tiles from z{minzoom} to z{maxzoom} in that bbox, more than "
             f"{max_tiles}: lower maxzoom or shrink the bbox",
             parameter="maxzoom",
         )
+    tiles = package_tiles((west, south, east, north), minzoom, maxzoom)
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     written = 0

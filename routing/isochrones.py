@@ -28,6 +28,8 @@ from routing.paths import Point
 BUFFER_M = 15.0
 #: Most time breaks one request may ask for.
 MAX_BREAKS = 12
+#: Longest break (minutes): two hours, the longest any coverage question asks (routing.coverage).
+MAX_BREAK_MINUTES = 120.0
 
 
 @dataclass
@@ -65,15 +67,24 @@ def check_breaks(breaks: Sequence[float]) -> list[float]:
     Raises
     ------
     RoutingError
-        If the list is empty or a break is not positive.
+        If the list is empty or longer than :data:`MAX_BREAKS`, is a string, or a break is not
+        a number of minutes above 0 and at most :data:`MAX_BREAK_MINUTES`.
     """
-    values = [float(b) for b in breaks]
+    message = (
+        f"breaks must be 1 to {MAX_BREAKS} positive minutes, each at most {MAX_BREAK_MINUTES:g}"
+    )
+    if isinstance(breaks, str | bytes):
+        raise RoutingError(f"{message} (a list of numbers, not a string)", parameter="breaks")
+    try:
+        values = [float(b) for b in breaks]
+    except (TypeError, ValueError):
+        raise RoutingError(message, parameter="breaks") from None
     if (
         not values
         or len(values) > MAX_BREAKS
-        or not all(math.isfinite(v) and v > 0 for v in values)
+        or not all(math.isfinite(v) and 0 < v <= MAX_BREAK_MINUTES for v in values)
     ):
-        raise RoutingError(f"breaks must be 1 to {MAX_BREAKS} positive minutes", parameter="breaks")
+        raise RoutingError(message, parameter="breaks")
     return sorted(set(values))
 
 

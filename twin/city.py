@@ -337,10 +337,17 @@ class City:
         ParameterError
             If ``incident`` is not a position.
         RoutingError
-            If ``k`` is not positive, the incident is outside the city or off the roads,
-            ``profile`` is unknown, or no roads are loaded.
+            If ``k`` is not positive, ``kind`` is not a resource kind of the catalog, the
+            incident is outside the city or off the roads, ``profile`` is unknown, or no roads
+            are loaded.
         """
         point = as_lonlat(incident, "incident")
+        kinds = next(f.choices for f in LAYERS["resources"].fields if f.name == "kind")
+        if kind is not None and kind not in (kinds or ()):
+            raise RoutingError(
+                f"kind {kind!r} is not a resource kind: one of {', '.join(kinds or ())}",
+                parameter="kind",
+            )
         candidates = self._resources(kind)
         return self.router.run(profile, lambda n: nearest_units(n, point, candidates, k=k), at=at)
 

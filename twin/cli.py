@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
+import psycopg
+import pydantic
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy import exc as sa_exc
 
 from layers.catalog import LAYERS
 from layers.database import StoreError, current_revision, head_revision, upgrade
@@ -29,6 +32,7 @@ from layers.ingest import Progress as ProgressCallback
 from layers.osm import is_osm
 from layers.queries import layer_counts
 from layers.rasters import ingest_raster, list_rasters
+from layers.settings import get_settings
 from routing.traces import Outage, Utilities
 from twin.audit import audit_app
 from twin.auth import app as auth_app
@@ -650,14 +654,46 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API."""
+    get_settings()  # a wrong TWIN_* setting is said here, once, not by every worker
     from twin.serving import serve as run_server  # several workers: TCP_NODELAY kept
 
     run_server(host=host, port=port, workers=workers)
 
 
 def main() -> None:
-    """Run the CLI (``python -m twin``)."""
-    app(prog_name="twin")
+    """Run the CLI (the ``twin`` command and ``python -m twin``).
+
+    A store that cannot be reached, a database URL that is not one, or a ``TWIN_*`` setting
+    that is wrong ends the command with one line naming what and why, and exit status 1 —
+    never a traceback.
+
+    Raises
+    ------
+    SystemExit
+        With the command's exit status.
+    """
+    try:
+        app(prog_name="twin")
+    except (sa_exc.OperationalError, psycopg.OperationalError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        err.print(f"twin: the store cannot be reached: {reason}", markup=False, highlight=False)
+        sys.exit(1)
+    except sa_exc.ArgumentError as error:
+        err.print(
+            f"twin: the database URL (--url or TWIN_DATABASE_URL) is not one: {error}",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(1)
+    except pydantic.ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]) or "settings"
+            err.print(
+                f"twin: setting TWIN_{field.upper()}: {problem['msg']}",
+                markup=False,
+                highlight=False,
+            )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from uvicorn.supervisors import Multiprocess
 
 #: The ASGI application factory the workers import.
 APP = "api.app:create_app"
+#: Seconds a worker may take to answer the supervisor's health ping (uvicorn's default is 5).
+WORKER_HEALTHCHECK_S = 60
 
 
 def tcp_socket(sock: socket.socket) -> socket.socket:
@@ -63,7 +65,17 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> Non
     if workers == 1:
         uvicorn.run(APP, factory=True, host=host, port=port)
         return
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers)
+    # a worker imports the whole API before it answers the supervisor's health ping; on a busy
+    # 2-core machine that took up to 5 s, uvicorn's default timeout, and workers were killed and
+    # respawned at start-up: a minute lets a slow start finish and still finds a hung worker
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+    )
     sock = config.bind_socket()  # binds and logs the address (the port it got, for port 0)
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock = tcp_socket(sock)

@@ -133,6 +133,8 @@ def test_unreachable_is_a_normal_answer(client: TestClient, city: twin.City) -> 
         ("/routing/route", {"from": A, "to": B, "profile": "bike"}, "profile"),
         ("/routing/route", {"from": A, "to": "7.455,43.715"}, "to"),  # at sea
         ("/routing/nearest", {"incident": B, "k": 0}, "k"),
+        ("/routing/nearest", {"incident": B, "kind": "ambulance"}, "kind"),
+        ("/routing/isochrones", {"facilities": A, "breaks": "1e308"}, "breaks"),
         ("/routing/isochrones", {"facilities": A, "breaks": "4,x"}, "breaks"),
         ("/routing/isochrones", {"facilities": A, "breaks": "-4"}, "breaks"),
         ("/routing/coverage", {"minutes": 0}, "minutes"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,8 +104,10 @@ def test_closed_edges_are_never_reached(sample_db: str) -> None:
     assert not {edge for edge, _, _ in pieces} & set(closed.tolist())
 
 
-@pytest.mark.parametrize("breaks", [[], [0, 4], [-1], [float("inf")]])
-def test_bad_breaks(network: RoadNetwork, breaks: list[float]) -> None:
+@pytest.mark.parametrize(
+    "breaks", [[], [0, 4], [-1], [float("inf")], [1e308], [4, 121], "4,8", ["4", "x"], [None]]
+)
+def test_bad_breaks(network: RoadNetwork, breaks: Any) -> None:
     with pytest.raises(RoutingError, match="breaks must be 1 to 12 positive minutes"):
         service_areas(network, [STATION], breaks)
 

@@ -525,3 +525,51 @@ def test_an_osm_file_with_none_of_a_layer_says_so(empty_db: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "warning:" in done.stderr and "holds no districts" in done.stderr
     assert "districts: 0 read" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            [
+                "tiles",
+                "export",
+                "x.pmtiles",
+                "--bbox",
+                "7.40,43.72,7.45,43.76",
+                "--minzoom",
+                "12",
+                "--maxzoom",
+                "13",
+                "--url",
+                "postgresql://postgres@127.0.0.1:1/x",
+            ],
+            {},
+            "twin: the store cannot be reached: connection failed",
+        ),
+        (
+            ["batch", "accessibility", "--out", "u.parquet", "--workers", "0", "--url", "garbage"],
+            {},
+            "twin: the database URL (--url or TWIN_DATABASE_URL) is not one",
+        ),
+        (
+            ["serve", "--port", "0"],
+            {"TWIN_DATABASE_READ_URLS": "garbage"},
+            "twin: setting TWIN_DATABASE_READ_URLS",
+        ),
+    ],
+)
+def test_an_unreachable_store_a_bad_url_or_setting_is_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], said: str
+) -> None:
+    done = subprocess.run(
+        [*TWIN, *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ | {"COLUMNS": "300"} | env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())  # nothing written

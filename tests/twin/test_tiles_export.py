@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from layers.settings import TwinSettings
-from layers.tile_packages import package_tiles
+from layers.tile_packages import count_package_tiles, package_tiles
 from tests.conftest import ROOT
 from twin.cli import app as twin_app
 
@@ -127,6 +127,7 @@ def test_export_of_chosen_layers(sample_db: str, client: TestClient, tmp_path: P
         (["--layers", "roads,nope"], "--layers: unknown layer 'nope'"),
         (["--layers", ","], "--layers: layers: name at least one layer"),
         (["--max-tiles", "3"], "more than 3: lower maxzoom or shrink the bbox"),
+        (["--bbox", "-170,-80,170,80", "--minzoom", "0"], "tiles from z0 to z15 in that bbox"),
         (["--bbox", "0,0,0.01,0.01", "--minzoom", "14"], "has a feature in bbox"),
     ],
 )
@@ -208,3 +209,10 @@ def test_a_package_holds_what_its_role_may_read(sample_db: str, tmp_path: Path) 
         ["tiles", "export", str(path), "--bbox", bbox, "--role", "public", "--owner"],
     )
     assert both.exit_code == 1 and "give one or the other" in both.output
+
+
+@pytest.mark.parametrize(
+    "bbox", [BBOX, (7.0, 43.0, 8.0, 44.0), (-1.0, -1.0, 1.0, 1.0), (179.0, 10.0, 179.999, 11.0)]
+)
+def test_tiles_are_counted_as_they_are_listed(bbox: tuple[float, float, float, float]) -> None:
+    assert count_package_tiles(bbox, 0, 11) == len(package_tiles(bbox, 0, 11))
