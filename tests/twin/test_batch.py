@@ -4,9 +4,12 @@ address, and bad input is refused with a message."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,6 +300,32 @@ def test_cli_says_when_no_scheduler_answers(sample_db: str, tmp_path: Path) -> N
     assert done.returncode == 1
     assert "no Dask scheduler answers at tcp://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_server_that_is_not_a_scheduler_is_said_not_waited_on() -> None:
+    """A port that accepts and never speaks Dask (here: a bare listener), or speaks HTTP."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    talker = socket.create_server(("127.0.0.1", 0))
+
+    def answer_http() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = talker.accept()
+            with connection:
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 64)
+                connection.recv(1)
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    try:
+        for server in (silent, talker):
+            port = server.getsockname()[1]
+            with (
+                pytest.raises(BatchError, match=f"tcp://127.0.0.1:{port}"),
+                batch_client(scheduler=f"tcp://127.0.0.1:{port}", timeout_s=1),
+            ):
+                pass
+    finally:
+        silent.close()
+        talker.close()
 
 
 def test_missing_inputs_are_named(empty_db: str, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ every district in this process, and shows the progress.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,13 +73,7 @@ def batch_client(
                 f"scheduler must be an address like tcp://HOST:PORT, not {scheduler!r}",
                 parameter="scheduler",
             )
-        try:
-            client = Client(scheduler, timeout=f"{timeout_s}s")
-        except (OSError, TimeoutError) as exc:
-            raise BatchError(
-                f"no Dask scheduler answers at {scheduler} within {timeout_s:g} s: {exc}",
-                parameter="scheduler",
-            ) from exc
+        client = _connect(scheduler, timeout_s)
         with client:
             yield client
         return
@@ -97,6 +92,48 @@ def batch_client(
         Client(cluster) as client,
     ):
         yield client
+
+
+def _connect(scheduler: str, timeout_s: float) -> Client:
+    """Connect to a running scheduler, or raise :class:`BatchError` within a bounded time.
+
+    Dask's own ``timeout`` bounds the TCP connection, not what follows: a server that accepts
+    and never speaks Dask (a Redis port, a proxy) held the client forever, and one that answers
+    with something else made it read a frame length of exabytes. The connection is tried on a
+    daemon thread and abandoned after ``2 * timeout_s + 5`` seconds; whatever it raises is said
+    as "not a Dask scheduler".
+    """
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            outcome["client"] = Client(scheduler, timeout=f"{timeout_s}s")
+        except Exception as exc:  # any failure to speak Dask is said below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(2 * timeout_s + 5)
+    if "client" in outcome:
+        client: Client = outcome["client"]
+        return client
+    error = outcome.get("error")
+    if error is None:
+        raise BatchError(
+            f"{scheduler} accepted the connection but did not answer as a Dask scheduler "
+            f"within {2 * timeout_s + 5:g} s",
+            parameter="scheduler",
+        )
+    if isinstance(error, OSError | TimeoutError):
+        raise BatchError(
+            f"no Dask scheduler answers at {scheduler} within {timeout_s:g} s: {error}",
+            parameter="scheduler",
+        ) from error
+    raise BatchError(
+        f"{scheduler} is not a Dask scheduler (its answer could not be read: "
+        f"{type(error).__name__})",
+        parameter="scheduler",
+    ) from error
 
 
 def assign_districts(frame: gpd.GeoDataFrame, districts: gpd.GeoDataFrame) -> pd.Series:
