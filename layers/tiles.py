@@ -19,7 +19,8 @@ all              below z15 lines and polygons are simplified to a quarter pixel
 
 Live layers (``live_congestion``: roads with a live speed) have every feature at every zoom;
 their counters move with the live state they are derived from, so their tiles are cached
-exactly like the stored layers'.
+exactly like the stored layers', but their counters are read from the table on each request
+(they move every second; a stored layer's are held in memory, below).
 
 Past :data:`ALL_FEATURES_ZOOM` a layer's tiles only get finer coordinates (a 4096 grid cell is
 under half a metre at z15), so clients are told to overzoom from there (:func:`zoom_range`);
@@ -46,10 +47,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from layers import access
-from layers.catalog import COLLECTIONS, Layer, get_collection
+from layers.catalog import COLLECTIONS, LIVE_LAYERS, Layer, get_collection
 from layers.database import current_reads, cursor, database_url
 from layers.errors import ParameterError
 from layers.features import extents
+from layers.queries import layer_versions
 from layers.versions import watched_versions
 
 EXTENT = 4096
@@ -494,7 +496,12 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
         access.require(layer_id)
     # the access rules' counter and what the caller sees of the layers: a tile cut for one
     # clearance is never served to another that sees less (or more)
-    versions = watched_versions([*layer_ids, "access"], url=url)
+    counted = [*layer_ids, "access"]
+    # live layers change from one second to the next and their tiles are revalidated on every
+    # request: their counters are read from the table (one small query), never from memory, so
+    # a speed stored a moment ago by any writer moves the ETag on the next request
+    live = any(layer_id in LIVE_LAYERS for layer_id in layer_ids)
+    versions = layer_versions(counted, url=url) if live else watched_versions(counted, url=url)
     seen = access.signature(layer_ids)
     where = make_url(database_url(url))
     store = f"{where.host}:{where.port}/{where.database}"  # caches may be shared (Redis)
