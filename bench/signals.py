@@ -338,7 +338,7 @@ def speed() -> None:
     staged: dict[str, Any] = {}
     staged_flows: dict[str, dict[int, float]] = {}
     for name in SCENARIOS:
-        sigs, fl = plans.scenario_signals(sumo.read_scenario(DATA / name / "run.sumocfg"))
+        sigs, fl = sumo.scenario_signals(sumo.read_scenario(DATA / name / "run.sumocfg"))
         for copy in range(34):
             for sid, signal in sigs.items():
                 key = f"{name}-{copy}:{sid}"
@@ -358,13 +358,140 @@ def speed() -> None:
     )
 
 
+# --- 4. signals that adapt in real time ------------------------------------------------------
+
+HAMBURG = HERE.parents[1] / "shared" / "data" / "hamburg" / "tavf" / "run_simulation.sumocfg"
+CONTROL_SCENARIOS = {
+    "acosta": DATA / "acosta" / "run.sumocfg",
+    "pasubio": DATA / "pasubio" / "run.sumocfg",
+    "tavf": HAMBURG,
+}
+# Bologna's demand is counted for one hour (the run is cut there, every variant alike);
+# Hamburg's scenario is 20 minutes long (its own end).
+CONTROL_END_S = {"acosta": 3600.0, "pasubio": 3600.0, "tavf": 1200.0}
+CONTROLLED = ("scenario", "webster", "actuated", "max-pressure", "adaptive", "adaptive+priority")
+PHASED = ("network", "tlsCycleAdaptation", "adaptive", "phased", "phased+adaptive")
+DECISION_GOAL_MS = 50.0
+
+
+def controllers(seeds: int, names: list[str]) -> None:
+    print(f"\n== 4. real-time control: {seeds} seeds per variant, same demand and seeds")
+    results: dict[str, Evaluation] = {}
+    for name in names:
+        config = CONTROL_SCENARIOS[name]
+        print(f"\n--- {name}: fixed plans vs actuated, max-pressure and the twin's adaptive")
+        results[name] = evaluate(
+            config,
+            seeds=seeds,
+            variants=CONTROLLED,
+            base="scenario",
+            end=CONTROL_END_S[name],
+            progress=print,
+        )
+        print(results[name].table())
+    print("\nmean time loss, s [95% interval]; goals: adaptive <= max-pressure everywhere,")
+    print("<= 0.8x the city's plans on Bologna's; Webster never worse than the scenario's plans")
+    for name, evaluation in results.items():
+        loss = {v: m["time_loss_s"] for v, m in evaluation.summary().items()}
+        print(f"\n  {name}")
+        for variant, i in loss.items():
+            print(f"    {variant:22} {interval(i)}")
+        ours, peer = loss["adaptive"].mean, loss["max-pressure"].mean
+        city = loss["scenario"].mean
+        met = "met" if ours <= peer else "NOT met"
+        print(f"    adaptive / max-pressure {ours / peer:.2f}x ({met})")
+        if name != "tavf":
+            met = "met" if ours <= 0.8 * city else "NOT met"
+            print(f"    adaptive / the city's plans {ours / city:.2f}x (goal <= 0.8x: {met})")
+        met = "met" if loss["webster"].mean <= city else "NOT met"
+        print(f"    webster / the scenario's plans {loss['webster'].mean / city:.2f}x ({met})")
+        print(f"    actuated (SUMO's) / adaptive {loss['actuated'].mean / ours:.2f}x")
+        bus = {
+            v: Interval.of([r.bus_time_loss_s for r in evaluation.runs if r.variant == v])
+            for v in ("adaptive", "adaptive+priority")
+        }
+        others = {
+            v: Interval.of([r.others_time_loss_s for r in evaluation.runs if r.variant == v])
+            for v in ("adaptive", "adaptive+priority")
+        }
+        if any(r.buses for r in evaluation.runs):
+            b0, b1 = bus["adaptive"].mean, bus["adaptive+priority"].mean
+            o0, o1 = others["adaptive"].mean, others["adaptive+priority"].mean
+            bus_gain, others_cost = less(b1, b0), -less(o1, o0)
+            met = "met" if bus_gain >= 20.0 and others_cost <= 3.0 else "NOT met"
+            print(
+                f"    transit priority: bus time loss {b0:.1f} -> {b1:.1f} s "
+                f"({bus_gain:+.1f}% less), everyone else {o0:.1f} -> {o1:.1f} s "
+                f"({others_cost:+.1f}%) (goal bus -20% at <= +3% others: {met})"
+            )
+
+
+def phases(seeds: int, names: list[str]) -> None:
+    print(f"\n== 5. generated phases on netconvert's default programs: {seeds} seeds")
+    for name in names:
+        config = CONTROL_SCENARIOS[name]
+        evaluation = evaluate(
+            config,
+            seeds=seeds,
+            variants=PHASED,
+            base="network",
+            end=CONTROL_END_S[name],
+            progress=print,
+        )
+        print(evaluation.table())
+        loss = {v: m["time_loss_s"].mean for v, m in evaluation.summary().items()}
+        ours, default = loss["phased+adaptive"], loss["network"]
+        met = "met" if ours <= 0.5 * default else "NOT met"
+        print(
+            f"  {name}: phased+adaptive / network defaults {ours / default:.2f}x (<= 0.5x: {met})"
+        )
+        tool = loss.get("tlsCycleAdaptation")
+        if tool is not None:
+            met = "met" if ours <= tool else "NOT met"
+            print(f"  {name}: phased+adaptive / tlsCycleAdaptation {ours / tool:.2f}x ({met})")
+
+
+def decisions() -> None:
+    """Decision time of each controller for 500 signals (acosta's signals repeated)."""
+    from routing.signals.control import (
+        Actuated,
+        Adaptive,
+        MaxPressure,
+        SafetyRules,
+        control_signals,
+        decision_time,
+    )
+
+    print("\n== 6. controller decisions for 500 signals, per simulation step (no SUMO)")
+    sc = sumo.read_scenario(DATA / "acosta" / "run.sumocfg")
+    net = sc.read_net()
+    signals = control_signals(
+        net, sumo.signals_of(net, sumo.read_programs(sc.programs)), rules=SafetyRules()
+    )
+    city = [list(signals.values())[k % len(signals)] for k in range(500)]
+    for label, factory in (
+        ("max-pressure", lambda _s: MaxPressure(slot_s=10.0)),
+        ("actuated (ours)", lambda _s: Actuated()),
+        ("adaptive", lambda _s: Adaptive()),
+    ):
+        best = min(decision_time(factory, city, steps=100) for _ in range(3)) * 1000.0
+        met = "met" if best <= DECISION_GOAL_MS else "NOT met"
+        print(f"  {label:18} {best:6.1f} ms per step (goal <= {DECISION_GOAL_MS:g} ms: {met})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="SUMO seeds per variant")
     parser.add_argument(
         "--parts",
-        default="plans,emergency,speed",
-        help="comma-separated parts to run: plans (1), emergency (2), speed (3)",
+        default="plans,emergency,speed,control,phases,decisions",
+        help="comma-separated parts to run: plans (1), emergency (2), speed (3), control (4), "
+        "phases (5), decisions (6)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="acosta,pasubio,tavf",
+        help="scenarios of parts 4 and 5 (acosta, pasubio, tavf)",
     )
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",")}
@@ -374,6 +501,13 @@ def main() -> None:
         emergency(args.seeds)
     if "speed" in parts:
         speed()
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    if "control" in parts:
+        controllers(args.seeds, names)
+    if "phases" in parts:
+        phases(args.seeds, [n for n in names if n != "tavf"])
+    if "decisions" in parts:
+        decisions()
 
 
 if __name__ == "__main__":

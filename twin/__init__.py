@@ -22,20 +22,72 @@ What a notebook needs is here, so none imports :mod:`layers` or :mod:`routing` i
   :meth:`City.nearest_units` counts them).
 """
 
-from layers.database import StoreError
-from layers.errors import AccessError, MissingInputError, ParameterError
-from layers.identity import IdentityError
-from layers.onemap import OneMapError
-from layers.rasters import RasterError
-from layers.validation import IngestError
-from routing import RoutingError
-from routing.paths import TURNOUT_S
-from routing.signals import CorridorSignal, SignalError, WebsterSettings, maxband
-from routing.utility_network import MissingNetworkError, TopologyError
-from twin import deck
-from twin.city import City, connect
-from twin.founding import CityError, init_city
-from twin.places import Place, as_lonlat
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from layers.database import StoreError
+    from layers.errors import AccessError, MissingInputError, ParameterError
+    from layers.identity import IdentityError
+    from layers.onemap import OneMapError
+    from layers.rasters import RasterError
+    from layers.validation import IngestError
+    from routing import RoutingError
+    from routing.paths import TURNOUT_S
+    from routing.signals import CorridorSignal, SignalError, WebsterSettings, maxband
+    from routing.utility_network import MissingNetworkError, TopologyError
+    from twin import deck
+    from twin.city import City, connect
+    from twin.founding import CityError, init_city
+    from twin.places import Place, as_lonlat
+
+# Where each public name lives: imported on first use, so that ``twin --help`` and a command
+# that needs little do not pay for the whole package (PEP 562 module ``__getattr__``).
+_LAZY = {
+    "StoreError": "layers.database",
+    "AccessError": "layers.errors",
+    "MissingInputError": "layers.errors",
+    "ParameterError": "layers.errors",
+    "IdentityError": "layers.identity",
+    "OneMapError": "layers.onemap",
+    "RasterError": "layers.rasters",
+    "IngestError": "layers.validation",
+    "RoutingError": "routing",
+    "TURNOUT_S": "routing.paths",
+    "CorridorSignal": "routing.signals",
+    "SignalError": "routing.signals",
+    "WebsterSettings": "routing.signals",
+    "maxband": "routing.signals",
+    "MissingNetworkError": "routing.utility_network",
+    "TopologyError": "routing.utility_network",
+    "deck": "twin.deck",
+    "City": "twin.city",
+    "connect": "twin.city",
+    "CityError": "twin.founding",
+    "init_city": "twin.founding",
+    "Place": "twin.places",
+    "as_lonlat": "twin.places",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (``twin.City``, ``twin.connect`` ...)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'twin' has no attribute {name!r}")
+    if module == f"twin.{name}":
+        value: Any = importlib.import_module(module)
+    else:
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "TURNOUT_S",

@@ -6,41 +6,32 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
-import psycopg
-import pydantic
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from sqlalchemy import exc as sa_exc
 
 from layers.catalog import LAYERS
-from layers.database import StoreError, current_revision, head_revision, upgrade
 from layers.errors import ParameterError
-from layers.ingest import IngestError, IngestReport, ingest
-from layers.ingest import Progress as ProgressCallback
-from layers.osm import is_osm
-from layers.queries import layer_counts
-from layers.rasters import ingest_raster, list_rasters
-from layers.settings import get_settings
-from routing.traces import Outage, Utilities
 from twin.audit import audit_app
 from twin.auth import app as auth_app
 from twin.batch.cli import app as batch_app
-from twin.founding import CityError, CityPlan, init_city
 from twin.live.cli import app as live_app
-from twin.sample import SAMPLE_DIR, load_sample
 from twin.tiles_cli import app as tiles_app
+
+if TYPE_CHECKING:
+    # Heavy modules (pandas, geopandas, SQLAlchemy, routing, the city set-up) are imported in
+    # the commands that use them: `twin --help` and every command's --help need none of them.
+    import pandas as pd
+    from rich.table import Table
+
+    from layers.ingest import IngestReport
+    from layers.ingest import Progress as ProgressCallback
+    from routing.traces import Outage
+    from twin.founding import CityPlan
+
+# The sample city's files (twin.sample.SAMPLE_DIR; not imported here, it loads the store).
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "monaco"
 
 app = typer.Typer(
     help="CityTwin: the city's layers in PostGIS.",
@@ -81,6 +72,15 @@ Url = Annotated[str | None, typer.Option("--url", envvar="TWIN_DATABASE_URL", he
 @contextmanager
 def _progress() -> Iterator[ProgressCallback]:
     """Show an import's stages as progress bars on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (
         TextColumn("{task.description:>9}"),
         BarColumn(),
@@ -115,6 +115,8 @@ def _summary(report: IngestReport) -> str:
 @db_app.command("upgrade")
 def db_upgrade(url: Url = None) -> None:
     """Create the database if needed and migrate it to the newest schema."""
+    from layers.database import StoreError, upgrade
+
     try:
         revision = upgrade(url)
     except StoreError as exc:
@@ -125,6 +127,8 @@ def db_upgrade(url: Url = None) -> None:
 @db_app.command("status")
 def db_status(url: Url = None) -> None:
     """Print the schema revision of the database and the newest one."""
+    from layers.database import current_revision, head_revision
+
     try:
         current = current_revision(url)
     except Exception as exc:
@@ -161,6 +165,9 @@ def ingest_command(
     url: Url = None,
 ) -> None:
     """Import a file into a layer, all or nothing."""
+    from layers.ingest import IngestError, ingest
+    from layers.osm import is_osm
+
     if layer not in LAYERS:
         raise _fail(f"unknown layer {layer!r}; known layers: {', '.join(LAYERS)}", 2)
     try:
@@ -199,6 +206,10 @@ def layers_command(
     url: Url = None,
 ) -> None:
     """List the layers and their feature counts."""
+    from rich.table import Table
+
+    from layers.queries import layer_counts
+
     try:
         counts = layer_counts(at=at, url=url)
     except ValueError as exc:
@@ -216,6 +227,9 @@ def sample_load(
     url: Url = None,
 ) -> None:
     """Load the sample city (Monaco) unless it is loaded already."""
+    from layers.ingest import IngestError
+    from twin.sample import load_sample
+
     try:
         with _progress() as progress:
             reports = load_sample(directory=directory, url=url, force=force, progress=progress)
@@ -272,6 +286,9 @@ def city_init(
     url: Url = None,
 ) -> None:
     """Set the city up in one pass: settings, every layer clipped to the extent, a report."""
+    from layers.ingest import IngestError
+    from twin.founding import CityError, init_city
+
     box = None
     if bbox is not None:
         try:
@@ -361,6 +378,8 @@ def _point(text: str, option: str) -> tuple[float, float]:
 
 
 def _table(frame: pd.DataFrame, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(*map(str, frame.columns), title=title)
     for row in frame.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
@@ -382,6 +401,9 @@ def raster_ingest(
     url: Url = None,
 ) -> None:
     """Store a raster in the database, versioned by name; a bad file writes nothing."""
+    from layers.ingest import IngestError
+    from layers.rasters import ingest_raster
+
     try:
         info = ingest_raster(
             path,
@@ -404,6 +426,8 @@ def raster_ingest(
 @raster_app.command("list")
 def raster_list(url: Url = None) -> None:
     """List the stored rasters."""
+    from layers.rasters import list_rasters
+
     table = list_rasters(url=url)
     out.print(
         _table(table[["name", "kind", "width", "height", "crs", "unit", "valid_from"]], "rasters")
@@ -416,6 +440,8 @@ def trace_topology(
     url: Url = None,
 ) -> None:
     """Build a network's topology and report its size and problems (dangling ends ...)."""
+    from routing.traces import Utilities
+
     try:
         with _progress() as progress:
             net = Utilities(url).network(network, progress=progress)
@@ -454,6 +480,8 @@ def trace_isolate(
     url: Url = None,
 ) -> None:
     """Isolate a break: the valves (switches) to operate and what loses supply."""
+    from routing.traces import Utilities
+
     where = _point(point, "--point") if point else None
     utilities = Utilities(url)
     try:
@@ -478,6 +506,8 @@ def trace_outage(
     url: Url = None,
 ) -> None:
     """Trace what an operation or a failure cuts off; for the grid, what goes dark in turn."""
+    from routing.traces import Utilities
+
     utilities = Utilities(url)
     try:
         with _progress() as progress:
@@ -505,6 +535,7 @@ def signals_import(
     url: Url = None,
 ) -> None:
     """Import a SUMO scenario's roads, intersections and signals (links, flows) into the twin."""
+    from layers.ingest import IngestError
     from twin.signals import import_sumo
 
     try:
@@ -551,13 +582,42 @@ def signals_optimise(
     greenwave: Annotated[
         bool, typer.Option(help="Common cycle and MAXBAND offsets along the busiest corridors.")
     ] = False,
+    phases: Annotated[
+        bool,
+        typer.Option(
+            "--phases",
+            help="Design the phases first: protected lefts where the HCM warrants them, joined "
+            "junctions' inner links opened; then time them.",
+        ),
+    ] = False,
+    save: Annotated[
+        str | None,
+        typer.Option(
+            help="Store the plan in the twin under this name (a new version if it exists)."
+        ),
+    ] = None,
 ) -> None:
     """Time a scenario's signals by Webster's method from its peak-hour flows."""
-    from routing.signals import coordinate, optimise_scenario, read_scenario, write_additional
+    from rich.table import Table
 
+    from routing.signals import (
+        Plan,
+        coordinate,
+        optimise_scenario,
+        read_scenario,
+        write_additional,
+    )
+    from routing.signals.phasing import design_phases
+
+    if phases and greenwave:
+        raise _fail("--phases and --greenwave: give one or the other", 2)
     try:
         sc = read_scenario(scenario)
-        plan = optimise_scenario(sc, base=base)
+        plan: Plan
+        if phases:
+            plan = design_phases(sc, base=base, open_inner=True)
+        else:
+            plan = optimise_scenario(sc, base=base)
         if greenwave:
             plan = coordinate(sc, plan, base=base)
     except ParameterError as exc:
@@ -585,9 +645,36 @@ def signals_optimise(
         )
     if plan.idle:
         out.print(f"no counted flow, left as they were: {', '.join(plan.idle)}")
+    for sid, why in plan.kept.items():
+        out.print(f"signal {sid}: {why}", markup=False, highlight=False)
+    for line in _phasing_lines(plan.to_json().get("phasing")):
+        out.print(line, markup=False, highlight=False)
     if out_file is not None:
         write_additional(plan.timings.values(), out_file, program_id="twin")
         out.print(f"wrote {out_file}")
+    if save is not None:
+        from layers.signal_plans import save_plan
+
+        request = {
+            "scenario": str(scenario),
+            "base": base,
+            "phases": phases,
+            "greenwave": greenwave,
+        }
+        try:
+            record = save_plan(save, plan.to_json(), request)
+        except ParameterError as exc:
+            raise _fail(f"--save: {exc}", 2) from exc
+        out.print(f"stored plan {record['name']} version {record['version']}")
+
+
+def _phasing_lines(phasing: dict[str, Any] | None) -> list[str]:
+    """Return the phase design's report, a line per signal: what changed, what was kept, why."""
+    if not phasing:
+        return []
+    lines = [f"new phases: {', '.join(phasing['changed']) or 'none'}"]
+    lines += [f"signal {sid}: phases kept ({why})" for sid, why in phasing["kept"].items()]
+    return lines
 
 
 @signals_app.command("evaluate")
@@ -613,6 +700,13 @@ def signals_evaluate(
     emergency_depart: Annotated[
         float | None, typer.Option(help="When the emergency vehicle departs, s.")
     ] = None,
+    emergency_under: Annotated[
+        str | None,
+        typer.Option(
+            help="The variant the corridor runs on (a fixed plan or a controller); by default "
+            "webster+greenwave, else the first variant."
+        ),
+    ] = None,
     workdir: Annotated[Path | None, typer.Option(help="Keep SUMO's files in this folder.")] = None,
 ) -> None:
     """Run SUMO for each plan (scenario's, SUMO's tools, the twin's) and compare, seed by seed."""
@@ -629,6 +723,7 @@ def signals_evaluate(
             end=end,
             emergency=route,
             emergency_depart=emergency_depart,
+            emergency_under=emergency_under,
             workdir=workdir,
             progress=lambda line: err.print(line, markup=False, highlight=False),
         )
@@ -638,7 +733,8 @@ def signals_evaluate(
     if result.emergency:
         e = result.emergency
         out.print(
-            f"emergency vehicle: {e['travel_time_without_s']:.0f} s without the corridor, "
+            f"emergency vehicle ({e['variant']}): {e['travel_time_without_s']:.0f} s without "
+            "the corridor, "
             f"{e['travel_time_with_s']:.0f} s with it ({e['faster_pct']:.0f}% faster); "
             f"everyone else's time loss {e['others_extra_delay_pct']:+.1f}%"
         )
@@ -654,6 +750,8 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API."""
+    from layers.settings import get_settings
+
     get_settings()  # a wrong TWIN_* setting is said here, once, not by every worker
     from twin.serving import serve as run_server  # several workers: TCP_NODELAY kept
 
@@ -674,26 +772,33 @@ def main() -> None:
     """
     try:
         app(prog_name="twin")
-    except (sa_exc.OperationalError, psycopg.OperationalError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        err.print(f"twin: the store cannot be reached: {reason}", markup=False, highlight=False)
-        sys.exit(1)
-    except sa_exc.ArgumentError as error:
-        err.print(
-            f"twin: the database URL (--url or TWIN_DATABASE_URL) is not one: {error}",
-            markup=False,
-            highlight=False,
-        )
-        sys.exit(1)
-    except pydantic.ValidationError as error:
-        for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"]) or "settings"
+    except Exception as error:
+        # the store's libraries are imported only when something failed (see the imports)
+        import psycopg
+        import pydantic
+        from sqlalchemy import exc as sa_exc
+
+        if isinstance(error, (sa_exc.OperationalError, psycopg.OperationalError)):
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            err.print(f"twin: the store cannot be reached: {reason}", markup=False, highlight=False)
+            sys.exit(1)
+        if isinstance(error, sa_exc.ArgumentError):
             err.print(
-                f"twin: setting TWIN_{field.upper()}: {problem['msg']}",
+                f"twin: the database URL (--url or TWIN_DATABASE_URL) is not one: {error}",
                 markup=False,
                 highlight=False,
             )
-        sys.exit(1)
+            sys.exit(1)
+        if isinstance(error, pydantic.ValidationError):
+            for problem in error.errors():
+                field = ".".join(str(part) for part in problem["loc"]) or "settings"
+                err.print(
+                    f"twin: setting TWIN_{field.upper()}: {problem['msg']}",
+                    markup=False,
+                    highlight=False,
+                )
+            sys.exit(1)
+        raise
 
 
 if __name__ == "__main__":

@@ -9,10 +9,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from layers.database import StoreError
-from layers.settings import get_settings
-from layers.tile_packages import PackageError, export_pmtiles, parse_bbox
-
 app = typer.Typer(help="Vector tiles: offline packages (PMTiles).", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
@@ -65,6 +61,11 @@ def export(
     )
     if owner and role:
         raise _fail("--owner and --role: give one or the other")
+    # imported here: ``twin --help`` does not load the tile machinery
+    from layers.database import StoreError
+    from layers.settings import get_settings
+    from layers.tile_packages import PackageError, export_pmtiles, parse_bbox
+
     roles: list[str] | None = None
     if not owner:
         anonymous = get_settings().auth_anonymous_role

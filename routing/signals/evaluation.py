@@ -7,7 +7,17 @@ Variants, all on the same network, demand and seeds:
 - ``tlsCycleAdaptation`` and ``tlsCoordinator``: SUMO's own tools (Webster; Webster then greedy
   offsets), run on the base programs;
 - ``webster`` and ``webster+greenwave``: the twin's Webster, then one common cycle with
-  MAXBAND offsets along the busiest corridors.
+  MAXBAND offsets along the busiest corridors;
+- ``actuated``: SUMO's built-in actuated control (gap-out / max-out) on the base programs, the
+  peer of real-time control;
+- ``max-pressure``: Varaiya's max pressure (2013) in the loop through TraCI, the second peer;
+- ``adaptive`` and ``adaptive+priority``: the twin's adaptive controller, and the same with
+  transit signal priority for buses;
+- ``phased`` and ``phased+adaptive``: the twin's generated phase sequences (protected lefts
+  where the HCM warrants them), timed by Webster, and run by the adaptive controller.
+
+Controllers (:mod:`routing.signals.control`) run behind the same safety head (minimum green,
+the programs' yellow and all-red, maximum green and wait) with the detectors the twin places.
 
 The base whose phases everyone re-times is the scenario's programs when it has them (the
 city's phase sequences), else the network's. Each run reports SUMO's trip statistics: mean time
@@ -25,16 +35,31 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from scipy import stats
 
 from routing.signals import sumo
+from routing.signals.control import (
+    Adaptive,
+    ControlledSignal,
+    Controller,
+    MaxPressure,
+    SafetyRules,
+    actuated_programs,
+    control_signals,
+    controlled_corridor,
+    run_controlled,
+)
+from routing.signals.control.priority import vehicle_classes
 from routing.signals.greenwave import coordinate
 from routing.signals.model import SignalError
+from routing.signals.phasing import design_phases
 from routing.signals.plans import optimise_scenario
+from routing.signals.preemption import evaluate_corridor
+from routing.signals.runs import Run, Setup, read_run
 from routing.signals.webster import WebsterSettings
 
 VARIANTS = (
@@ -44,24 +69,23 @@ VARIANTS = (
     "tlsCoordinator",
     "webster",
     "webster+greenwave",
+    "actuated",
+    "max-pressure",
+    "adaptive",
+    "adaptive+priority",
+    "phased",
+    "phased+adaptive",
 )
+# Controllers in the loop, by the name a Setup gives: one per signal. Max pressure decides at
+# the end of fixed 10 s slots, as published (Varaiya 2013, a fixed-length time slot; decided
+# every step it switched every ~12 s on Bologna and lost twice as much time in changes).
+MAX_PRESSURE_SLOT_S = 10.0
+CONTROLLERS: dict[str, Callable[[ControlledSignal], Controller]] = {
+    "max-pressure": lambda _signal: MaxPressure(slot_s=MAX_PRESSURE_SLOT_S),
+    "adaptive": lambda _signal: Adaptive(),
+}
 METRICS = ("time_loss_s", "waiting_s", "stops", "depart_delay_s", "teleports")
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Run:
-    """One SUMO run: a variant under one seed, and what the trips measured."""
-
-    variant: str
-    seed: int
-    vehicles: int
-    time_loss_s: float
-    waiting_s: float
-    stops: float
-    depart_delay_s: float
-    teleports: int
-    unfinished: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,34 @@ class Evaluation:
     end: float | None
     runs: list[Run] = field(default_factory=list)
     emergency: dict[str, Any] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def worse(self, *, reference: str = "scenario") -> dict[str, float]:
+        """Return the variants whose mean time loss is worse than the reference's, and by how much.
+
+        Parameters
+        ----------
+        reference
+            The variant compared with: the scenario's own programs (the network's, when the
+            scenario ships none).
+
+        Returns
+        -------
+        dict
+            Ratio of mean time loss to the reference's (> 1) per variant that is worse;
+            empty when the reference was not run.
+        """
+        summary = self.summary()
+        if reference not in summary:
+            return {}
+        ref = summary[reference]["time_loss_s"].mean
+        out: dict[str, float] = {}
+        for variant, metrics in summary.items():
+            loss = metrics["time_loss_s"].mean
+            if variant != reference and loss > ref:
+                out[variant] = loss / ref if ref > 0 else math.inf
+        return out
 
     def summary(self) -> dict[str, dict[str, Interval]]:
         """Return, per variant, each metric's mean and 95% interval over the seeds."""
@@ -116,27 +168,31 @@ class Evaluation:
             },
             "runs": [asdict(r) for r in self.runs],
             "emergency": self.emergency,
+            "notes": self.notes,
+            "worse_than_scenario": self.worse(),
+            "kept": self.kept,
         }
 
     def table(self) -> str:
-        """Return the summary as a text table (mean [95% interval] per metric)."""
+        """Return the summary as a text table (mean [95% interval] per metric).
+
+        A variant whose mean time loss is worse than the scenario's own programs is flagged
+        ``WORSE than scenario xN.NN`` (its ratio); a variant that produced no plan is listed
+        with the reason and no figures.
+        """
         rows = [f"{'variant':<20}" + "".join(f"{m:>28}" for m in METRICS)]
+        worse = self.worse()
         for variant, metrics in self.summary().items():
             cells = []
             for m in METRICS:
                 i = metrics[m]
                 ci = f" [{i.low:.1f}, {i.high:.1f}]" if i.low is not None else ""
                 cells.append(f"{i.mean:.1f}{ci}".rjust(28))
-            rows.append(f"{variant:<20}" + "".join(cells))
+            flag = f"  WORSE than scenario x{worse[variant]:.2f}" if variant in worse else ""
+            rows.append(f"{variant:<20}" + "".join(cells) + flag)
+        for variant, note in self.notes.items():
+            rows.append(f"{variant:<20}  {note}")
         return "\n".join(rows)
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a variant runs: the network file and the program files loaded after it."""
-
-    net: Path
-    programs: tuple[Path, ...]
 
 
 def prepare(
@@ -147,8 +203,14 @@ def prepare(
     base: str = "scenario",
     settings: WebsterSettings | None = None,
     progress: Progress | None = None,
+    end: float | None = None,
 ) -> dict[str, Setup]:
     """Compute every variant's programs (running SUMO's tools where asked) into ``workdir``.
+
+    Trips and flows without a route are routed once by SUMO's ``duarouter`` into
+    ``workdir`` (:meth:`routing.signals.sumo.Scenario.routed_files`) for the tools and the
+    flow counts; the runs keep the scenario's own demand (SUMO routes it at insertion). A
+    tool or method that writes no program is not run: its setup carries a ``note``.
 
     Parameters
     ----------
@@ -165,11 +227,20 @@ def prepare(
         The twin's Webster settings.
     progress
         Called with a line per step.
+    end
+        Horizon of the runs, s: the peak hour is sought within the scenario's period cut
+        there.
 
     Returns
     -------
     dict
         Setup per variant.
+
+    Raises
+    ------
+    SignalError
+        On an unknown variant or base, or when ``duarouter`` fails (a tool that fails gives
+        its variant a ``no plan`` note instead).
     """
     say = progress or (lambda _: None)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -183,8 +254,10 @@ def prepare(
     base_net = scenario.net
     if base_programs:
         base_net = sumo.net_with_programs(scenario.net, base_programs, workdir / "base.net.xml")
-    demand = [base_net, *scenario.demand_files]
-    routes = ",".join(str(p) for p in scenario.demand_files)
+    routed = scenario.routed_files(workdir)
+    demand = [base_net, *routed]
+    routes = ",".join(str(p) for p in routed)
+    hour = str(scenario.peak_hour(end))
     setups: dict[str, Setup] = {}
     if "scenario" in variants:
         setups["scenario"] = Setup(scenario.net, scenario.programs)
@@ -193,14 +266,35 @@ def prepare(
     tca = workdir / "tlsCycleAdaptation.add.xml"
     if "tlsCycleAdaptation" in variants or "tlsCoordinator" in variants:
         say("SUMO's tlsCycleAdaptation.py")
-        _tool("tlsCycleAdaptation.py", "-n", base_net, "-r", routes, "-o", tca, reads=demand)
+        failed = _tool(
+            "tlsCycleAdaptation.py",
+            "-n",
+            base_net,
+            "-r",
+            routes,
+            "-b",
+            hour,
+            "-o",
+            tca,
+            reads=demand,
+        )
         setups["tlsCycleAdaptation"] = Setup(base_net, (tca,))
-    if "tlsCoordinator" in variants:
+        if failed or not _has_programs(tca):
+            setups["tlsCycleAdaptation"] = _no_plan(base_net, "tlsCycleAdaptation.py", failed)
+    if "tlsCoordinator" in variants and setups["tlsCycleAdaptation"].note:
+        setups["tlsCoordinator"] = Setup(
+            base_net,
+            (),
+            note="no plan: its input, tlsCycleAdaptation.py's plan, is none ("
+            + str(setups["tlsCycleAdaptation"].note).removeprefix("no plan: ")
+            + ")",
+        )
+    elif "tlsCoordinator" in variants:
         say("SUMO's tlsCoordinator.py")
         offsets = workdir / "tlsCoordinator.add.xml"
         # the coordinator reads one route file: the demand merged into one
-        merged = sumo.merge_routes(scenario.demand_files, workdir / "demand.rou.xml")
-        _tool(
+        merged = sumo.merge_routes(routed, workdir / "demand.rou.xml")
+        failed = _tool(
             "tlsCoordinator.py",
             "-n",
             base_net,
@@ -213,14 +307,23 @@ def prepare(
             reads=demand,
         )
         setups["tlsCoordinator"] = Setup(base_net, (tca, offsets))
+        if failed or not _has_programs(offsets):
+            setups["tlsCoordinator"] = _no_plan(base_net, "tlsCoordinator.py", failed)
     if "webster" in variants or "webster+greenwave" in variants:
         say("the twin's Webster")
-        plan = optimise_scenario(scenario, base=base, settings=settings)
+        plan = optimise_scenario(scenario, base=base, settings=settings, end=end)
+        if not plan.timings:
+            for v in ("webster", "webster+greenwave"):
+                setups[v] = _no_plan(base_net, "the twin's Webster (no flow reaches a signal)")
+            return {v: setups[v] for v in variants if v in setups}
+        kept = tuple(plan.kept.items())
+        for sid, why in kept:
+            say(f"webster, signal {sid}: {why}")
         path = sumo.write_additional(
             plan.timings.values(), workdir / "webster.add.xml", program_id="twin"
         )
         if "webster" in variants:
-            setups["webster"] = Setup(base_net, (path,))
+            setups["webster"] = Setup(base_net, (path,), kept=kept)
         if "webster+greenwave" in variants:
             say("the twin's green waves (common cycle, MAXBAND offsets)")
             coordinated = coordinate(scenario, plan, base=base, settings=settings)
@@ -228,16 +331,80 @@ def prepare(
                 coordinated.timings.values(), workdir / "greenwave.add.xml", program_id="twin-gw"
             )
             setups["webster+greenwave"] = Setup(base_net, (wave,))
+    _prepare_control(scenario, workdir, setups, variants, base, base_net, settings, end, say)
     return {v: setups[v] for v in variants if v in setups}
 
 
-def _tool(name: str, *args: str | os.PathLike[str], reads: Sequence[Path]) -> None:
-    """Run one of SUMO's tools; ``reads``: its input files (its time limit grows with them)."""
+def _prepare_control(
+    scenario: sumo.Scenario,
+    workdir: Path,
+    setups: dict[str, Setup],
+    variants: Sequence[str],
+    base: str,
+    base_net: Path,
+    settings: WebsterSettings | None,
+    end: float | None,
+    say: Progress,
+) -> None:
+    """Add the real-time control and generated-phase variants' setups."""
+    if "actuated" in variants:
+        say("SUMO's actuated programs on the base phases")
+        net = sumo.read_net(base_net)
+        signals = control_signals(net, sumo.signals_of(net), rules=SafetyRules())
+        path = actuated_programs(signals, workdir / "actuated.add.xml")
+        setups["actuated"] = Setup(base_net, (path,))
+    for variant in ("max-pressure", "adaptive", "adaptive+priority"):
+        if variant in variants:
+            controller = variant.removesuffix("+priority")
+            setups[variant] = Setup(
+                base_net, (), controller=controller, priority=variant.endswith("+priority")
+            )
+    if "phased" in variants or "phased+adaptive" in variants:
+        say("the twin's phase design (protected lefts by the HCM warrants), timed by Webster")
+        plan = design_phases(
+            scenario,
+            base=base,
+            settings=settings,
+            open_inner=True,
+            output=workdir / "phased.add.xml",
+        )
+        if plan.path is None or not _has_programs(plan.path):
+            for v in ("phased", "phased+adaptive"):
+                setups[v] = _no_plan(base_net, "the twin's phase design (no signal to time)")
+            return
+        phased = sumo.net_with_programs(
+            base_net, sumo.read_programs([plan.path]), workdir / "phased.net.xml"
+        )
+        setups["phased"] = Setup(phased, ())
+        setups["phased+adaptive"] = Setup(phased, (), controller="adaptive")
+
+
+def _has_programs(path: Path) -> bool:
+    """Whether a file a tool wrote holds a signal program (a ``tlLogic``)."""
+    try:
+        return any(el.tag == "tlLogic" for _, el in ET.iterparse(str(path), events=("start",)))
+    except (ET.ParseError, FileNotFoundError):
+        return False
+
+
+def _no_plan(net: Path, who: str, failed: str | None = None) -> Setup:
+    """Return the setup of a variant whose tool or method wrote no program (not run)."""
+    why = f"failed ({failed})" if failed else "wrote no signal program"
+    return Setup(net, (), note=f"no plan: {who} {why}")
+
+
+def _tool(name: str, *args: str | os.PathLike[str], reads: Sequence[Path]) -> str | None:
+    """Run one of SUMO's tools; ``reads``: its input files (its time limit grows with them).
+
+    Returns None when it succeeded, else the last lines of its error output (a peer that
+    fails on a network is reported as having no plan, not as the evaluation failing).
+    """
     cmd = [sys.executable, sumo.sumo_tool(name), *map(str, args)]
     done = sumo.run_process(cmd, timeout_s=sumo.tool_timeout(reads), what=f"SUMO's {name}")
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SignalError(f"SUMO's {name} failed: {' '.join(tail)}", parameter="scenario")
+        tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
+        return " ".join(line.strip() for line in tail)
+    return None
 
 
 def simulate(
@@ -279,6 +446,26 @@ def simulate(
     SignalError
         When SUMO fails, or has not finished within ``timeout_s`` (it is stopped).
     """
+    classes = _vehicle_classes(scenario)
+    if setup.controller is not None:
+        factory = CONTROLLERS.get(setup.controller)
+        if factory is None:
+            raise SignalError(
+                f"unknown controller {setup.controller!r}; known: {sorted(CONTROLLERS)}",
+                parameter="controller",
+            )
+        return run_controlled(
+            scenario,
+            setup,
+            controller_factory=factory,
+            priority=setup.priority,
+            seed=seed,
+            end=end,
+            workdir=workdir,
+            variant=variant,
+            timeout_s=timeout_s,
+            classes=classes,
+        )
     outputs = workdir / f"{variant.replace('+', '_')}-{seed}"
     additional = [*scenario.additional, *setup.programs]
     cmd = sumo.run_command(scenario, setup.net, additional, seed=seed, outputs=outputs, end=end)
@@ -292,32 +479,21 @@ def simulate(
             f"SUMO cannot run {scenario.config.name} ({variant}): {' '.join(tail)}",
             parameter="scenario",
         )
-    return _read_run(
-        Path(f"{outputs}.tripinfo.xml"), Path(f"{outputs}.stats.xml"), variant=variant, seed=seed
+    return read_run(
+        Path(f"{outputs}.tripinfo.xml"),
+        Path(f"{outputs}.stats.xml"),
+        variant=variant,
+        seed=seed,
+        classes=classes,
     )
 
 
-def _read_run(trips: Path, stats_file: Path, *, variant: str, seed: int) -> Run:
-    n = unfinished = 0
-    loss = wait = stops = delay = 0.0
-    for _, el in ET.iterparse(trips, events=("end",)):
-        if el.tag != "tripinfo":
-            continue
-        n += 1
-        loss += float(el.get("timeLoss", "0"))
-        wait += float(el.get("waitingTime", "0"))
-        stops += float(el.get("waitingCount", "0"))
-        delay += float(el.get("departDelay", "0"))
-        if el.get("arrival", "0") in ("-1", "-1.00"):
-            unfinished += 1
-        el.clear()
-    teleports = 0
-    root = ET.parse(stats_file).getroot()
-    found = root.find("teleports")
-    if found is not None:
-        teleports = int(found.get("total", "0"))
-    k = max(n, 1)
-    return Run(variant, seed, n, loss / k, wait / k, stops / k, delay / k, teleports, unfinished)
+def _vehicle_classes(scenario: sumo.Scenario) -> dict[str, str]:
+    """Return the vClass of each vehicle type of the scenario (buses told apart), read once."""
+    if "classes" not in scenario._cache:
+        scenario._cache["classes"] = vehicle_classes([*scenario.routes, *scenario.additional])
+    found: dict[str, str] = scenario._cache["classes"]
+    return found
 
 
 def evaluate(
@@ -330,6 +506,7 @@ def evaluate(
     settings: WebsterSettings | None = None,
     emergency: Sequence[str] | None = None,
     emergency_depart: float | None = None,
+    emergency_under: str | None = None,
     workdir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     progress: Progress | None = None,
@@ -353,9 +530,14 @@ def evaluate(
     emergency
         Edges of an emergency vehicle's route (two edges: routed by the fastest path); when
         given, its travel time with and without the green corridor is measured too, under the
-        twin's Webster + green-wave plans (or the first variant's when those are not run).
+        variant ``emergency_under``.
     emergency_depart
         When the emergency vehicle departs, s (a third of the horizon by default).
+    emergency_under
+        The variant the corridor is measured under: fixed plans (the corridor's holds driven
+        through TraCI) or a controller (wrapped with
+        :func:`routing.signals.control.emergency.with_preemption`). By default the twin's
+        Webster + green waves, else the first variant run.
     workdir
         Folder for SUMO's files (a temporary one by default).
     jobs
@@ -370,16 +552,36 @@ def evaluate(
     """
     if seeds < 1:
         raise SignalError("seeds must be at least 1", parameter="seeds")
+    if emergency_under is not None and emergency_under not in variants:
+        raise SignalError(
+            f"emergency_under {emergency_under!r} is not among the variants run: {list(variants)}",
+            parameter="emergency_under",
+        )
     say = progress or (lambda _: None)
     scenario = sumo.read_scenario(config)
     scenario.read_net()
+    if end is not None:
+        # the period every plan is computed for ends with the runs (see Scenario.window)
+        scenario = replace(scenario, end=scenario.window(end)[1])
     with tempfile.TemporaryDirectory(prefix="twin-signals-") as tmp:
         folder = Path(workdir) if workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         setups = prepare(
-            scenario, folder, variants=variants, base=base, settings=settings, progress=say
+            scenario,
+            folder,
+            variants=variants,
+            base=base,
+            settings=settings,
+            progress=say,
+            end=end,
         )
         result = Evaluation(scenario.name, base, list(range(1, seeds + 1)), end)
+        for variant, setup in setups.items():
+            if setup.note:
+                result.notes[variant] = setup.note
+                say(f"{variant}: {setup.note}; not run")
+            result.kept |= {sid: why for sid, why in setup.kept}
+        setups = {v: setup for v, setup in setups.items() if not setup.note}
         tasks = [(v, s) for v in setups for s in result.seeds]
         done = 0
 
@@ -397,22 +599,49 @@ def evaluate(
                     f"time loss {run.time_loss_s:.1f} s, teleports {run.teleports}"
                 )
                 result.runs.append(run)
-        if emergency:
-            from routing.signals.preemption import evaluate_corridor
-
-            chosen = "webster+greenwave" if "webster+greenwave" in setups else next(iter(setups))
-            say(f"emergency vehicle with and without the green corridor ({chosen})")
-            result.emergency = evaluate_corridor(
-                scenario,
-                setups[chosen].net,
-                [*scenario.additional, *setups[chosen].programs],
-                emergency,
-                seeds=result.seeds,
-                depart=emergency_depart,
-                end=end,
-                workdir=folder,
+        if emergency and setups:
+            chosen = emergency_under or (
+                "webster+greenwave" if "webster+greenwave" in setups else next(iter(setups))
             )
+            say(f"emergency vehicle with and without the green corridor ({chosen})")
+            result.emergency = _corridor(
+                scenario, setups[chosen], emergency, result, emergency_depart, folder
+            )
+            result.emergency["variant"] = chosen
     return result
+
+
+def _corridor(
+    scenario: sumo.Scenario,
+    setup: Setup,
+    route: Sequence[str],
+    result: Evaluation,
+    depart: float | None,
+    folder: Path,
+) -> dict[str, Any]:
+    """Measure the emergency corridor under one variant's plans or controller."""
+    if setup.controller is None:
+        return evaluate_corridor(
+            scenario,
+            setup.net,
+            [*scenario.additional, *setup.programs],
+            route,
+            seeds=result.seeds,
+            depart=depart,
+            end=result.end,
+            workdir=folder,
+        )
+    return controlled_corridor(
+        scenario,
+        setup,
+        route,
+        controller_factory=CONTROLLERS[setup.controller],
+        priority=setup.priority,
+        seeds=result.seeds,
+        depart=depart,
+        end=result.end,
+        workdir=folder,
+    )
 
 
 def write_json(evaluation: Evaluation, path: str | os.PathLike[str]) -> Path:

@@ -23,7 +23,8 @@ import pulp
 
 from routing.signals import sumo
 from routing.signals.model import Program, Signal, SignalError
-from routing.signals.plans import Plan, optimise, scenario_signals
+from routing.signals.plans import Plan, optimise
+from routing.signals.sumo import scenario_signals
 from routing.signals.webster import WebsterSettings
 
 
@@ -290,7 +291,7 @@ def _pairs(
                 continue
             if last is not None and last[0] != hit[0]:
                 key = (last[0], hit[0])
-                flows[key] += sumo.PCE.get(trip.type, 1.0)
+                flows[key] += trip.pce(vehicle_class=True)
                 if key not in travel:
                     edges = trip.edges[last[2] : k + 1]
                     travel[key] = sum(
@@ -301,7 +302,7 @@ def _pairs(
                 counters[0][last[1]] += 1
                 counters[1][hit[1]] += 1
                 if len(passed) >= 2:
-                    through[passed[-2], passed[-1], hit[0]] += sumo.PCE.get(trip.type, 1.0)
+                    through[passed[-2], passed[-1], hit[0]] += trip.pce(vehicle_class=True)
             if not passed or passed[-1] != hit[0]:
                 passed.append(hit[0])
             last = (hit[0], hit[1], k + 1)
@@ -411,9 +412,7 @@ def coordinate(
     if not plan.timings:
         return plan
     trips = scenario.read_trips()
-    pairs, through = _pairs(
-        scenario.read_net(), signals, trips, sumo.peak_hour(trips), speed_factor
-    )
+    pairs, through = _pairs(scenario.read_net(), signals, trips, scenario.peak_hour(), speed_factor)
     result = Plan(dict(plan.timings), s, list(plan.idle))
     timed = set(plan.timings)
     inside = {k: v for k, v in pairs.items() if k[0] in timed and k[1] in timed}

@@ -8,7 +8,7 @@ from typing import Any
 
 from routing.signals import sumo
 from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
-from routing.signals.webster import WebsterSettings, webster
+from routing.signals.webster import WebsterSettings, predicted_delay, stages, webster
 
 
 @dataclass
@@ -25,12 +25,17 @@ class Plan:
         Signals no counted flow reaches (left as they were).
     bandwidth
         Green-wave bandwidths per corridor, when coordinated.
+    kept
+        Signals whose base program is kept, with the reason (``"kept: base predicted
+        better ..."``): Webster's timing was predicted to delay vehicles more than the
+        program it would replace. Their timing in ``timings`` is the base program's.
     """
 
     timings: dict[str, SignalTiming]
     settings: WebsterSettings
     idle: list[str] = field(default_factory=list)
     bandwidth: list[dict[str, Any]] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON."""
@@ -38,6 +43,7 @@ class Plan:
             "signals": [t.to_json() for t in self.timings.values()],
             "idle": self.idle,
             "corridors": self.bandwidth,
+            "kept": self.kept,
         }
 
 
@@ -47,8 +53,15 @@ def optimise(
     *,
     settings: WebsterSettings | None = None,
     ids: Iterable[str] | None = None,
+    keep_better_base: bool = True,
 ) -> Plan:
     """Time every signal (or those named) by Webster's method.
+
+    A plan is never predicted worse than what it replaces: for each signal the HCM delay of
+    Webster's timing is compared with the base program's (the signal's program as it
+    stands) under the same flows (:func:`routing.signals.webster.predicted_delay`); when the
+    base program is predicted to delay vehicles less, it is kept and the signal is listed in
+    :attr:`Plan.kept` with the reason.
 
     Parameters
     ----------
@@ -60,6 +73,10 @@ def optimise(
         Webster's inputs (the twin's defaults when omitted).
     ids
         Signals to time (all by default).
+    keep_better_base
+        Keep a signal's base program where it is predicted better (see above); with a
+        common cycle (``settings.cycle_s``, coordination) every signal is re-timed, and a
+        base program whose cycle lies outside ``settings``' cycle bounds is never kept.
 
     Returns
     -------
@@ -87,21 +104,30 @@ def optimise(
         timing = webster(signals[sid], flows[sid], s)
         if timing is None:
             plan.idle.append(sid)
-        else:
-            plan.timings[sid] = timing
+            continue
+        plan.timings[sid] = timing
+        base = signals[sid].program
+        if not keep_better_base or s.cycle_s is not None:
+            continue
+        if not s.min_cycle_s <= base.cycle <= s.max_cycle_s:
+            continue  # the base breaks the bounds asked for: it cannot stand for the plan
+        delay, x_max = predicted_delay(signals[sid], flows[sid], s)
+        if delay < timing.delay_s:
+            staged = stages(base, s)
+            plan.timings[sid] = SignalTiming(
+                sid,
+                base,
+                base.cycle,
+                timing.critical_ratios,
+                {st[0]: sum(base.phases[i].duration for i in st) for st in staged},
+                delay,
+                x_max,
+            )
+            plan.kept[sid] = (
+                f"kept: base predicted better ({delay:.1f} s vs {timing.delay_s:.1f} s "
+                "mean delay, HCM)"
+            )
     return plan
-
-
-def scenario_signals(
-    scenario: sumo.Scenario, *, base: str = "scenario"
-) -> tuple[dict[str, Signal], dict[str, dict[int, float]]]:
-    """Return a scenario's signals (with the base programs) and their peak-hour link flows."""
-    programs = sumo.read_programs(scenario.programs) if base == "scenario" else {}
-    net = scenario.read_net()
-    signals = sumo.signals_of(net, programs)
-    trips = scenario.read_trips()
-    flows = sumo.link_flows(net, signals, trips, begin=sumo.peak_hour(trips))
-    return signals, flows
 
 
 def optimise_scenario(
@@ -109,6 +135,7 @@ def optimise_scenario(
     *,
     base: str = "scenario",
     settings: WebsterSettings | None = None,
+    end: float | None = None,
 ) -> Plan:
     """Time a SUMO scenario's signals from the flows its routes count in the peak hour.
 
@@ -121,13 +148,17 @@ def optimise_scenario(
         ``network``: the network's default programs.
     settings
         Webster's inputs.
+    end
+        Horizon of the runs, s (the peak hour is sought within the simulated period, see
+        :func:`routing.signals.sumo.scenario_signals`).
 
     Returns
     -------
     Plan
-        The timings.
+        The timings (signals whose base program is predicted better keep it, see
+        :func:`optimise`).
     """
-    signals, flows = scenario_signals(scenario, base=base)
+    signals, flows = sumo.scenario_signals(scenario, base=base, end=end)
     return optimise(signals, flows, settings=settings)
 
 

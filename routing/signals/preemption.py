@@ -400,13 +400,13 @@ def run_corridor(
     )
     limit = timeout_s if timeout_s is not None else sumo.run_timeout(scenario, end)
     what = f"SUMO's emergency run of {scenario.config.name} ({tag})"
-    with _traci_session(cmd, limit=limit, what=what, log=workdir / f"{tag}.log") as conn:
+    with traci_session(cmd, limit=limit, what=what, log=workdir / f"{tag}.log") as conn:
         controller = _drive(conn, net, holds, signals, route, depart, corridor, end, lead_s)
     return _corridor_result(workdir / f"{tag}.tripinfo.xml", holds, controller.log, depart)
 
 
 @contextlib.contextmanager
-def _traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> Iterator[Any]:
+def traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> Iterator[Any]:
     """Start SUMO as a TraCI server and yield the connection; SUMO is stopped after ``limit`` s.
 
     A watchdog kills SUMO once the time is up: the connection then breaks, and the error says

@@ -10,15 +10,17 @@ routes, writes plans back as SUMO additional files, and finds SUMO's programs an
 from __future__ import annotations
 
 import collections
+import gzip
 import hashlib
 import importlib.util
+import math
 import os
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import geopandas as gpd
 import pandas as pd
@@ -103,7 +105,7 @@ class Scenario:
     @property
     def demand_files(self) -> tuple[Path, ...]:
         """Every file that may hold vehicles: route files and additional route files."""
-        extra = tuple(p for p in self.additional if p.name.endswith(".rou.xml"))
+        extra = tuple(p for p in self.additional if _is_routes(p))
         return self.routes + extra
 
     def read_net(self) -> Any:
@@ -113,10 +115,78 @@ class Scenario:
         return self._cache["net"]
 
     def read_trips(self) -> list[Trip]:
-        """Return the vehicles of every demand file (see :func:`read_trips`), read once."""
+        """Return the vehicles of every demand file (see :func:`read_trips`), read once.
+
+        Trips and flows without a route are first routed as SUMO would (see
+        :func:`route_demand`; into a temporary folder unless :meth:`routed_files` was called
+        with a work folder before).
+        """
         if "trips" not in self._cache:
-            self._cache["trips"] = read_trips(self.demand_files)
+            if "routed" in self._cache or not unrouted(self.demand_files):
+                self._cache["trips"] = read_trips(self.routed_files())
+            else:
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="twin-duarouter-") as tmp:
+                    self._cache["trips"] = read_trips(route_demand(self, Path(tmp)))
+                self._cache.pop("routed", None)
         return self._cache["trips"]
+
+    def routed_files(self, workdir: Path | None = None) -> tuple[Path, ...]:
+        """Return the demand with every vehicle on a route: the files SUMO's tools can count.
+
+        Parameters
+        ----------
+        workdir
+            Folder for ``duarouter``'s output when the demand has trips or flows without a
+            route (required then, unless they were routed before).
+
+        Returns
+        -------
+        tuple of pathlib.Path
+            The demand files as they are, or ``duarouter``'s routes of all of them.
+
+        Raises
+        ------
+        SignalError
+            When routing is needed and no work folder is given, or ``duarouter`` fails.
+        """
+        routed = self._cache.get("routed")
+        if routed is not None and all(p.is_file() for p in routed):
+            return tuple(routed)
+        if not unrouted(self.demand_files):
+            return self.demand_files
+        if workdir is None:
+            raise SignalError(
+                f"scenario {self.config.name} has trips without routes: a work folder is "
+                "needed to route them",
+                parameter="workdir",
+            )
+        return route_demand(self, workdir)
+
+    def window(self, end: float | None = None) -> tuple[float, float | None]:
+        """Return the simulated period: the configuration's begin and end, ``end`` the earlier.
+
+        Parameters
+        ----------
+        end
+            Another horizon, s (e.g. ``--end`` of a run); the earlier of the two applies.
+
+        Returns
+        -------
+        tuple
+            Begin (0 when not set) and end (None when neither is set), s.
+        """
+        ends = [e for e in (self.end, end) if e is not None]
+        return (self.begin or 0.0), (min(ends) if ends else None)
+
+    def peak_hour(self, end: float | None = None) -> float:
+        """Return the start of the busiest hour of departures within the simulated period, s.
+
+        See :func:`peak_hour`; the period is :meth:`window`.
+        """
+        begin, stop = self.window(end)
+        return peak_hour(self.read_trips(), begin=begin, end=stop, vehicle_class=True)
 
 
 def run_command(
@@ -133,10 +203,11 @@ def run_command(
 
     The scenario's own configuration applies (its processing options); its output files are
     redirected to ``outputs`` + ``.tripinfo.xml``/``.stats.xml``/``.log`` (never beside the
-    scenario), unfinished trips included. So are the outputs its additional files declare
-    (detectors, ...): such a file is loaded from a copy beside ``outputs`` that writes to
-    ``outputs`` + ``.<file name>``, never into the scenario's folder (which may be read-only,
-    and which runs in parallel would share).
+    scenario), unfinished trips included, and every other output its configuration asks for
+    goes to ``outputs`` + ``.<its file name>`` (see :func:`config_outputs`). So are the
+    outputs its additional files declare (detectors, ...): such a file is loaded from a copy
+    beside ``outputs`` that writes to ``outputs`` + ``.<file name>``, never into the
+    scenario's folder (which may be read-only, and which runs in parallel would share).
 
     Parameters
     ----------
@@ -161,6 +232,12 @@ def run_command(
         The command.
     """
     loaded = [redirect_outputs(p, outputs) for p in additional]
+    if not loaded:
+        # "-a" replaces the configuration's additional files (its programs among them); SUMO
+        # refuses an empty list, so an empty file stands for none
+        empty = Path(f"{outputs}.none.add.xml")
+        empty.write_text("<additional/>\n", encoding="utf-8")
+        loaded = [empty]
     cmd = [
         sumo_binary("sumo"),
         "-c",
@@ -169,6 +246,7 @@ def run_command(
         str(net),
         "-a",
         ",".join(str(p) for p in loaded),
+        *config_outputs(scenario.config, outputs),
         "--seed",
         str(seed),
         "--tripinfo-output",
@@ -185,6 +263,113 @@ def run_command(
     if end is not None:
         cmd += ["--end", str(end)]
     return [*cmd, *options]
+
+
+# Options of a SUMO configuration that name files SUMO writes (sumo --save-template: the
+# FILE options of the output and report sections, and the devices' outputs); the three the
+# run sets itself (tripinfo, statistics, log) are left out.
+_CONFIG_OUTPUTS = frozenset(
+    {
+        "netstate-dump",
+        "netstate",
+        "ndump",
+        "summary",
+        "tripinfo",
+        "vehroutes",
+        "emission-output",
+        "battery-output",
+        "elechybrid-output",
+        "chargingstations-output",
+        "overheadwiresegments-output",
+        "substations-output",
+        "fcd-output",
+        "full-output",
+        "queue-output",
+        "vtk-output",
+        "amitran-output",
+        "summary-output",
+        "person-summary-output",
+        "vehroute-output",
+        "personinfo-output",
+        "link-output",
+        "railsignal-block-output",
+        "railsignal-vehicle-output",
+        "bt-output",
+        "lanechange-output",
+        "stop-output",
+        "collision-output",
+        "edgedata-output",
+        "lanedata-output",
+        "deadlock-output",
+        "save-state.files",
+        "save-state.prefix",
+        "message-log",
+        "error-log",
+        "device.rerouting.output",
+        "device.ssm.file",
+        "device.taxi.dispatch-algorithm.output",
+        "device.taxi.idle-algorithm.output",
+        "device.toc.file",
+    }
+)
+_SET_BY_RUN = frozenset(
+    {"tripinfo-output", "statistic-output", "log", "log-file", "l", "output-prefix"}
+)
+
+
+def config_options(config: str | os.PathLike[str]) -> dict[str, str]:
+    """Return the options a SUMO configuration sets (name -> value, every section).
+
+    Parameters
+    ----------
+    config
+        The ``.sumocfg`` file.
+
+    Returns
+    -------
+    dict
+        Option values as written (``value`` attributes).
+    """
+    root = ET.parse(config).getroot()
+    return {
+        str(option.tag): option.get("value", "")
+        for section in root
+        for option in section
+        if isinstance(option.tag, str) and option.get("value") is not None
+    }
+
+
+def config_outputs(config: str | os.PathLike[str], outputs: Path) -> list[str]:
+    """Return SUMO options that send a configuration's own output files beside ``outputs``.
+
+    Every output the configuration declares (``<output>``: summary, fcd, emissions ...;
+    ``<report>``: message and error logs; device outputs) is written to ``outputs`` +
+    ``.<its file name>`` instead of beside the configuration, whose folder may be read-only
+    and which parallel runs would share; an ``output-prefix`` is cleared (the run's paths are
+    absolute).
+
+    Parameters
+    ----------
+    config
+        The ``.sumocfg`` file.
+    outputs
+        Path stem of the run's output files.
+
+    Returns
+    -------
+    list of str
+        Command-line options (empty when the configuration writes nothing else).
+    """
+    options: list[str] = []
+    for name, value in config_options(config).items():
+        if name == "output-prefix" and value:
+            options += ["--output-prefix", ""]
+            continue
+        if name in _SET_BY_RUN or name not in _CONFIG_OUTPUTS or not value.strip():
+            continue
+        files = [f"{outputs}.{Path(v.strip()).name}" for v in value.split(",") if v.strip()]
+        options += [f"--{name}", ",".join(files)]
+    return options
 
 
 # Elements of additional files that write an output file, and the attribute naming it.
@@ -227,9 +412,10 @@ def redirect_outputs(path: Path, outputs: Path) -> Path:
     pathlib.Path
         The file to load.
     """
-    if path.name.endswith(".rou.xml"):
+    if _is_routes(path):
         return path
-    tree = ET.parse(path)
+    with _open_xml(path) as stream:
+        tree = ET.parse(stream)
     changed = False
     for el in tree.getroot().iter():
         attribute = _OUTPUTS.get(str(el.tag))
@@ -239,7 +425,7 @@ def redirect_outputs(path: Path, outputs: Path) -> Path:
             changed = True
     if not changed:
         return path
-    copy = Path(f"{outputs}.{path.name}")
+    copy = Path(f"{outputs}.{path.name.removesuffix('.gz')}")
     tree.write(copy, encoding="UTF-8", xml_declaration=True)
     return copy
 
@@ -378,7 +564,7 @@ def read_scenario(config: str | os.PathLike[str]) -> Scenario:
     additional = values("additional-files")
     programs = tuple(f for f in additional if _holds(f, "tlLogic"))
     others = tuple(f for f in additional if f not in programs)
-    if not routes and not any(f.name.endswith(".rou.xml") for f in others):
+    if not routes and not any(_is_routes(f) for f in others):
         raise SignalError(f"scenario {path} names no demand (route-files)", parameter="scenario")
 
     def number(option: str) -> float | None:
@@ -398,7 +584,23 @@ def read_scenario(config: str | os.PathLike[str]) -> Scenario:
 
 def _holds(path: Path, tag: str) -> bool:
     """Whether an XML file has an element of this tag (read as a stream, stops at the first)."""
-    return any(element.tag == tag for _, element in ET.iterparse(path, events=("start",)))
+    with _open_xml(path) as stream:
+        return any(element.tag == tag for _, element in ET.iterparse(stream, events=("start",)))
+
+
+def _open_xml(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open an XML file for reading, gzipped or not (SUMO reads both)."""
+    p = Path(path)
+    with p.open("rb") as head:
+        gzipped = head.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(p, "rb")  # type: ignore[return-value]
+    return p.open("rb")
+
+
+def _is_routes(path: Path) -> bool:
+    """Whether a file is named as a route file (``.rou.xml``, gzipped or not)."""
+    return path.name.endswith((".rou.xml", ".rou.xml.gz"))
 
 
 def read_net(path: str | os.PathLike[str]) -> Any:
@@ -443,10 +645,11 @@ def read_programs(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Program]
     """
     programs: dict[str, Program] = {}
     for path in paths:
-        for _, el in ET.iterparse(path, events=("end",)):
-            if el.tag == "tlLogic":
-                programs[el.get("id", "")] = _program(el)
-                el.clear()
+        with _open_xml(path) as stream:
+            for _, el in ET.iterparse(stream, events=("end",)):
+                if el.tag == "tlLogic":
+                    programs[el.get("id", "")] = _program(el)
+                    el.clear()
     return programs
 
 
@@ -538,18 +741,60 @@ def _position(net: Any, tls: Any) -> tuple[float | None, float | None]:
 
 @dataclass(frozen=True)
 class Trip:
-    """One vehicle of the demand: departure, type and the edges it drives."""
+    """One vehicle of the demand: departure, type, the edges it drives and its class."""
 
     depart: float
     type: str
     edges: tuple[str, ...]
+    vclass: str | None = None
+
+    def pce(self, *, vehicle_class: bool = False) -> float:
+        """Return the vehicle's passenger-car equivalents (:data:`PCE`).
+
+        Parameters
+        ----------
+        vehicle_class
+            Look the type's SUMO vehicle class up (a ``vType id="LKW" vClass="truck"`` counts
+            as a truck); otherwise its type id, as ``tlsCycleAdaptation.py`` does.
+
+        Returns
+        -------
+        float
+            Passenger-car units.
+        """
+        if vehicle_class and self.vclass:
+            return PCE.get(self.vclass, 1.0)
+        return PCE.get(self.type, 1.0)
+
+
+# Demand elements that SUMO routes at insertion when they carry no route.
+_TRIP_ENDS = ("from", "fromJunction", "fromTaz", "fromXY", "fromLonLat")
+# Options of a configuration that duarouter shares with sumo (routing, repair).
+_ROUTING_OPTIONS = (
+    "routing-algorithm",
+    "weights.random-factor",
+    "weights.priority-factor",
+    "weights.minor-penalty",
+    "weights.tls-penalty",
+    "weights.turnaround-penalty",
+    "junction-taz",
+    "repair",
+    "repair.from",
+    "repair.to",
+    "remove-loops",
+    "mapmatch.distance",
+    "mapmatch.junctions",
+    "seed",
+)
 
 
 def read_trips(paths: Iterable[str | os.PathLike[str]]) -> list[Trip]:
     """Read the vehicles of route files (``vehicle`` with a route, ``flow`` with a route).
 
-    Vehicles whose departure is ``triggered`` and trips without a route are left out, as
-    SUMO's tools leave them out.
+    Files may be gzipped. Vehicles whose departure is ``triggered`` and trips or flows
+    without a route are left out, as SUMO's tools leave them out (route them first:
+    :func:`route_demand`). Each vehicle's class comes from its ``vType``, wherever in the
+    files it is defined.
 
     Parameters
     ----------
@@ -562,21 +807,144 @@ def read_trips(paths: Iterable[str | os.PathLike[str]]) -> list[Trip]:
         The vehicles; a flow gives one per vehicle it inserts.
     """
     trips: list[Trip] = []
+    classes: dict[str, str] = {}
     for path in paths:
         routes: dict[str, tuple[str, ...]] = {}
-        for _, el in ET.iterparse(path, events=("end",)):
-            if el.tag == "route" and el.get("id"):
-                routes[el.get("id", "")] = tuple(el.get("edges", "").split())
-            elif el.tag in ("vehicle", "flow"):
-                inner = el.find("route")
-                if inner is not None:
-                    edges = tuple(inner.get("edges", "").split())
-                else:
-                    edges = routes.get(el.get("route", ""), ())
-                if edges:
-                    trips.extend(_departures(el, edges))
-                el.clear()
-    return trips
+        with _open_xml(path) as stream:
+            for _, el in ET.iterparse(stream, events=("end",)):
+                if el.tag == "vType" and el.get("id"):
+                    classes[el.get("id", "")] = el.get("vClass", "passenger")
+                elif el.tag == "route" and el.get("id"):
+                    routes[el.get("id", "")] = tuple(el.get("edges", "").split())
+                elif el.tag in ("vehicle", "flow"):
+                    inner = el.find("route")
+                    if inner is not None:
+                        edges = tuple(inner.get("edges", "").split())
+                    else:
+                        edges = routes.get(el.get("route", ""), ())
+                    if edges:
+                        trips.extend(_departures(el, edges))
+                    el.clear()
+                elif el.tag == "trip":
+                    el.clear()
+    default = {"DEFAULT_VEHTYPE": "passenger", "DEFAULT_BIKETYPE": "bicycle"}
+    return [
+        Trip(t.depart, t.type, t.edges, classes.get(t.type, default.get(t.type, t.type)))
+        for t in trips
+    ]
+
+
+def unrouted(paths: Iterable[str | os.PathLike[str]]) -> int:
+    """Count the trips and flows of route files that have no route (SUMO routes them).
+
+    Parameters
+    ----------
+    paths
+        Route files (gzipped or not).
+
+    Returns
+    -------
+    int
+        ``trip`` elements, and ``flow``/``vehicle`` elements with ``from``/``fromJunction``/
+        ``fromTaz``... and no route.
+    """
+    count = 0
+    for path in paths:
+        with _open_xml(path) as stream:
+            for _, el in ET.iterparse(stream, events=("end",)):
+                if el.tag == "trip" or (
+                    el.tag in ("flow", "vehicle")
+                    and el.get("route") is None
+                    and el.find("route") is None
+                    and any(el.get(k) is not None for k in _TRIP_ENDS)
+                ):
+                    count += 1
+                if el.tag in ("trip", "flow", "vehicle"):
+                    el.clear()
+    return count
+
+
+def route_demand(scenario: Scenario, workdir: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """Route a scenario's trips and flows as SUMO would, with SUMO's ``duarouter``, once.
+
+    ``duarouter`` reads the scenario's network, all its demand files (their vehicle types
+    among them) and its additional files (stops, TAZ), with the routing options its
+    configuration sets (``routing-algorithm``, ``weights.*``, ``junction-taz``, ``repair``,
+    ``seed`` ...) and ``--ignore-errors`` (a trip that cannot be routed is dropped, as SUMO
+    drops it at insertion); its output, every vehicle with a route, is written into
+    ``workdir`` and reused while it is newer than the inputs (parallel callers get the same
+    file: it is written under a temporary name, then renamed).
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    workdir
+        Folder for the routes (never the scenario's own).
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        The routed demand (one file).
+
+    Raises
+    ------
+    SignalError
+        When ``duarouter`` fails or does not finish in time (see :func:`tool_timeout`).
+    """
+    folder = Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = [scenario.config, scenario.net, *scenario.demand_files, *scenario.additional]
+    key = hashlib.blake2b("|".join(str(p) for p in inputs).encode(), digest_size=6).hexdigest()
+    out = folder / f"{scenario.name}-{key}.routed.rou.xml"
+    newest = max(p.stat().st_mtime for p in inputs)
+    if not (out.is_file() and out.stat().st_mtime >= newest):
+        options = config_options(scenario.config)
+        cmd = [
+            sumo_binary("duarouter"),
+            "-n",
+            str(scenario.net),
+            "-r",
+            ",".join(str(p) for p in scenario.demand_files),
+            "--ignore-errors",
+            "--no-step-log",
+            "--no-warnings",
+        ]
+        extra = [p for p in scenario.additional if not _is_routes(p)]
+        if extra:
+            cmd += ["-a", ",".join(str(p) for p in extra)]
+        for name in _ROUTING_OPTIONS:
+            value = options.get(name)
+            if value:
+                cmd += [f"--{name}", value]
+        if "junction-taz" not in options and _mentions(scenario.demand_files, "fromJunction"):
+            cmd.append("--junction-taz")
+        partial = folder / f".{out.name}.{os.getpid()}.{id(scenario)}"
+        done = run_process(
+            [*cmd, "-o", str(partial)],
+            timeout_s=tool_timeout(inputs),
+            what="SUMO's duarouter",
+            parameter="routes",
+        )
+        if done.returncode != 0 or not partial.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise SignalError(
+                f"SUMO's duarouter cannot route {scenario.config.name}: {' '.join(tail)}",
+                parameter="routes",
+            )
+        partial.replace(out)
+    scenario._cache["routed"] = (out,)
+    return (out,)
+
+
+def _mentions(paths: Iterable[Path], attribute: str) -> bool:
+    """Whether any element of the files has this attribute."""
+    for path in paths:
+        with _open_xml(path) as stream:
+            for _, el in ET.iterparse(stream, events=("start",)):
+                if el.get(attribute) is not None:
+                    return True
+    return False
 
 
 def _departures(el: ET.Element, edges: tuple[str, ...]) -> Iterator[Trip]:
@@ -602,20 +970,50 @@ def _departures(el: ET.Element, edges: tuple[str, ...]) -> Iterator[Trip]:
         yield Trip(begin + k * step, kind, edges)
 
 
-def peak_hour(trips: Sequence[Trip]) -> float:
-    """Return the start (s) of the busiest hour of departures, in passenger-car equivalents."""
-    if not trips:
-        return 0.0
-    departs = sorted(trips, key=lambda t: t.depart)
+def peak_hour(
+    trips: Sequence[Trip],
+    *,
+    begin: float | None = None,
+    end: float | None = None,
+    vehicle_class: bool = False,
+) -> float:
+    """Return the start (s) of the busiest hour of departures, in passenger-car equivalents.
+
+    Parameters
+    ----------
+    trips
+        The demand.
+    begin, end
+        The simulated period, s: only departures in ``[begin, end)`` count, and the hour
+        starts no earlier than ``begin`` (a period shorter than an hour starts at ``begin``).
+    vehicle_class
+        Weigh vehicles by their class's PCE (see :meth:`Trip.pce`), not their type id's.
+
+    Returns
+    -------
+    float
+        Start of the hour, s (``begin``, or 0, when no vehicle departs in the period).
+    """
+    low = -math.inf if begin is None else begin
+    high = math.inf if end is None else end
+    chosen = [t for t in trips if low <= t.depart < high]
+    if not chosen:
+        return float(begin or 0.0)
+    if end is not None and begin is not None and end - begin <= 3600:
+        return float(begin)
+    departs = sorted(chosen, key=lambda t: t.depart)
     best, best_start, j, window = -1.0, departs[0].depart, 0, 0.0
-    for i, t in enumerate(departs):
-        window += PCE.get(t.type, 1.0)
+    for t in departs:
+        window += t.pce(vehicle_class=vehicle_class)
         while departs[j].depart <= t.depart - 3600:
-            window -= PCE.get(departs[j].type, 1.0)
+            window -= departs[j].pce(vehicle_class=vehicle_class)
             j += 1
         if window > best:
             best, best_start = window, max(departs[j].depart, t.depart - 3600)
-        del i
+    if end is not None:
+        best_start = min(best_start, end - 3600)
+    if begin is not None:
+        best_start = max(best_start, begin)
     return float(best_start)
 
 
@@ -625,6 +1023,8 @@ def link_flows(
     trips: Sequence[Trip],
     *,
     begin: float | None = None,
+    end: float | None = None,
+    vehicle_class: bool = False,
 ) -> dict[str, dict[int, float]]:
     """Count hourly approach flows per signal link from the demand, in passenger-car units.
 
@@ -632,6 +1032,13 @@ def link_flows(
     from ``begin`` pass from one edge to the next; a turn served by several links (lanes) is
     shared equally among them; a period shorter than an hour is scaled up to an hour; links
     downstream of a signal's own links inside a joined junction are not counted twice.
+
+    Scaling a short period: without ``end`` as the tool does, by ``1 + (missing s) / 3600``
+    (20 minutes of demand count 1.67 times, not 3 times: the tool under-counts any period
+    shorter than an hour, most of all the shortest). With ``end`` (the simulated period ends
+    within the hour, or the demand stops before it) the count is scaled by
+    ``3600 / counted period``: an hourly flow (a demand that stops well before the period
+    ends counts up to its last departure plus one mean headway).
 
     Parameters
     ----------
@@ -643,6 +1050,13 @@ def link_flows(
         The demand (see :func:`read_trips`).
     begin
         Start of the hour, s; by default the first departure (as the reference tool does).
+    end
+        End of the simulated period, s: departures from then on are not counted, and the
+        counted period is scaled to an hour exactly (see above). None: the tool's scaling.
+    vehicle_class
+        Passenger-car equivalents by each vehicle's class, not its type id (see
+        :meth:`Trip.pce`; the tool looks up the type id, which counts a truck type named
+        ``LKW`` as a car).
 
     Returns
     -------
@@ -654,10 +1068,30 @@ def link_flows(
         raise SignalError("the demand has no vehicles", parameter="routes")
     if begin is None:
         begin = min(departs)
-    end = begin + 3600
+    stop = begin + 3600
     scale = 1.0
-    if max(departs) < begin + 3599:
-        scale += (begin + 3599 - max(departs)) / 3600
+    if end is None:
+        if max(departs) < begin + 3599:
+            scale += (begin + 3599 - max(departs)) / 3600
+    else:
+        stop = min(stop, end)
+        # demand that stops well before the period ends (more than a minute and five mean
+        # headways) is scaled over the time it was inserted: to its last departure + a headway
+        inside = sorted(d for d in departs if begin <= d < stop)
+        inserted_until = stop
+        if len(inside) >= 2:
+            headway = (inside[-1] - inside[0]) / (len(inside) - 1)
+            if stop - inside[-1] > max(60.0, 5 * headway):
+                inserted_until = inside[-1] + headway
+        period = inserted_until - begin
+        if period <= 0:
+            period = stop - begin
+        if period <= 0:
+            raise SignalError(
+                f"the counted period is empty (begin {begin:g} s, end {stop:g} s)",
+                parameter="end",
+            )
+        scale = 3600.0 / period
     by_turn: dict[str, dict[tuple[str, str], list[int]]] = {}
     for tls in net.getTrafficLights():
         if tls.getID() not in signals:
@@ -676,9 +1110,9 @@ def link_flows(
         t: collections.defaultdict(lambda: collections.defaultdict(float)) for t in by_turn
     }
     for trip in trips:
-        if not begin <= trip.depart < end:
+        if not begin <= trip.depart < stop:
             continue
-        pce = PCE.get(trip.type, 1.0)
+        pce = trip.pce(vehicle_class=vehicle_class)
         for a, b in zip(trip.edges, trip.edges[1:], strict=False):
             if a in skip:
                 continue
@@ -864,6 +1298,46 @@ def node_id(scenario: str, junction: str) -> int:
     return (1 << 50) | (int.from_bytes(digest, "big") & ((1 << 49) - 1))
 
 
+def scenario_signals(
+    scenario: Scenario, *, base: str = "scenario", end: float | None = None
+) -> tuple[dict[str, Signal], dict[str, dict[int, float]]]:
+    """Return a scenario's signals (with the base programs) and their peak-hour link flows.
+
+    Parameters
+    ----------
+    scenario
+        The scenario (trips and flows without a route are routed as SUMO would, see
+        :meth:`routing.signals.Scenario.read_trips`).
+    base
+        ``scenario`` (its own programs) or ``network`` (the network's).
+    end
+        Horizon of the runs, s: with the configuration's begin and end it bounds the period
+        whose busiest hour is counted (see :meth:`routing.signals.Scenario.window`).
+
+    Returns
+    -------
+    tuple
+        Signals by id, and hourly flow per link (pcu/h) by signal id: the busiest hour
+        within the simulated period, a shorter period scaled to an hour, vehicles weighed by
+        their class (a truck 3.5 pcu whatever its type is called).
+    """
+    programs = read_programs(scenario.programs) if base == "scenario" else {}
+    net = scenario.read_net()
+    signals = signals_of(net, programs)
+    trips = scenario.read_trips()
+    _, stop = scenario.window(end)
+    begin = scenario.peak_hour(end)
+    flows = link_flows(
+        net,
+        signals,
+        trips,
+        begin=begin,
+        end=begin + 3600 if stop is None else stop,
+        vehicle_class=True,
+    )
+    return signals, flows
+
+
 def network_frames(scenario: Scenario, *, base: str = "scenario") -> dict[str, gpd.GeoDataFrame]:
     """Return a scenario's network as the twin's layers: roads, intersections and signals.
 
@@ -888,8 +1362,6 @@ def network_frames(scenario: Scenario, *, base: str = "scenario") -> dict[str, g
     SignalError
         When the network has no geo-reference.
     """
-    from routing.signals.plans import scenario_signals
-
     net = scenario.read_net()
     if not net.hasGeoProj():
         raise SignalError(

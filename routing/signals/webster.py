@@ -540,3 +540,59 @@ def _delay(
             total_delay += group.flow * (d1 + d2)
             total_flow += group.flow
     return (total_delay / total_flow if total_flow else 0.0), x_max
+
+
+def predicted_delay(
+    signal: Signal,
+    flows: Mapping[int, float],
+    settings: WebsterSettings | None = None,
+    *,
+    program: Program | None = None,
+) -> tuple[float, float]:
+    """Return HCM's predicted delay of a signal's program as it stands, under given flows.
+
+    The program is not re-timed: each stage's green is the sum of its phases' durations, and
+    the delay is computed exactly as :func:`webster` computes its own timing's (lane groups,
+    saturation flow, lost time per stage and yellows from ``settings``), so that the two
+    compare like for like.
+
+    Parameters
+    ----------
+    signal
+        The signal (its links; its program unless ``program`` is given).
+    flows
+        Hourly approach flow per link index, pcu/h.
+    settings
+        Webster's inputs (the twin's defaults when omitted).
+    program
+        The program to rate (by default the signal's own).
+
+    Returns
+    -------
+    tuple of float
+        Mean control delay per vehicle, s (HCM 2010 uniform + incremental delay, one-hour
+        analysis period, eq. 18-19 to 18-21), and the highest degree of saturation.
+
+    Raises
+    ------
+    SignalError
+        When the program has no phases or no main green phase.
+    """
+    s = settings or WebsterSettings()
+    rated = signal if program is None else replace(signal, program=program)
+    if not rated.program.phases:
+        raise SignalError(f"signal {signal.id} has no phases", parameter="signals")
+    groups = lane_groups(rated, flows, s)
+    if not groups:
+        raise SignalError(
+            f"signal {signal.id} has no main green phase (a 'G' without yellow)",
+            parameter="signals",
+        )
+    staged = {stage[0]: stage for stage in stages(rated.program, s)}
+    greens = {
+        k: sum(rated.program.phases[i].duration for i in stage) for k, stage in staged.items()
+    }
+    per_stage = 0.0 if s.lost_s is None else s.lost_s
+    yellows = _yellow_after(rated.program, s) if s.lost_s is not None else {}
+    after = {k: yellows.get(stage[-1], 0.0) for k, stage in staged.items()}
+    return _delay(groups, greens, after, per_stage, rated.program.cycle, s)

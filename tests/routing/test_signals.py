@@ -558,3 +558,274 @@ def test_disconnected_corridor_is_refused():
         plan_corridor(net, signals, ["85", "209"])
     with pytest.raises(SignalError, match="edge nowhere is not in the network"):
         plan_corridor(net, signals, ["85", "nowhere"])
+
+
+# --- any scenario a traffic engineer hands over (issue 17, items 5 and 6) --------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of a folder (recursively) with its contents."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def trips_scenario(folder: Path, *, end: int = 300) -> Path:
+    """A copy of acosta whose demand is trips and flows without routes (SUMO routes them at
+    insertion), gzipped in part, no additional file at all, and outputs in its configuration.
+    """
+    sc = read_scenario(config("acosta"))
+    folder.mkdir()
+    (folder / "acosta.net.xml").write_bytes(sc.net.read_bytes())
+    routed = [t for t in read_trips(sc.routes) if t.depart < end and len(t.edges) >= 3][:150]
+    lines = ["<routes>"]
+    for k, t in enumerate(routed):
+        via = f' via="{t.edges[1]}"' if k % 5 == 0 else ""
+        lines.append(
+            f'  <trip id="t{k}" depart="{t.depart:.2f}" from="{t.edges[0]}" to="{t.edges[-1]}"'
+            f"{via}/>"
+        )
+    lines.append("</routes>\n")
+    import gzip
+
+    with gzip.open(folder / "trips.rou.xml.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    first = routed[0].edges
+    net = sc.read_net()
+    a = net.getEdge(first[0]).getFromNode().getID()
+    b = net.getEdge(first[-1]).getToNode().getID()
+    (folder / "flows.rou.xml").write_text(
+        "<routes>\n"
+        f'  <flow id="f" begin="0" end="{end}" number="20" from="{first[0]}" to="{first[-1]}"/>\n'
+        f'  <trip id="j" depart="10" fromJunction="{a}" toJunction="{b}"/>\n'
+        "</routes>\n"
+    )
+    cfg = folder / "run.sumocfg"
+    cfg.write_text(
+        "<configuration>\n"
+        '  <input><net-file value="acosta.net.xml"/>'
+        '<route-files value="trips.rou.xml.gz,flows.rou.xml"/></input>\n'
+        f'  <time><begin value="0"/><end value="{end}"/></time>\n'
+        '  <routing><junction-taz value="true"/></routing>\n'
+        '  <output><summary-output value="summary.xml"/><queue-output value="queues.xml"/>'
+        '<tripinfo-output value="tripinfos.xml"/></output>\n'
+        '  <report><log value="sumo.log"/><message-log value="messages.log"/></report>\n'
+        "</configuration>\n"
+    )
+    return cfg
+
+
+def test_trips_flows_without_additionals_in_a_folder_left_untouched(tmp_path: Path) -> None:
+    """Trips and flows (gzipped, via, fromJunction) are routed by duarouter into the work
+    folder and counted; a scenario with no additional file runs in every variant; everything
+    SUMO writes (the configuration's own outputs too) goes to the work folder, one file per run.
+    """
+    from routing.signals.evaluation import evaluate
+
+    cfg = trips_scenario(tmp_path / "scenario")
+    before = snapshot(cfg.parent)
+    sc = read_scenario(cfg)
+    assert sc.additional == () and sc.programs == ()
+    assert bridge.unrouted(sc.demand_files) == 150 + 2  # 150 trips, one flow, one junction trip
+    assert read_trips(sc.demand_files) == []  # as SUMO's tools read them: nothing routed
+    work = tmp_path / "work"
+    variants = ("scenario", "network", "tlsCycleAdaptation", "webster")
+    result = evaluate(cfg, seeds=1, variants=variants, end=300, workdir=work, jobs=2)
+    # routed once, into the work folder: every trip, the flow's 20 vehicles, the junction trip
+    (routed,) = work.glob("*.routed.rou.xml")
+    trips = read_trips([routed])
+    assert len(trips) == 150 + 20 + 1
+    assert all(len(t.edges) >= 2 for t in trips)
+    assert not result.notes  # SUMO's tool and the twin's Webster both timed the signals
+    assert {r.variant for r in result.runs} == set(variants)
+    for r in result.runs:
+        assert r.vehicles > 0, r
+        # the configuration's own outputs were written beside the run's, one set per run
+        for name in ("summary.xml", "queues.xml", "messages.log"):
+            assert (work / f"{r.variant}-1.{name}").stat().st_size > 0
+    assert snapshot(cfg.parent) == before
+
+
+def test_read_trips_gzipped_and_redirected_gzipped_additionals(tmp_path: Path) -> None:
+    import gzip
+
+    add = tmp_path / "edges.add.xml.gz"
+    with gzip.open(add, "wt") as f:
+        f.write('<additional><edgeData id="e" freq="60" file="edges.out.xml"/></additional>')
+    copy = bridge.redirect_outputs(add, tmp_path / "run-1")
+    assert copy == tmp_path / "run-1.edges.add.xml"
+    el = ET.parse(copy).getroot().find("edgeData")
+    assert el is not None and el.get("file") == f"{tmp_path / 'run-1'}.edges.out.xml"
+    sc = read_scenario(config("acosta"))
+    gz = tmp_path / "acosta.rou.xml.gz"
+    gz.write_bytes(gzip.compress(sc.routes[0].read_bytes()))
+    assert read_trips([gz]) == read_trips([sc.routes[0]])
+
+
+def test_a_short_period_counts_hourly_flows_within_begin_and_end() -> None:
+    """20 minutes of demand counted within [begin, end) give the hourly flow (x3, not SUMO's
+    tool's x1.67); the peak hour is never sought outside the simulated period."""
+    sc = read_scenario(config("acosta"))
+    net = sc.read_net()
+    signals = signals_of(net)
+    first = [t for t in read_trips(sc.routes) if 600 <= t.depart < 1800]
+    # a demand that repeats every 20 minutes: its hourly flow is what any 20 minutes count x3
+    periodic = [
+        bridge.Trip(t.depart + shift, t.type, t.edges, t.vclass)
+        for shift in (0.0, 1200.0, 2400.0)
+        for t in first
+    ]
+    hour = link_flows(net, signals, periodic, begin=600, end=4200)
+    third = link_flows(net, signals, periodic, begin=600, end=1800)
+    compared = 0
+    for sid, flows in hour.items():
+        for index, flow in flows.items():
+            assert third[sid].get(index, 0.0) == pytest.approx(flow), (sid, index)
+            compared += flow > 0
+    assert compared > 20
+    total_third = sum(sum(f.values()) for f in third.values())
+    # SUMO's tool's scaling: only the first 20 minutes of demand, scaled by 1 + 40/60
+    only_third = [t for t in periodic if t.depart < 1800]
+    tool = link_flows(net, signals, only_third, begin=600)
+    assert sum(sum(f.values()) for f in tool.values()) == pytest.approx(
+        total_third * (1 + 2399 / 3600) / 3, rel=0.01
+    )
+    # the busiest hour lies within the period, and starts at its begin when it is shorter
+    trips = read_trips(sc.routes)
+    assert bridge.peak_hour(trips, begin=1800, end=2400) == 1800
+    start = bridge.peak_hour(trips, begin=300, end=5000)
+    assert 300 <= start <= 5000 - 3600
+    assert sc.window(1200) == (0.0, 1200.0)
+
+
+def test_a_peer_without_a_plan_is_reported_and_not_run(tmp_path: Path) -> None:
+    """A tool that writes no program, and a Webster with no flow at any signal, are 'no plan':
+    their runs are not made and the table and JSON say so."""
+    from routing.signals.evaluation import evaluate
+
+    sc = read_scenario(config("acosta"))
+    net = sc.read_net()
+    lonely = next(e for e in net.getEdges() if e.getToNode().getType() == "priority")
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    (folder / "one.rou.xml").write_text(
+        f'<routes><vehicle id="v" depart="0"><route edges="{lonely.getID()}"/></vehicle></routes>'
+    )
+    cfg = folder / "run.sumocfg"
+    cfg.write_text(
+        f'<configuration><input><net-file value="{sc.net}"/>'
+        '<route-files value="one.rou.xml"/></input></configuration>'
+    )
+    variants = ("network", "tlsCycleAdaptation", "tlsCoordinator", "webster")
+    result = evaluate(cfg, seeds=1, variants=variants, end=60, workdir=tmp_path / "w", jobs=1)
+    assert {r.variant for r in result.runs} == {"network"}
+    assert set(result.notes) == {"tlsCycleAdaptation", "tlsCoordinator", "webster"}
+    assert all(n.startswith("no plan: ") for n in result.notes.values())
+    table = result.table()
+    for variant in result.notes:
+        assert f"{variant:<20}  no plan: " in table
+    js = result.to_json()
+    assert js["notes"] == result.notes and set(js["summary"]) == {"network"}
+
+
+def test_a_plan_predicted_worse_keeps_the_base_program_and_worse_variants_are_flagged() -> None:
+    """optimise keeps a signal's base program where HCM predicts it better than Webster's, and
+    says so; Evaluation flags a variant with more time loss than the scenario's programs."""
+    from routing.signals.evaluation import Evaluation, Run
+    from routing.signals.model import Signal
+    from routing.signals.webster import predicted_delay
+
+    sc = read_scenario(config("acosta"))
+    net = sc.read_net()
+    signals = signals_of(net, read_programs(sc.programs))
+    flows = link_flows(net, signals, read_trips(sc.demand_files))
+    # the delay predicted for a program as it stands is the one Webster predicted for it
+    first = optimise(signals, flows, keep_better_base=False)
+    timed = {
+        sid: Signal(s.id, s.links, first.timings[sid].program, s.active)
+        for sid, s in signals.items()
+        if sid in first.timings
+    }
+    for sid, s in timed.items():
+        t = first.timings[sid]
+        assert predicted_delay(s, flows[sid]) == pytest.approx((t.delay_s, t.degree_of_saturation))
+
+    def scaled(factor: float) -> dict[str, Signal]:
+        """Each signal with its Webster program, every green lasting ``factor`` times as long."""
+        return {
+            sid: Signal(
+                s.id,
+                s.links,
+                s.program.with_durations(
+                    {
+                        i: max(1.0, float(round(p.duration * factor)))
+                        for i, p in enumerate(s.program.phases)
+                        if p.is_green
+                    }
+                ),
+                s.active,
+            )
+            for sid, s in timed.items()
+        }
+
+    # greens a third as long: less capacity, predicted worse wherever Webster's timing is
+    # under capacity, and Webster's replaces it
+    shorter = scaled(1 / 3)
+    short = optimise(shorter, flows)
+    replaced = [sid for sid in shorter if sid not in short.kept]
+    assert len(replaced) >= len(shorter) - 1
+    for sid in replaced:
+        assert short.timings[sid].program != shorter[sid].program
+    for sid in short.kept:
+        timing = webster(shorter[sid], flows[sid])
+        assert timing is not None and timing.degree_of_saturation > 1
+    # three times as long: over capacity (acosta's busiest signals) the longer cycle's capacity
+    # is predicted to delay less than Webster's cycle; the base program is kept, and said so
+    long = scaled(3)
+    plan = optimise(long, flows)
+    assert plan.kept
+    for sid, why in plan.kept.items():
+        assert why.startswith("kept: base predicted better")
+        assert plan.timings[sid].program == long[sid].program
+        assert plan.timings[sid].delay_s == pytest.approx(predicted_delay(long[sid], flows[sid])[0])
+        timing = webster(long[sid], flows[sid])
+        assert timing is not None and plan.timings[sid].delay_s < timing.delay_s
+    # Evaluation: a variant worse than the scenario's programs is flagged in table and JSON
+    ev = Evaluation("x", "scenario", [1], None)
+    ev.runs = [
+        Run("scenario", 1, 10, 100.0, 1, 1, 1, 0, 0),
+        Run("webster", 1, 10, 130.0, 1, 1, 1, 0, 0),
+        Run("tlsCycleAdaptation", 1, 10, 90.0, 1, 1, 1, 0, 0),
+    ]
+    assert ev.worse() == {"webster": pytest.approx(1.3)}
+    assert "WORSE than scenario x1.30" in ev.table().splitlines()[2]
+    assert "WORSE" not in ev.table().splitlines()[3]
+    assert ev.to_json()["worse_than_scenario"] == {"webster": pytest.approx(1.3)}
+
+
+def test_a_scenario_whose_only_additionals_are_programs_runs_in_every_variant(
+    tmp_path: Path,
+) -> None:
+    """The network's programs run without the scenario's (SUMO gets an empty additional file
+    in place of the list, which it would refuse empty)."""
+    from routing.signals.evaluation import evaluate
+
+    sc = read_scenario(config("pasubio"))
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    (tls,) = sc.programs
+    # vehicle types as route-file content; the cars (the buses need the stops' additional)
+    vtypes = next(p for p in sc.additional if p.name.endswith("vtypes.add.xml"))
+    cars = next(p for p in sc.routes if "bus" not in p.name)
+    cfg = folder / "run.sumocfg"
+    cfg.write_text(
+        f'<configuration><input><net-file value="{sc.net}"/>'
+        f'<route-files value="{vtypes},{cars}"/>'
+        f'<additional-files value="{tls}"/></input></configuration>'
+    )
+    scenario = read_scenario(cfg)
+    assert scenario.additional == () and scenario.programs == (tls,)
+    work = tmp_path / "w"
+    result = evaluate(cfg, seeds=1, variants=("scenario", "network"), end=120, workdir=work)
+    assert {r.variant for r in result.runs} == {"scenario", "network"}
+    assert all(r.vehicles > 0 for r in result.runs)
+    assert (work / "network-1.none.add.xml").read_text().strip() == "<additional/>"
+    assert not (work / "scenario-1.none.add.xml").exists()

@@ -446,9 +446,43 @@ def test_signals_optimise_writes_a_plan_sumo_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_signals_optimise_designs_phases_and_stores_them(empty_db: str, tmp_path: Path) -> None:
+    """--phases: new phase sequences where warranted, written for SUMO and stored in the twin."""
+    pasubio = SHARED / "bologna" / "pasubio" / "run.sumocfg"
+    out = tmp_path / "phased.add.xml"
+    args = ("signals", "optimise", str(pasubio), "--base", "network", "--phases")
+    result = run(empty_db, *args, "--out", str(out), "--save", "pasubio-phased")
+    assert result.returncode == 0, result.stderr
+    changed = re.search(r"new phases: (.+)", result.stdout)
+    assert changed is not None, result.stdout
+    named = changed.group(1).split(", ")
+    assert "stored plan pasubio-phased version 1" in result.stdout
+    (plan,) = sql_rows(
+        empty_db, "SELECT plan FROM signal_plans WHERE name = 'pasubio-phased' AND valid_to IS NULL"
+    )[0]
+    assert plan["phasing"]["changed"] == named
+    written = {
+        logic.get("id"): [p.get("state") for p in logic.iter("phase")]
+        for logic in ET.parse(out).getroot().iter("tlLogic")
+    }
+    stored = {t["signal"]: [p["state"] for p in t["phases"]] for t in plan["signals"]}
+    assert written == stored
+    # a changed signal runs a sequence the network's default program does not have
+    net = ET.parse(SHARED / "bologna" / "pasubio" / "pasubio_buslanes.net.xml").getroot()
+    default = {
+        logic.get("id"): [p.get("state") for p in logic.iter("phase")]
+        for logic in net.iter("tlLogic")
+    }
+    assert all(written[sid] != default[sid] for sid in named)
+    both = run(None, *args, "--greenwave")
+    assert both.returncode == 2
+    assert "--phases and --greenwave" in both.stderr
+
+
 def test_signals_evaluate_reports_what_sumo_measured(tmp_path: Path) -> None:
     out, workdir = tmp_path / "result.json", tmp_path / "runs"
-    horizon, variants = 120, ("scenario", "webster")  # a tiny horizon, one seed
+    # a tiny horizon, one seed; a fixed plan, Webster and a controller in the loop
+    horizon, variants = 120, ("scenario", "webster", "adaptive+priority")
     result = run(
         None,
         "signals",
@@ -477,7 +511,8 @@ def test_signals_evaluate_reports_what_sumo_measured(tmp_path: Path) -> None:
     }
     for variant in variants:
         # SUMO's own trip records of the run, kept in the workdir: every vehicle that departed
-        trips = list(ET.parse(workdir / f"{variant}-1.tripinfo.xml").getroot().iter("tripinfo"))
+        stem = variant.replace("+", "_")
+        trips = list(ET.parse(workdir / f"{stem}-1.tripinfo.xml").getroot().iter("tripinfo"))
         assert trips and all(float(t.get("depart", "nan")) <= horizon for t in trips)
         loss = sum(float(t.get("timeLoss", "nan")) for t in trips) / len(trips)
         assert runs[variant]["vehicles"] == len(trips)
@@ -573,3 +608,43 @@ def test_an_unreachable_store_a_bad_url_or_setting_is_one_line(
     assert done.returncode == 1, done.stdout + done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+HEAVY = (
+    "geopandas",
+    "pandas",
+    "sqlalchemy",
+    "sumolib",
+    "networkx",
+    "scipy",
+    "routing",
+    "layers.ingest",
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["signals", "optimise", "--help"],
+        ["signals", "evaluate", "--help"],
+        ["tiles", "--help"],
+    ],
+)
+def test_help_loads_none_of_the_heavy_modules(args):
+    """``twin ... --help`` prints at once: the CLI imports what a command needs when it runs."""
+    probe = (
+        "import sys\n"
+        "from twin.cli import app\n"
+        "try:\n"
+        f"    app({args!r}, prog_name='twin')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: twin" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

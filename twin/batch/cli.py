@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from layers.database import StoreError
 from layers.errors import ParameterError
 from twin.batch.stations import STATION_KINDS
 
@@ -91,6 +90,7 @@ def _run(
     timeout_s: float = 10.0,
 ) -> gpd.GeoDataFrame:
     _check_out(command, path)
+    from layers.database import StoreError
     from twin.batch.cluster import batch_client
 
     # the cluster's own chatter (a worker slow to stop) is not the user's business; a task's

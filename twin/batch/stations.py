@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layers.catalog import LAYERS
-from layers.database import cursor
 from layers.errors import ParameterError
 
 #: Kinds :func:`twin.batch.accessibility` measures, in its columns' order.
@@ -83,6 +82,8 @@ def read_stations(kinds: Sequence[str], *, url: str) -> dict[str, tuple[Station,
         If a kind is unknown.
     """
     wanted = check_kinds(kinds)
+    from layers.database import cursor  # the store's driver only when it is read
+
     with cursor(url) as cur:
         cur.execute(_STATIONS, {"kinds": list(wanted)})
         rows = cur.fetchall()
