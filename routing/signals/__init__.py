@@ -1,14 +1,17 @@
 """Traffic-signal optimisation, proven in SUMO.
 
 Webster timing per intersection (equal to SUMO's ``tlsCycleAdaptation.py`` on its settings),
-green waves by MAXBAND, the emergency green corridor, and the evaluation of plans in SUMO over
-several seeds. The SUMO bridge reads scenarios, networks, programs and demand, and writes plans
-back as SUMO additional files.
+green waves by MAXBAND, protected-left phase design by the HCM warrants (:mod:`.phasing`), the
+emergency green corridor, real-time control behind one safety head (:mod:`.control`: max
+pressure, actuated, the twin's adaptive controller, transit priority) and the evaluation of
+plans and controllers in SUMO over several seeds. The SUMO bridge reads scenarios, networks,
+programs and demand, and writes plans back as SUMO additional files.
 """
 
 from routing.signals.evaluation import VARIANTS, Evaluation, evaluate, write_json
 from routing.signals.greenwave import CorridorSignal, GreenWave, coordinate, green_window, maxband
 from routing.signals.model import Link, Phase, Program, Signal, SignalError, SignalTiming
+from routing.signals.phasing import design_phases
 from routing.signals.plans import Plan, optimise, optimise_scenario
 from routing.signals.preemption import Hold, evaluate_corridor, plan_corridor
 from routing.signals.sumo import (
@@ -41,6 +44,7 @@ __all__ = [
     "WebsterSettings",
     "additional_xml",
     "coordinate",
+    "design_phases",
     "evaluate",
     "evaluate_corridor",
     "green_window",

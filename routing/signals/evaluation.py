@@ -13,6 +13,8 @@ Variants, all on the same network, demand and seeds:
 - ``max-pressure``: Varaiya's max pressure (2013) in the loop through TraCI, the second peer;
 - ``adaptive`` and ``adaptive+priority``: the twin's adaptive controller, and the same with
   transit signal priority for buses;
+- ``coordinated``: actuated-coordinated control that keeps each fixed-time program's cycle and
+  offset (force-offs, early gap-out), the adaptive controller at the other signals;
 - ``phased`` and ``phased+adaptive``: the twin's generated phase sequences (protected lefts
   where the HCM warrants them), timed by Webster, and run by the adaptive controller.
 
@@ -53,6 +55,7 @@ from routing.signals.control import (
     controlled_corridor,
     run_controlled,
 )
+from routing.signals.control.coordinated import fixed_time_signals, hybrid
 from routing.signals.control.priority import vehicle_classes
 from routing.signals.greenwave import coordinate
 from routing.signals.model import SignalError
@@ -73,6 +76,7 @@ VARIANTS = (
     "max-pressure",
     "adaptive",
     "adaptive+priority",
+    "coordinated",
     "phased",
     "phased+adaptive",
 )
@@ -84,6 +88,40 @@ CONTROLLERS: dict[str, Callable[[ControlledSignal], Controller]] = {
     "max-pressure": lambda _signal: MaxPressure(slot_s=MAX_PRESSURE_SLOT_S),
     "adaptive": lambda _signal: Adaptive(),
 }
+
+
+def controller_factory(setup: Setup) -> Callable[[ControlledSignal], Controller]:
+    """Return the factory of a setup's controller: one controller per signal.
+
+    Parameters
+    ----------
+    setup
+        A setup with a ``controller`` (``max-pressure``, ``adaptive`` or ``coordinated``).
+
+    Returns
+    -------
+    callable
+        ``signal -> controller``; ``coordinated`` is actuated-coordinated control on the
+        signals whose base program is fixed-time (read from the setup's network and
+        programs), the adaptive controller on the others.
+
+    Raises
+    ------
+    SignalError
+        When the setup names no known controller.
+    """
+    if setup.controller == "coordinated":
+        return hybrid(fixed_time_signals([setup.net, *setup.programs]))
+    factory = CONTROLLERS.get(setup.controller or "")
+    if factory is None:
+        raise SignalError(
+            f"unknown controller {setup.controller!r}; known: "
+            f"{sorted([*CONTROLLERS, 'coordinated'])}",
+            parameter="controller",
+        )
+    return factory
+
+
 METRICS = ("time_loss_s", "waiting_s", "stops", "depart_delay_s", "teleports")
 Progress = Callable[[str], None]
 
@@ -353,7 +391,7 @@ def _prepare_control(
         signals = control_signals(net, sumo.signals_of(net), rules=SafetyRules())
         path = actuated_programs(signals, workdir / "actuated.add.xml")
         setups["actuated"] = Setup(base_net, (path,))
-    for variant in ("max-pressure", "adaptive", "adaptive+priority"):
+    for variant in ("max-pressure", "adaptive", "adaptive+priority", "coordinated"):
         if variant in variants:
             controller = variant.removesuffix("+priority")
             setups[variant] = Setup(
@@ -448,16 +486,10 @@ def simulate(
     """
     classes = _vehicle_classes(scenario)
     if setup.controller is not None:
-        factory = CONTROLLERS.get(setup.controller)
-        if factory is None:
-            raise SignalError(
-                f"unknown controller {setup.controller!r}; known: {sorted(CONTROLLERS)}",
-                parameter="controller",
-            )
         return run_controlled(
             scenario,
             setup,
-            controller_factory=factory,
+            controller_factory=controller_factory(setup),
             priority=setup.priority,
             seed=seed,
             end=end,
@@ -635,7 +667,7 @@ def _corridor(
         scenario,
         setup,
         route,
-        controller_factory=CONTROLLERS[setup.controller],
+        controller_factory=controller_factory(setup),
         priority=setup.priority,
         seeds=result.seeds,
         depart=depart,

@@ -67,11 +67,17 @@ class Phase:
 
 @dataclass(frozen=True)
 class Program:
-    """A fixed-time signal program: phases in cycle order and the offset, s."""
+    """A signal program: phases in cycle order and the offset, s.
+
+    ``actuated`` marks a program SUMO runs by its detectors (type ``actuated``,
+    ``delay_based``, ``NEMA`` ...): its durations are only a starting point, and a fixed-time
+    timing does not stand in for it.
+    """
 
     id: str
     phases: tuple[Phase, ...]
     offset: float = 0.0
+    actuated: bool = False
 
     @property
     def cycle(self) -> float:

@@ -27,7 +27,8 @@ class Setup:
         Program files, loaded after the scenario's other additional files.
     controller
         The controller that drives the signals through TraCI during the run
-        (:data:`routing.signals.evaluation.CONTROLLERS`; None: the programs run as they are).
+        (:func:`routing.signals.evaluation.controller_factory`; None: the programs run as
+        they are).
     priority
         Whether buses get transit signal priority from the controller.
     note

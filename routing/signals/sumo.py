@@ -658,7 +658,12 @@ def _program(el: ET.Element) -> Program:
         Phase(float(ph.get("duration", "0")), ph.get("state", ""), ph.get("name"))
         for ph in el.iter("phase")
     )
-    return Program(el.get("programID", "0"), phases, float(el.get("offset", "0")))
+    return Program(
+        el.get("programID", "0"),
+        phases,
+        float(el.get("offset", "0")),
+        actuated=el.get("type", "static") != "static",
+    )
 
 
 def signals_of(net: Any, programs: Mapping[str, Program] | None = None) -> dict[str, Signal]:
@@ -689,6 +694,7 @@ def signals_of(net: Any, programs: Mapping[str, Program] | None = None) -> dict[
                 first._id,
                 tuple(Phase(float(p.duration), p.state, p.name or None) for p in first.getPhases()),
                 float(first._offset),
+                actuated=first.getType() != "static",
             )
         else:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gzip
 import itertools
 import json
 import subprocess
@@ -33,6 +34,7 @@ from routing.signals import (
 )
 from routing.signals import sumo as bridge
 from routing.signals.evaluation import Setup, simulate
+from routing.signals.plans import optimise_scenario
 from routing.signals.preemption import run_corridor
 from routing.signals.webster import stages
 
@@ -829,3 +831,19 @@ def test_a_scenario_whose_only_additionals_are_programs_runs_in_every_variant(
     assert all(r.vehicles > 0 for r in result.runs)
     assert (work / "network-1.none.add.xml").read_text().strip() == "<additional/>"
     assert not (work / "scenario-1.none.add.xml").exists()
+
+
+def test_actuated_programs_are_not_replaced_by_fixed_time(tmp_path):
+    """Hamburg runs 40 of its 43 signals actuated: Webster leaves those as they run, and says so."""
+    sc = read_scenario(Path(BOLOGNA).parent / "hamburg" / "tavf" / "run_simulation.sumocfg")
+    with gzip.open(sc.net) as fh:
+        net = ET.parse(fh).getroot()
+    kinds = {logic.get("id"): logic.get("type", "static") for logic in net.iter("tlLogic")}
+    plan = optimise_scenario(sc, base="scenario")
+    actuated = {sid for sid, kind in kinds.items() if kind != "static"}
+    assert actuated and len(actuated) < len(kinds)
+    assert not actuated & set(plan.timings)
+    assert all("actuated program" in plan.kept[sid] for sid in actuated)
+    path = write_additional(plan.timings.values(), tmp_path / "plan.add.xml", program_id="twin")
+    written = {logic.get("id") for logic in ET.parse(path).getroot().iter("tlLogic")}
+    assert written == set(plan.timings) and written <= set(kinds) - actuated

@@ -21,6 +21,7 @@ from routing.signals.control.base import (
     Stage,
     control_signals,
 )
+from routing.signals.control.coordinated import Coordinated, hybrid
 from routing.signals.control.detectors import Detectors
 from routing.signals.control.emergency import Preemption, with_preemption
 from routing.signals.control.maxpressure import MaxPressure, stage_pressures
@@ -33,6 +34,7 @@ __all__ = [
     "Adaptive",
     "ControlledSignal",
     "Controller",
+    "Coordinated",
     "Decision",
     "Detectors",
     "MaxPressure",
@@ -48,6 +50,7 @@ __all__ = [
     "control_signals",
     "controlled_corridor",
     "decision_time",
+    "hybrid",
     "run_controlled",
     "stage_pressures",
     "with_preemption",
