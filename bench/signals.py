@@ -25,7 +25,20 @@ Not a test. In one run:
    (``plans.optimise``), vs the peer ``tlsCycleAdaptation.py`` on the same files (a process
    doing the same steps) best of 3. The goal: the optimisation under 2 s.
 
-Usage: ``python bench/signals.py [--seeds 3] [--parts plans,emergency,speed]``.
+4. real-time control (issue 17) on Bologna's two scenarios and Hamburg's tavf: the scenario's
+   own programs, the twin's Webster, SUMO's built-in actuated programs (peer), max pressure in
+   10 s slots (Varaiya 2013, peer), the twin's adaptive controller with and without transit
+   priority, and coordinated control; goals printed (adaptive <= max pressure, <= 0.8x the
+   city's plans, Webster never worse than the scenario's programs, bus delay -20% at <= +3%
+   for everyone else);
+5. generated phases on netconvert's default programs (base network): the defaults, SUMO's
+   tlsCycleAdaptation.py, the adaptive controller, the twin's phase design timed by Webster and
+   run by the adaptive controller (goal <= 0.5x the defaults, never worse than SUMO's tool);
+6. one controller decision for 500 signals per simulation step (goal <= 50 ms);
+7. the emergency corridor on top of each real-time controller.
+
+Usage: ``python bench/signals.py [--seeds 3] [--parts plans,emergency,speed,control,phases,
+decisions,preemption] [--scenarios acosta,pasubio,tavf] [--variants ...]``.
 Prints the figures and ratios.
 """
 
@@ -496,14 +509,55 @@ def decisions() -> None:
         print(f"  {label:18} {best:6.1f} ms per step (goal <= {DECISION_GOAL_MS:g} ms: {met})")
 
 
+PREEMPTION_DEPART_S, PREEMPTION_END_S = 300.0, 900.0
+
+
+def preemption_on_controllers(seeds: int) -> None:
+    """The emergency corridor on top of each real-time controller (same seed with and without)."""
+    from routing.signals.control import Actuated, Adaptive, MaxPressure, controlled_corridor
+    from routing.signals.runs import Setup
+
+    print(
+        f"\n== 7. the emergency corridor on real-time controllers: departs at "
+        f"{PREEMPTION_DEPART_S:.0f} s, horizon {PREEMPTION_END_S:.0f} s, {seeds} seeds"
+    )
+    factories = {
+        "max-pressure": lambda _s: MaxPressure(slot_s=10.0),
+        "actuated (ours)": lambda _s: Actuated(),
+        "adaptive": lambda _s: Adaptive(),
+    }
+    for name in SCENARIOS:
+        config = DATA / name / "run.sumocfg"
+        sc = sumo.read_scenario(config)
+        route, crossed = busiest_route(config)
+        for label, factory in factories.items():
+            with tempfile.TemporaryDirectory(prefix="bench-preemption-") as tmp:
+                r = controlled_corridor(
+                    sc,
+                    Setup(sc.net, sc.programs),
+                    route,
+                    controller_factory=factory,
+                    seeds=list(range(1, seeds + 1)),
+                    depart=PREEMPTION_DEPART_S,
+                    end=PREEMPTION_END_S,
+                    workdir=Path(tmp),
+                )
+            print(
+                f"  {name:8} {label:16} {crossed} signals: travel "
+                f"{r['travel_time_without_s']:6.1f} -> {r['travel_time_with_s']:6.1f} s "
+                f"({r['faster_pct']:5.1f}% faster), red wait {r['red_wait_without_s']:5.1f} -> "
+                f"{r['red_wait_with_s']:4.1f} s, everyone else {r['others_extra_delay_pct']:+.2f}%"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="SUMO seeds per variant")
     parser.add_argument(
         "--parts",
-        default="plans,emergency,speed,control,phases,decisions",
+        default="plans,emergency,speed,control,phases,decisions,preemption",
         help="comma-separated parts to run: plans (1), emergency (2), speed (3), control (4), "
-        "phases (5), decisions (6)",
+        "phases (5), decisions (6), preemption (7)",
     )
     parser.add_argument(
         "--scenarios",
@@ -527,6 +581,8 @@ def main() -> None:
         phases(args.seeds, [n for n in names if n != "tavf"])
     if "decisions" in parts:
         decisions()
+    if "preemption" in parts:
+        preemption_on_controllers(args.seeds)
 
 
 if __name__ == "__main__":

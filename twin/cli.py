@@ -104,6 +104,42 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _check_paths(
+    *, files: dict[str, Path | None] | None = None, folders: dict[str, Path | None] | None = None
+) -> None:
+    """Refuse, before any work, output paths that cannot be written (exit 2, one line).
+
+    Parameters
+    ----------
+    files
+        Output files by option name: their folder must exist, and they must not be folders.
+    folders
+        Working folders by option name: they must not be existing files.
+
+    Raises
+    ------
+    typer.Exit
+        With status 2, naming the option and the reason.
+    """
+    for option, path in (files or {}).items():
+        if path is None:
+            continue
+        if path.is_dir():
+            raise _fail(f"{option} {path}: is a folder, not a file", 2)
+        if not path.parent.is_dir():
+            raise _fail(f"{option} {path}: its folder {path.parent} does not exist", 2)
+    for option, path in (folders or {}).items():
+        if path is not None and path.exists() and not path.is_dir():
+            raise _fail(f"{option} {path}: is a file, not a folder", 2)
+
+
+def _has_traffic_lights(scenario: Any) -> bool:
+    """Whether a SUMO scenario's network has any traffic light (a signal to time)."""
+    from routing.signals import signals_of
+
+    return bool(signals_of(scenario.read_net()))
+
+
 def _summary(report: IngestReport) -> str:
     return (
         f"{report.layer}: {report.read} read, {report.added} added, {report.changed} changed, "
@@ -611,14 +647,20 @@ def signals_optimise(
 
     if phases and greenwave:
         raise _fail("--phases and --greenwave: give one or the other", 2)
+    _check_paths(files={"--out": out_file})
     try:
         sc = read_scenario(scenario)
+        if not _has_traffic_lights(sc):
+            raise _fail("the scenario has no traffic lights", 2)
         plan: Plan
         if phases:
             plan = design_phases(sc, base=base, open_inner=True)
         else:
             plan = optimise_scenario(sc, base=base)
         if greenwave:
+            from routing.signals.evaluation import silence_highs_banner
+
+            silence_highs_banner()
             plan = coordinate(sc, plan, base=base)
     except ParameterError as exc:
         raise _fail(str(exc), 2) from exc
@@ -712,6 +754,7 @@ def signals_evaluate(
     """Run SUMO for each plan (scenario's, SUMO's tools, the twin's) and compare, seed by seed."""
     from routing.signals import VARIANTS, evaluate, write_json
 
+    _check_paths(files={"--json": json_file}, folders={"--workdir": workdir})
     chosen = tuple(v.strip() for v in variants.split(",")) if variants else VARIANTS
     route = [e.strip() for e in emergency.split(",") if e.strip()] if emergency else None
     try:
@@ -730,8 +773,8 @@ def signals_evaluate(
     except ParameterError as exc:
         raise _fail(str(exc), 2) from exc
     out.print(result.table(), markup=False, highlight=False, soft_wrap=True)
-    if result.emergency:
-        e = result.emergency
+    e = result.emergency
+    if e and "error" not in e:
         out.print(
             f"emergency vehicle ({e['variant']}): {e['travel_time_without_s']:.0f} s without "
             "the corridor, "
@@ -741,6 +784,8 @@ def signals_evaluate(
     if json_file is not None:
         write_json(result, json_file)
         out.print(f"wrote {json_file}")
+    if e and "error" in e:  # the plans' figures are printed and written; the corridor failed
+        raise _fail(f"emergency vehicle ({e['variant']}): {e['error']}", 2)
 
 
 @app.command("serve")

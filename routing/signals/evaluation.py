@@ -61,7 +61,7 @@ from routing.signals.greenwave import coordinate
 from routing.signals.model import SignalError
 from routing.signals.phasing import design_phases
 from routing.signals.plans import optimise_scenario
-from routing.signals.preemption import evaluate_corridor
+from routing.signals.preemption import evaluate_corridor, full_route
 from routing.signals.runs import Run, Setup, read_run
 from routing.signals.webster import WebsterSettings
 
@@ -123,6 +123,9 @@ def controller_factory(setup: Setup) -> Callable[[ControlledSignal], Controller]
 
 
 METRICS = ("time_loss_s", "waiting_s", "stops", "depart_delay_s", "teleports")
+# reported too when any run had buses: the buses' mean time loss and everyone else's (what
+# transit signal priority trades), s
+BUS_METRICS = ("bus_time_loss_s", "others_time_loss_s")
 Progress = Callable[[str], None]
 
 
@@ -185,12 +188,17 @@ class Evaluation:
                 out[variant] = loss / ref if ref > 0 else math.inf
         return out
 
+    def metrics(self) -> tuple[str, ...]:
+        """Return the metrics summarised (plus :data:`BUS_METRICS` when any run had buses)."""
+        return (*METRICS, *BUS_METRICS) if any(r.buses for r in self.runs) else METRICS
+
     def summary(self) -> dict[str, dict[str, Interval]]:
         """Return, per variant, each metric's mean and 95% interval over the seeds."""
         out: dict[str, dict[str, Interval]] = {}
+        names = self.metrics()
         for variant in dict.fromkeys(r.variant for r in self.runs):
             runs = [r for r in self.runs if r.variant == variant]
-            out[variant] = {m: Interval.of([float(getattr(r, m)) for r in runs]) for m in METRICS}
+            out[variant] = {m: Interval.of([float(getattr(r, m)) for r in runs]) for m in names}
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -216,13 +224,15 @@ class Evaluation:
 
         A variant whose mean time loss is worse than the scenario's own programs is flagged
         ``WORSE than scenario xN.NN`` (its ratio); a variant that produced no plan is listed
-        with the reason and no figures.
+        with the reason and no figures. When any run had buses, the buses' mean time loss and
+        everyone else's are columns too.
         """
-        rows = [f"{'variant':<20}" + "".join(f"{m:>28}" for m in METRICS)]
+        names = self.metrics()
+        rows = [f"{'variant':<20}" + "".join(f"{m:>28}" for m in names)]
         worse = self.worse()
         for variant, metrics in self.summary().items():
             cells = []
-            for m in METRICS:
+            for m in names:
                 i = metrics[m]
                 ci = f" [{i.low:.1f}, {i.high:.1f}]" if i.low is not None else ""
                 cells.append(f"{i.mean:.1f}{ci}".rjust(28))
@@ -231,6 +241,36 @@ class Evaluation:
         for variant, note in self.notes.items():
             rows.append(f"{variant:<20}  {note}")
         return "\n".join(rows)
+
+
+def silence_highs_banner() -> None:
+    """Print HiGHS's copyright banner into nothing, once, before a solver is built.
+
+    HiGHS (through PuLP's ``HiGHS(msg=False)``, which the green waves solve with) prints its
+    banner on the process's standard output when its first ``Highs`` object is built, whatever
+    its ``output_flag``; it is printed once per process. Building that first object here with
+    the standard output pointed at the null device keeps it out of the commands' output.
+    Safe to call many times; does nothing when ``highspy`` is not installed.
+    """
+    if _HIGHS_QUIET:
+        return
+    try:
+        import highspy
+    except ImportError:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs().setOptionValue("output_flag", False)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _HIGHS_QUIET.append(True)
+
+
+_HIGHS_QUIET: list[bool] = []
 
 
 def prepare(
@@ -364,6 +404,7 @@ def prepare(
             setups["webster"] = Setup(base_net, (path,), kept=kept)
         if "webster+greenwave" in variants:
             say("the twin's green waves (common cycle, MAXBAND offsets)")
+            silence_highs_banner()
             coordinated = coordinate(scenario, plan, base=base, settings=settings)
             wave = sumo.write_additional(
                 coordinated.timings.values(), workdir / "greenwave.add.xml", program_id="twin-gw"
@@ -440,9 +481,27 @@ def _tool(name: str, *args: str | os.PathLike[str], reads: Sequence[Path]) -> st
     cmd = [sys.executable, sumo.sumo_tool(name), *map(str, args)]
     done = sumo.run_process(cmd, timeout_s=sumo.tool_timeout(reads), what=f"SUMO's {name}")
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
-        return " ".join(line.strip() for line in tail)
+        return exception_line(done.stderr or done.stdout) or f"exit status {done.returncode}"
     return None
+
+
+def exception_line(output: str) -> str:
+    """Return the line a failed program's output ends with, Python's traceback carets skipped.
+
+    Parameters
+    ----------
+    output
+        What the program wrote (a Python traceback ends with the exception's own line; since
+        Python 3.11 its source lines are underlined with ``~~~^^^`` lines).
+
+    Returns
+    -------
+    str
+        The last line that is not only carets or blanks (``""`` when there is none).
+    """
+    lines = [line.strip() for line in output.strip().splitlines()]
+    said = [line for line in lines if line and not set(line) <= set("~^ ")]
+    return said[-1] if said else ""
 
 
 def simulate(
@@ -580,7 +639,17 @@ def evaluate(
     Returns
     -------
     Evaluation
-        Runs and summary.
+        Runs and summary. A variant under which no vehicle was inserted before ``end`` gets
+        the note ``no vehicle ran`` and no figures (its runs are dropped).
+
+    Raises
+    ------
+    SignalError
+        Before any simulation runs (:func:`check_inputs`): a scenario with no traffic light,
+        ``end`` not after the begin, an emergency departure that is negative or not before
+        the end, an emergency route of one edge or with an edge not in the network; after the
+        plans are prepared, ``emergency_under`` naming a variant that wrote no plan. Also when
+        SUMO fails.
     """
     if seeds < 1:
         raise SignalError("seeds must be at least 1", parameter="seeds")
@@ -591,7 +660,12 @@ def evaluate(
         )
     say = progress or (lambda _: None)
     scenario = sumo.read_scenario(config)
-    scenario.read_net()
+    check_inputs(
+        scenario,
+        end=end,
+        emergency=emergency,
+        emergency_depart=emergency_depart,
+    )
     if end is not None:
         # the period every plan is computed for ends with the runs (see Scenario.window)
         scenario = replace(scenario, end=scenario.window(end)[1])
@@ -613,6 +687,12 @@ def evaluate(
                 result.notes[variant] = setup.note
                 say(f"{variant}: {setup.note}; not run")
             result.kept |= {sid: why for sid, why in setup.kept}
+        if emergency and emergency_under is not None and setups[emergency_under].note:
+            raise SignalError(
+                f"emergency_under {emergency_under!r} wrote no plan; the corridor cannot run "
+                f"on it ({setups[emergency_under].note})",
+                parameter="emergency_under",
+            )
         setups = {v: setup for v, setup in setups.items() if not setup.note}
         tasks = [(v, s) for v in setups for s in result.seeds]
         done = 0
@@ -631,16 +711,88 @@ def evaluate(
                     f"time loss {run.time_loss_s:.1f} s, teleports {run.teleports}"
                 )
                 result.runs.append(run)
+        for variant in setups:
+            if not any(r.vehicles for r in result.runs if r.variant == variant):
+                # nothing was inserted: a row of 0.0s would read as a perfect plan
+                result.runs = [r for r in result.runs if r.variant != variant]
+                result.notes[variant] = (
+                    "no vehicle ran (the demand inserts none within the simulated period)"
+                )
         if emergency and setups:
             chosen = emergency_under or (
                 "webster+greenwave" if "webster+greenwave" in setups else next(iter(setups))
             )
             say(f"emergency vehicle with and without the green corridor ({chosen})")
-            result.emergency = _corridor(
-                scenario, setups[chosen], emergency, result, emergency_depart, folder
-            )
+            try:
+                result.emergency = _corridor(
+                    scenario, setups[chosen], emergency, result, emergency_depart, folder
+                )
+            except SignalError as exc:  # the plans' runs stand; the corridor says why not
+                result.emergency = {"error": str(exc), "parameter": exc.parameter}
             result.emergency["variant"] = chosen
     return result
+
+
+def check_inputs(
+    scenario: sumo.Scenario,
+    *,
+    end: float | None = None,
+    emergency: Sequence[str] | None = None,
+    emergency_depart: float | None = None,
+) -> None:
+    """Refuse, before any simulation runs, an evaluation that cannot be carried out.
+
+    Parameters
+    ----------
+    scenario
+        The scenario (its network is read here).
+    end
+        Simulation horizon, s: it must lie after the scenario's begin (and after 0).
+    emergency
+        Edges of the emergency vehicle's route: at least two, all in the network, joined by a
+        path a car may drive (:func:`routing.signals.preemption.full_route`).
+    emergency_depart
+        When the emergency vehicle departs, s: not negative, and before the horizon (``end``,
+        else the scenario's own end).
+
+    Raises
+    ------
+    SignalError
+        Naming the field at fault: ``scenario`` (no traffic lights), ``end``, ``emergency`` or
+        ``emergency_depart``.
+    """
+    net = scenario.read_net()
+    if not sumo.signals_of(net):
+        raise SignalError("the scenario has no traffic lights", parameter="scenario")
+    begin = scenario.begin or 0.0
+    if end is not None and (not math.isfinite(end) or end <= max(begin, 0.0)):
+        raise SignalError(
+            f"end must be after the scenario's begin ({begin:g} s) and after 0; got {end:g} s",
+            parameter="end",
+        )
+    horizon = scenario.window(end)[1]
+    if emergency_depart is not None:
+        if not math.isfinite(emergency_depart) or emergency_depart < 0:
+            raise SignalError(
+                f"emergency_depart must be a time of day >= 0 s; got {emergency_depart:g}",
+                parameter="emergency_depart",
+            )
+        if horizon is not None and emergency_depart >= horizon:
+            raise SignalError(
+                f"emergency_depart {emergency_depart:g} s is not before the end of the "
+                f"simulation ({horizon:g} s)",
+                parameter="emergency_depart",
+            )
+    if emergency is not None:
+        if len(emergency) < 2:
+            raise SignalError(
+                "the emergency route needs at least two edges (its start and its end)",
+                parameter="emergency",
+            )
+        try:
+            full_route(net, emergency)
+        except SignalError as error:
+            raise SignalError(f"emergency route: {error}", parameter="emergency") from error
 
 
 def _corridor(

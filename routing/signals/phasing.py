@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from routing.signals import sumo
 from routing.signals.model import Phase, Program, Signal, SignalError, SignalTiming
-from routing.signals.plans import Plan
+from routing.signals.plans import Plan, base_if_better
 from routing.signals.sumo import scenario_signals
 from routing.signals.webster import WebsterSettings, webster
 
@@ -884,10 +884,14 @@ class PhasedPlan(Plan):
         The phase design per signal (changed or kept, warrants per approach).
     path
         The SUMO additional file written, if any.
+    infeasible
+        Signals whose timed design is over capacity: the sum of critical flow ratios
+        ``Y >= 1`` (Webster 1958: no cycle serves the demand; it gets the longest cycle).
     """
 
     designs: dict[str, PhaseDesign] = field(default_factory=dict)
     path: Path | None = None
+    infeasible: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON: the timings plus the phasing report."""
@@ -896,6 +900,7 @@ class PhasedPlan(Plan):
             "changed": sorted(k for k, d in self.designs.items() if d.program is not None),
             "kept": {k: d.reason for k, d in self.designs.items() if d.program is None},
             "signals": [d.to_json() for d in self.designs.values()],
+            "infeasible": {k: round(y, 3) for k, y in self.infeasible.items()},
         }
         return out
 
@@ -940,22 +945,37 @@ def design_phases(
     Returns
     -------
     PhasedPlan
-        Timings, the phasing report per signal and the file written.
+        Timings, the phasing report per signal and the file written. As
+        :func:`routing.signals.plans.optimise` does, signals whose base program is actuated
+        are left as they run (``kept``, not timed, not written), and a signal whose base
+        program HCM predicts a lower mean delay than the new timing
+        (:func:`routing.signals.webster.predicted_delay`, HCM 2010 eq. 18-19 to 18-21) keeps
+        its base (``kept: base predicted better``); designs over capacity (``Y >= 1``) are
+        listed in ``infeasible``.
 
     Raises
     ------
     SignalError
-        When the scenario cannot be read or ``base`` is unknown.
+        When the scenario cannot be read, has no traffic lights, or ``base`` is unknown.
     """
     if base not in ("scenario", "network"):
         raise SignalError("base must be 'scenario' or 'network'", parameter="base")
     sc = scenario if isinstance(scenario, sumo.Scenario) else sumo.read_scenario(scenario)
     s = settings or WebsterSettings()
     net = sc.read_net()
+    if not sumo.signals_of(net):
+        raise SignalError("the scenario has no traffic lights", parameter="scenario")
     signals, flows = scenario_signals(sc, base=base)
     plan = PhasedPlan({}, s)
     for sid, sig in signals.items():
         f = flows.get(sid, {})
+        if s.cycle_s is None and sig.program.actuated:
+            # the same rule as plans.optimise: a fixed-time design replacing actuated control
+            # makes it worse, so the program is left as it runs and the plan says so
+            why = "kept: an actuated program (a fixed-time design does not replace it)"
+            plan.kept[sid] = why
+            plan.designs[sid] = PhaseDesign(sid, None, {}, {}, reason=why)
+            continue
         if protect_lefts:
             design = protected_program(
                 sig, net, f, yellow_s=yellow_s, all_red_s=all_red_s, program_id=program_id
@@ -1001,6 +1021,18 @@ def design_phases(
             if program is not None:
                 plan.timings[sid] = SignalTiming(sid, program, program.cycle, {}, {}, 0.0, 0.0)
             continue
+        kept = base_if_better(sig, f, s, timing)
+        if kept is not None:
+            base_timing, why = kept
+            plan.kept[sid] = why
+            if opened is not None:  # the opened program carries the base's durations
+                base_timing = replace(base_timing, program=opened)
+            else:
+                plan.designs[sid] = replace(design, program=None, reason=why)
+            plan.timings[sid] = base_timing
+            continue
+        if sum(timing.critical_ratios.values()) >= 1.0:
+            plan.infeasible[sid] = sum(timing.critical_ratios.values())
         if opened is not None:
             durations = {i: p.duration for i, p in enumerate(timing.program.phases)}
             timing = replace(

@@ -114,28 +114,63 @@ def optimise(
             plan.idle.append(sid)
             continue
         plan.timings[sid] = timing
-        base = signals[sid].program
-        if not keep_better_base or s.cycle_s is not None:
+        if not keep_better_base:
             continue
-        if not s.min_cycle_s <= base.cycle <= s.max_cycle_s:
-            continue  # the base breaks the bounds asked for: it cannot stand for the plan
-        delay, x_max = predicted_delay(signals[sid], flows[sid], s)
-        if delay < timing.delay_s:
-            staged = stages(base, s)
-            plan.timings[sid] = SignalTiming(
-                sid,
-                base,
-                base.cycle,
-                timing.critical_ratios,
-                {st[0]: sum(base.phases[i].duration for i in st) for st in staged},
-                delay,
-                x_max,
-            )
-            plan.kept[sid] = (
-                f"kept: base predicted better ({delay:.1f} s vs {timing.delay_s:.1f} s "
-                "mean delay, HCM)"
-            )
+        better = base_if_better(signals[sid], flows[sid], s, timing)
+        if better is not None:
+            plan.timings[sid], plan.kept[sid] = better
     return plan
+
+
+def base_if_better(
+    signal: Signal,
+    flows: Mapping[int, float],
+    settings: WebsterSettings,
+    timing: SignalTiming,
+) -> tuple[SignalTiming, str] | None:
+    """Return the base program's timing and the reason when HCM predicts it beats ``timing``.
+
+    Both delays are HCM's uniform + incremental delay under the same flows
+    (:func:`routing.signals.webster.predicted_delay`); a base outside the settings' cycle
+    bounds, or a common cycle asked for (coordination), does not stand for the plan.
+
+    Parameters
+    ----------
+    signal
+        The signal, its program the base.
+    flows
+        Hourly flow per link index, pcu/h.
+    settings
+        Webster's inputs.
+    timing
+        The new timing.
+
+    Returns
+    -------
+    tuple or None
+        The base's timing and the reason to report (``"kept: base predicted better ..."``),
+        or None when the new timing is to be used.
+    """
+    base = signal.program
+    if settings.cycle_s is not None:
+        return None
+    if not settings.min_cycle_s <= base.cycle <= settings.max_cycle_s:
+        return None
+    delay, x_max = predicted_delay(signal, flows, settings)
+    if not delay < timing.delay_s:
+        return None
+    staged = stages(base, settings)
+    kept = SignalTiming(
+        signal.id,
+        base,
+        base.cycle,
+        timing.critical_ratios,
+        {st[0]: sum(base.phases[i].duration for i in st) for st in staged},
+        delay,
+        x_max,
+    )
+    why = f"kept: base predicted better ({delay:.1f} s vs {timing.delay_s:.1f} s mean delay, HCM)"
+    return kept, why
 
 
 def optimise_scenario(

@@ -13,7 +13,6 @@ at that moment, so coordination is kept.
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import statistics
 import subprocess
@@ -402,7 +401,14 @@ def run_corridor(
     what = f"SUMO's emergency run of {scenario.config.name} ({tag})"
     with traci_session(cmd, limit=limit, what=what, log=workdir / f"{tag}.log") as conn:
         controller = _drive(conn, net, holds, signals, route, depart, corridor, end, lead_s)
-    return _corridor_result(workdir / f"{tag}.tripinfo.xml", holds, controller.log, depart)
+    return _corridor_result(
+        workdir / f"{tag}.tripinfo.xml",
+        holds,
+        controller.log,
+        depart,
+        end=end,
+        label=f"{'with' if corridor else 'without'} the corridor, seed {seed}",
+    )
 
 
 @contextlib.contextmanager
@@ -411,12 +417,39 @@ def traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> 
 
     A watchdog kills SUMO once the time is up: the connection then breaks, and the error says
     that the run took too long rather than that SUMO went away. On leaving, the connection is
-    closed and SUMO given the rest of the time to write its outputs.
+    closed and SUMO given the rest of the time to write its outputs. SUMO's console output
+    goes to ``log`` with the suffix ``.console.txt``, so an error quotes SUMO's own message
+    even when SUMO stopped before it opened ``log`` (a bad option, say). Nothing is printed
+    and no process-wide state (``sys.stdout``) is touched, so sessions may run in threads.
+
+    Parameters
+    ----------
+    cmd
+        The ``sumo`` command, without ``--remote-port`` (see
+        :func:`routing.signals.sumo.run_command`).
+    limit
+        Wall-clock limit of the run, s.
+    what
+        What the run is, for error messages.
+    log
+        SUMO's log file (``--log``), quoted when SUMO fails.
+
+    Yields
+    ------
+    traci.connection.Connection
+        The connection to SUMO.
+
+    Raises
+    ------
+    SignalError
+        When SUMO cannot start (quoting SUMO's message), fails, or has not finished within
+        ``limit`` s.
     """
     deadline = time.monotonic() + limit
     process: subprocess.Popen[bytes] | None = None
     conn: Any = None
     expired = threading.Event()
+    console = console_path(log)
 
     def expire() -> None:
         expired.set()
@@ -436,30 +469,25 @@ def traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> 
         # a port found free may be taken before SUMO binds it: SUMO then exits; try another
         for _ in range(3):
             port = int(sumolib.miscutils.getFreeSocketPort())
-            process = subprocess.Popen(
-                [*cmd, "--remote-port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                # traci prints "Retrying" while SUMO starts
-                with contextlib.redirect_stdout(io.StringIO()):
-                    conn = traci.connect(port, proc=process)
+            with console.open("wb") as out:
+                process = subprocess.Popen(
+                    [*cmd, "--remote-port", str(port)], stdout=out, stderr=subprocess.STDOUT
+                )
+            conn = _connect(port, process, expired)
+            if conn is not None or expired.is_set():
                 break
-            except traci.TraCIException:  # SUMO exited before it answered
-                if expired.is_set():
-                    raise
+            process.wait(timeout=10)
+        if expired.is_set():
+            raise stopped()
         if conn is None:
-            raise SignalError(
-                f"{what} could not start: {' '.join(_tail(log))}", parameter="scenario"
-            )
+            said = " ".join(_tail(console) + _tail(log)) or "it gave no message"
+            raise SignalError(f"{what} could not start: {said}", parameter="scenario")
         yield conn
     except (traci.FatalTraCIError, traci.TraCIException, OSError) as exc:
         if expired.is_set():
             raise stopped() from exc
-        raise SignalError(
-            f"{what} failed: {exc} {' '.join(_tail(log))}".strip(), parameter="scenario"
-        ) from exc
+        said = " ".join(_tail(console) + _tail(log))
+        raise SignalError(f"{what} failed: {exc} {said}".strip(), parameter="scenario") from exc
     finally:
         watchdog.cancel()
         if conn is not None:
@@ -474,12 +502,50 @@ def traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> 
                 raise stopped() from None
 
 
+def console_path(log: Path) -> Path:
+    """Return where :func:`traci_session` keeps SUMO's console output for a run's log file.
+
+    Parameters
+    ----------
+    log
+        The run's log file, e.g. ``adaptive-1.log``.
+
+    Returns
+    -------
+    pathlib.Path
+        The same stem with ``.console.txt``, e.g. ``adaptive-1.console.txt``.
+    """
+    return log.with_name(f"{log.name.removesuffix('.log')}.console.txt")
+
+
+def _connect(port: int, process: subprocess.Popen[bytes], expired: threading.Event) -> Any:
+    """Connect to SUMO on ``port`` once it listens; ``None`` when SUMO exits or time is up.
+
+    ``traci.connect`` with ``numRetries=0`` tries once and prints nothing (its retry loop
+    prints "Retrying"); the waits between tries double from 10 ms to 0.5 s.
+    """
+    wait = 0.01
+    while not expired.is_set():
+        try:
+            return traci.connect(port, numRetries=0, proc=process)
+        except traci.TraCIException:  # SUMO exited before it answered
+            return None
+        except traci.FatalTraCIError:  # not listening yet
+            if process.poll() is not None:
+                return None
+        expired.wait(wait)
+        wait = min(2 * wait, 0.5)
+    return None
+
+
 def _tail(log: Path, lines: int = 3) -> list[str]:
     """Return the last lines of a SUMO log (what went wrong), if it was written."""
     try:
-        return log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+        text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
+    kept = [line for line in text.strip().splitlines() if "SUMO_HOME" not in line]
+    return kept[-lines:]
 
 
 def _drive(
@@ -505,7 +571,7 @@ def _drive(
         conn.vehicle.add(
             vid, "twin_emergency_route", typeID=f"{EMERGENCY_TYPE}_car", depart=str(depart)
         )
-    conn.simulationStep(depart)
+    conn.simulationStep(float(depart))
     seen = False
     while end is None or conn.simulation.getTime() < end:
         conn.simulationStep()
@@ -519,24 +585,44 @@ def _drive(
         while conn.simulation.getMinExpectedNumber() > 0:
             conn.simulationStep()
     elif conn.simulation.getTime() < end:
-        conn.simulationStep(end)
+        conn.simulationStep(float(end))  # an int >= 1000 makes traci warn
     return controller
 
 
 def _corridor_result(
-    trips: Path, holds: Sequence[Hold], done: list[dict[str, Any]], depart: float
+    trips: Path,
+    holds: Sequence[Hold],
+    done: list[dict[str, Any]],
+    depart: float,
+    *,
+    end: float | None,
+    label: str,
 ) -> dict[str, Any]:
+    """Read the emergency vehicle's travel time and the others' mean time loss from tripinfo.
+
+    Raises :class:`SignalError` (parameter ``end``) when the vehicle has not arrived by the
+    end of the run: SUMO then writes ``arrival="-1"`` and a duration cut at the horizon,
+    which is no travel time.
+    """
     others = n = 0.0
     travel = None
     for _, el in ET.iterparse(trips, events=("end",)):
         if el.tag != "tripinfo":
             continue
         if el.get("id") == "twin_emergency":
-            travel = float(el.get("duration", "nan"))
+            if float(el.get("arrival", "-1")) >= 0:
+                travel = float(el.get("duration", "nan"))
         else:
             others += float(el.get("timeLoss", "0"))
             n += 1
         el.clear()
+    if travel is None:
+        horizon = f"{end:g} s" if end is not None else "the end of the run"
+        raise SignalError(
+            f"the emergency vehicle (departing at {depart:g} s) did not arrive by {horizon} "
+            f"({label}): lengthen the horizon",
+            parameter="end",
+        )
     return {
         "travel_time_s": travel,
         "others_time_loss_s": others / max(n, 1),
@@ -656,6 +742,12 @@ def drivable(net: Any, route: Sequence[str], vclass: str = "passenger") -> bool:
 
 def full_route(net: Any, route: Sequence[str]) -> list[str]:
     """Return a route's edges: as given, or the fastest path when only its two ends are given."""
+    if len(route) < 2:
+        raise SignalError(
+            "the emergency route needs at least two edges (its start and its end), got "
+            f"{len(route)}",
+            parameter="emergency",
+        )
     for e in route:
         if not net.hasEdge(e):
             raise SignalError(f"edge {e} is not in the network", parameter="emergency")

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import geopandas as gpd
 import pandas as pd
@@ -398,7 +398,9 @@ def redirect_outputs(path: Path, outputs: Path) -> Path:
 
     A file declaring no output (programs, vehicle types, stops ...) and route files are
     returned as they are; otherwise a copy ``outputs`` + ``.<name>`` is written whose outputs
-    go to ``outputs`` + ``.<their file name>``.
+    go to ``outputs`` + ``.<their file name>``. A file the run wrote itself, already named
+    ``outputs`` + ``.<name>`` (``adaptive-1.detectors.add.xml``), is rewritten in place
+    rather than copied to a name that repeats the stem.
 
     Parameters
     ----------
@@ -425,7 +427,11 @@ def redirect_outputs(path: Path, outputs: Path) -> Path:
             changed = True
     if not changed:
         return path
-    copy = Path(f"{outputs}.{path.name.removesuffix('.gz')}")
+    name = path.name.removesuffix(".gz")
+    if path.parent == outputs.parent and name.startswith(f"{outputs.name}."):
+        copy = path.with_name(name)  # the run's own file (detectors ...): rewritten in place
+    else:
+        copy = Path(f"{outputs}.{name}")
     tree.write(copy, encoding="UTF-8", xml_declaration=True)
     return copy
 
@@ -596,6 +602,46 @@ def _open_xml(path: str | os.PathLike[str]) -> IO[bytes]:
     if gzipped:
         return gzip.open(p, "rb")  # type: ignore[return-value]
     return p.open("rb")
+
+
+def iter_xml(
+    path: str | os.PathLike[str],
+    *,
+    events: tuple[Literal["start", "end"], ...] = ("end",),
+    what: str = "route-files",
+    parameter: str = "routes",
+) -> Iterator[tuple[str, ET.Element]]:
+    """Stream an XML file's elements (gzipped or not), refusing a file that is not XML.
+
+    Parameters
+    ----------
+    path
+        The file.
+    events
+        ``xml.etree.ElementTree.iterparse`` events.
+    what
+        What the file is, named in the error (e.g. SUMO's option ``route-files``).
+    parameter
+        The parameter the error names.
+
+    Yields
+    ------
+    tuple of str and xml.etree.ElementTree.Element
+        Event and element, as ``iterparse`` gives them.
+
+    Raises
+    ------
+    SignalError
+        When the file does not exist, is empty, or is not readable (gzipped) XML.
+    """
+    p = Path(path)
+    try:
+        with _open_xml(p) as stream:
+            yield from ET.iterparse(stream, events=events)
+    except FileNotFoundError as exc:
+        raise SignalError(f"{what} {p} does not exist", parameter=parameter) from exc
+    except (ET.ParseError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        raise SignalError(f"{what} {p} is not readable XML ({exc})", parameter=parameter) from exc
 
 
 def _is_routes(path: Path) -> bool:
@@ -811,28 +857,32 @@ def read_trips(paths: Iterable[str | os.PathLike[str]]) -> list[Trip]:
     -------
     list of Trip
         The vehicles; a flow gives one per vehicle it inserts.
+
+    Raises
+    ------
+    SignalError
+        When a file does not exist or is not readable XML (parameter ``routes``).
     """
     trips: list[Trip] = []
     classes: dict[str, str] = {}
     for path in paths:
         routes: dict[str, tuple[str, ...]] = {}
-        with _open_xml(path) as stream:
-            for _, el in ET.iterparse(stream, events=("end",)):
-                if el.tag == "vType" and el.get("id"):
-                    classes[el.get("id", "")] = el.get("vClass", "passenger")
-                elif el.tag == "route" and el.get("id"):
-                    routes[el.get("id", "")] = tuple(el.get("edges", "").split())
-                elif el.tag in ("vehicle", "flow"):
-                    inner = el.find("route")
-                    if inner is not None:
-                        edges = tuple(inner.get("edges", "").split())
-                    else:
-                        edges = routes.get(el.get("route", ""), ())
-                    if edges:
-                        trips.extend(_departures(el, edges))
-                    el.clear()
-                elif el.tag == "trip":
-                    el.clear()
+        for _, el in iter_xml(path):
+            if el.tag == "vType" and el.get("id"):
+                classes[el.get("id", "")] = el.get("vClass", "passenger")
+            elif el.tag == "route" and el.get("id"):
+                routes[el.get("id", "")] = tuple(el.get("edges", "").split())
+            elif el.tag in ("vehicle", "flow"):
+                inner = el.find("route")
+                if inner is not None:
+                    edges = tuple(inner.get("edges", "").split())
+                else:
+                    edges = routes.get(el.get("route", ""), ())
+                if edges:
+                    trips.extend(_departures(el, edges))
+                el.clear()
+            elif el.tag == "trip":
+                el.clear()
     default = {"DEFAULT_VEHTYPE": "passenger", "DEFAULT_BIKETYPE": "bicycle"}
     return [
         Trip(t.depart, t.type, t.edges, classes.get(t.type, default.get(t.type, t.type)))
@@ -853,20 +903,24 @@ def unrouted(paths: Iterable[str | os.PathLike[str]]) -> int:
     int
         ``trip`` elements, and ``flow``/``vehicle`` elements with ``from``/``fromJunction``/
         ``fromTaz``... and no route.
+
+    Raises
+    ------
+    SignalError
+        When a file does not exist or is not readable XML (parameter ``routes``).
     """
     count = 0
     for path in paths:
-        with _open_xml(path) as stream:
-            for _, el in ET.iterparse(stream, events=("end",)):
-                if el.tag == "trip" or (
-                    el.tag in ("flow", "vehicle")
-                    and el.get("route") is None
-                    and el.find("route") is None
-                    and any(el.get(k) is not None for k in _TRIP_ENDS)
-                ):
-                    count += 1
-                if el.tag in ("trip", "flow", "vehicle"):
-                    el.clear()
+        for _, el in iter_xml(path):
+            if el.tag == "trip" or (
+                el.tag in ("flow", "vehicle")
+                and el.get("route") is None
+                and el.find("route") is None
+                and any(el.get(k) is not None for k in _TRIP_ENDS)
+            ):
+                count += 1
+            if el.tag in ("trip", "flow", "vehicle"):
+                el.clear()
     return count
 
 
@@ -1256,7 +1310,8 @@ def net_with_programs(
     pathlib.Path
         The file written.
     """
-    tree = ET.parse(net)
+    with _open_xml(net) as stream:  # Hamburg's network is gzipped
+        tree = ET.parse(stream)
     root = tree.getroot()
     done: set[str] = set()
     for position, el in enumerate(list(root)):
@@ -1281,7 +1336,11 @@ def net_with_programs(
             ET.SubElement(new, "phase", duration=_num(phase.duration), state=phase.state)
         root.insert(position, new)
     out = Path(path)
-    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    if out.name.endswith(".gz"):
+        with gzip.open(out, "wb") as sink:
+            tree.write(sink, encoding="UTF-8", xml_declaration=True)
+    else:
+        tree.write(out, encoding="UTF-8", xml_declaration=True)
     return out
 
 
@@ -1289,7 +1348,8 @@ def merge_routes(paths: Iterable[str | os.PathLike[str]], path: str | os.PathLik
     """Write the contents of several route files into one (for tools that read only one)."""
     root = ET.Element("routes")
     for p in paths:
-        root.extend(list(ET.parse(p).getroot()))
+        with _open_xml(p) as stream:
+            root.extend(list(ET.parse(stream).getroot()))
     out = Path(path)
     ET.ElementTree(root).write(out, encoding="UTF-8", xml_declaration=True)
     return out

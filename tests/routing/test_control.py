@@ -532,3 +532,184 @@ def test_crossings_get_walk_and_clearance_and_stay_safe(tmp_path: Path) -> None:
     )
     assert run.vehicles > 50
     assert check_states(grid.read_net(), tmp_path / "mp-1.tls_states.xml", signals) == []
+
+
+# --- fixes after the tester's report: threads, SUMO's messages, bad inputs, file names -------
+
+
+def test_controlled_runs_in_threads_leave_stdout_alone(
+    scenario: bridge.Scenario, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    setup = Setup(scenario.net, scenario.programs)
+    before = sys.stdout
+
+    def run(name: str) -> float:
+        return run_controlled(
+            scenario,
+            setup,
+            controller_factory=lambda s: MaxPressure(),
+            seed=1,
+            end=120.0,
+            workdir=tmp_path / name,
+            variant=name,
+            timeout_s=TIMEOUT_S,
+        ).time_loss_s
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        losses = list(pool.map(run, ["a", "b"]))
+    assert sys.stdout is before
+    assert all(np.isfinite(loss) and loss >= 0 for loss in losses)
+    assert "Retrying" not in capsys.readouterr().out
+    # the run's own files are named once: <variant>-<seed>.<what>, never the stem twice
+    names = [p.name for p in (tmp_path / "a").iterdir()]
+    assert "a-1.detectors.add.xml" in names
+    assert not [n for n in names if n.count("a-1") > 1]
+
+
+def test_sumo_that_cannot_start_is_quoted(scenario: bridge.Scenario, tmp_path: Path) -> None:
+    # the scenario's own files, with a begin after the horizon: SUMO refuses to start
+    config = tmp_path / "late.sumocfg"
+    folder = ACOSTA
+    config.write_text(
+        f"""<configuration>
+    <input>
+        <net-file value="{folder / "acosta_buslanes.net.xml"}"/>
+        <route-files value="{folder / "acosta.rou.xml"}"/>
+        <additional-files value="{folder / "acosta_tls.add.xml"}"/>
+    </input>
+    <time><begin value="600"/></time>
+</configuration>
+""",
+        encoding="utf-8",
+    )
+    late = bridge.read_scenario(config)
+    with pytest.raises(SignalError) as err:
+        run_controlled(
+            late,
+            Setup(late.net, late.programs),
+            controller_factory=lambda s: MaxPressure(),
+            seed=1,
+            end=300.0,
+            workdir=tmp_path / "work",
+            timeout_s=TIMEOUT_S,
+        )
+    assert "could not start" in str(err.value)
+    assert "end time should be after the begin time" in str(err.value)
+    assert err.value.parameter == "scenario"
+
+
+def test_a_network_may_be_gzipped(tmp_path: Path) -> None:
+    hamburg = bridge.read_scenario(HAMBURG)
+    assert hamburg.net.name.endswith(".gz")
+    programs = bridge.read_programs([hamburg.net])
+    sid, program = next(iter(programs.items()))
+    shifted = Program(program.id, program.phases, offset=program.offset + 7.0)
+    for name in ("phased.net.xml", "phased.net.xml.gz"):
+        out = bridge.net_with_programs(hamburg.net, {sid: shifted}, tmp_path / name)
+        again = bridge.read_programs([out])
+        assert again[sid].offset == pytest.approx(program.offset + 7.0)
+        assert set(again) == set(programs)
+        assert len(bridge.read_net(out).getTrafficLights()) == len(programs)
+
+
+@pytest.mark.parametrize("content", [b"", b"not xml at all\n", b"\x1f\x8b broken gzip"])
+def test_a_route_file_that_is_not_xml_is_named(content: bytes, tmp_path: Path) -> None:
+    from routing.signals.control.priority import vehicle_classes
+
+    path = tmp_path / "demand.rou.xml"
+    path.write_bytes(content)
+    for read in (bridge.unrouted, bridge.read_trips, vehicle_classes):
+        with pytest.raises(SignalError) as err:
+            read([path])
+        assert str(path) in str(err.value) and "not readable XML" in str(err.value)
+        assert err.value.parameter == "routes"
+    with pytest.raises(SignalError, match="does not exist") as err:
+        bridge.read_trips([tmp_path / "missing.rou.xml"])
+    assert err.value.parameter == "routes"
+
+
+def test_options_that_are_not_finite_numbers_are_refused(scenario: bridge.Scenario) -> None:
+    from routing.signals.control.adaptive import Adaptive
+    from routing.signals.control.coordinated import Coordinated
+    from routing.signals.control.detectors import Detectors
+    from routing.signals.control.emergency import Preemption
+    from routing.signals.control.priority import TransitPriority
+
+    cases = [
+        (lambda: SafetyRules(min_green_s="5"), "min_green_s"),  # type: ignore[arg-type]
+        (lambda: SafetyRules(max_cycle_s=math.inf), "max_cycle_s"),
+        (lambda: Actuated(gap_s=math.inf), "gap_s"),
+        (lambda: Actuated(gap_s=None), "gap_s"),  # type: ignore[arg-type]
+        (lambda: Adaptive(gap_s=math.nan), "gap_s"),
+        (lambda: Adaptive(switch_cost=math.inf), "switch_cost"),
+        (lambda: Adaptive(lookahead="1"), "lookahead"),  # type: ignore[arg-type]
+        (lambda: Coordinated(gap_s=math.inf), "gap_s"),
+        (lambda: MaxPressure(slot_s=math.inf), "slot_s"),
+        (lambda: MaxPressure(slot_s=True), "slot_s"),
+        (lambda: TransitPriority(None), "controller"),  # type: ignore[arg-type]
+        (lambda: TransitPriority(MaxPressure(), recovery_s=math.inf), "recovery_s"),
+        (lambda: Preemption(None), "controller"),  # type: ignore[arg-type]
+        (lambda: Preemption(MaxPressure(), lead_s=math.nan), "lead_s"),
+        (lambda: Detectors.place(scenario.read_net(), {}, length_m=math.inf), "length_m"),
+    ]
+    for make, parameter in cases:
+        with pytest.raises(SignalError) as err:
+            make()
+        assert err.value.parameter == parameter, parameter
+        assert parameter in str(err.value)
+    assert Actuated(gap_s=2).gap_s == 2.0  # an int is a number
+
+
+def test_a_one_edge_emergency_route_is_refused_on_both_paths(
+    scenario: bridge.Scenario, tmp_path: Path
+) -> None:
+    from routing.signals.control.runner import controlled_corridor
+    from routing.signals.preemption import evaluate_corridor
+
+    setup = Setup(scenario.net, scenario.programs)
+    fixed = [
+        lambda: evaluate_corridor(
+            scenario, scenario.net, list(scenario.programs), ["13"], seeds=[1], end=60.0
+        ),
+        lambda: controlled_corridor(
+            scenario,
+            setup,
+            ["13"],
+            controller_factory=lambda s: MaxPressure(),
+            seeds=[1],
+            end=60.0,
+            workdir=tmp_path,
+        ),
+    ]
+    for run in fixed:
+        with pytest.raises(SignalError, match="at least two edges") as err:
+            run()
+        assert err.value.parameter == "emergency"
+
+
+def test_an_emergency_vehicle_that_does_not_arrive_is_not_timed(
+    scenario: bridge.Scenario, tmp_path: Path
+) -> None:
+    from routing.signals.preemption import run_corridor
+
+    # ~115 s at free flow (tests/routing/test_emergency_control.py ROUTE): 30 s is too short
+    route = [
+        *("13", "104", "24", "22", "59", "53cd", "53[0]", "78[1][1]", "189[0]"),
+        *("189[1][0]+20000", "189[1][1]", "188", "87[0]", "20001+87[1][0]", "87[1][1]"),
+    ]
+    with pytest.raises(SignalError, match=r"did not arrive by 130 s.*lengthen") as err:
+        run_corridor(
+            scenario,
+            scenario.net,
+            [*scenario.additional, *scenario.programs],
+            route,
+            seed=1,
+            depart=100.0,
+            corridor=True,
+            end=130.0,
+            workdir=tmp_path,
+            timeout_s=TIMEOUT_S,
+        )
+    assert err.value.parameter == "end"

@@ -24,7 +24,7 @@ from routing.signals.phasing import (
     protected_program,
 )
 from routing.signals.sumo import scenario_signals
-from routing.signals.webster import webster
+from routing.signals.webster import predicted_delay, webster
 
 Cross = tuple[Path, Any, Signal]
 ARMS = {"N": (0, 200), "S": (0, -200), "E": (200, 0), "W": (-200, 0)}
@@ -532,3 +532,89 @@ def test_inner_links_of_joined_clusters_open_only_where_the_junction_allows(
         scenario, Setup(scenario.net, (out,)), variant="inner", seed=1, end=300, workdir=tmp_path
     )
     assert run.vehicles > 100
+
+
+# --- what a design may not do: time actuated programs, replace a better base, run on nothing ---
+
+
+def grid_scenario(folder: Path, *, tls: str | None) -> Path:
+    """A 3x3 netgenerate grid (200 m blocks), every junction signalised by ``tls`` type
+    (``static``, ``actuated``) or none (``None``), with one flow of 600 veh/h for 300 s."""
+    folder.mkdir(parents=True, exist_ok=True)
+    net = folder / "g.net.xml"
+    cmd = [
+        bridge.sumo_binary("netgenerate"),
+        "--grid",
+        "--grid.number",
+        "3",
+        "--grid.length",
+        "200",
+        "--no-turnarounds",
+        "true",
+        "-o",
+        str(net),
+        "--no-warnings",
+    ]
+    if tls:
+        cmd += ["--default-junction-type", "traffic_light", "--tls.default-type", tls]
+    done = bridge.run_process(cmd, timeout_s=60, what="netgenerate")
+    assert done.returncode == 0, done.stderr
+    routes = folder / "g.rou.xml"
+    routes.write_text(
+        '<routes><flow id="f" begin="0" end="300" from="A0A1" to="C1C2" vehsPerHour="600"/>'
+        "</routes>"
+    )
+    config = folder / "run.sumocfg"
+    config.write_text(
+        f'<configuration><input><net-file value="{net.name}"/><route-files value="'
+        f'{routes.name}"/></input><time><begin value="0"/><end value="300"/></time>'
+        "</configuration>"
+    )
+    return config
+
+
+def test_design_phases_refuses_a_scenario_without_traffic_lights(tmp_path: Path) -> None:
+    config = grid_scenario(tmp_path, tls=None)
+    with pytest.raises(SignalError, match="the scenario has no traffic lights") as refused:
+        design_phases(config, output=tmp_path / "phased.add.xml")
+    assert refused.value.parameter == "scenario"
+    assert not (tmp_path / "phased.add.xml").exists()
+
+
+def test_design_phases_leaves_actuated_programs_as_they_run(tmp_path: Path) -> None:
+    """The rule of plans.optimise: no fixed-time design replaces an actuated program."""
+    config = grid_scenario(tmp_path, tls="actuated")
+    out = tmp_path / "phased.add.xml"
+    plan = design_phases(config, open_inner=True, output=out)
+    signals = bridge.signals_of(bridge.read_scenario(config).read_net())
+    assert len(signals) == 9 and all(s.program.actuated for s in signals.values())
+    assert plan.timings == {}
+    assert set(plan.kept) == set(signals)
+    assert all(why.startswith("kept: an actuated program") for why in plan.kept.values())
+    assert plan.to_json()["phasing"]["changed"] == []
+    assert bridge.read_programs([out]) == {}  # nothing written to replace them
+
+
+def test_design_phases_keeps_a_base_predicted_better_and_flags_over_capacity() -> None:
+    """Acosta's city programs: a design HCM predicts worse than the base is not used."""
+    plan = design_phases(ACOSTA, base="scenario", open_inner=True)
+    scenario = bridge.read_scenario(ACOSTA)
+    signals, flows = scenario_signals(scenario, base="scenario")
+    better = {k for k, why in plan.kept.items() if why.startswith("kept: base predicted better")}
+    assert better  # on Acosta some city programs beat the design (e.g. 220: 30 s vs 136 s)
+    for sid, timing in plan.timings.items():
+        base = signals[sid].program
+        base_delay, _ = predicted_delay(signals[sid], flows[sid], plan.settings)
+        if sid in better:
+            # the base's phase durations run, and its predicted delay is the plan's
+            assert [p.duration for p in timing.program.phases] == [p.duration for p in base.phases]
+            assert timing.delay_s == pytest.approx(base_delay)
+        else:
+            assert timing.delay_s <= base_delay + 1e-9
+    over = {
+        k
+        for k, t in plan.timings.items()
+        if k not in better and sum(t.critical_ratios.values()) >= 1
+    }
+    assert set(plan.infeasible) == over
+    assert set(plan.to_json()["phasing"]["infeasible"]) == over

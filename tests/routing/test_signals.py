@@ -33,7 +33,7 @@ from routing.signals import (
     write_additional,
 )
 from routing.signals import sumo as bridge
-from routing.signals.evaluation import Setup, simulate
+from routing.signals.evaluation import Setup, evaluate, simulate
 from routing.signals.plans import optimise_scenario
 from routing.signals.preemption import run_corridor
 from routing.signals.webster import stages
@@ -359,7 +359,7 @@ def test_evaluate_end_to_end(tmp_path):
     trips = read_trips(sc.routes)
     route = max(trips, key=lambda t: len(held_signals(turns, t.edges))).edges
     out = tmp_path / "result.json"
-    seeds, end = 2, 600
+    seeds, end = 2, 800  # the emergency vehicle, departing at 150 s, arrives before 700 s
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "twin"),
@@ -718,14 +718,18 @@ def test_a_peer_without_a_plan_is_reported_and_not_run(tmp_path: Path) -> None:
     )
     variants = ("network", "tlsCycleAdaptation", "tlsCoordinator", "webster")
     result = evaluate(cfg, seeds=1, variants=variants, end=60, workdir=tmp_path / "w", jobs=1)
-    assert {r.variant for r in result.runs} == {"network"}
-    assert set(result.notes) == {"tlsCycleAdaptation", "tlsCoordinator", "webster"}
-    assert all(n.startswith("no plan: ") for n in result.notes.values())
+    # the one vehicle never gets in within 60 s: the network's run measured nothing, and says
+    # so instead of a row of 0.0s (see test_evaluation_where_no_vehicle_ran_says_so)
+    assert result.runs == []
+    assert set(result.notes) == {"network", "tlsCycleAdaptation", "tlsCoordinator", "webster"}
+    assert result.notes["network"].startswith("no vehicle ran")
+    peers = {v: n for v, n in result.notes.items() if v != "network"}
+    assert all(n.startswith("no plan: ") for n in peers.values())
     table = result.table()
-    for variant in result.notes:
+    for variant in peers:
         assert f"{variant:<20}  no plan: " in table
     js = result.to_json()
-    assert js["notes"] == result.notes and set(js["summary"]) == {"network"}
+    assert js["notes"] == result.notes and js["summary"] == {}
 
 
 def test_a_plan_predicted_worse_keeps_the_base_program_and_worse_variants_are_flagged() -> None:
@@ -847,3 +851,79 @@ def test_actuated_programs_are_not_replaced_by_fixed_time(tmp_path):
     path = write_additional(plan.timings.values(), tmp_path / "plan.add.xml", program_id="twin")
     written = {logic.get("id") for logic in ET.parse(path).getroot().iter("tlLogic")}
     assert written == set(plan.timings) and written <= set(kinds) - actuated
+
+
+# --- fixB: an evaluation that cannot measure anything says so instead of a table of zeros -----
+
+
+def test_evaluation_where_no_vehicle_ran_says_so(tmp_path):
+    from routing.signals.evaluation import evaluate as evaluate_plans
+    from tests.routing.test_phasing import grid_scenario
+
+    config = grid_scenario(tmp_path, tls="static")
+    (tmp_path / "g.rou.xml").write_text(  # the only flow starts after the horizon
+        '<routes><flow id="f" begin="200" end="300" from="A0A1" to="C1C2" '
+        'vehsPerHour="600"/></routes>'
+    )
+    result = evaluate_plans(config, seeds=1, end=100, variants=("scenario", "adaptive"))
+    assert result.runs == [] and result.summary() == {}
+    assert set(result.notes) == {"scenario", "adaptive"}
+    assert all(note.startswith("no vehicle ran") for note in result.notes.values())
+    rows = result.table().splitlines()[1:]
+    assert len(rows) == 2 and all("no vehicle ran" in row and "0.0" not in row for row in rows)
+
+
+def test_emergency_under_a_variant_without_a_plan_is_refused(tmp_path):
+    """Every program actuated: the phase design writes none, so no corridor can run on it."""
+    from routing.signals.evaluation import evaluate as evaluate_plans
+    from tests.routing.test_phasing import grid_scenario
+
+    config = grid_scenario(tmp_path / "grid", tls="actuated")
+    with pytest.raises(
+        SignalError, match="'phased' wrote no plan; the corridor cannot run on it"
+    ) as e:
+        evaluate_plans(
+            config,
+            seeds=1,
+            end=100,
+            variants=("actuated", "phased"),
+            emergency=["A0A1", "C1C2"],
+            emergency_under="phased",
+            workdir=tmp_path / "w",
+        )
+    assert e.value.parameter == "emergency_under"
+    assert not list((tmp_path / "w").glob("*.tripinfo.xml"))  # refused before any run
+
+
+def test_a_failed_tools_note_quotes_the_exception_not_the_carets():
+    from routing.signals.evaluation import exception_line
+
+    failed = subprocess.run(
+        [sys.executable, "-c", "def f(a):\n    return a[0][1]\nf([[]])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 1 and "Traceback" in failed.stderr
+    assert exception_line(failed.stderr) == "IndexError: list index out of range"
+    assert exception_line("  ~~~~^^^\n") == ""
+
+
+def test_a_corridor_that_cannot_finish_keeps_the_plans_figures(tmp_path):
+    """An emergency vehicle still driving at the end is an error of the corridor, not of the runs."""
+    sc = read_scenario(config("acosta"))
+    turns = signal_turns(sc.net)
+    route = max(read_trips(sc.routes), key=lambda t: len(held_signals(turns, t.edges))).edges
+    result = evaluate(
+        config("acosta"),
+        seeds=1,
+        variants=("scenario",),
+        end=200,
+        emergency=list(route),
+        emergency_depart=150,
+        workdir=tmp_path,
+    )
+    assert [r.variant for r in result.runs] == ["scenario"] and result.runs[0].vehicles > 0
+    assert result.emergency is not None and result.emergency["variant"] == "scenario"
+    assert "did not arrive" in result.emergency["error"] and result.emergency["parameter"] == "end"
+    assert json.loads(json.dumps(result.to_json()))["emergency"]["error"]

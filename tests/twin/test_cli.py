@@ -648,3 +648,92 @@ def test_help_loads_none_of_the_heavy_modules(args):
     assert done.returncode == 0, done.stderr
     assert "Usage: twin" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- signals: what cannot run is refused before anything runs (exit 2, one line) -------------
+
+
+@pytest.fixture(scope="module")
+def no_lights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A netgenerate grid with no traffic light, and a flow through it."""
+    from tests.routing.test_phasing import grid_scenario
+
+    return grid_scenario(tmp_path_factory.mktemp("no-lights"), tls=None)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--emergency", "85,204[1][1]", "--emergency-depart", "300"], "emergency_depart 300 s"),
+        (["--emergency", "85,204[1][1]", "--emergency-depart", "-5"], "emergency_depart must"),
+        (["--emergency", "nope,85"], "emergency route: edge nope is not in the network"),
+        (["--emergency", "85"], "the emergency route needs at least two edges"),
+        (["--end", "0"], "end must be after the scenario's begin"),
+        (["--json", "{tmp}/missing/r.json"], "--json {tmp}/missing/r.json: its folder"),
+        (["--workdir", "{tmp}/a-file"], "--workdir {tmp}/a-file: is a file, not a folder"),
+    ],
+)
+def test_signals_evaluate_refuses_before_running(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    end = [] if "--end" in args else ["--end", "300"]
+    done = run(None, "signals", "evaluate", str(ACOSTA), "--seeds", "1", *end, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and said.replace("{tmp}", str(tmp_path)) in lines[0], done.stderr
+    assert "seed 1" not in done.stderr  # no SUMO run started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+def test_signals_optimise_refuses_an_out_file_in_no_folder(tmp_path: Path) -> None:
+    done = run(None, "signals", "optimise", str(ACOSTA), "--out", str(tmp_path / "no" / "p.xml"))
+    assert done.returncode == 2, done.stderr
+    assert f"--out {tmp_path / 'no' / 'p.xml'}: its folder" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["optimise", "evaluate"])
+def test_signals_on_a_scenario_without_traffic_lights(
+    no_lights: Path, tmp_path: Path, command: str
+) -> None:
+    # --save would store a plan: the refusal comes first, so no store is ever reached
+    extra = ["--save", "none"] if command == "optimise" else ["--end", "100"]
+    done = run("postgresql://postgres@127.0.0.1:1/x", "signals", command, str(no_lights), *extra)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == "the scenario has no traffic lights"
+
+
+def test_signals_evaluate_reports_buses_and_keeps_highs_quiet(tmp_path: Path) -> None:
+    """Acosta runs buses: their mean time loss and everyone else's are columns; the green
+    waves' solver prints no banner into the table."""
+    out = tmp_path / "r.json"
+    done = run(
+        None,
+        "signals",
+        "evaluate",
+        str(ACOSTA),
+        "--seeds",
+        "1",
+        "--end",
+        "300",
+        "--variants",
+        "scenario,webster+greenwave",
+        "--json",
+        str(out),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HiGHS" not in done.stdout + done.stderr
+    header = done.stdout.splitlines()[0].split()
+    assert header[-2:] == ["bus_time_loss_s", "others_time_loss_s"]
+    body = json.loads(out.read_text())
+    for run_ in body["runs"]:
+        assert run_["buses"] > 0
+        summary = body["summary"][run_["variant"]]
+        assert summary["bus_time_loss_s"]["mean"] == pytest.approx(run_["bus_time_loss_s"])
+        assert summary["others_time_loss_s"]["mean"] == pytest.approx(run_["others_time_loss_s"])
+        row = next(r for r in done.stdout.splitlines() if r.startswith(run_["variant"] + " "))
+        column = header.index("bus_time_loss_s")  # one seed: one figure a cell
+        assert row.split()[column] == f"{run_['bus_time_loss_s']:.1f}"

@@ -27,8 +27,9 @@ from routing.signals.control.base import (
     Decision,
     Measurements,
     SafetyRules,
+    checked_number,
 )
-from routing.signals.model import Phase, Program, SignalError
+from routing.signals.model import Phase, Program
 
 GAP_S = 3.0
 PROGRAM_ID = "twin-actuated"
@@ -101,8 +102,7 @@ def actuated_programs(
     SignalError
         When ``max_gap_s`` is not positive.
     """
-    if not max_gap_s > 0:
-        raise SignalError("max_gap_s must be positive", parameter="max_gap_s")
+    max_gap_s = checked_number(max_gap_s, "max_gap_s")
     rules = rules or SafetyRules()
     root = ET.Element("additional")
     for sid, signal in signals.items():
@@ -152,9 +152,7 @@ class Actuated:
     """
 
     def __init__(self, *, gap_s: float = GAP_S) -> None:
-        if not gap_s > 0:
-            raise SignalError("gap_s must be positive", parameter="gap_s")
-        self.gap_s = gap_s
+        self.gap_s = checked_number(gap_s, "gap_s")
         self.name = "actuated"
 
     def reset(self, signal: ControlledSignal) -> None:

@@ -35,14 +35,15 @@ charge the lost time of a switch against the pressure gain):
    rests in green when no candidate waits.
 
 The defaults (``gap_s`` 3 s, ``lookahead`` 1, ``switch_cost`` 3, cycle order) were tuned on
-Bologna's Andrea Costa scenario, seeds 1-2 only; on that scenario acyclic pressure order and
-cheaper switching (``switch_cost`` 1, i.e. cutting discharging platoons more often) both
-measured worse (more spillback onto upstream junctions). Measured mean time loss (SUMO,
-default safety rules): Andrea Costa 148.9 / 170.1 s (seeds 1 / 2) vs the city's plans 167.5 /
-160.6 s and max pressure 608.6 s (seed 1); held out, seed 3: Pasubio 372.8 s vs the city's
-226.7 s and max pressure 463.5 s; Hamburg tavf (1200 s) 53.0 s vs its own programs 62.7 s and
-max pressure 62.5 s. It beats max pressure everywhere measured, but not the city's plans on
-Pasubio.
+Bologna's Andrea Costa scenario, seeds 1-2; there acyclic pressure order and cheaper switching
+(``switch_cost`` 1, cutting discharging platoons more often) measured worse (spillback onto
+upstream junctions). ``bench/signals.py`` (3 seeds, Bologna cut at 3600 s) measures Andrea Costa
+142.6 s (the city's plans 148.4 s, max pressure 206.0 s), Hamburg tavf 53.5 s (its own programs
+64.5 s, max pressure 62.2 s), and Pasubio 352.6 s: worse than the city's plans (190.4 s) and
+than max pressure (210.8 s). On Pasubio the cyclic order serves a 9-stage signal's every stage
+with a vehicle waiting, and the main road's queue reaches the network's entries; pressure order
+with ``switch_cost`` 1 measured 163 s there but 269 s on Andrea Costa, so no default is best on
+both (bench/README.md, "Adaptive signals (issue 17)").
 
 Minimum green, max-out and the starvation guard (no link waits more than the maximum cycle)
 are the :class:`~routing.signals.control.base.SignalHead`'s, as for every controller.
@@ -71,6 +72,7 @@ from routing.signals.control.base import (
     ControlledSignal,
     Decision,
     Measurements,
+    checked_number,
 )
 from routing.signals.control.detectors import DETECTOR_LENGTH_M
 from routing.signals.model import SignalError
@@ -173,9 +175,10 @@ class Adaptive:
         order: str = "cycle",
         jam_veh: float = JAM_VEH,
     ) -> None:
-        if not gap_s > 0:
-            raise SignalError(f"gap_s must be positive, got {gap_s}", parameter="gap_s")
-        if not 0.0 <= lookahead <= 1.0:
+        gap_s = checked_number(gap_s, "gap_s")
+        jam_veh = checked_number(jam_veh, "jam_veh")
+        switch_cost = checked_number(switch_cost, "switch_cost", strict=False)
+        if not 0.0 <= checked_number(lookahead, "lookahead", strict=False) <= 1.0:
             raise SignalError(
                 f"lookahead must be within 0..1, got {lookahead}", parameter="lookahead"
             )

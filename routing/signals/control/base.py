@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -37,6 +37,73 @@ BASE_SATURATION_FLOW = 1900.0 / 3600.0  # HCM 6th ed. eq. 19-8: 1900 pc/h/ln, in
 AREA_FACTOR = 0.9  # HCM 6th ed. exhibit 19-11: area type factor, central business district
 TURN_FACTORS = {"r": 0.85, "R": 0.85, "t": 0.85, "l": 0.95, "L": 0.95}  # HCM eq. 19-8
 GREEN = frozenset("Gg")
+
+
+def checked_number(value: Any, name: str, *, strict: bool = True) -> float:
+    """Return an option as a float, refusing what is not a finite number above zero.
+
+    Parameters
+    ----------
+    value
+        The option's value (s, m, m/s, vehicles ... as the option says).
+    name
+        The option's name, given as the error's parameter.
+    strict
+        Whether zero is refused too (``True``: must be positive; ``False``: must not be
+        negative).
+
+    Returns
+    -------
+    float
+        The value.
+
+    Raises
+    ------
+    SignalError
+        When the value is not a real number (``None``, a string, a bool), not finite, or
+        not positive (negative, when ``strict`` is ``False``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SignalError(
+            f"{name} must be a number, got {value!r} ({type(value).__name__})", parameter=name
+        )
+    number = float(value)
+    if not np.isfinite(number):
+        raise SignalError(f"{name} must be a finite number, got {value!r}", parameter=name)
+    if number < 0 or (strict and number == 0):
+        need = "positive" if strict else "not negative"
+        raise SignalError(f"{name} must be {need}, got {value!r}", parameter=name)
+    return number
+
+
+def checked_controller(controller: Any, name: str = "controller") -> Controller:
+    """Return a controller to be wrapped, refusing what has no ``reset``/``decide``/``name``.
+
+    Parameters
+    ----------
+    controller
+        The controller (see :class:`Controller`).
+    name
+        The parameter the error names.
+
+    Returns
+    -------
+    Controller
+        ``controller``.
+
+    Raises
+    ------
+    SignalError
+        When ``controller`` is not a controller (``None``, say).
+    """
+    if not all(
+        callable(getattr(controller, method, None)) for method in ("reset", "decide")
+    ) or not isinstance(getattr(controller, "name", None), str):
+        raise SignalError(
+            f"{name} must be a controller (with name, reset and decide), got {controller!r}",
+            parameter=name,
+        )
+    return cast(Controller, controller)
 
 
 @dataclass(frozen=True)
@@ -74,9 +141,7 @@ class SafetyRules:
             "pedestrian_walk_s",
             "pedestrian_speed_ms",
         ):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise SignalError(f"{name} must be a positive number, got {value}", parameter=name)
+            checked_number(getattr(self, name), name)
         if self.max_green_s < self.min_green_s:
             raise SignalError(
                 f"max_green_s ({self.max_green_s}) is below min_green_s ({self.min_green_s})",

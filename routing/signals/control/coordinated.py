@@ -63,6 +63,7 @@ from routing.signals.control.base import (
     Controller,
     Decision,
     Measurements,
+    checked_number,
 )
 from routing.signals.model import SignalError
 
@@ -221,9 +222,7 @@ class Coordinated:
     """
 
     def __init__(self, *, gap_s: float = 5.0) -> None:
-        if not gap_s > 0:
-            raise SignalError(f"gap_s must be positive, got {gap_s}", parameter="gap_s")
-        self.gap_s = float(gap_s)
+        self.gap_s = checked_number(gap_s, "gap_s")
         self.name = "coordinated"
         self._plans: dict[str, Plan] = {}
         self._visited: dict[str, tuple[int, int]] = {}  # signal -> (cycle, last window served)

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import traci
 
-from routing.signals.control.base import ControlledSignal, Measurements
+from routing.signals.control.base import ControlledSignal, Measurements, checked_number
 from routing.signals.model import SignalError
 
 DETECTOR_LENGTH_M = 50.0
@@ -188,12 +188,9 @@ class Detectors:
         SignalError
             When a length is not positive or a lane is not in the network.
         """
-        if not length_m > 0:
-            raise SignalError("length_m must be positive", parameter="length_m")
-        if not bus_range_m > 0:
-            raise SignalError("bus_range_m must be positive", parameter="bus_range_m")
-        if not emergency_range_m > 0:
-            raise SignalError("emergency_range_m must be positive", parameter="emergency_range_m")
+        length_m = checked_number(length_m, "length_m")
+        bus_range_m = checked_number(bus_range_m, "bus_range_m")
+        emergency_range_m = checked_number(emergency_range_m, "emergency_range_m")
         dets: list[LaneDetector] = []
         lengths: dict[str, float] = {}
         speeds: dict[str, float] = {}

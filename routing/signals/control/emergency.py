@@ -47,6 +47,8 @@ from routing.signals.control.base import (
     Controller,
     Decision,
     Measurements,
+    checked_controller,
+    checked_number,
 )
 from routing.signals.model import SignalError
 
@@ -94,13 +96,9 @@ class Preemption:
     def __init__(
         self, controller: Controller, *, lead_s: float = LEAD_S, max_hold_s: float = MAX_HOLD_S
     ) -> None:
-        if not lead_s >= 0:
-            raise SignalError(f"lead_s must not be negative, got {lead_s}", parameter="lead_s")
-        if not max_hold_s > 0:
-            raise SignalError(
-                f"max_hold_s must be positive, got {max_hold_s}", parameter="max_hold_s"
-            )
-        self.controller = controller
+        lead_s = checked_number(lead_s, "lead_s", strict=False)
+        max_hold_s = checked_number(max_hold_s, "max_hold_s")
+        self.controller = checked_controller(controller)
         self.lead_s = float(lead_s)
         self.max_hold_s = float(max_hold_s)
         self.name = f"{controller.name}+preemption"

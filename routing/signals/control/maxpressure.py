@@ -30,8 +30,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from routing.signals.control.base import ControlledSignal, Decision, Measurements
-from routing.signals.model import SignalError
+from routing.signals.control.base import (
+    ControlledSignal,
+    Decision,
+    Measurements,
+    checked_number,
+)
 
 
 def stage_pressures(signal: ControlledSignal, m: Measurements) -> np.ndarray:
@@ -79,8 +83,8 @@ class MaxPressure:
     """
 
     def __init__(self, *, slot_s: float | None = None) -> None:
-        if slot_s is not None and not slot_s > 0:
-            raise SignalError("slot_s must be positive", parameter="slot_s")
+        if slot_s is not None:
+            slot_s = checked_number(slot_s, "slot_s")
         self.slot_s = slot_s
         self.name = "max-pressure" if slot_s is None else f"max-pressure-{slot_s:g}s"
 

@@ -37,19 +37,20 @@ Vehicles, Vehicle Types, and Routes" (``vClass``, default types).
 
 from __future__ import annotations
 
-import gzip
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
 
+from routing.signals import sumo
 from routing.signals.control.base import (
     ControlledSignal,
     Controller,
     Decision,
     Measurements,
+    checked_controller,
+    checked_number,
 )
 from routing.signals.model import SignalError
 
@@ -108,17 +109,10 @@ class TransitPriority:
         early_green_eta_s: float = 30.0,
         recovery_s: float = 90.0,
     ) -> None:
-        if not max_extension_s >= 0:
-            raise SignalError(
-                f"max_extension_s must not be negative, got {max_extension_s}",
-                parameter="max_extension_s",
-            )
-        if not early_green_eta_s >= 0:
-            raise SignalError(
-                f"early_green_eta_s must not be negative, got {early_green_eta_s}",
-                parameter="early_green_eta_s",
-            )
-        self.controller = controller
+        max_extension_s = checked_number(max_extension_s, "max_extension_s", strict=False)
+        early_green_eta_s = checked_number(early_green_eta_s, "early_green_eta_s", strict=False)
+        recovery_s = checked_number(recovery_s, "recovery_s", strict=False)
+        self.controller = checked_controller(controller)
         self.max_extension_s = float(max_extension_s)
         if early_green not in EARLY_GREEN_MODES:
             raise SignalError(
@@ -127,10 +121,6 @@ class TransitPriority:
             )
         self.early_green = early_green
         self.early_green_eta_s = float(early_green_eta_s)
-        if not recovery_s >= 0:
-            raise SignalError(
-                f"recovery_s must not be negative, got {recovery_s}", parameter="recovery_s"
-            )
         self.recovery_s = float(recovery_s)
         self.name = f"{controller.name}+tsp"
         self.granted: dict[str, int] = {EXTENSION: 0, EARLY_GREEN: 0}
@@ -338,12 +328,6 @@ class ClassLoss:
     total_s: float
 
 
-def _open(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
-
-
 def vehicle_classes(files: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
     """Return the vClass of every vehicle type defined in route or additional files.
 
@@ -362,24 +346,15 @@ def vehicle_classes(files: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
     Raises
     ------
     SignalError
-        When a file is missing or is not XML.
+        When a file is missing or is not readable XML (parameter ``routes``).
     """
     out = dict(DEFAULT_TYPES)
     for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise SignalError(f"vehicle-type file {path} does not exist", parameter="vtypes")
-        try:
-            with _open(path) as fh:
-                for _, el in ET.iterparse(fh, events=("end",)):
-                    if el.tag == "vType" and el.get("id"):
-                        out[str(el.get("id"))] = el.get("vClass") or "passenger"
-                    elif el.tag in ("vehicle", "trip", "flow", "route"):
-                        el.clear()
-        except (ET.ParseError, OSError, EOFError) as exc:
-            raise SignalError(
-                f"vehicle-type file {path} is not readable XML: {exc}", parameter="vtypes"
-            ) from exc
+        for _, el in sumo.iter_xml(name, what="route/additional file"):
+            if el.tag == "vType" and el.get("id"):
+                out[str(el.get("id"))] = el.get("vClass") or "passenger"
+            elif el.tag in ("vehicle", "trip", "flow", "route"):
+                el.clear()
     return out
 
 

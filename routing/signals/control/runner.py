@@ -151,7 +151,7 @@ def run_controlled(
     emergency
         Route of one emergency vehicle to insert (edge ids, connected; two unconnected edges
         are routed by the fastest path), id ``twin_emergency``, written to
-        ``workdir/<variant>-<seed>-emergency.add.xml`` with a vType of vClass ``emergency``
+        ``workdir/<variant>-<seed>.emergency.add.xml`` with a vType of vClass ``emergency``
         (of vClass ``passenger`` when a lane on the route admits no emergency vehicle).
         ``None``: no vehicle.
     emergency_depart
@@ -252,13 +252,13 @@ def _controlled(
     detectors = Detectors.place(scenario.read_net(), signals)
     extra = [*scenario.additional, *setup.programs]
     if heads:
-        extra.append(detectors.write(workdir / f"{stem}-{seed}-detectors.add.xml"))
+        extra.append(detectors.write(Path(f"{outputs}.detectors.add.xml")))
     if record_states:
-        extra.append(states_additional(workdir / f"{stem}-{seed}-states.add.xml", list(signals)))
+        extra.append(states_additional(Path(f"{outputs}.states.add.xml"), list(signals)))
     if emergency is not None:
         extra.append(
             emergency_additional(
-                workdir / f"{name}-{seed}-emergency.add.xml",
+                Path(f"{outputs}.emergency.add.xml"),
                 scenario.read_net(),
                 emergency,
                 depart=emergency_depart,
@@ -355,7 +355,7 @@ def _drive(
 ) -> None:
     """Step the simulation to its end, the heads setting the signals' states each step."""
     if not heads and end is not None:  # nothing to control: let SUMO run on its own
-        conn.simulationStep(end)
+        conn.simulationStep(float(end))  # an int >= 1000 makes traci warn
         return
     dt = float(conn.simulation.getDeltaT())
     if heads:
