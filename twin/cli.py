@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from layers.catalog import LAYERS
 from layers.errors import ParameterError
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     # Heavy modules (pandas, geopandas, SQLAlchemy, routing, the city set-up) are imported in
     # the commands that use them: `twin --help` and every command's --help need none of them.
     import pandas as pd
-    from rich.table import Table
 
     from layers.ingest import IngestReport
     from layers.ingest import Progress as ProgressCallback
@@ -242,8 +242,6 @@ def layers_command(
     url: Url = None,
 ) -> None:
     """List the layers and their feature counts."""
-    from rich.table import Table
-
     from layers.queries import layer_counts
 
     try:
@@ -414,8 +412,6 @@ def _point(text: str, option: str) -> tuple[float, float]:
 
 
 def _table(frame: pd.DataFrame, title: str) -> Table:
-    from rich.table import Table
-
     table = Table(*map(str, frame.columns), title=title)
     for row in frame.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
@@ -634,8 +630,6 @@ def signals_optimise(
     ] = None,
 ) -> None:
     """Time a scenario's signals by Webster's method from its peak-hour flows."""
-    from rich.table import Table
-
     from routing.signals import (
         Plan,
         coordinate,
