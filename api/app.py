@@ -20,8 +20,10 @@ from api import (
     limits,
     live,
     onemap,
+    preplans,
     rasters,
     routing,
+    scenarios,
     search,
     security,
     sensorthings,
@@ -117,6 +119,7 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    scenarios.install(app, url)  # inside the guard: the caller's grant reads the scenario
     security.install(
         app, settings, audit=None if audit_log is None else security.audit_trail(audit_log)
     )
@@ -136,6 +139,8 @@ def create_app(settings: TwinSettings | None = None) -> FastAPI:
     app.include_router(incidents.routes(city))
     app.include_router(rasters.routes(city))
     app.include_router(signals.routes(city))
+    app.include_router(scenarios.routes(city))
+    app.include_router(preplans.routes(city))
     feeds = [Depends(security.requires("observations"))]  # the live feeds: general, audited
     app.include_router(
         sensorthings.routes(

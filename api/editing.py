@@ -90,8 +90,26 @@ def _not_json(constant: str) -> float:
     raise ValueError(f"{constant} is not a JSON number: attributes are finite numbers")
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    """Read the body as a JSON object, refusing other media types and other JSON values."""
+async def json_body(request: Request) -> dict[str, Any]:
+    """Read the body as a JSON object, refusing other media types and other JSON values.
+
+    Parameters
+    ----------
+    request
+        A request whose body is a GeoJSON Feature (``application/geo+json`` or JSON), in
+        CRS84.
+
+    Returns
+    -------
+    dict
+        The body.
+
+    Raises
+    ------
+    ProblemError
+        415 for another media type, 400 for another CRS, a body that is not JSON or not an
+        object (parameters ``Content-Type``, ``Content-Crs``, ``body``).
+    """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media and media not in FEATURE_TYPES:
         raise ProblemError(
@@ -191,7 +209,7 @@ def routes(url: str) -> APIRouter:
     async def post_item(request: Request, collectionId: str) -> Response:
         if (refused := _editable(collectionId)) is not None:
             return refused
-        body = await _json_body(request)
+        body = await json_body(request)
 
         def write() -> Response:
             try:
@@ -218,7 +236,7 @@ def routes(url: str) -> APIRouter:
         if (refused := _editable(collectionId)) is not None:
             return refused
         versions = _if_match(if_match)
-        body = await _json_body(request)
+        body = await json_body(request)
 
         def write() -> Response:
             try:

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.errors import NotFoundError, problem_responses
+from api.errors import NotFoundError, ProblemError, problem_responses
 from api.features import collection_layer
 from api.parameters import known_parameters
-from layers import access
+from layers import access, overlay
 from layers.catalog import COLLECTIONS, LAYERS
 from layers.features import extent
+from layers.queries import as_of
 from layers.sources import attribution_text, credits
 from layers.tiles import (
     WEB_MERCATOR_QUAD,
@@ -80,6 +83,40 @@ _SCHEMA_TYPES = {
     "bool": "boolean",
 }
 _DIMENSION = {"Point": 0, "LineString": 1, "Polygon": 2}
+
+
+AtQuery = Annotated[
+    str | None,
+    Query(
+        description=(
+            "RFC 3339 moment: draw the features valid then (UTC if no offset); the current ones "
+            "by default (in a scenario, its moment)"
+        )
+    ),
+]
+
+
+def _moment(value: str | None) -> datetime | None:
+    """Parse the ``at`` parameter, refusing what is not a moment (400 naming it)."""
+    if value is None:
+        return None
+    try:
+        return as_of(value)
+    except ValueError:
+        raise ProblemError(
+            f"at: {value!r} is not an RFC 3339 moment (e.g. 2026-11-01T08:00:00Z)", parameter="at"
+        ) from None
+
+
+def _state() -> list[tuple[str, str]]:
+    """Return the query pairs keeping a tile template in the scenario of the request."""
+    scenario = overlay.active()
+    return [] if scenario is None else [("scenario", scenario.name)]
+
+
+def _query(pairs: list[tuple[str, str]]) -> str:
+    """Write query pairs as ``?k=v&...`` (commas kept), or nothing."""
+    return "?" + "&".join(f"{k}={quote(v, safe=',')}" for k, v in pairs) if pairs else ""
 
 
 def _matrix_set(value: str) -> None:
@@ -334,14 +371,17 @@ def routes(url: str, cache: TileCache) -> APIRouter:
     }
     not_found = problem_responses(404)
 
-    def answer(request: Request, layer_ids: list[str], z: int, x: int, y: int) -> Response:
+    def answer(
+        request: Request, layer_ids: list[str], z: int, x: int, y: int, at: str | None
+    ) -> Response:
         for layer_id in layer_ids:  # before the limits: they would tell a hidden layer's extent
             access.require(layer_id)
+        moment = _moment(at)
         try:
             check_in_limits(layer_ids, z, x, y, url=url)
         except TileError as error:  # outside the tileset's limits: no such tile
             raise NotFoundError(str(error), parameter=error.parameter) from None
-        etag = tile_etag(layer_ids, z, x, y, url=url)
+        etag = tile_etag(layer_ids, z, x, y, at=moment, url=url)
         # live tiles change from one second to the next: clients revalidate them (ETag) each time
         live = any(COLLECTIONS[layer_id].read_only for layer_id in layer_ids)
         # a tile of a signed-in caller, or of a classified layer, is never kept by a shared
@@ -363,12 +403,13 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         }
         if etag in asked or "*" in asked:
             return Response(status_code=304, headers=headers)  # not even cut
-        tile, _, hit = cached_tile(layer_ids, z, x, y, cache=cache, url=url, etag=etag)
+        tile, _, hit = cached_tile(layer_ids, z, x, y, cache=cache, at=moment, url=url, etag=etag)
         headers["X-Tile-Cache"] = "hit" if hit else "miss"
         return Response(tile, media_type=MVT, headers=headers)
 
     def one_map_query(names: list[str]) -> str:
-        return "" if names == list(LAYERS) else f"?collections={','.join(names)}"
+        pairs = [] if names == list(LAYERS) else [("collections", ",".join(names))]
+        return _query([*pairs, *_state()])
 
     @router.get("/tileMatrixSets", summary="Tile matrix sets the tiles are cut in")
     def tile_matrix_sets(request: Request) -> dict[str, Any]:
@@ -469,7 +510,7 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         _matrix_set(tileMatrixSetId)
         base = _base(request)
         template = f"{base}/collections/{layer.id}/tiles/{MATRIX_SET}/{{z}}/{{y}}/{{x}}"
-        return JSONResponse(_tilejson([layer.id], template, url))
+        return JSONResponse(_tilejson([layer.id], template + _query(_state()), url))
 
     @router.get(
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{y}/{x}",
@@ -484,10 +525,11 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         z: int,
         y: int,
         x: int,
+        at: AtQuery = None,
     ) -> Response:
         layer = collection_layer(collectionId)
         _matrix_set(tileMatrixSetId)
-        return answer(request, [layer.id], z, x, y)
+        return answer(request, [layer.id], z, x, y, at)
 
     def map_tilejson(
         request: Request,
@@ -507,9 +549,10 @@ def routes(url: str, cache: TileCache) -> APIRouter:
         y: int,
         x: int,
         collections: CollectionsQuery = None,
+        at: AtQuery = None,
     ) -> Response:
         _matrix_set(tileMatrixSetId)
-        return answer(request, _collections(collections), z, x, y)
+        return answer(request, _collections(collections), z, x, y, at)
 
     for prefix in ("/tiles", "/map/tiles"):
         name = prefix.replace("/", "_")

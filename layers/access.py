@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from pyproj import CRS
 
+from layers import overlay
 from layers.catalog import COLLECTIONS, Field, Layer
 from layers.database import database_url, get_engine, owner_cursor, reading_at
 from layers.errors import AccessError
@@ -280,7 +281,7 @@ class Grant:
             self._signatures[key] = signature
         return signature
 
-    def relation(self, layer: Layer) -> sql.Composable:
+    def relation(self, layer: Layer, source: sql.Composable | None = None) -> sql.Composable:
         """Return what to read a layer from, for this caller: the table, or a masked subquery.
 
         The subquery has the table's columns under their own names (``vid``, ``id``,
@@ -293,16 +294,25 @@ class Grant:
         ----------
         layer
             The layer (stored or live).
+        source
+            The rows to mask: the layer's table by default, or the layer in a scenario
+            (:func:`layers.overlay.relation`).
 
         Returns
         -------
         psycopg.sql.Composable
             A table identifier or a parenthesised subquery.
         """
-        return masked_relation(layer, self.masks(layer.id), self.row_rules(layer.id))
+        return masked_relation(layer, self.masks(layer.id), self.row_rules(layer.id), source=source)
 
 
-def masked_relation(layer: Layer, masks: Sequence[Mask], rows: Sequence[RowRule]) -> sql.Composable:
+def masked_relation(
+    layer: Layer,
+    masks: Sequence[Mask],
+    rows: Sequence[RowRule],
+    *,
+    source: sql.Composable | None = None,
+) -> sql.Composable:
     """Write the SQL relation of a layer with ``masks`` applied and ``rows`` left out.
 
     Parameters
@@ -313,13 +323,16 @@ def masked_relation(layer: Layer, masks: Sequence[Mask], rows: Sequence[RowRule]
         Masks to apply (those of :meth:`Grant.masks`).
     rows
         Row classifications to leave out (those of :meth:`Grant.row_rules`).
+    source
+        What to read the rows from: the layer's table by default, or a subquery with its
+        columns (the layer in a scenario, :func:`layers.overlay.relation`).
 
     Returns
     -------
     psycopg.sql.Composable
-        ``layer``'s table, or ``(SELECT ... FROM table WHERE ...)``.
+        ``source``, or ``(SELECT ... FROM source WHERE ...)``.
     """
-    table = sql.Identifier(layer.table)
+    table = source if source is not None else sql.Identifier(layer.table)
     if not masks and not rows:
         return table
     by_attribute: dict[str, list[Mask]] = {}
@@ -353,7 +366,7 @@ def masked_relation(layer: Layer, masks: Sequence[Mask], rows: Sequence[RowRule]
     if hidden:
         conditions.append(sql.SQL("false"))
     where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-    return sql.SQL("(SELECT {columns} FROM {table} WHERE {where})").format(
+    return sql.SQL("(SELECT {columns} FROM {table} AS m WHERE {where})").format(
         columns=sql.SQL(", ").join(columns), table=table, where=where
     )
 
@@ -757,15 +770,28 @@ def visible(layer_ids: Sequence[str]) -> list[str]:
 
 
 def relation(layer: Layer) -> sql.Composable:
-    """Return the relation to read a layer from under the grant in force (see Grant.relation)."""
+    """Return the relation to read a layer from under the grant and the scenario in force.
+
+    The scenario's overlay (:func:`layers.overlay.relation`) is read first, then masked for
+    the grant (see :meth:`Grant.relation`): a scenario never shows a reader what the base
+    would hide from it.
+    """
     grant = current()
-    return sql.Identifier(layer.table) if grant is None else grant.relation(layer)
+    source = overlay.relation(layer)
+    return source if grant is None else grant.relation(layer, source)
 
 
 def signature(layer_ids: Sequence[str]) -> str:
-    """Return the cache-key part of what the grant in force sees of the layers ("owner")."""
+    """Return the cache-key part of what the caller sees of the layers.
+
+    ``owner`` or the grant's own signature, followed by ``|s<id>r<revision>`` while a scenario
+    is in force (:func:`layers.overlay.signature`): a tile cut in one scenario, or one revision
+    of it, is never served for another, nor for the base.
+    """
     grant = current()
-    return "owner" if grant is None else grant.signature(layer_ids)
+    seen = "owner" if grant is None else grant.signature(layer_ids)
+    scenario = overlay.signature()
+    return f"{seen}|{scenario}" if scenario else seen
 
 
 # -- changing the rules (``twin auth``; every change moves the ``access`` counter) ---------------

@@ -334,8 +334,8 @@ def create(layer_id: str, feature: Mapping[str, Any], *, url: str | None = None)
     layer = editable_layer(layer_id)
     access.require(layer.id, "edit")
     given = feature.get("id")
-    feature_id = _check_id(given) if given is not None else str(uuid.uuid4())
-    row = _validated(layer, feature_id, feature)
+    feature_id = checked_id(given) if given is not None else str(uuid.uuid4())
+    row = validated_row(layer, feature_id, feature)
     with _transaction(layer, url) as (cur, now):
         cur.execute(
             sql.SQL("SELECT 1 FROM {} WHERE id = %s AND valid_to IS NULL").format(
@@ -391,19 +391,19 @@ def replace(
     """
     layer = editable_layer(layer_id)
     access.require(layer.id, "edit")
-    _check_id(feature_id, parameter="featureId")
+    checked_id(feature_id, parameter="featureId")
     body_id = feature.get("id")
     if body_id is not None and str(body_id) != feature_id:
         raise ParameterError(
             f"id: the body's id {body_id!r} is not the feature's {feature_id!r}", parameter="id"
         )
-    _validated(layer, feature_id, feature)  # refuse a bad feature before taking the lock
+    validated_row(layer, feature_id, feature)  # refuse a bad feature before taking the lock
     return _new_version(
         layer,
         feature_id,
         if_match,
         url,
-        lambda current: _validated(layer, feature_id, _keep_masked(layer, feature, current)),
+        lambda current: validated_row(layer, feature_id, _keep_masked(layer, feature, current)),
     )
 
 
@@ -448,7 +448,7 @@ def update(
     """
     layer = editable_layer(layer_id)
     access.require(layer.id, "edit")
-    _check_id(feature_id, parameter="featureId")
+    checked_id(feature_id, parameter="featureId")
     if "id" in patch and patch["id"] is not None and str(patch["id"]) != feature_id:
         raise ParameterError("id: a patch cannot change a feature's id", parameter="id")
     for member in ("properties", "geometry"):
@@ -459,7 +459,7 @@ def update(
 
     def patched(current: dict[str, Any]) -> dict[str, Any]:
         merged = merge_patch(current, dict(patch))
-        return _validated(layer, feature_id, _keep_masked(layer, merged, current))
+        return validated_row(layer, feature_id, _keep_masked(layer, merged, current))
 
     return _new_version(layer, feature_id, if_match, url, patched)
 
@@ -492,7 +492,7 @@ def delete(
     """
     layer = editable_layer(layer_id)
     access.require(layer.id, "edit")
-    _check_id(feature_id, parameter="featureId")
+    checked_id(feature_id, parameter="featureId")
     with _transaction(layer, url) as (cur, now):
         vid, _source, _feature = _lock_current(cur, layer, feature_id, if_match)
         _retire(cur, layer, vid, now)
@@ -530,7 +530,27 @@ def merge_patch(target: Any, patch: Any) -> Any:
 # --- inside -------------------------------------------------------------------------------
 
 
-def _check_id(value: Any, *, parameter: str = "id") -> str:
+def checked_id(value: Any, *, parameter: str = "id") -> str:
+    """Return a feature id given by a client as text, or refuse it.
+
+    Parameters
+    ----------
+    value
+        The id (a string or an integer).
+    parameter
+        The parameter named in the error.
+
+    Returns
+    -------
+    str
+        The id.
+
+    Raises
+    ------
+    ParameterError
+        For a value that is not a string or integer, empty, longer than
+        :data:`MAX_ID_LENGTH` or holding NUL.
+    """
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ParameterError(f"{parameter}: expected a string or an integer", parameter=parameter)
     text = str(value)
@@ -542,8 +562,29 @@ def _check_id(value: Any, *, parameter: str = "id") -> str:
     return text
 
 
-def _validated(layer: Layer, feature_id: str, feature: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a GeoJSON Feature against the catalog as an import does; return the row to store."""
+def validated_row(layer: Layer, feature_id: str, feature: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a GeoJSON Feature against the catalog as an import does; return the row to store.
+
+    Parameters
+    ----------
+    layer
+        The layer it is for.
+    feature_id
+        Its id.
+    feature
+        A GeoJSON Feature (CRS84); ``source``, ``valid_from`` and ``valid_to`` among its
+        properties are ignored.
+
+    Returns
+    -------
+    dict
+        ``id``, ``props`` (JSON text), ``geom`` (EWKB, EPSG:4326) and each typed attribute.
+
+    Raises
+    ------
+    ParameterError
+        Naming the member or attribute at fault, as :func:`layers.validation.prepare` finds it.
+    """
     if feature.get("type", "Feature") != "Feature":
         raise ParameterError("type: expected 'Feature'", parameter="type")
     properties = feature.get("properties") or {}

@@ -19,7 +19,7 @@ import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import Layer, get_collection
 from layers.cql2 import FilterError, bbox_boxes, to_sql
 from layers.database import cursor, database_url
@@ -255,7 +255,11 @@ def _where(
     clauses: list[sql.Composable] = []
     params: list[Any] = []
     start, end, instant = parse_datetime(datetime_value)
-    if datetime_value is None:
+    scenario_moment = overlay.read_moment(None)  # a scenario built on a past moment
+    if datetime_value is None and scenario_moment is not None:
+        clauses.append(sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"))
+        params += [scenario_moment, scenario_moment]
+    elif datetime_value is None:
         clauses.append(sql.SQL("valid_to IS NULL"))
     elif instant:
         clauses.append(sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"))

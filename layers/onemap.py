@@ -28,7 +28,7 @@ import shapely
 from psycopg import sql
 from pyproj import Geod, Transformer
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.cql2 import FilterError, to_sql, too_many_vertices
 from layers.database import cursor
@@ -828,6 +828,7 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                 sql.SQL(_PER_DISTRICT).format(
                     kind=sql.Identifier(kind) if kind else sql.SQL("NULL"),
                     measure=measure,
+                    districts=access.relation(LAYERS["districts"]),
                     table=access.relation(layer),
                     d_when=sql.SQL(current.replace("valid_", "d.valid_")),
                     f_when=sql.SQL(current.replace("valid_", "f.valid_")),
@@ -901,7 +902,7 @@ _PER_DISTRICT = """
 SELECT district, key, sum(measure)
 FROM (
     SELECT d.id AS district, coalesce(f.{kind}::text, 'unknown') AS key, {measure} AS measure
-    FROM districts d JOIN {table} f ON f.geom && d.geom AND ST_Intersects(f.geom, d.geom)
+    FROM {districts} d JOIN {table} f ON f.geom && d.geom AND ST_Intersects(f.geom, d.geom)
     WHERE {d_when} AND {f_when}
     OFFSET 0
 ) AS pairs
@@ -912,7 +913,7 @@ ORDER BY 1, 2
 
 def _moment(at: datetime | str | None) -> datetime | None:
     try:
-        return as_of(at)
+        return overlay.read_moment(as_of(at))  # a scenario's own moment by default
     except ValueError as exc:
         raise OneMapError(f"not an ISO 8601 moment: {exc}", parameter="datetime") from None
 

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from psycopg import sql
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import LAYERS, Layer, get_layer
 from layers.database import cursor, get_engine
 
@@ -88,7 +88,7 @@ def read_layer(
     """
     layer = get_layer(layer_id)
     access.require(layer.id)
-    moment = as_of(at)
+    moment = overlay.read_moment(as_of(at))  # a scenario's own moment by default
     where = [sql.SQL(_AS_OF if moment else _CURRENT)]
     params: dict[str, object] = {"at": moment}
     if bbox is not None:
@@ -158,7 +158,7 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
         Feature count per layer id the caller may read (every layer for the owner), in
         catalog order; rows hidden from the caller are not counted.
     """
-    moment = as_of(at)
+    moment = overlay.read_moment(as_of(at))  # a scenario's own moment by default
     visible = access.visible(list(LAYERS))
     parts = [
         sql.SQL("SELECT {name}, count(*) FROM {table} AS t WHERE {where}").format(

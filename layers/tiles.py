@@ -32,6 +32,10 @@ in memory, pushed by PostgreSQL LISTEN/NOTIFY (:mod:`layers.versions`): a tile r
 counter from the store, and neither do the tileset limits it is checked against (cached per
 layer versions). The cache is in-process (LRU) by default, or Redis when ``TWIN_REDIS_URL`` is
 set, so several workers share it.
+
+A tile may be drawn as of a moment (``at``: the versions valid then) and in a what-if scenario
+(:mod:`layers.overlay`, in force for the request); both are in its key, with the scenario's
+revision, so one state's tile is never served for another.
 """
 
 from __future__ import annotations
@@ -40,18 +44,19 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import morecantile
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import COLLECTIONS, LIVE_LAYERS, Layer, get_collection
 from layers.database import current_reads, cursor, database_url
 from layers.errors import ParameterError
 from layers.features import extents
-from layers.queries import layer_versions
+from layers.queries import as_of, layer_versions
 from layers.versions import watched_versions
 
 EXTENT = 4096
@@ -294,16 +299,20 @@ def check_in_limits(
         )
 
 
-def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:
-    """Return the query of one layer's MVT at zoom ``z``, or None where the layer is hidden."""
+def _layer_sql(layer: Layer, z: int, at: datetime | None = None) -> sql.Composable | None:
+    """Return the query of one layer's MVT at zoom ``z`` (as of ``at``), or None where hidden."""
     if z < _MIN_ZOOM.get(layer.id, 0):
         return None
     table = access.relation(layer)  # the caller's rows and masked values, as features have
     pixel = WORLD / (1 << z) / EXTENT
-    conditions: list[sql.Composable] = [
-        sql.SQL("t.valid_to IS NULL"),
-        sql.SQL("t.geom_3857 && b.buffered"),
-    ]
+    when = (
+        sql.SQL("t.valid_to IS NULL")
+        if at is None
+        else sql.SQL("t.valid_from <= {at} AND (t.valid_to IS NULL OR t.valid_to > {at})").format(
+            at=sql.Literal(at)
+        )
+    )
+    conditions: list[sql.Composable] = [when, sql.SQL("t.geom_3857 && b.buffered")]
     if layer.id == "roads" and z < 13:
         classes = (
             _MAJOR_ROADS
@@ -348,7 +357,13 @@ def _layer_sql(layer: Layer, z: int) -> sql.Composable | None:
 
 
 def render_tile(
-    layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | None = None
+    layer_ids: Sequence[str],
+    z: int,
+    x: int,
+    y: int,
+    *,
+    at: datetime | None = None,
+    url: str | None = None,
 ) -> bytes:
     """Cut one MVT tile with a layer per requested collection (empty layers are left out).
 
@@ -358,6 +373,9 @@ def render_tile(
         Layers to put in the tile, in order.
     z, x, y
         Tile address in WebMercatorQuad.
+    at
+        The moment drawn (the versions valid then; UTC if naive); None: the current ones, or
+        the moment of the scenario in force (:func:`tile_moment`).
     url
         Database URL; the configured one by default.
 
@@ -365,11 +383,18 @@ def render_tile(
     -------
     bytes
         The tile (protobuf), possibly empty.
+
+    Raises
+    ------
+    TileError
+        For an address outside the matrix, or a moment asked of a live layer (it keeps no
+        history).
     """
     check_tile(z, x, y)
     for layer_id in layer_ids:
         access.require(layer_id)
-    parts = [_layer_sql(get_collection(layer_id), z) for layer_id in layer_ids]
+    moment = tile_moment(layer_ids, at)
+    parts = [_layer_sql(get_collection(layer_id), z, moment) for layer_id in layer_ids]
     queries = [q for q in parts if q is not None]
     if not queries:
         return b""
@@ -463,8 +488,51 @@ class RedisTileCache:
         self.client.set(f"twin:tile:{key}", tile, ex=self.ttl_s)
 
 
-def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | None = None) -> str:
-    """Return a tile's ETag: a digest of the database, layers, address and layer versions.
+def tile_moment(layer_ids: Sequence[str], at: datetime | None) -> datetime | None:
+    """Return the moment a tile draws: ``at``, else the scenario's in force, else None (now).
+
+    Parameters
+    ----------
+    layer_ids
+        Layers in the tile.
+    at
+        The moment asked for (UTC if naive).
+
+    Returns
+    -------
+    datetime or None
+        The moment, timezone-aware.
+
+    Raises
+    ------
+    TileError
+        If a moment is asked of a live layer (``parameter`` ``at``).
+    """
+    scenario = overlay.active()
+    moment = as_of(at) if at is not None else (scenario.moment if scenario else None)
+    live = [layer_id for layer_id in layer_ids if layer_id in LIVE_LAYERS]
+    if moment is not None and live:
+        raise TileError(
+            f"at: {live[0]} is live state and keeps no history; ask it without a moment",
+            parameter="at",
+        )
+    return moment
+
+
+def tile_etag(
+    layer_ids: Sequence[str],
+    z: int,
+    x: int,
+    y: int,
+    *,
+    at: datetime | None = None,
+    url: str | None = None,
+) -> str:
+    """Return a tile's ETag: a digest of the database, layers, address, versions and moment.
+
+    What the caller sees (grant, and the scenario in force with its revision,
+    :func:`layers.access.signature`) and the moment drawn are part of it: one state's tile is
+    never served for another.
 
     Parameters
     ----------
@@ -472,6 +540,8 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
         Layers in the tile.
     z, x, y
         Tile address.
+    at
+        The moment drawn (see :func:`render_tile`).
     url
         Database URL; the configured one by default.
 
@@ -503,10 +573,13 @@ def tile_etag(layer_ids: Sequence[str], z: int, x: int, y: int, *, url: str | No
     live = any(layer_id in LIVE_LAYERS for layer_id in layer_ids)
     versions = layer_versions(counted, url=url) if live else watched_versions(counted, url=url)
     seen = access.signature(layer_ids)
+    moment = tile_moment(layer_ids, at)
+    when = "" if moment is None else f"|at={moment.astimezone(UTC).isoformat()}"
     where = make_url(database_url(url))
     store = f"{where.host}:{where.port}/{where.database}"  # caches may be shared (Redis)
     key = (
         f"{store}|{_SCHEMA}|{','.join(layer_ids)}/{z}/{x}/{y}/{'.'.join(map(str, versions))}|{seen}"
+        f"{when}"
     )
     return hashlib.sha1(key.encode()).hexdigest()[:24]
 
@@ -518,6 +591,7 @@ def cached_tile(
     y: int,
     *,
     cache: TileCache,
+    at: datetime | None = None,
     url: str | None = None,
     etag: str | None = None,
 ) -> tuple[bytes, str, bool]:
@@ -531,6 +605,8 @@ def cached_tile(
         Tile address.
     cache
         Where tiles are kept.
+    at
+        The moment drawn (see :func:`render_tile`).
     url
         Database URL; the configured one by default.
     etag
@@ -546,13 +622,13 @@ def cached_tile(
     TileError
         For an address outside the matrix or an unknown layer.
     """
-    etag = etag or tile_etag(layer_ids, z, x, y, url=url)
+    etag = etag or tile_etag(layer_ids, z, x, y, at=at, url=url)
     tile = cache.get(etag)
     if tile is not None:
         return tile, etag, True
     # cut from a store at least as new as the versions in the key (a read replica that has not
     # replayed the change yet would have the old content cached under the new key)
     with current_reads(url):
-        tile = render_tile(layer_ids, z, x, y, url=url)
+        tile = render_tile(layer_ids, z, x, y, at=at, url=url)
     cache.put(etag, tile)
     return tile, etag, False

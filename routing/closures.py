@@ -13,9 +13,12 @@ import numpy as np
 import rasterio
 import rasterio.io
 import shapely
+from psycopg import sql
 from pyproj import Transformer
 from pyproj.exceptions import CRSError, ProjError
 
+from layers import overlay
+from layers.catalog import LAYERS
 from layers.database import owner_cursor
 from routing.network import RoadNetwork, RoutingError
 
@@ -26,18 +29,22 @@ TOLERANCE_M = 3.0
 
 # routing_edges.id is roads.vid. Each branch reads the roads table itself, so its GiST index
 # (and the unique index on current ids) serves; closures given by road ids close only those.
-_ACTIVE_CLOSURES = """
+# In a scenario that edits closures or roads, both are read as the scenario has them
+# (layers.overlay.relation); an edited road's vid is its edit's (-eid), as the scenario's
+# network numbers it.
+_ACTIVE_CLOSURES = sql.SQL(
+    """
 WITH active AS MATERIALIZED (
-    SELECT geom, road_ids FROM closures
+    SELECT geom, road_ids FROM {closures} AS c
     WHERE valid_to IS NULL
       AND (starts_at IS NULL OR starts_at <= %(at)s)
       AND (ends_at IS NULL OR ends_at > %(at)s)
 )
-SELECT r.vid FROM active c JOIN roads r
+SELECT r.vid FROM active c JOIN {roads} r
   ON r.valid_to IS NULL AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON') AND ST_Intersects(r.geom, c.geom)
 UNION
-SELECT r.vid FROM active c JOIN roads r
+SELECT r.vid FROM active c JOIN {roads} r
   ON r.valid_to IS NULL AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
  AND r.geom && ST_Expand(c.geom, 0.0001)  -- index prefilter: 0.0001 degree > 3 m
@@ -46,7 +53,7 @@ SELECT r.vid FROM active c JOIN roads r
          r.geom, ST_Buffer(c.geom::geography, %(tolerance)s)::geometry)::geography)
      >= LEAST(10.0, %(share)s * ST_Length(r.geom::geography))
 UNION
-SELECT r.vid FROM active c JOIN roads r
+SELECT r.vid FROM active c JOIN {roads} r
   ON r.valid_to IS NULL AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
  AND r.geom && ST_Expand(c.geom, 0.0001)
@@ -54,13 +61,16 @@ SELECT r.vid FROM active c JOIN roads r
 UNION
 SELECT r.vid FROM active c
   CROSS JOIN LATERAL jsonb_array_elements_text(c.road_ids) AS closed(road_id)
-  JOIN roads r ON r.valid_to IS NULL AND r.id = closed.road_id
+  JOIN {roads} r ON r.valid_to IS NULL AND r.id = closed.road_id
  WHERE c.road_ids IS NOT NULL AND jsonb_typeof(c.road_ids) = 'array'
 """
+)
 
 
 def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> set[int]:
     """Return the ids (``routing_edges.id``) of the edges the closures layer closes at a moment.
+
+    In the scenario in force (:mod:`layers.overlay`), its closures and roads count.
 
     A closure is active when ``starts_at <= at < ends_at`` (a missing bound is open). A closure
     with ``road_ids`` closes exactly those roads (its geometry is only for display); otherwise
@@ -81,8 +91,11 @@ def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> se
     """
     moment = at or datetime.now(UTC)
     params = {"at": moment, "tolerance": TOLERANCE_M, "share": LINE_SHARE}
+    query = _ACTIVE_CLOSURES.format(
+        closures=overlay.relation(LAYERS["closures"]), roads=overlay.relation(LAYERS["roads"])
+    )
     with owner_cursor(url) as cur:  # shared by every caller: read as the owner
-        cur.execute(_ACTIVE_CLOSURES, params)
+        cur.execute(query, params)
         return {int(row[0]) for row in cur.fetchall()}
 
 

@@ -121,6 +121,31 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+# routing_edges_all's formula (migration 0010) over any relation with the roads table's columns
+_EDGES_OVER = sql.SQL(
+    """
+WITH edges AS (
+    SELECT r.vid AS id, r.id AS road_id, r.source_node AS source, r.target_node AS target,
+           r.oneway, r.name, r.class, r.geom, ST_Length(r.geom::geography) AS length_m,
+           COALESCE(l.speed_kmh, r.maxspeed, s.speed_kmh, p.default_speed_kmh)
+               * p.factor AS speed_kmh,
+           COALESCE(r.maxspeed, s.speed_kmh, p.default_speed_kmh) AS free_flow_kmh,
+           p.factor
+    FROM {roads} AS r
+    JOIN routing_profiles p ON p.profile = %s
+    LEFT JOIN routing_speeds s ON s.class = r.class
+    LEFT JOIN live_speeds l ON l.road_id = r.id
+        AND (l.expires_at IS NULL OR l.expires_at > now())
+    WHERE r.valid_to IS NULL
+)
+SELECT id, road_id, source, target, length_m / (speed_kmh / 3.6) AS cost,
+       CASE WHEN oneway THEN -1 ELSE length_m / (speed_kmh / 3.6) END AS reverse_cost,
+       length_m, name, class, ST_AsBinary(geom), free_flow_kmh, factor
+FROM edges ORDER BY id
+"""
+)
+
+
 class RoadNetwork:
     """A directed road graph for one profile, compiled for fast shortest paths.
 
@@ -217,7 +242,13 @@ class RoadNetwork:
     # building
 
     @classmethod
-    def load(cls, *, profile: str = "car", url: str | None = None) -> RoadNetwork:
+    def load(
+        cls,
+        *,
+        profile: str = "car",
+        url: str | None = None,
+        roads: sql.Composable | None = None,
+    ) -> RoadNetwork:
         """Read the current road edges of a profile from ``routing_edges_all``.
 
         Parameters
@@ -226,6 +257,10 @@ class RoadNetwork:
             ``car`` or ``emergency``.
         url
             Database URL; the configured one by default.
+        roads
+            The roads to read instead of the ``roads`` table: a relation with its columns (a
+            scenario's, :func:`layers.overlay.relation`); the edges are then made by the
+            formula of ``routing_edges_all`` (migration 0010) over them.
 
         Returns
         -------
@@ -233,11 +268,14 @@ class RoadNetwork:
             The compiled network.
         """
         check_profile(profile)
-        query = sql.SQL(
-            "SELECT id, road_id, source, target, cost, reverse_cost, length_m, name, class, "
-            "ST_AsBinary(geom), free_flow_kmh, factor FROM routing_edges_all "
-            "WHERE profile = %s ORDER BY id"
-        )
+        if roads is None:
+            query: sql.SQL | sql.Composed = sql.SQL(
+                "SELECT id, road_id, source, target, cost, reverse_cost, length_m, name, class, "
+                "ST_AsBinary(geom), free_flow_kmh, factor FROM routing_edges_all "
+                "WHERE profile = %s ORDER BY id"
+            )
+        else:
+            query = _EDGES_OVER.format(roads=roads)
         with owner_cursor(url) as cur:  # shared by every caller: read as the owner
             cur.execute(query, (profile,))
             rows = cur.fetchall()

@@ -9,6 +9,12 @@ on arrays, then a recompiled graph). Before every query it reads the closures ac
 moment (the ``closures`` layer, so a closure takes effect for the next query) and adds any
 flood it was given. Queries get a network with those costs and closed edges that nobody
 changes afterwards, so they run side by side without a lock.
+
+In a what-if scenario (:mod:`layers.overlay`, put in force by :func:`layers.scenarios.using`)
+the closures are the scenario's; a scenario that edits roads has its own network, built from
+its roads by the view's formula and kept per revision (:data:`SCENARIOS_KEPT` of them), and
+its flood setting closes the roads under its raster's water. The base's networks are never
+touched by a scenario.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from layers import overlay, rasters
+from layers.catalog import LAYERS
 from layers.database import owner_cursor
 from layers.queries import layer_versions
 from routing.closures import closed_by_layer, flooded_edges
@@ -85,6 +93,18 @@ def read_live_speeds(*, url: str | None = None) -> tuple[dict[str, float], float
     return speeds, min(left, default=float("inf"))
 
 
+#: Scenario networks (and views, floods) a router keeps; the oldest made goes first.
+SCENARIOS_KEPT = 8
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Store a value, dropping the oldest entries beyond the base's and SCENARIOS_KEPT."""
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > 2 + SCENARIOS_KEPT:
+        del cache[next(iter(cache))]
+
+
 class Router:
     """Networks per profile for one store, with closures applied per query.
 
@@ -96,8 +116,10 @@ class Router:
 
     def __init__(self, url: str | None = None):
         self.url = url
-        self._base: dict[str, tuple[tuple[Any, ...], RoadNetwork]] = {}
-        self._views: dict[str, tuple[tuple[Any, ...], frozenset[int], RoadNetwork]] = {}
+        # by (profile, scenario signature or "" for the base)
+        self._base: dict[tuple[str, str], tuple[tuple[Any, ...], RoadNetwork]] = {}
+        self._views: dict[tuple[str, str], tuple[tuple[Any, ...], frozenset[int], RoadNetwork]] = {}
+        self._floods: dict[tuple[str, tuple[int, ...]], frozenset[str]] = {}
         self._live: LiveSpeeds | None = None
         self._flooded: set[str] = set()
         self._lock = threading.Lock()
@@ -136,20 +158,26 @@ class Router:
         check_profile(profile)
         stamp = self._stamp()
         structure, counter = stamp[: len(_STRUCTURE)], stamp[-1]
-        closed_ids = closed_by_layer(at=at, url=self.url)
+        scenario = overlay.active()
+        # the scenario's own network when it edits roads, else the base's; its flood on top
+        own = scenario.signature if scenario is not None and scenario.edits("roads") else ""
+        flood = scenario.settings.get("flood") if scenario is not None else None
+        # a scenario built on a past moment: its closures' time windows are read then
+        closed_ids = closed_by_layer(at=overlay.read_moment(at), url=self.url)
         with self._lock:
-            base = self._base.get(profile)
-            if base is None or base[0] != structure:
-                base = (structure, RoadNetwork.load(profile=profile, url=self.url))
-                self._base[profile] = base
-            network = base[1]
+            network = self._structure(profile, structure, own)
+        flooded = self._flooded
+        if flood and scenario is not None:
+            flooded = flooded | self._scenario_flood(network, scenario, structure, flood)
+        with self._lock:
             live = self._live_speeds(counter)
             closed = frozenset(
                 {network.edge_index[e] for e in closed_ids if e in network.edge_index}
-                | {network.road_index[r] for r in self._flooded if r in network.road_index}
+                | {network.road_index[r] for r in flooded if r in network.road_index}
             )
             key = (structure, live.generation)
-            view = self._views.get(profile)
+            slot = (profile, own)
+            view = self._views.get(slot)
             if view is None or view[0] != key or view[1] != closed:
                 view = (
                     key,
@@ -158,8 +186,35 @@ class Router:
                         live.speeds, closed=np.array(sorted(closed), dtype=np.int64)
                     ),
                 )
-                self._views[profile] = view
+                _keep(self._views, slot, view)
             return view[2]
+
+    def _structure(self, profile: str, structure: tuple[int, ...], own: str) -> RoadNetwork:
+        """Return a profile's network (a scenario's when ``own`` names one), built when stale."""
+        built = self._base.get((profile, own))
+        if built is None or built[0] != structure:
+            roads = overlay.relation(LAYERS["roads"]) if own else None
+            built = (structure, RoadNetwork.load(profile=profile, url=self.url, roads=roads))
+            _keep(self._base, (profile, own), built)
+        return built[1]
+
+    def _scenario_flood(
+        self,
+        network: RoadNetwork,
+        scenario: overlay.Overlay,
+        structure: tuple[int, ...],
+        flood: dict[str, Any],
+    ) -> frozenset[str]:
+        """Return the roads a scenario's flood setting closes (computed once per revision)."""
+        key = (scenario.signature, structure)
+        known = self._floods.get(key)
+        if known is None:
+            raster = rasters.flood_raster(str(flood["raster"]), url=self.url)
+            edges = flooded_edges(network, raster, threshold_m=float(flood["threshold_m"]))
+            known = frozenset(str(network.road_id[e]) for e in edges)
+            with self._lock:
+                _keep(self._floods, key, known)
+        return known
 
     def run(
         self, profile: str, query: Callable[[RoadNetwork], Any], *, at: datetime | None = None

@@ -22,7 +22,7 @@ import pandas as pd
 import shapely
 from pyproj import Transformer
 
-from layers import access
+from layers import access, overlay
 from layers.errors import MissingInputError
 from layers.queries import as_of, layer_versions, read_layer
 from layers.settings import get_settings
@@ -155,7 +155,7 @@ class Utilities:
     ):
         self.url = url
         self.tolerance_m, self.attach_m, self.service_m = tolerance_m, attach_m, service_m
-        self._cache: dict[str, tuple[tuple[int, ...], UtilityNetwork]] = {}
+        self._cache: dict[tuple[str, str], tuple[tuple[int, ...], UtilityNetwork]] = {}
         self._feeds: tuple[tuple[Any, ...], pd.DataFrame] | None = None
         self._lock = threading.Lock()
 
@@ -200,14 +200,23 @@ class Utilities:
         if at is not None:
             return self._load(name, as_of(at), progress)
         stamp = layer_versions(_POWER_LAYERS if name == "power" else _PIPE_LAYERS, url=self.url)
+        # one network per revision of a scenario that edits its layers (layers.overlay): a
+        # scenario's never serves the base, and one that edits none of them reads the base's
+        scenario = overlay.active()
+        drawn = _POWER_LAYERS if name == "power" else _PIPE_LAYERS
+        edited = scenario is not None and any(scenario.edits(layer) for layer in drawn)
+        slot = (name, scenario.signature if scenario is not None and edited else "")
         with self._lock:
-            cached = self._cache.get(name)
+            cached = self._cache.get(slot)
             if cached is None or cached[0] != stamp:
                 # kept for every caller: read whole, as the owner (each answer is checked
                 # against its caller's grant where it is served)
                 with access.acting_as(None):
                     cached = (stamp, self._load(name, None, progress))
-                self._cache[name] = cached
+                self._cache.pop(slot, None)
+                self._cache[slot] = cached
+                while len(self._cache) > 2 * len(NETWORKS) + 8:  # scenarios' beyond 8 go first
+                    del self._cache[next(iter(self._cache))]
             return cached[1]
 
     def _load(self, name: str, at: datetime | None, progress: Progress | None) -> UtilityNetwork:
@@ -345,7 +354,11 @@ class Utilities:
             ``layer``, ``id``, ``kind``, ``network`` (pumps), ``fed_by`` (power node id or
             None when nothing feeds it).
         """
-        key = (*layer_versions((*_POWER_LAYERS, *_DEPENDENT_LAYERS), url=self.url), feed_m)
+        key = (
+            *layer_versions((*_POWER_LAYERS, *_DEPENDENT_LAYERS), url=self.url),
+            feed_m,
+            overlay.signature(),
+        )
         cached = self._feeds
         if cached is not None and cached[0] == key:
             return cached[1]

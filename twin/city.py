@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,8 +16,10 @@ import networkx as nx
 import pandas as pd
 import pydeck as pdk
 import shapely
+from psycopg import sql
 
-from layers import access, onemap, rasters
+from layers import access, onemap, overlay, rasters
+from layers import scenarios as scenario_store
 from layers.access import Grant, Principal, grant_for
 from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
@@ -49,6 +52,7 @@ from twin import deck, incidents
 from twin import signals as twin_signals
 from twin.live.accessor import Live
 from twin.places import Place, as_lonlat, as_lonlats
+from twin.scenarios.accessor import Scenarios
 
 
 class City:
@@ -92,6 +96,8 @@ class City:
         self.name = get_settings().city_name
         self.metric_crs = get_settings().metric_crs
         self.principal: Principal | None = None
+        #: The scenario every method answers in (``city.scenarios[name]``); None: the base.
+        self.scenario: str | None = None
         if token is not None or api_key is not None:
             verifier = Verifier(self.url)
             self.principal = (
@@ -230,6 +236,11 @@ class City:
     def live(self) -> Live:
         """The live twin: sensors, readings, latest state and alerts (a namespace)."""
         return Live(self.url)
+
+    @cached_property
+    def scenarios(self) -> Scenarios:
+        """What-if scenarios: make and edit them; ``city.scenarios[name]`` answers in one."""
+        return Scenarios(self)
 
     @cached_property
     def router(self) -> Router:
@@ -459,7 +470,9 @@ class City:
         """Refuse a coverage by a kind of resource none of which is loaded, or available."""
         with cursor(self.url) as cur:
             cur.execute(
-                "SELECT count(*) FROM resources WHERE valid_to IS NULL AND kind = %(kind)s",
+                sql.SQL(
+                    "SELECT count(*) FROM {} AS r WHERE valid_to IS NULL AND kind = %(kind)s"
+                ).format(overlay.relation(LAYERS["resources"])),
                 {"kind": kind},
             )
             row = cur.fetchone()
@@ -1333,8 +1346,10 @@ class City:
 
     def _resources(self, kind: str | None) -> list[dict[str, Any]]:
         """Available resources where they are now: a unit's live (AVL) position while it lasts."""
-        with cursor(self.url) as cur:
-            cur.execute(_RESOURCES, {"kind": kind})
+        with cursor(self.url) as cur:  # the resources of the scenario in force, if any
+            cur.execute(
+                _RESOURCES.format(resources=overlay.relation(LAYERS["resources"])), {"kind": kind}
+            )
             rows = cur.fetchall()
         return [
             {"id": str(i), "kind": k, "name": name, "lon": float(lon), "lat": float(lat)}
@@ -1343,33 +1358,37 @@ class City:
 
 
 # available resources, each at its unexpired live position (twin.live.vehicles) or its stored one
-_RESOURCES = """
+_RESOURCES = sql.SQL("""
 SELECT r.id, r.kind, r.name, ST_X(COALESCE(p.geom, r.geom)), ST_Y(COALESCE(p.geom, r.geom))
-FROM resources r
+FROM {resources} r
 LEFT JOIN live_positions p ON p.resource_id = r.id AND p.expires_at > now()
 WHERE r.valid_to IS NULL AND (%(kind)s::text IS NULL OR r.kind = %(kind)s)
   AND (r.status IS NULL OR r.status = 'available')
 ORDER BY r.id
-"""
+""")
 
 
 def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:
     """Return the current geometry of the given road edges, by id."""
-    query = "SELECT id, ST_AsBinary(geom) FROM roads WHERE valid_to IS NULL AND id = ANY(%s)"
+    query = sql.SQL(
+        "SELECT id, ST_AsBinary(geom) FROM {} AS r WHERE valid_to IS NULL AND id = ANY(%s)"
+    ).format(overlay.relation(LAYERS["roads"]))
     with cursor(url) as cur:
         cur.execute(query, (road_ids,))
         return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
 
 
 def _under_grant(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a facade method under its session's grant (see :class:`City`)."""
+    """Run a facade method under its session's grant and in its scenario (see :class:`City`)."""
 
     @functools.wraps(method)
     def call(self: City, *args: Any, **kwargs: Any) -> Any:
         grant = self.grant
-        if grant is None:
-            return method(self, *args, **kwargs)
-        with access.acting_as(grant):
+        with contextlib.ExitStack() as stack:
+            if grant is not None:
+                stack.enter_context(access.acting_as(grant))
+            if self.scenario is not None:
+                stack.enter_context(scenario_store.using(self.scenario, url=self.url))
             return method(self, *args, **kwargs)
 
     return call

@@ -18,6 +18,8 @@ from twin.audit import audit_app
 from twin.auth import app as auth_app
 from twin.batch.cli import app as batch_app
 from twin.live.cli import app as live_app
+from twin.scenarios.cli import app as scenarios_app
+from twin.scenarios.preplan_cli import drills_app, preplans_app
 from twin.tiles_cli import app as tiles_app
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(batch_app, name="batch")
 app.add_typer(tiles_app, name="tiles")
+app.add_typer(scenarios_app, name="scenarios")
+app.add_typer(preplans_app, name="preplans")
+app.add_typer(drills_app, name="drills")
 
 out = Console()
 err = Console(stderr=True)

@@ -1,0 +1,71 @@
+"""What-if scenarios: named overlays of edits over the twin, never touching the base.
+
+Revision ID: 0017
+Revises: 0016
+Create Date: 2026-12-01
+
+``scenarios`` names each overlay, with who made it, what it is for, its status and the moment of
+the twin it is built on (NULL: the live twin). ``scenario_edits`` holds its edits, versioned as
+features are (``valid_from`` / ``valid_to``; changing an edit closes its row and opens another):
+one row per feature the scenario adds, changes (the whole new feature) or retires. The layer
+tables are not touched: :mod:`layers.scenarios` reads a layer in a scenario as the base rows
+the scenario does not edit plus the scenario's own. ``revision`` grows with every edit, so a
+cache keyed on it (tiles) never serves a scenario's older state.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0017"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        r"""
+        CREATE TABLE scenarios (
+            id serial PRIMARY KEY,
+            name text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+            title text NOT NULL DEFAULT '',
+            description text NOT NULL DEFAULT '',
+            author text NOT NULL DEFAULT '',
+            status text NOT NULL DEFAULT 'draft'
+                CHECK (status IN ('draft', 'active', 'archived')),
+            base_at timestamptz,
+            settings jsonb NOT NULL DEFAULT '{}'::jsonb,
+            created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            revision bigint NOT NULL DEFAULT 0
+        );
+        CREATE TABLE scenario_edits (
+            eid bigserial PRIMARY KEY,
+            scenario_id integer NOT NULL REFERENCES scenarios (id) ON DELETE CASCADE,
+            layer text NOT NULL,
+            feature_id text NOT NULL,
+            op text NOT NULL CHECK (op IN ('add', 'change', 'retire')),
+            source text NOT NULL DEFAULT 'scenario',
+            row jsonb NOT NULL DEFAULT '{}'::jsonb,
+            geom geometry(Geometry, 4326),
+            author text NOT NULL DEFAULT '',
+            note text NOT NULL DEFAULT '',
+            valid_from timestamptz NOT NULL DEFAULT clock_timestamp(),
+            valid_to timestamptz,
+            CHECK (op = 'retire' OR geom IS NOT NULL)
+        );
+        -- one current edit per feature of a layer in a scenario; the overlay's anti-join
+        CREATE UNIQUE INDEX scenario_edits_current
+            ON scenario_edits (scenario_id, layer, feature_id) WHERE valid_to IS NULL;
+        CREATE INDEX scenario_edits_history ON scenario_edits (scenario_id, valid_from);
+        -- read through the overlay under any clearance (layers.database.cursor's reader role);
+        -- the masks and row rules of the layer apply to the scenario's rows as to the base's
+        GRANT SELECT ON scenarios, scenario_edits TO twin_reader;
+        """
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE IF EXISTS scenario_edits")
+    op.execute("DROP TABLE IF EXISTS scenarios")

@@ -1,0 +1,894 @@
+"""What-if scenarios: named, stored overlays of edits over the twin, never touching the base.
+
+A scenario (migration 0017) has a name, a title, a description, an author, a status (``draft``,
+``active``, ``archived``), the moment of the twin it is built on (``base_at``; None for the live
+twin) and settings that are not features:
+
+``flood``
+    ``{"raster": NAME, "threshold_m": 0.3}``: a stored depth raster; roads under more water
+    than the threshold are closed to routing in the scenario.
+``broken``
+    ``[{"layer": "pipelines", "id": ...}, ...]``: assets out of order (pipes, pipe nodes, power
+    lines and nodes) whose customers the scenario's figures count as cut off.
+``signal_plan``
+    The name of a stored signal plan the scenario runs.
+
+Its edits (``scenario_edits``) add, change or retire features of any stored layer: a closure, a
+new fire station, a station moved or out of service, a road retired, a new building. Each is
+checked against the catalog exactly as an edit of the base is (:func:`layers.editing.validated_row`)
+and kept as features are, versioned: changing an edit closes its row and opens another, so the
+scenario's history can be read back (:func:`edits` with ``history=True``).
+
+Reads in a scenario: inside ``with using(name):`` every reader built on
+:func:`layers.access.relation` (features, tiles, one-map answers,
+:func:`layers.queries.read_layer`), and the router, answers as if the overlay were the city
+(:mod:`layers.overlay`); outside it, nothing of the scenario shows. Two scenarios never see
+each other's edits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from layers import access, overlay
+from layers.catalog import LAYERS, Layer
+from layers.database import cursor, get_engine
+from layers.editing import checked_id, validated_row
+from layers.errors import ParameterError
+from layers.overlay import Overlay
+from layers.queries import as_of
+
+#: A scenario's name: a slug, as in a URL (``bridge-works``, ``flood_2m``).
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: Names that are not scenarios: ``base`` is the twin itself wherever a scenario is named.
+RESERVED = frozenset({"base", "compare"})
+STATUSES = ("draft", "active", "archived")
+#: Layers whose features a scenario's ``broken`` setting may name.
+BREAKABLE = ("pipelines", "pipe_nodes", "power_lines", "power_nodes")
+#: Longest title and description kept, characters.
+MAX_TEXT = 4000
+
+
+class ScenarioNotFoundError(LookupError):
+    """No scenario has that name (HTTP 404).
+
+    Parameters
+    ----------
+    name
+        The name asked for.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(f"no scenario named {name!r}: `twin scenarios list` shows them")
+        self.name = name
+        self.parameter = "scenario"
+
+
+class ScenarioExistsError(ValueError):
+    """A scenario with that name exists already (HTTP 409)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"a scenario named {name!r} exists already")
+        self.parameter = "name"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One stored scenario.
+
+    Attributes
+    ----------
+    id
+        ``scenarios.id``.
+    name
+        Its name (a slug).
+    title, description, author
+        Free text.
+    status
+        ``draft``, ``active`` or ``archived``.
+    base_at
+        The moment of the twin it is built on; None for the live twin.
+    settings
+        ``flood``, ``broken``, ``signal_plan`` (see the module), and any other keys a
+        pre-plan records.
+    created_at, updated_at
+        When it was made and last changed (UTC).
+    revision
+        Grows with every edit.
+    edits
+        Current edits per layer.
+    """
+
+    id: int
+    name: str
+    title: str
+    description: str
+    author: str
+    status: str
+    base_at: datetime | None
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+    edits: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the scenario as JSON (RFC 3339 times)."""
+
+        def text(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "author": self.author,
+            "status": self.status,
+            "base_at": text(self.base_at),
+            "settings": self.settings,
+            "created_at": text(self.created_at),
+            "updated_at": text(self.updated_at),
+            "revision": self.revision,
+            "edits": self.edits,
+        }
+
+    def overlay(self, moment: datetime | None = None) -> Overlay:
+        """Return the overlay reads use for this scenario (at ``moment``, else ``base_at``)."""
+        return Overlay(
+            id=self.id,
+            name=self.name,
+            revision=self.revision,
+            base_at=self.base_at,
+            moment=moment if moment is not None else self.base_at,
+            settings=self.settings,
+            edited=tuple(sorted(self.edits.items())),
+        )
+
+
+@dataclass(frozen=True)
+class ScenarioEdit:
+    """An edit just stored in a scenario.
+
+    Attributes
+    ----------
+    scenario
+        The scenario's name.
+    layer
+        Layer id.
+    feature_id
+        The feature.
+    op
+        ``add`` (not in the base), ``change`` or ``retire``; ``drop`` when an edit was undone.
+    revision
+        The scenario's revision after it.
+    made_at
+        When (UTC, the store's clock).
+    """
+
+    scenario: str
+    layer: str
+    feature_id: str
+    op: str
+    revision: int
+    made_at: datetime
+
+
+# -- the scenarios ------------------------------------------------------------------------------
+
+_COLUMNS = sql.SQL(
+    "s.id, s.name, s.title, s.description, s.author, s.status, s.base_at, s.settings, "
+    "s.created_at, s.updated_at, s.revision, "
+    "(SELECT coalesce(jsonb_object_agg(layer, n), '{}'::jsonb) FROM "
+    "(SELECT layer, count(*) AS n FROM scenario_edits "
+    "WHERE scenario_id = s.id AND valid_to IS NULL "
+    "GROUP BY layer) AS counted)"
+)
+
+
+_BY_NAME = sql.SQL("SELECT {} FROM scenarios AS s WHERE s.name = %s").format(_COLUMNS)
+
+
+def _scenario(row: Sequence[Any]) -> Scenario:
+    return Scenario(
+        id=int(row[0]),
+        name=str(row[1]),
+        title=str(row[2]),
+        description=str(row[3]),
+        author=str(row[4]),
+        status=str(row[5]),
+        base_at=row[6],
+        settings=dict(row[7] or {}),
+        created_at=row[8],
+        updated_at=row[9],
+        revision=int(row[10]),
+        edits={str(k): int(v) for k, v in (row[11] or {}).items()},
+    )
+
+
+def check_name(name: Any, *, parameter: str = "name") -> str:
+    """Return a scenario name, or refuse it.
+
+    Parameters
+    ----------
+    name
+        The name given.
+    parameter
+        The parameter named in the error.
+
+    Returns
+    -------
+    str
+        The name.
+
+    Raises
+    ------
+    ParameterError
+        Unless it is a slug of 1 to 63 lower-case letters, digits, ``-`` and ``_`` (starting
+        with a letter or digit) other than ``base`` and ``compare``.
+    """
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ParameterError(
+            f"{parameter}: {name!r} is not a scenario name: 1 to 63 lower-case letters, digits, "
+            "'-' and '_', starting with a letter or digit",
+            parameter=parameter,
+        )
+    if name in RESERVED:
+        raise ParameterError(
+            f"{parameter}: {name!r} is reserved ('base' is the twin itself)", parameter=parameter
+        )
+    return name
+
+
+def _text(value: Any, parameter: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ParameterError(f"{parameter}: expected text", parameter=parameter)
+    if len(value) > MAX_TEXT or "\x00" in value:
+        raise ParameterError(
+            f"{parameter}: at most {MAX_TEXT} characters, no NUL", parameter=parameter
+        )
+    return value
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise ParameterError(
+            f"status: {value!r} is not one of {', '.join(STATUSES)}", parameter="status"
+        )
+    return str(value)
+
+
+def _moment(value: datetime | str | None, parameter: str) -> datetime | None:
+    try:
+        return as_of(value)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"{parameter}: {value!r} is not an RFC 3339 moment", parameter=parameter
+        ) from None
+
+
+def check_settings(settings: Any) -> dict[str, Any]:
+    """Return a scenario's settings checked, or refuse them naming the member at fault.
+
+    Parameters
+    ----------
+    settings
+        A JSON object: ``flood`` (``raster`` name, ``threshold_m`` >= 0, 0.3 by default),
+        ``broken`` (a list of ``{"layer", "id"}`` with the layer one of :data:`BREAKABLE`),
+        ``signal_plan`` (a name); other keys are kept as given (JSON).
+
+    Returns
+    -------
+    dict
+        The settings, with defaults filled in.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``settings.<member>`` and what is wrong.
+    """
+    if settings is None:
+        return {}
+    if not isinstance(settings, Mapping):
+        raise ParameterError("settings: expected a JSON object", parameter="settings")
+    checked = dict(settings)
+    flood = checked.get("flood")
+    if flood is not None:
+        if not isinstance(flood, Mapping) or not isinstance(flood.get("raster"), str):
+            raise ParameterError(
+                'settings.flood: expected {"raster": NAME, "threshold_m": metres}',
+                parameter="settings.flood",
+            )
+        threshold = flood.get("threshold_m", 0.3)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ParameterError(
+                "settings.flood.threshold_m: expected a number of metres",
+                parameter="settings.flood.threshold_m",
+            )
+        if not 0 <= float(threshold) < 100:
+            raise ParameterError(
+                "settings.flood.threshold_m: expected 0 to 100 m",
+                parameter="settings.flood.threshold_m",
+            )
+        checked["flood"] = {"raster": flood["raster"], "threshold_m": float(threshold)}
+    broken = checked.get("broken")
+    if broken is not None:
+        if not isinstance(broken, list):
+            raise ParameterError(
+                "settings.broken: expected a list of {layer, id}", parameter="settings.broken"
+            )
+        for i, asset in enumerate(broken):
+            where = f"settings.broken[{i}]"
+            if not isinstance(asset, Mapping) or asset.get("layer") not in BREAKABLE:
+                raise ParameterError(
+                    f"{where}: expected {{layer, id}} with layer one of {', '.join(BREAKABLE)}",
+                    parameter=where,
+                )
+            checked_id(asset.get("id"), parameter=f"{where}.id")
+        checked["broken"] = [{"layer": a["layer"], "id": str(a["id"])} for a in broken]
+    plan = checked.get("signal_plan")
+    if plan is not None and (not isinstance(plan, str) or not plan.strip()):
+        raise ParameterError(
+            "settings.signal_plan: expected a stored plan's name", parameter="settings.signal_plan"
+        )
+    try:
+        json.dumps(checked, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"settings: not JSON ({exc})", parameter="settings") from None
+    return checked
+
+
+def create(
+    name: str,
+    *,
+    title: str = "",
+    description: str = "",
+    author: str = "",
+    status: str = "draft",
+    base_at: datetime | str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    url: str | None = None,
+) -> Scenario:
+    """Store a new, empty scenario.
+
+    Parameters
+    ----------
+    name
+        Its name (see :func:`check_name`).
+    title, description, author
+        Free text, at most :data:`MAX_TEXT` characters each.
+    status
+        ``draft`` (default), ``active`` or ``archived``.
+    base_at
+        The moment of the twin it is built on (RFC 3339; UTC if naive); None: the live twin.
+    settings
+        See :func:`check_settings`.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    Scenario
+        The scenario.
+
+    Raises
+    ------
+    ParameterError
+        For a bad name, text, status, moment or setting.
+    ScenarioExistsError
+        If the name is taken.
+    """
+    check_name(name)
+    values = {
+        "name": name,
+        "title": _text(title, "title"),
+        "description": _text(description, "description"),
+        "author": _text(author, "author"),
+        "status": _status(status),
+        "base_at": _moment(base_at, "base_at"),
+        "settings": Jsonb(check_settings(settings)),
+    }
+    with _writing(url) as cur:
+        cur.execute(
+            "INSERT INTO scenarios (name, title, description, author, status, base_at, settings) "
+            "VALUES (%(name)s, %(title)s, %(description)s, %(author)s, %(status)s, %(base_at)s, "
+            "%(settings)s) ON CONFLICT (name) DO NOTHING RETURNING id",
+            values,
+        )
+        made = cur.fetchone()
+    if made is None:
+        raise ScenarioExistsError(name)
+    return get(name, url=url)
+
+
+def get(name: str, *, url: str | None = None) -> Scenario:
+    """Return a stored scenario.
+
+    Parameters
+    ----------
+    name
+        Its name.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    Scenario
+        The scenario, with its current edits counted per layer.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If none has that name.
+    """
+    if not isinstance(name, str):
+        raise ScenarioNotFoundError(str(name))
+    with cursor(url) as cur:
+        cur.execute(_BY_NAME, (name,))
+        row = cur.fetchone()
+    if row is None:
+        raise ScenarioNotFoundError(name)
+    return _scenario(row)
+
+
+def list_scenarios(*, url: str | None = None) -> list[Scenario]:
+    """Return every stored scenario, by name.
+
+    Parameters
+    ----------
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    list of Scenario
+        The scenarios.
+    """
+    with cursor(url) as cur:
+        cur.execute(sql.SQL("SELECT {} FROM scenarios AS s ORDER BY s.name").format(_COLUMNS))
+        return [_scenario(row) for row in cur.fetchall()]
+
+
+def update(
+    name: str,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    status: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    url: str | None = None,
+) -> Scenario:
+    """Change a scenario's text, status or settings (what is None is left as it is).
+
+    Settings replace the stored ones whole; a change of settings counts as an edit
+    (``revision`` grows: what reads in the scenario answer may change).
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    title, description, status, settings
+        See :func:`create`.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    Scenario
+        The scenario after the change.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If none has that name.
+    ParameterError
+        For a bad value.
+    """
+    changes: dict[str, Any] = {}
+    if title is not None:
+        changes["title"] = _text(title, "title")
+    if description is not None:
+        changes["description"] = _text(description, "description")
+    if status is not None:
+        changes["status"] = _status(status)
+    if settings is not None:
+        changes["settings"] = Jsonb(check_settings(settings))
+    assignments: list[sql.Composable] = [
+        sql.SQL("{} = %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in changes
+    ]
+    assignments.append(sql.SQL("updated_at = clock_timestamp()"))
+    if settings is not None:
+        assignments.append(sql.SQL("revision = revision + 1"))
+    with _writing(url) as cur:
+        cur.execute(
+            sql.SQL("UPDATE scenarios SET {} WHERE name = %(name)s RETURNING id").format(
+                sql.SQL(", ").join(assignments)
+            ),
+            {**changes, "name": name},
+        )
+        if cur.fetchone() is None:
+            raise ScenarioNotFoundError(name)
+    return get(name, url=url)
+
+
+def delete(name: str, *, url: str | None = None) -> None:
+    """Delete a scenario and its edits (the base is untouched; archive it to keep it instead).
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    url
+        Database URL; the configured one by default.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If none has that name.
+    """
+    with _writing(url) as cur:
+        cur.execute("DELETE FROM scenarios WHERE name = %s RETURNING id", (name,))
+        if cur.fetchone() is None:
+            raise ScenarioNotFoundError(name)
+
+
+# -- edits --------------------------------------------------------------------------------------
+
+
+def _stored_layer(layer_id: Any) -> Layer:
+    if not isinstance(layer_id, str) or layer_id not in LAYERS:
+        raise ParameterError(
+            f"layer: {layer_id!r} is not a stored layer; layers: {', '.join(LAYERS)}",
+            parameter="layer",
+        )
+    return LAYERS[layer_id]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _edit_row(layer: Layer, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a validated row's typed attributes and props as JSON (jsonb_populate_record's)."""
+    stored: dict[str, Any] = {}
+    for spec in layer.fields:
+        value = row.get(spec.name)
+        if spec.kind == "json" and isinstance(value, str):
+            value = json.loads(value)
+        stored[spec.name] = value
+    props = row.get("props")
+    stored["props"] = json.loads(props) if isinstance(props, str) else dict(props or {})
+    return json.loads(json.dumps(stored, default=_json_value))
+
+
+@contextmanager
+def _writing(url: str | None) -> Iterator[Any]:
+    """Lend a cursor in one write transaction on the primary, as the store's owner."""
+    with get_engine(url).begin() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            yield cur
+
+
+@contextmanager
+def _editing(name: str, url: str | None) -> Iterator[tuple[Any, Scenario, datetime]]:
+    """One write to a scenario: its row locked (edits of one scenario queue up), the clock read."""
+    with _writing(url) as cur:
+        cur.execute(sql.Composed([_BY_NAME, sql.SQL(" FOR UPDATE")]), (name,))
+        row = cur.fetchone()
+        if row is None:
+            raise ScenarioNotFoundError(name)
+        cur.execute("SELECT clock_timestamp()")
+        now = cur.fetchone()
+        assert now is not None
+        yield cur, _scenario(row), now[0]
+
+
+def _in_base(cur: Any, layer: Layer, feature_id: str, moment: datetime | None) -> bool:
+    """Whether the base holds the feature (at the scenario's moment, else now)."""
+    when = (
+        sql.SQL("valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)")
+        if moment is not None
+        else sql.SQL("valid_to IS NULL")
+    )
+    with overlay.entered(None):  # the base itself, whatever scenario the caller reads in
+        relation = access.relation(layer)
+    cur.execute(
+        sql.SQL("SELECT 1 FROM {rel} AS t WHERE id = %(id)s AND {when} LIMIT 1").format(
+            rel=relation, when=when
+        ),
+        {"id": feature_id, "at": moment},
+    )
+    return cur.fetchone() is not None
+
+
+def _current_edit(cur: Any, scenario: Scenario, layer: Layer, feature_id: str) -> str | None:
+    cur.execute(
+        "SELECT op FROM scenario_edits WHERE scenario_id = %s AND layer = %s AND feature_id = %s "
+        "AND valid_to IS NULL",
+        (scenario.id, layer.id, feature_id),
+    )
+    row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _close_edit(cur: Any, scenario: Scenario, layer: Layer, feature_id: str, now: datetime) -> None:
+    cur.execute(
+        "UPDATE scenario_edits SET valid_to = %s WHERE scenario_id = %s AND layer = %s "
+        "AND feature_id = %s AND valid_to IS NULL",
+        (now, scenario.id, layer.id, feature_id),
+    )
+
+
+def _bump(cur: Any, scenario: Scenario, now: datetime) -> int:
+    cur.execute(
+        "UPDATE scenarios SET revision = revision + 1, updated_at = %s WHERE id = %s "
+        "RETURNING revision",
+        (now, scenario.id),
+    )
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def put_feature(
+    name: str,
+    layer_id: str,
+    feature: Mapping[str, Any],
+    *,
+    author: str = "",
+    note: str = "",
+    url: str | None = None,
+) -> ScenarioEdit:
+    """Add a feature to a layer in a scenario, or change one (the whole new feature).
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    layer_id
+        A stored layer (any: roads, buildings, resources, closures, pipelines ...).
+    feature
+        A GeoJSON Feature (CRS84) with its ``id``: a feature the base holds is changed in the
+        scenario, any other is added. Checked against the catalog as any edit is.
+    author, note
+        Who made the edit and why.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    ScenarioEdit
+        What was stored (``op`` ``add`` or ``change``).
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If no scenario has that name.
+    ParameterError
+        For an unknown layer, a missing or bad id, or a feature the catalog refuses (naming
+        the attribute).
+    AccessError
+        If the caller may not read the layer.
+    """
+    layer = _stored_layer(layer_id)
+    access.require(layer.id)
+    if not isinstance(feature, Mapping):
+        raise ParameterError("feature: expected a GeoJSON Feature object", parameter="feature")
+    feature_id = checked_id(feature.get("id"), parameter="id")
+    row = validated_row(layer, feature_id, feature)
+    stored = _edit_row(layer, row)
+    author, note = _text(author, "author"), _text(note, "note")
+    with _editing(name, url) as (cur, scenario, now):
+        op = "change" if _in_base(cur, layer, feature_id, scenario.base_at) else "add"
+        _close_edit(cur, scenario, layer, feature_id, now)
+        cur.execute(
+            "INSERT INTO scenario_edits (scenario_id, layer, feature_id, op, row, geom, author, "
+            "note, valid_from) VALUES (%s, %s, %s, %s, %s, ST_GeomFromEWKB(%s), %s, %s, %s)",
+            (scenario.id, layer.id, feature_id, op, Jsonb(stored), row["geom"], author, note, now),
+        )
+        revision = _bump(cur, scenario, now)
+    access.note(layer.id, count=1, ids=[feature_id])
+    return ScenarioEdit(name, layer.id, feature_id, op, revision, now)
+
+
+def retire_feature(
+    name: str,
+    layer_id: str,
+    feature_id: str,
+    *,
+    author: str = "",
+    note: str = "",
+    url: str | None = None,
+) -> ScenarioEdit:
+    """Retire a feature in a scenario: it is gone there, and still in the base.
+
+    A feature the scenario itself added is simply gone (``op`` ``drop``).
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    layer_id
+        A stored layer.
+    feature_id
+        The feature.
+    author, note
+        Who and why.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    ScenarioEdit
+        What was stored.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If no scenario has that name.
+    ParameterError
+        For an unknown layer or a feature neither the base nor the scenario holds
+        (parameter ``featureId``).
+    """
+    layer = _stored_layer(layer_id)
+    access.require(layer.id)
+    feature_id = checked_id(feature_id, parameter="featureId")
+    author, note = _text(author, "author"), _text(note, "note")
+    with _editing(name, url) as (cur, scenario, now):
+        current = _current_edit(cur, scenario, layer, feature_id)
+        in_base = _in_base(cur, layer, feature_id, scenario.base_at)
+        if current == "retire" or (current is None and not in_base):
+            raise ParameterError(
+                f"featureId: {layer.id} has no feature {feature_id!r} in scenario {name!r}",
+                parameter="featureId",
+            )
+        _close_edit(cur, scenario, layer, feature_id, now)
+        op = "retire" if in_base else "drop"
+        if in_base:
+            cur.execute(
+                "INSERT INTO scenario_edits (scenario_id, layer, feature_id, op, author, note, "
+                "valid_from) VALUES (%s, %s, %s, 'retire', %s, %s, %s)",
+                (scenario.id, layer.id, feature_id, author, note, now),
+            )
+        revision = _bump(cur, scenario, now)
+    access.note(layer.id, count=1, ids=[feature_id])
+    return ScenarioEdit(name, layer.id, feature_id, op, revision, now)
+
+
+def drop_edit(name: str, layer_id: str, feature_id: str, *, url: str | None = None) -> ScenarioEdit:
+    """Undo a scenario's edit of a feature: the base's feature shows again in it.
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    layer_id
+        A stored layer.
+    feature_id
+        The feature.
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    ScenarioEdit
+        ``op`` ``drop``.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If no scenario has that name.
+    ParameterError
+        If the scenario holds no edit of that feature.
+    """
+    layer = _stored_layer(layer_id)
+    feature_id = checked_id(feature_id, parameter="featureId")
+    with _editing(name, url) as (cur, scenario, now):
+        if _current_edit(cur, scenario, layer, feature_id) is None:
+            raise ParameterError(
+                f"featureId: scenario {name!r} holds no edit of {layer.id} {feature_id!r}",
+                parameter="featureId",
+            )
+        _close_edit(cur, scenario, layer, feature_id, now)
+        revision = _bump(cur, scenario, now)
+    return ScenarioEdit(name, layer.id, feature_id, "drop", revision, now)
+
+
+def edits(name: str, *, history: bool = False, url: str | None = None) -> pd.DataFrame:
+    """Return a scenario's edits.
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    history
+        Also the edits later changed or undone (``valid_to`` set).
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``layer``, ``feature_id``, ``op``, ``author``, ``note``, ``valid_from``,
+        ``valid_to``, ordered by when they were made.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If no scenario has that name.
+    """
+    scenario = get(name, url=url)
+    with cursor(url) as cur:
+        cur.execute(
+            "SELECT layer, feature_id, op, author, note, valid_from, valid_to "
+            "FROM scenario_edits WHERE scenario_id = %s AND (%s OR valid_to IS NULL) "
+            "ORDER BY valid_from, eid",
+            (scenario.id, history),
+        )
+        rows = cur.fetchall()
+    columns = ["layer", "feature_id", "op", "author", "note", "valid_from", "valid_to"]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for column in ("valid_from", "valid_to"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+# -- reading in a scenario ----------------------------------------------------------------------
+
+
+@contextmanager
+def using(
+    scenario: str | Scenario | None,
+    *,
+    at: datetime | str | None = None,
+    url: str | None = None,
+) -> Iterator[Scenario | None]:
+    """Answer every read in a block as if the scenario's overlay were the city.
+
+    Parameters
+    ----------
+    scenario
+        A scenario (or its name); None or ``"base"``: the base twin.
+    at
+        The moment read (an edit's features hold at it); the scenario's ``base_at`` by
+        default.
+    url
+        Database URL; the configured one by default.
+
+    Yields
+    ------
+    Scenario or None
+        The scenario, as read from the store when the block began.
+
+    Raises
+    ------
+    ScenarioNotFoundError
+        If no scenario has that name.
+    """
+    if scenario is None or scenario == "base":
+        with overlay.entered(None):
+            yield None
+        return
+    found = get(scenario, url=url) if isinstance(scenario, str) else scenario
+    with overlay.entered(found.overlay(_moment(at, "at"))):
+        yield found
+
+
+def active() -> Overlay | None:
+    """Return the scenario in force (None: the base); see :func:`layers.overlay.active`."""
+    return overlay.active()

@@ -1,0 +1,263 @@
+"""Scenarios over HTTP: made and edited by a signed-in planner, read with ``?scenario=``.
+
+Every read route answers in the scenario a request names and the same route without it answers
+for the base exactly as before; a request that would write the base refuses a scenario; bad
+input is a problem+json naming the field.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from layers.identity import add_user
+from layers.queries import read_layer
+from layers.settings import TwinSettings
+from layers.tiles import WEB_MERCATOR_QUAD
+from tests.assertions import problem
+
+PASSWORD = "scenario-tests-1"
+A, B = "7.4165,43.7315", "7.4290,43.7400"
+TOWER = shapely.box(7.4205, 43.7340, 7.4208, 43.7343)
+Z = 15
+X, Y = WEB_MERCATOR_QUAD.tile(7.4206, 43.7341, Z)[:2]
+
+
+@pytest.fixture(scope="module")
+def client(routing_db: str) -> Iterator[TestClient]:
+    """The API with the real guard (anonymous = public, who edits nothing)."""
+    settings = TwinSettings(database_url=routing_db, mqtt_url="", auth_anonymous_role="public")
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def planner(client: TestClient, routing_db: str) -> dict[str, str]:
+    """Sign-in headers of a planner (a role that edits no layer of the base)."""
+    name = f"planner-{secrets.token_hex(3)}"
+    add_user(name, roles=["planner"], password=PASSWORD, url=routing_db)
+    token = client.post(
+        "/auth/token", data={"grant_type": "password", "username": name, "password": PASSWORD}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture
+def scenario(client: TestClient, planner: dict[str, str]) -> Iterator[str]:
+    """A fresh scenario, deleted afterwards."""
+    name = f"api-{secrets.token_hex(4)}"
+    made = client.post("/scenarios", json={"name": name, "title": "桥梁施工"}, headers=planner)
+    assert made.status_code == 201, made.text
+    assert made.headers["location"].endswith(f"/scenarios/{name}")
+    yield name
+    client.delete(f"/scenarios/{name}", headers=planner)
+
+
+def feature(geometry: shapely.Geometry, **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "geometry": shapely.geometry.mapping(geometry),
+        "properties": properties,
+    }
+
+
+def test_a_planner_makes_and_edits_a_scenario_that_reads_apart_from_the_base(
+    client: TestClient, planner: dict[str, str], scenario: str
+) -> None:
+    put = client.put(
+        f"/scenarios/{scenario}/edits/buildings/tower-1",
+        json=feature(TOWER, height_m=90.0, use="residential"),
+        headers=planner,
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["op"] == "add" and put.json()["revision"] == 1
+    described = client.get(f"/scenarios/{scenario}").json()
+    assert described["edits"] == {"buildings": 1} and described["author"].startswith("planner-")
+    assert any(link["rel"] == "tiles" for link in described["links"])
+    inside = client.get(f"/collections/buildings/items/tower-1?scenario={scenario}")
+    assert inside.status_code == 200 and inside.json()["properties"]["height_m"] == 90.0
+    assert client.get("/collections/buildings/items/tower-1").status_code == 404
+    edits = client.get(f"/scenarios/{scenario}/edits").json()
+    assert [(e["layer"], e["feature_id"], e["op"]) for e in edits["edits"]] == [
+        ("buildings", "tower-1", "add")
+    ]
+    assert scenario in {s["name"] for s in client.get("/scenarios").json()["scenarios"]}
+
+
+def test_tiles_and_one_map_answer_in_the_scenario_and_the_base_as_before(
+    client: TestClient, planner: dict[str, str], scenario: str
+) -> None:
+    tile = f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?collections=buildings"
+    base = client.get(tile)
+    assert base.status_code == 200
+    client.put(
+        f"/scenarios/{scenario}/edits/buildings/tower-2",
+        json=feature(TOWER, height_m=60.0),
+        headers=planner,
+    )
+    inside = client.get(f"{tile}&scenario={scenario}")
+    assert inside.status_code == 200 and inside.content != base.content
+    assert inside.headers["etag"] != base.headers["etag"]
+    again = client.get(tile)
+    assert again.content == base.content and again.headers["etag"] == base.headers["etag"]
+    template = client.get(f"/map/tiles/WebMercatorQuad/tilejson.json?scenario={scenario}")
+    assert template.json()["tiles"][0].endswith(f"scenario={scenario}")
+    around = "/onemap/around?lon=7.42065&lat=43.73415&radius_m=30&layers=buildings"
+
+    def found(query: str) -> set[str]:
+        layer = client.get(query).json()["layers"]["buildings"]
+        return {f["properties"]["id"] for f in layer["features"]}
+
+    ids_in, ids_base = found(f"{around}&scenario={scenario}"), found(around)
+    assert "tower-2" in ids_in and "tower-2" not in ids_base
+
+
+def test_a_closure_in_the_scenario_reroutes_it_and_not_the_base(
+    client: TestClient, planner: dict[str, str], scenario: str
+) -> None:
+    base = client.get(f"/routing/route?from={A}&to={B}").json()
+    road = base["properties"]["road_ids"][len(base["properties"]["road_ids"]) // 2]
+    closure = feature(shapely.Point(7.4165, 43.7315), kind="works", road_ids=[road])
+    put = client.put(f"/scenarios/{scenario}/edits/closures/works-1", json=closure, headers=planner)
+    assert put.status_code == 200, put.text
+    inside = client.get(f"/routing/route?from={A}&to={B}&scenario={scenario}").json()
+    assert road not in inside["properties"]["road_ids"]
+    assert inside["properties"]["duration_s"] > base["properties"]["duration_s"]
+    assert client.get(f"/routing/route?from={A}&to={B}").json() == base
+
+
+def test_an_out_of_service_station_is_not_sent_in_the_scenario(
+    client: TestClient, planner: dict[str, str], scenario: str, routing_db: str
+) -> None:
+    nearest = "/routing/nearest?incident=7.4203,43.7349&kind=fire_station&k=1"
+    first = client.get(nearest).json()["features"][0]["properties"]["unit"]
+    station = read_layer("resources", url=routing_db).set_index("id").loc[first]
+    out = feature(
+        station.geometry, kind="fire_station", name=station["name"], status="out_of_service"
+    )
+    assert (
+        client.put(
+            f"/scenarios/{scenario}/edits/resources/{first}", json=out, headers=planner
+        ).status_code
+        == 200
+    )
+    inside = client.get(f"{nearest}&scenario={scenario}").json()["features"][0]["properties"][
+        "unit"
+    ]
+    assert inside != first
+    assert client.get(nearest).json()["features"][0]["properties"]["unit"] == first
+
+
+def test_bad_requests_are_problems_naming_the_field(
+    client: TestClient, planner: dict[str, str], scenario: str
+) -> None:
+    problem(client.get("/collections/buildings/items?scenario=nope"), 404, "scenario")
+    problem(client.get("/scenarios/nope"), 404, "scenario")
+    problem(
+        client.get(f"/collections/buildings/items?scenario={scenario}&scenario=x"), 400, "scenario"
+    )
+    body = feature(shapely.Point(7.42, 43.73), kind="works")
+    problem(
+        client.post(f"/collections/closures/items?scenario={scenario}", json=body), 400, "scenario"
+    )
+    problem(client.post("/scenarios", json={"name": "Bad Name"}, headers=planner), 400, "name")
+    problem(client.post("/scenarios", json={"name": scenario}, headers=planner), 409, "name")
+    problem(
+        client.post("/scenarios", json={"name": "x", "colour": 1}, headers=planner), 400, "colour"
+    )
+    problem(
+        client.post("/scenarios", json={"name": "x", "settings": {"broken": 3}}, headers=planner),
+        400,
+        "settings.broken",
+    )
+    problem(client.post("/scenarios", json={"name": "anonymous-one"}), 401, None)
+    problem(
+        client.patch(f"/scenarios/{scenario}", json={"status": "done"}, headers=planner),
+        400,
+        "status",
+    )
+    edits = f"/scenarios/{scenario}/edits"
+    problem(client.put(f"{edits}/castles/c1", json=body, headers=planner), 400, "layer")
+    problem(
+        client.put(f"{edits}/closures/c1", json={**body, "id": "c2"}, headers=planner), 400, "id"
+    )
+    problem(
+        client.put(
+            f"{edits}/closures/c1", json=feature(shapely.Point(7.42, 43.73)), headers=planner
+        ),
+        400,
+        "kind",
+    )
+    problem(
+        client.put(
+            f"{edits}/closures/c1",
+            content=b"{",
+            headers={**planner, "content-type": "application/json"},
+        ),
+        400,
+        "body",
+    )
+    problem(client.delete(f"{edits}/buildings/no-such", headers=planner), 400, "featureId")
+    problem(client.get(f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?at=yesterday"), 400, "at")
+    problem(
+        client.get(
+            f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?collections=live_congestion&at=2026-01-01T00:00:00Z"
+        ),
+        400,
+        "at",
+    )
+    assert client.get(f"/scenarios/{scenario}").json()["revision"] == 0
+
+
+def test_status_and_settings_change_and_a_deleted_scenario_is_gone(
+    client: TestClient, planner: dict[str, str]
+) -> None:
+    name = f"api-{secrets.token_hex(4)}"
+    assert client.post("/scenarios", json={"name": name}, headers=planner).status_code == 201
+    changed = client.patch(
+        f"/scenarios/{name}",
+        json={"status": "active", "settings": {"broken": [{"layer": "pipelines", "id": "p1"}]}},
+        headers=planner,
+    ).json()
+    assert changed["status"] == "active" and changed["revision"] == 1
+    assert changed["settings"]["broken"] == [{"layer": "pipelines", "id": "p1"}]
+    assert client.delete(f"/scenarios/{name}", headers=planner).status_code == 204
+    problem(client.get(f"/scenarios/{name}"), 404, "scenario")
+
+
+def test_figures_and_compare_over_http_agree_with_each_other(
+    client: TestClient, planner: dict[str, str], scenario: str
+) -> None:
+    station = feature(shapely.Point(7.4180, 43.7330), kind="fire_station", name="新站")
+    put = client.put(f"/scenarios/{scenario}/edits/resources/new-st", json=station, headers=planner)
+    assert put.status_code == 200, put.text
+    query = "minutes=4,8&kinds=fire_station"
+    base = client.get(f"/scenarios/base/figures?{query}")
+    inside = client.get(f"/scenarios/{scenario}/figures?{query}")
+    compared = client.get(f"/scenarios/compare?a=base&b={scenario}&{query}")
+    assert base.status_code == inside.status_code == compared.status_code == 200, compared.text
+
+    def values(answer: Any) -> dict[tuple[str, str | None], Any]:
+        return {(f["key"], f["district"]): f["value"] for f in answer.json()["figures"]}
+
+    a, b = values(base), values(inside)
+    rows = compared.json()["figures"]
+    assert rows and {(r["key"], r["district"]) for r in rows} == set(a) | set(b)
+    for row in rows:
+        key = (row["key"], row["district"])
+        assert row["a"] == a.get(key) and row["b"] == b.get(key)
+        if row["a"] is not None and row["b"] is not None:
+            assert row["difference"] == pytest.approx(row["b"] - row["a"])
+    reached = ("reach.fire_station.4.buildings", None)
+    assert b[reached] >= a[reached]
+    assert compared.json()["features"]["resources"]["added"] == ["new-st"]
+    problem(client.get(f"/scenarios/{scenario}/figures?minutes=soon"), 400, "minutes")
+    problem(client.get(f"/scenarios/{scenario}/figures?kinds=castle"), 400, "kinds")
+    problem(client.get("/scenarios/compare?b=nope"), 404, "scenario")
