@@ -245,14 +245,20 @@ def allowed_methods(request: Request) -> str | None:
     index = getattr(app.state, "allow_index", None)
     if index is None:  # built once per application, from its (cached) document
         index = [
-            (compile_path(path)[0], {method.upper() for method in item if method in _METHODS})
+            (
+                compile_path(path)[0],
+                "{" in path,
+                {method.upper() for method in item if method in _METHODS},
+            )
             for path, item in app.openapi().get("paths", {}).items()
         ]
         app.state.allow_index = index
-    methods: set[str] = set()
-    for pattern, listed in index:
-        if pattern.match(request.scope.get("path", "")):
-            methods |= listed
+    path = request.scope.get("path", "")
+    matched = [(templated, listed) for pattern, templated, listed in index if pattern.match(path)]
+    # a path written out (/scenarios/compare) is that resource, not one of a template's
+    # (/scenarios/{name}) that happens to match it too
+    exact = [listed for templated, listed in matched if not templated]
+    methods: set[str] = set().union(*(exact or [listed for _, listed in matched]))
     return ", ".join(sorted(methods)) or None
 
 

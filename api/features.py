@@ -16,6 +16,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import NotFoundError, ProblemError, problem_responses
+from api.parameters import EVERYWHERE
 from layers import access, editing
 from layers.catalog import COLLECTIONS, Layer
 from layers.cql2 import CLASSES, property_schemas, queryables
@@ -61,6 +62,7 @@ GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 ITEMS_PARAMETERS = frozenset(
     {"bbox", "bbox-crs", "datetime", "limit", "offset", "crs", "filter", "filter-lang"}
     | {"filter-crs", "f"}
+    | EVERYWHERE  # ?scenario= (api.scenarios)
 )
 
 

@@ -13,6 +13,10 @@ from fastapi.routing import APIRoute
 
 from api.errors import ProblemError
 
+#: Query parameters every operation takes: ``scenario`` (what-if scenarios, read by
+#: :class:`api.scenarios.ScenarioScope` before the route).
+EVERYWHERE = frozenset({"scenario"})
+
 
 def known_parameters(request: Request) -> None:
     """Refuse query parameters the matched operation does not declare, or gives twice.
@@ -27,7 +31,7 @@ def known_parameters(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    declared = _query_names(route.dependant)
+    declared = _query_names(route.dependant) | EVERYWHERE
     for name in sorted(set(request.query_params)):
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"

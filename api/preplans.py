@@ -10,9 +10,11 @@ and answers 201 with the scenario made (``Location: /scenarios/{name}``).
 value, 404 for an unknown pre-plan, scenario or drill, 409 for a scenario name taken or a drill
 that has ended.
 
-Applying a pre-plan writes incidents and closures in a scenario: it needs ``edit`` on both.
+Applying a pre-plan writes incidents and closures in a scenario: it needs ``edit`` on both, and
+what :mod:`layers.scenarios` asks to make a scenario (its own refusal answers 401/403 too).
 Drills are incident command's records: reading them needs ``read`` on ``incidents``, starting,
-logging and ending them ``edit``.
+logging and ending them ``edit``. Who applies a pre-plan, starts a drill or logs an action is
+recorded as the signed-in caller; the body's ``author`` counts only for an anonymous caller.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ class ApplyRequest(BaseModel):
         default=None, description="The scenario's name (a slug); generated when omitted"
     )
     title: str | None = Field(default=None, description="The scenario's title")
-    author: str = Field(default="", description="Who applies it")
+    author: str = Field(
+        default="",
+        description="Who applies it: recorded only for an anonymous caller (a signed-in "
+        "caller is recorded by name)",
+    )
 
 
 class DrillRequest(BaseModel):
@@ -67,6 +73,11 @@ class DrillRequest(BaseModel):
     scenario: str | None = Field(default=None, description="Instead: a scenario made by apply")
     title: str = Field(default="", description="What the drill is")
     lead: str = Field(default="", description="Who leads it")
+    started_at: str | None = Field(
+        default=None,
+        description="When it started, for a drill replayed from a log (RFC 3339 with its "
+        "offset, not in the future); now by the store's clock when omitted",
+    )
 
 
 class ActionRequest(BaseModel):
@@ -74,7 +85,7 @@ class ActionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(description="Who did it")
+    actor: str = Field(description="Who did it (the signed-in caller is recorded as logged_by)")
     step: str | None = Field(default=None, description="The checklist step it does")
     what: str = Field(default="", description="What was done (the step's text by default)")
     elapsed_s: float | None = Field(
@@ -82,7 +93,8 @@ class ActionRequest(BaseModel):
         ge=0,
         le=MAX_ELAPSED_S,
         allow_inf_nan=False,
-        description="When, s after the drill's start (a replay); now by the store's clock",
+        description="When, s after the drill's start (a replay, not later than now); now by "
+        "the store's clock",
     )
 
 
@@ -96,7 +108,8 @@ class EndRequest(BaseModel):
         ge=0,
         le=MAX_ELAPSED_S,
         allow_inf_nan=False,
-        description="When, s after the drill's start (a replay); now by the store's clock",
+        description="When, s after the drill's start (a replay, not later than now); now by "
+        "the store's clock",
     )
 
 
@@ -188,6 +201,7 @@ def routes(city: City) -> APIRouter:
                 scenario=request.scenario,
                 title=request.title,
                 lead=request.lead,
+                started_at=request.started_at,
                 city=city,
             )
         return JSONResponse(

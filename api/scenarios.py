@@ -1,9 +1,11 @@
 """What-if scenarios over HTTP: ``?scenario=`` on every request, and the scenarios themselves.
 
 Any request may name a scenario (``?scenario=NAME``; ``base`` or nothing is the twin itself).
-:class:`ScenarioScope`, a pure-ASGI middleware inside the access guard, takes the parameter out
-of the query string (so the routes, which refuse parameters they do not declare, never see
-it), reads the scenario and answers the whole request in it (:func:`layers.scenarios.using`):
+:class:`ScenarioScope`, a pure-ASGI middleware inside the access guard, reads the scenario
+(reading one is guarded: :data:`layers.scenarios.RESOURCE`) and answers the whole request in it
+(:func:`layers.scenarios.using`); the parameter stays in the query, so the links the routes
+write (``self``, ``next``) keep it (:func:`api.parameters.known_parameters` accepts it on
+every route):
 features, tiles, one-map answers, routes, nearest units, service areas, coverage, utility
 traces and incident impact all answer as if the overlay were the city. A request that would
 write the base (an edit of a collection, a closure, a flood, a rule) is refused with a
@@ -21,20 +23,19 @@ import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
-import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.editing import json_body
-from api.errors import problem, problem_responses
-from layers import access, overlay
+from api.errors import problem, problem_responses, status_title
+from api.parameters import known_parameters
+from layers import overlay
 from layers import scenarios as store
-from layers.catalog import LAYERS
 from layers.errors import AccessError, ParameterError
 from layers.queries import as_of
 from twin.city import City
@@ -89,8 +90,6 @@ class ScenarioScope:
         if not names:
             await self.app(scope, receive, send)
             return
-        kept = [(key, value) for key, value in pairs if key != "scenario"]
-        scope["query_string"] = urlencode(kept).encode("latin-1")
         if len(set(names)) > 1:
             await _answer(scope, receive, send, 400, "scenario: give one scenario", "Bad request")
             return
@@ -112,11 +111,16 @@ class ScenarioScope:
             )
             return
         try:
-            found = await anyio.to_thread.run_sync(lambda: store.get(name, url=self.url))
+            # under the caller's grant (copied into the thread): reading a scenario is guarded
+            found = await run_in_threadpool(store.get, name, url=self.url)
         except store.ScenarioNotFoundError as exc:
             await _answer(scope, receive, send, 404, str(exc), "Not found")
             return
-        with overlay.entered(found.overlay(_moment(kept))):
+        except AccessError as exc:
+            await _answer(scope, receive, send, exc.status, str(exc), status_title(exc.status))
+            return
+        # the parameter stays in the query: the routes' links (self, next) keep the scenario
+        with overlay.entered(found.overlay(_moment(pairs))):
             await self.app(scope, receive, send)
 
 
@@ -155,21 +159,39 @@ class ScenarioChange(BaseModel):
     settings: dict[str, Any] | None = None
 
 
-def _writer() -> str:
-    """Return who writes (the caller's name), refusing an anonymous caller who edits nothing.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='The scenario\'s ETag ("r<revision>") the change was made from: refused '
+        "with 412 if it has changed since",
+    ),
+]
 
-    A scenario changes nothing of the base, but it is the city's planning record: any
-    signed-in user may make and edit scenarios (planners above all), and an anonymous caller
-    only where the anonymous role edits some layer.
-    """
-    grant = access.current()
-    if grant is None:
-        return ""
-    if grant.principal.anonymous:
-        if not any(grant.may(layer_id, "edit") for layer_id in LAYERS):
-            raise AccessError("sign in to make or edit a scenario", status=401)
-        return ""
-    return grant.principal.name
+
+def etag(scenario: store.Scenario) -> str:
+    """Return a scenario's ETag: its revision, which grows with every change."""
+    return f'"r{scenario.revision}"'
+
+
+def _revision(value: str | None) -> int | None:
+    """Parse ``If-Match`` (``"r<revision>"``; ``*``: any), refusing another form (400)."""
+    if value is None or value.strip() == "*":
+        return None
+    match = re.fullmatch(r'\s*(?:W/)?"r(\d{1,18})"\s*', value)
+    if match is None:
+        raise ParameterError(
+            f'If-Match: {value!r} is not a scenario\'s ETag ("r<revision>")',
+            parameter="If-Match",
+        )
+    return int(match.group(1))
+
+
+def _named(value: str, parameter: str) -> str | None:
+    """Return a scenario named by a query parameter (None: base), refusing an empty one."""
+    if not value.strip():
+        raise ParameterError(f"{parameter}: name a scenario, or base", parameter=parameter)
+    return None if value == "base" else value
 
 
 MinutesQuery = Annotated[str, Query(description="Time limits, minutes, comma-separated")]
@@ -215,6 +237,11 @@ def _links(request: Request, scenario: store.Scenario) -> dict[str, Any]:
     }
 
 
+def _edited(edit: store.ScenarioEdit) -> JSONResponse:
+    """Answer an edit: what was stored, with the scenario's new ETag."""
+    return JSONResponse(_edit_json(edit), headers={"ETag": f'"r{edit.revision}"'})
+
+
 def _edit_json(edit: store.ScenarioEdit) -> dict[str, Any]:
     return {
         "scenario": edit.scenario,
@@ -249,6 +276,16 @@ def install(app: FastAPI, url: str) -> None:
     async def _taken(request: Request, exc: store.ScenarioExistsError) -> JSONResponse:
         return problem(409, "Conflict", str(exc), parameter=exc.parameter)
 
+    @app.exception_handler(store.ScenarioConflictError)
+    async def _conflict(request: Request, exc: store.ScenarioConflictError) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), parameter=exc.parameter)
+
+    @app.exception_handler(store.ScenarioChangedError)
+    async def _changed(request: Request, exc: store.ScenarioChangedError) -> JSONResponse:
+        answer = problem(412, "Precondition failed", str(exc), parameter=exc.parameter)
+        answer.headers["ETag"] = f'"r{exc.revision}"'
+        return answer
+
 
 def routes(city: City) -> APIRouter:
     """Build the scenario endpoints.
@@ -264,7 +301,9 @@ def routes(city: City) -> APIRouter:
         ``/scenarios`` and below.
     """
     url = city.url
-    router = APIRouter(prefix="/scenarios", tags=["scenarios"])
+    router = APIRouter(
+        prefix="/scenarios", tags=["scenarios"], dependencies=[Depends(known_parameters)]
+    )
     refusals = problem_responses(400, 401, 404)
 
     @router.get("", summary="Every scenario")
@@ -273,21 +312,24 @@ def routes(city: City) -> APIRouter:
         return {"scenarios": [_links(request, s) for s in found], "numberReturned": len(found)}
 
     @router.post(
-        "", status_code=201, summary="Make a scenario", responses=problem_responses(400, 401, 409)
+        "",
+        status_code=201,
+        summary="Make a scenario",
+        responses=problem_responses(400, 401, 403, 409),
     )
     def create(request: Request, body: ScenarioIn, response: Response) -> dict[str, Any]:
-        author = _writer()
         made = store.create(
             body.name,
             title=body.title,
             description=body.description,
-            author=body.author if body.author is not None else author,
+            author=body.author or "",
             status=body.status,
             base_at=body.base_at,
             settings=body.settings,
             url=url,
         )
         response.headers["Location"] = f"{str(request.base_url).rstrip('/')}/scenarios/{made.name}"
+        response.headers["ETag"] = etag(made)
         return _links(request, made)
 
     # before /{name}: "compare" is not a scenario's name (layers.scenarios.RESERVED)
@@ -303,35 +345,60 @@ def routes(city: City) -> APIRouter:
         kinds: KindsQuery = "fire_station,hospital",
         profile: ProfileQuery = "emergency",
     ) -> dict[str, Any]:
+        first, second = _named(a, "a"), _named(b, "b")
+        for name, parameter in ((first, "a"), (second, "b")):
+            if name is not None:
+                try:
+                    store.get(name, url=url)
+                except store.ScenarioNotFoundError as exc:
+                    exc.parameter = parameter
+                    raise
         return scenario_figures.compare(
             city,
-            a,
-            b,
+            first,
+            second,
             minutes=_minutes(minutes),
             kinds=_kinds(kinds),
             profile=profile,
         ).to_json()
 
     @router.get("/{name}", summary="One scenario", responses=refusals)
-    def get(request: Request, name: str) -> dict[str, Any]:
-        return _links(request, store.get(name, url=url))
+    def get(request: Request, name: str, response: Response) -> dict[str, Any]:
+        found = store.get(name, url=url)
+        response.headers["ETag"] = etag(found)
+        return _links(request, found)
 
-    @router.patch("/{name}", summary="Change a scenario's text, status or settings")
-    def update(request: Request, name: str, body: ScenarioChange) -> dict[str, Any]:
-        _writer()
+    @router.patch(
+        "/{name}",
+        summary="Change a scenario's text, status or settings",
+        responses=problem_responses(400, 401, 403, 404, 409, 412),
+    )
+    def update(
+        request: Request,
+        name: str,
+        body: ScenarioChange,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> dict[str, Any]:
         changed = store.update(
             name,
             title=body.title,
             description=body.description,
             status=body.status,
             settings=body.settings,
+            if_revision=_revision(if_match),
             url=url,
         )
+        response.headers["ETag"] = etag(changed)
         return _links(request, changed)
 
-    @router.delete("/{name}", status_code=204, summary="Delete a scenario and its edits")
+    @router.delete(
+        "/{name}",
+        status_code=204,
+        summary="Delete a scenario and its edits",
+        responses=problem_responses(401, 403, 404, 409),
+    )
     def delete(name: str) -> Response:
-        _writer()
         store.delete(name, url=url)
         return Response(status_code=204)
 
@@ -343,43 +410,49 @@ def routes(city: City) -> APIRouter:
         rows = json.loads(frame.to_json(orient="records", date_format="iso"))
         return {"scenario": name, "edits": rows, "numberReturned": len(rows)}
 
+    written = problem_responses(400, 401, 403, 404, 409, 412)
+
     @router.put(
         "/{name}/edits/{layer}/{featureId:path}",
         summary="Add or change a feature in a scenario (a GeoJSON Feature)",
-        responses=refusals,
+        responses=written,
     )
-    async def put(request: Request, name: str, layer: str, featureId: str) -> dict[str, Any]:
+    async def put(
+        request: Request, name: str, layer: str, featureId: str, if_match: IfMatch = None
+    ) -> JSONResponse:
         body = await json_body(request)
         given = body.get("id")
         if given is not None and str(given) != featureId:
             raise ParameterError(
                 f"id: the body's id {given!r} is not the path's {featureId!r}", parameter="id"
             )
+        revision = _revision(if_match)
 
-        def write() -> dict[str, Any]:
-            author = _writer()
+        def write() -> store.ScenarioEdit:
             feature = {**body, "id": featureId}
-            return _edit_json(store.put_feature(name, layer, feature, author=author, url=url))
+            return store.put_feature(name, layer, feature, if_revision=revision, url=url)
 
-        return await run_in_threadpool(write)
+        return _edited(await run_in_threadpool(write))
 
     @router.delete(
         "/{name}/edits/{layer}/{featureId:path}",
         summary="Retire a feature in a scenario (the base keeps it)",
-        responses=refusals,
+        responses=written,
     )
-    def retire(name: str, layer: str, featureId: str) -> dict[str, Any]:
-        author = _writer()
-        return _edit_json(store.retire_feature(name, layer, featureId, author=author, url=url))
+    def retire(name: str, layer: str, featureId: str, if_match: IfMatch = None) -> JSONResponse:
+        return _edited(
+            store.retire_feature(name, layer, featureId, if_revision=_revision(if_match), url=url)
+        )
 
     @router.post(
         "/{name}/undo/{layer}/{featureId:path}",
         summary="Drop a scenario's edit of a feature: the base's shows again",
-        responses=refusals,
+        responses=written,
     )
-    def undo(name: str, layer: str, featureId: str) -> dict[str, Any]:
-        _writer()
-        return _edit_json(store.drop_edit(name, layer, featureId, url=url))
+    def undo(name: str, layer: str, featureId: str, if_match: IfMatch = None) -> JSONResponse:
+        return _edited(
+            store.drop_edit(name, layer, featureId, if_revision=_revision(if_match), url=url)
+        )
 
     @router.get(
         "/{name}/figures",
@@ -391,6 +464,13 @@ def routes(city: City) -> APIRouter:
         minutes: MinutesQuery = "4,8,12",
         kinds: KindsQuery = "fire_station,hospital",
         profile: ProfileQuery = "emergency",
+        signals: Annotated[
+            bool,
+            Query(
+                description="Also SUMO's time loss under the scenario's signal plan (two SUMO "
+                "runs on a random demand: seconds, not milliseconds)"
+            ),
+        ] = False,
     ) -> dict[str, Any]:
         return scenario_figures.figures(
             city,
@@ -398,6 +478,7 @@ def routes(city: City) -> APIRouter:
             minutes=_minutes(minutes),
             kinds=_kinds(kinds),
             profile=profile,
+            signals=signals,
         ).to_json()
 
     return router

@@ -391,7 +391,9 @@ def routes(url: str, cache: TileCache) -> APIRouter:
             grant.principal.anonymous
             and all(grant.rules.level(layer_id) == 0 for layer_id in layer_ids)
         )
-        cache_control = "no-cache" if live else f"{'public' if shared else 'private'}, max-age=60"
+        # a scenario's tiles change under the same URL with every edit: revalidated each time
+        fresh = live or overlay.active() is not None
+        cache_control = "no-cache" if fresh else f"{'public' if shared else 'private'}, max-age=60"
         headers = {
             "ETag": f'"{etag}"',
             "Cache-Control": cache_control,

@@ -56,8 +56,9 @@ PERMISSIONS: tuple[Permission, ...] = ("read", "edit", "admin")
 UNCLASSIFIED_LEVEL = 3
 ANONYMOUS = "anonymous"
 #: What is classified and permitted like a layer without being a collection: the live feeds
-#: (SensorThings entities and observations, ``/live``).
-FEEDS = ("observations",)
+#: (SensorThings entities and observations, ``/live``) and the what-if scenarios
+#: (:mod:`layers.scenarios`).
+FEEDS = ("observations", "scenarios")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from layers import overlay
 from layers.settings import check_read_urls, get_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -177,6 +178,11 @@ def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
             statements += (
                 f"; SET LOCAL ROLE {READER_ROLE}; SET LOCAL twin.clearance = '{int(clearance)}'"
             )
+        if overlay.active() is not None:
+            # a layer read in a scenario is a small union (the base's rows it keeps, its own):
+            # planned in parallel it waited on two workers 14 times longer than it worked
+            # (bench/scenarios.py, one-map around)
+            statements += "; SET LOCAL max_parallel_workers_per_gather = 0"
         if not replay:
             cur.execute(statements)
             return cur, None

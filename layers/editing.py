@@ -37,7 +37,7 @@ import shapely
 import shapely.geometry
 from psycopg import sql
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import LAYERS, Layer
 from layers.database import cursor, get_engine
 from layers.errors import AccessError, ParameterError
@@ -228,11 +228,17 @@ def current_etag(layer_id: str, feature_id: str, *, url: str | None = None) -> s
     layer = LAYERS.get(layer_id)
     if layer is None:
         return None
-    query = sql.SQL("SELECT vid FROM {rel} AS t WHERE id = %s AND valid_to IS NULL").format(
-        rel=access.relation(layer)
+    moment = overlay.read_moment(None)  # a scenario built on a past moment: that version
+    when = (
+        "valid_to IS NULL"
+        if moment is None
+        else "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
+    )
+    query = sql.SQL("SELECT vid FROM {rel} AS t WHERE id = %s AND {when}").format(
+        rel=access.relation(layer), when=sql.SQL(when)
     )
     with cursor(url) as cur:
-        cur.execute(query, (feature_id,))
+        cur.execute(query, (feature_id, *(() if moment is None else (moment, moment))))
         row = cur.fetchone()
     return None if row is None else etag_of(row[0])
 

@@ -521,6 +521,9 @@ def get_feature(
 ) -> dict[str, Any] | None:
     """Return the current version of one feature as a GeoJSON dict, or None.
 
+    In a scenario built on a past moment (:func:`layers.overlay.read_moment`), the version of
+    that moment.
+
     Parameters
     ----------
     layer_id
@@ -540,16 +543,29 @@ def get_feature(
     layer = get_collection(layer_id)
     access.require(layer.id)
     out_crs = resolve_crs(crs, "crs")
-    query = sql.SQL("SELECT {feature} FROM {table} AS t WHERE id = %s AND valid_to IS NULL").format(
-        feature=_feature_sql(layer, out_crs), table=access.relation(layer)
+    query = sql.SQL("SELECT {feature} FROM {table} AS t WHERE id = %s AND {when}").format(
+        feature=_feature_sql(layer, out_crs), table=access.relation(layer), when=_versions()
     )
     with cursor(url) as cur:
-        cur.execute(query, (feature_id,))
+        cur.execute(query, (feature_id, *_moment_params()))
         row = cur.fetchone()
     if row is None:
         return None
     access.note(layer.id, count=1, ids=[feature_id])
     return dict(row[0])
+
+
+def _versions() -> sql.Composable:
+    """Write which versions one feature is read at: the current one, or a scenario's moment's."""
+    if overlay.read_moment(None) is None:
+        return sql.SQL("valid_to IS NULL")
+    return sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)")
+
+
+def _moment_params() -> tuple[Any, ...]:
+    """Return the parameters of :func:`_versions`."""
+    moment = overlay.read_moment(None)
+    return () if moment is None else (moment, moment)
 
 
 _EXTENTS: dict[tuple[str, str, int, str], list[float] | None] = {}

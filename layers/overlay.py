@@ -176,7 +176,7 @@ def relation(layer: Layer, overlay: Overlay | None = None) -> sql.Composable:
             ),
             sql.SQL("NULL::timestamptz AS valid_to"),
             sql.SQL("COALESCE(e.row -> 'props', '{}'::jsonb) AS props"),
-            sql.SQL("e.geom, ST_Transform(e.geom, 3857) AS geom_3857"),
+            sql.SQL("e.geom, e.geom_3857"),
         ]
         + [sql.SQL("r.{} AS {}").format(name, name) for name in typed]
     )

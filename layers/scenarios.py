@@ -33,18 +33,20 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from layers import access, overlay
+from layers.access import Permission
 from layers.catalog import LAYERS, Layer
 from layers.database import cursor, get_engine
 from layers.editing import checked_id, validated_row
-from layers.errors import ParameterError
+from layers.errors import AccessError, ParameterError
 from layers.overlay import Overlay
 from layers.queries import as_of
 
@@ -80,6 +82,42 @@ class ScenarioExistsError(ValueError):
     def __init__(self, name: str):
         super().__init__(f"a scenario named {name!r} exists already")
         self.parameter = "name"
+
+
+class ScenarioConflictError(ValueError):
+    """A change the scenario's state refuses (HTTP 409): archived, or still drilled.
+
+    Parameters
+    ----------
+    message
+        What is refused and why.
+    parameter
+        The parameter at fault.
+    """
+
+    def __init__(self, message: str, *, parameter: str = "scenario"):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class ScenarioChangedError(ValueError):
+    """The scenario changed since the revision an edit was made from (HTTP 412).
+
+    Parameters
+    ----------
+    name
+        The scenario.
+    revision
+        Its current revision.
+    """
+
+    def __init__(self, name: str, revision: int):
+        super().__init__(
+            f"scenario {name!r} is at revision {revision}, not the one the edit names "
+            "(If-Match): read it again and redo the edit"
+        )
+        self.revision = revision
+        self.parameter = "If-Match"
 
 
 @dataclass(frozen=True)
@@ -123,11 +161,15 @@ class Scenario:
     edits: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Return the scenario as JSON (RFC 3339 times)."""
+        """Return the scenario as JSON (RFC 3339 times), as the caller in force may see it.
+
+        Edits and settings naming a layer the caller may not read are left out.
+        """
 
         def text(moment: datetime | None) -> str | None:
             return None if moment is None else moment.isoformat()
 
+        readable = set(access.visible(list(LAYERS)))
         return {
             "name": self.name,
             "title": self.title,
@@ -135,11 +177,11 @@ class Scenario:
             "author": self.author,
             "status": self.status,
             "base_at": text(self.base_at),
-            "settings": self.settings,
+            "settings": _visible_settings(self.settings, readable),
             "created_at": text(self.created_at),
             "updated_at": text(self.updated_at),
             "revision": self.revision,
-            "edits": self.edits,
+            "edits": {k: n for k, n in self.edits.items() if k in readable},
         }
 
     def overlay(self, moment: datetime | None = None) -> Overlay:
@@ -153,6 +195,21 @@ class Scenario:
             settings=self.settings,
             edited=tuple(sorted(self.edits.items())),
         )
+
+
+def _visible_settings(settings: Mapping[str, Any], readable: set[str]) -> dict[str, Any]:
+    """Leave out of settings what names a layer the caller may not read (``{"layer": ...}``)."""
+
+    def seen(value: Any) -> bool:
+        return not (isinstance(value, Mapping) and value.get("layer", "") in set(LAYERS) - readable)
+
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, list):
+            out[key] = [item for item in value if seen(item)]
+        elif seen(value):
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -213,6 +270,57 @@ def _scenario(row: Sequence[Any]) -> Scenario:
         revision=int(row[10]),
         edits={str(k): int(v) for k, v in (row[11] or {}).items()},
     )
+
+
+#: The guarded resource scenarios are (:data:`layers.access.FEEDS`, migration 0017): reading
+#: one needs ``read`` on it, making or changing one ``edit`` (planners, traffic engineers,
+#: commanders), changing another's ``admin``.
+RESOURCE = "scenarios"
+#: Deepest nesting and largest size of a scenario's settings (JSON).
+MAX_SETTINGS_DEPTH = 8
+MAX_SETTINGS_BYTES = 64 * 1024
+
+
+def _require(permission: Permission) -> None:
+    """Refuse (401/403) a caller who may not ``permission`` scenarios; note it for the audit."""
+    try:
+        access.require(RESOURCE, permission)
+    except AccessError as exc:
+        what = "read scenarios" if permission == "read" else "make or change scenarios"
+        anonymous = exc.status == 401
+        raise AccessError(
+            f"sign in to {what}" if anonymous else f"the caller's roles may not {what}",
+            status=401 if anonymous else 403,
+            parameter="scenario",
+        ) from None
+
+
+def _caller() -> str | None:
+    """Return the signed-in caller's name; None for the owner or an anonymous caller."""
+    grant = access.current()
+    if grant is None or grant.principal.anonymous:
+        return None
+    return grant.principal.name
+
+
+def _may_change(scenario: Scenario, *, revision: int | None = None) -> None:
+    """Refuse a change of another's scenario (403), of an archived one (409), of a stale one."""
+    grant = access.current()
+    caller = _caller()
+    if (
+        grant is not None
+        and scenario.author
+        and caller != scenario.author
+        and not grant.may(RESOURCE, "admin")
+    ):
+        raise AccessError(
+            f"scenario {scenario.name!r} is {scenario.author}'s: only its author or an "
+            "administrator changes it",
+            status=403,
+            parameter="scenario",
+        )
+    if revision is not None and revision != scenario.revision:
+        raise ScenarioChangedError(scenario.name, scenario.revision)
 
 
 def check_name(name: Any, *, parameter: str = "name") -> str:
@@ -302,6 +410,10 @@ def check_settings(settings: Any) -> dict[str, Any]:
         return {}
     if not isinstance(settings, Mapping):
         raise ParameterError("settings: expected a JSON object", parameter="settings")
+    if _depth(settings) > MAX_SETTINGS_DEPTH:
+        raise ParameterError(
+            f"settings: nested deeper than {MAX_SETTINGS_DEPTH} levels", parameter="settings"
+        )
     checked = dict(settings)
     flood = checked.get("flood")
     if flood is not None:
@@ -343,10 +455,73 @@ def check_settings(settings: Any) -> dict[str, Any]:
             "settings.signal_plan: expected a stored plan's name", parameter="settings.signal_plan"
         )
     try:
-        json.dumps(checked, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        size = len(json.dumps(checked, allow_nan=False).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ParameterError(f"settings: not JSON ({exc})", parameter="settings") from None
+    if size > MAX_SETTINGS_BYTES:
+        raise ParameterError(
+            f"settings: {size} bytes, more than {MAX_SETTINGS_BYTES}", parameter="settings"
+        )
     return checked
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    """Return how deep a JSON value nests (stops counting past the limit)."""
+    if level > MAX_SETTINGS_DEPTH or not isinstance(value, Mapping | list):
+        return level
+    items = value.values() if isinstance(value, Mapping) else value
+    return max((_depth(item, level + 1) for item in items), default=level)
+
+
+_RASTER_KIND = "SELECT kind FROM rasters WHERE name = %s AND valid_to IS NULL"
+_PLAN = "SELECT 1 FROM signal_plans WHERE name = %s AND valid_to IS NULL"
+
+
+def _check_in_store(cur: Any, settings: Mapping[str, Any], scenario_id: int | None) -> None:
+    """Refuse settings naming what the store does not hold (or the caller may not read)."""
+    flood = settings.get("flood")
+    if flood:
+        cur.execute(_RASTER_KIND, (flood["raster"],))
+        row = cur.fetchone()
+        if row is None or row[0] != "flood_depth":
+            found = "no raster" if row is None else f"a {row[0]} raster, not a flood depth,"
+            raise ParameterError(
+                f"settings.flood.raster: {found} named {flood['raster']!r} "
+                "(`twin raster ingest FILE --kind flood_depth`)",
+                parameter="settings.flood.raster",
+            )
+    for i, asset in enumerate(settings.get("broken") or ()):
+        where = f"settings.broken[{i}].id"
+        layer = LAYERS[asset["layer"]]
+        try:
+            access.require(layer.id)
+        except AccessError:
+            raise ParameterError(
+                f"{where}: {layer.id} has no feature {asset['id']!r}", parameter=where
+            ) from None
+        if not _in_base(cur, layer, asset["id"], None, seen=True) and not (
+            scenario_id is not None and _added(cur, scenario_id, layer, asset["id"])
+        ):
+            raise ParameterError(
+                f"{where}: {layer.id} has no feature {asset['id']!r}", parameter=where
+            )
+    plan = settings.get("signal_plan")
+    if plan is not None:
+        cur.execute(_PLAN, (plan,))
+        if cur.fetchone() is None:
+            raise ParameterError(
+                f"settings.signal_plan: no stored signal plan named {plan!r}",
+                parameter="settings.signal_plan",
+            )
+
+
+def _added(cur: Any, scenario_id: int, layer: Layer, feature_id: str) -> bool:
+    cur.execute(
+        "SELECT 1 FROM scenario_edits WHERE scenario_id = %s AND layer = %s AND feature_id = %s "
+        "AND valid_to IS NULL AND op <> 'retire'",
+        (scenario_id, layer.id, feature_id),
+    )
+    return cur.fetchone() is not None
 
 
 def create(
@@ -385,21 +560,37 @@ def create(
     Raises
     ------
     ParameterError
-        For a bad name, text, status, moment or setting.
+        For a bad name, text, status, moment (``base_at`` in the future) or setting (one
+        naming a raster, asset or plan the store does not hold).
     ScenarioExistsError
         If the name is taken.
+    AccessError
+        If the caller may not make scenarios (401/403).
+
+    Notes
+    -----
+    A signed-in caller is the author, whatever ``author`` says.
     """
+    _require("edit")
     check_name(name)
+    moment = _moment(base_at, "base_at")
+    if moment is not None and moment > datetime.now(UTC):
+        raise ParameterError(
+            "base_at: a scenario is built on the twin as it is or as it was, not in the future",
+            parameter="base_at",
+        )
+    checked = check_settings(settings)
     values = {
         "name": name,
         "title": _text(title, "title"),
         "description": _text(description, "description"),
-        "author": _text(author, "author"),
+        "author": _caller() or _text(author, "author"),
         "status": _status(status),
-        "base_at": _moment(base_at, "base_at"),
-        "settings": Jsonb(check_settings(settings)),
+        "base_at": moment,
+        "settings": Jsonb(checked),
     }
     with _writing(url) as cur:
+        _check_in_store(cur, checked, None)
         cur.execute(
             "INSERT INTO scenarios (name, title, description, author, status, base_at, settings) "
             "VALUES (%(name)s, %(title)s, %(description)s, %(author)s, %(status)s, %(base_at)s, "
@@ -432,6 +623,7 @@ def get(name: str, *, url: str | None = None) -> Scenario:
     ScenarioNotFoundError
         If none has that name.
     """
+    _require("read")
     if not isinstance(name, str):
         raise ScenarioNotFoundError(str(name))
     with cursor(url) as cur:
@@ -455,6 +647,7 @@ def list_scenarios(*, url: str | None = None) -> list[Scenario]:
     list of Scenario
         The scenarios.
     """
+    _require("read")
     with cursor(url) as cur:
         cur.execute(sql.SQL("SELECT {} FROM scenarios AS s ORDER BY s.name").format(_COLUMNS))
         return [_scenario(row) for row in cur.fetchall()]
@@ -467,12 +660,14 @@ def update(
     description: str | None = None,
     status: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    if_revision: int | None = None,
     url: str | None = None,
 ) -> Scenario:
     """Change a scenario's text, status or settings (what is None is left as it is).
 
     Settings replace the stored ones whole; a change of settings counts as an edit
-    (``revision`` grows: what reads in the scenario answer may change).
+    (``revision`` grows: what reads in the scenario answer may change). An archived scenario
+    takes only a change of status (to bring it back) and of its text.
 
     Parameters
     ----------
@@ -480,6 +675,8 @@ def update(
         The scenario.
     title, description, status, settings
         See :func:`create`.
+    if_revision
+        The revision the change was made from (HTTP ``If-Match``); None: any.
     url
         Database URL; the configured one by default.
 
@@ -494,7 +691,14 @@ def update(
         If none has that name.
     ParameterError
         For a bad value.
+    AccessError
+        If the caller may not change scenarios, or this one (another's: 403).
+    ScenarioChangedError
+        If ``if_revision`` is not the current revision.
+    ScenarioConflictError
+        For a change of settings of an archived scenario.
     """
+    _require("edit")
     changes: dict[str, Any] = {}
     if title is not None:
         changes["title"] = _text(title, "title")
@@ -502,23 +706,28 @@ def update(
         changes["description"] = _text(description, "description")
     if status is not None:
         changes["status"] = _status(status)
-    if settings is not None:
-        changes["settings"] = Jsonb(check_settings(settings))
+    checked = check_settings(settings) if settings is not None else None
+    if checked is not None:
+        changes["settings"] = Jsonb(checked)
     assignments: list[sql.Composable] = [
         sql.SQL("{} = %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in changes
     ]
     assignments.append(sql.SQL("updated_at = clock_timestamp()"))
-    if settings is not None:
+    if checked is not None:
         assignments.append(sql.SQL("revision = revision + 1"))
-    with _writing(url) as cur:
+    with _editing(name, url, revision=if_revision, archived_ok=checked is None) as (
+        cur,
+        scenario,
+        _,
+    ):
+        if checked is not None:
+            _check_in_store(cur, checked, scenario.id)
         cur.execute(
-            sql.SQL("UPDATE scenarios SET {} WHERE name = %(name)s RETURNING id").format(
+            sql.SQL("UPDATE scenarios SET {} WHERE id = %(id)s").format(
                 sql.SQL(", ").join(assignments)
             ),
-            {**changes, "name": name},
+            {**changes, "id": scenario.id},
         )
-        if cur.fetchone() is None:
-            raise ScenarioNotFoundError(name)
     return get(name, url=url)
 
 
@@ -536,11 +745,20 @@ def delete(name: str, *, url: str | None = None) -> None:
     ------
     ScenarioNotFoundError
         If none has that name.
+    AccessError
+        If the caller may not change scenarios, or this one (another's: 403).
+    ScenarioConflictError
+        If a drill was run on it (its record needs it: archive it instead).
     """
-    with _writing(url) as cur:
-        cur.execute("DELETE FROM scenarios WHERE name = %s RETURNING id", (name,))
-        if cur.fetchone() is None:
-            raise ScenarioNotFoundError(name)
+    _require("edit")
+    try:
+        with _editing(name, url, archived_ok=True) as (cur, scenario, _):
+            cur.execute("DELETE FROM scenarios WHERE id = %s", (scenario.id,))
+    except psycopg.errors.ForeignKeyViolation:
+        raise ScenarioConflictError(
+            f"scenario {name!r} was drilled: its drills' records need it; archive it instead "
+            "(status archived)"
+        ) from None
 
 
 # -- edits --------------------------------------------------------------------------------------
@@ -585,28 +803,45 @@ def _writing(url: str | None) -> Iterator[Any]:
 
 
 @contextmanager
-def _editing(name: str, url: str | None) -> Iterator[tuple[Any, Scenario, datetime]]:
-    """One write to a scenario: its row locked (edits of one scenario queue up), the clock read."""
+def _editing(
+    name: str, url: str | None, *, revision: int | None = None, archived_ok: bool = False
+) -> Iterator[tuple[Any, Scenario, datetime]]:
+    """One write to a scenario: its row locked (edits of one scenario queue up), the clock read.
+
+    The caller's right to change it, the revision it names and its status are checked under
+    the lock.
+    """
     with _writing(url) as cur:
         cur.execute(sql.Composed([_BY_NAME, sql.SQL(" FOR UPDATE")]), (name,))
         row = cur.fetchone()
         if row is None:
             raise ScenarioNotFoundError(name)
+        scenario = _scenario(row)
+        _may_change(scenario, revision=revision)
+        if scenario.status == "archived" and not archived_ok:
+            raise ScenarioConflictError(
+                f"scenario {name!r} is archived: set its status to draft or active to edit it"
+            )
         cur.execute("SELECT clock_timestamp()")
         now = cur.fetchone()
         assert now is not None
-        yield cur, _scenario(row), now[0]
+        yield cur, scenario, now[0]
 
 
-def _in_base(cur: Any, layer: Layer, feature_id: str, moment: datetime | None) -> bool:
-    """Whether the base holds the feature (at the scenario's moment, else now)."""
+def _in_base(
+    cur: Any, layer: Layer, feature_id: str, moment: datetime | None, *, seen: bool = False
+) -> bool:
+    """Whether the base holds the feature (at the scenario's moment, else now).
+
+    ``seen``: as the caller sees the base (its row rules); else whether it exists at all.
+    """
     when = (
         sql.SQL("valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)")
         if moment is not None
         else sql.SQL("valid_to IS NULL")
     )
     with overlay.entered(None):  # the base itself, whatever scenario the caller reads in
-        relation = access.relation(layer)
+        relation = access.relation(layer) if seen else sql.Identifier(layer.table)
     cur.execute(
         sql.SQL("SELECT 1 FROM {rel} AS t WHERE id = %(id)s AND {when} LIMIT 1").format(
             rel=relation, when=when
@@ -614,6 +849,20 @@ def _in_base(cur: Any, layer: Layer, feature_id: str, moment: datetime | None) -
         {"id": feature_id, "at": moment},
     )
     return cur.fetchone() is not None
+
+
+def _base_op(cur: Any, layer: Layer, feature_id: str, scenario: Scenario) -> bool:
+    """Whether an edit of the feature changes a base feature (else it adds one).
+
+    A base feature hidden from the caller is not the caller's to change or to shadow.
+    """
+    if not _in_base(cur, layer, feature_id, scenario.base_at):
+        return False
+    if not _in_base(cur, layer, feature_id, scenario.base_at, seen=True):
+        raise ParameterError(
+            f"id: {feature_id!r} is not free in {layer.id}: choose another", parameter="id"
+        )
+    return True
 
 
 def _current_edit(cur: Any, scenario: Scenario, layer: Layer, feature_id: str) -> str | None:
@@ -652,6 +901,7 @@ def put_feature(
     *,
     author: str = "",
     note: str = "",
+    if_revision: int | None = None,
     url: str | None = None,
 ) -> ScenarioEdit:
     """Add a feature to a layer in a scenario, or change one (the whole new feature).
@@ -666,7 +916,9 @@ def put_feature(
         A GeoJSON Feature (CRS84) with its ``id``: a feature the base holds is changed in the
         scenario, any other is added. Checked against the catalog as any edit is.
     author, note
-        Who made the edit and why.
+        Who made the edit (a signed-in caller is the author, whatever this says) and why.
+    if_revision
+        The scenario's revision the edit was made from (HTTP ``If-Match``); None: any.
     url
         Database URL; the configured one by default.
 
@@ -680,11 +932,16 @@ def put_feature(
     ScenarioNotFoundError
         If no scenario has that name.
     ParameterError
-        For an unknown layer, a missing or bad id, or a feature the catalog refuses (naming
-        the attribute).
+        For an unknown layer, a missing or bad id (one the base holds out of the caller's
+        sight), or a feature the catalog refuses (naming the attribute).
     AccessError
-        If the caller may not read the layer.
+        If the caller may not read the layer, or change scenarios, or this one.
+    ScenarioChangedError
+        If ``if_revision`` is not the current revision.
+    ScenarioConflictError
+        If the scenario is archived.
     """
+    _require("edit")
     layer = _stored_layer(layer_id)
     access.require(layer.id)
     if not isinstance(feature, Mapping):
@@ -692,9 +949,9 @@ def put_feature(
     feature_id = checked_id(feature.get("id"), parameter="id")
     row = validated_row(layer, feature_id, feature)
     stored = _edit_row(layer, row)
-    author, note = _text(author, "author"), _text(note, "note")
-    with _editing(name, url) as (cur, scenario, now):
-        op = "change" if _in_base(cur, layer, feature_id, scenario.base_at) else "add"
+    author, note = _caller() or _text(author, "author"), _text(note, "note")
+    with _editing(name, url, revision=if_revision) as (cur, scenario, now):
+        op = "change" if _base_op(cur, layer, feature_id, scenario) else "add"
         _close_edit(cur, scenario, layer, feature_id, now)
         cur.execute(
             "INSERT INTO scenario_edits (scenario_id, layer, feature_id, op, row, geom, author, "
@@ -713,6 +970,7 @@ def retire_feature(
     *,
     author: str = "",
     note: str = "",
+    if_revision: int | None = None,
     url: str | None = None,
 ) -> ScenarioEdit:
     """Retire a feature in a scenario: it is gone there, and still in the base.
@@ -728,7 +986,9 @@ def retire_feature(
     feature_id
         The feature.
     author, note
-        Who and why.
+        Who (a signed-in caller is the author, whatever this says) and why.
+    if_revision
+        The scenario's revision the edit was made from (HTTP ``If-Match``); None: any.
     url
         Database URL; the configured one by default.
 
@@ -742,16 +1002,19 @@ def retire_feature(
     ScenarioNotFoundError
         If no scenario has that name.
     ParameterError
-        For an unknown layer or a feature neither the base nor the scenario holds
-        (parameter ``featureId``).
+        For an unknown layer or a feature neither the base (as the caller sees it) nor the
+        scenario holds (parameter ``featureId``).
+    AccessError, ScenarioChangedError, ScenarioConflictError
+        As :func:`put_feature`.
     """
+    _require("edit")
     layer = _stored_layer(layer_id)
     access.require(layer.id)
     feature_id = checked_id(feature_id, parameter="featureId")
-    author, note = _text(author, "author"), _text(note, "note")
-    with _editing(name, url) as (cur, scenario, now):
+    author, note = _caller() or _text(author, "author"), _text(note, "note")
+    with _editing(name, url, revision=if_revision) as (cur, scenario, now):
         current = _current_edit(cur, scenario, layer, feature_id)
-        in_base = _in_base(cur, layer, feature_id, scenario.base_at)
+        in_base = _in_base(cur, layer, feature_id, scenario.base_at, seen=True)
         if current == "retire" or (current is None and not in_base):
             raise ParameterError(
                 f"featureId: {layer.id} has no feature {feature_id!r} in scenario {name!r}",
@@ -770,7 +1033,14 @@ def retire_feature(
     return ScenarioEdit(name, layer.id, feature_id, op, revision, now)
 
 
-def drop_edit(name: str, layer_id: str, feature_id: str, *, url: str | None = None) -> ScenarioEdit:
+def drop_edit(
+    name: str,
+    layer_id: str,
+    feature_id: str,
+    *,
+    if_revision: int | None = None,
+    url: str | None = None,
+) -> ScenarioEdit:
     """Undo a scenario's edit of a feature: the base's feature shows again in it.
 
     Parameters
@@ -781,6 +1051,8 @@ def drop_edit(name: str, layer_id: str, feature_id: str, *, url: str | None = No
         A stored layer.
     feature_id
         The feature.
+    if_revision
+        The scenario's revision the undo was made from (HTTP ``If-Match``); None: any.
     url
         Database URL; the configured one by default.
 
@@ -795,10 +1067,14 @@ def drop_edit(name: str, layer_id: str, feature_id: str, *, url: str | None = No
         If no scenario has that name.
     ParameterError
         If the scenario holds no edit of that feature.
+    AccessError, ScenarioChangedError, ScenarioConflictError
+        As :func:`put_feature`.
     """
+    _require("edit")
     layer = _stored_layer(layer_id)
+    access.require(layer.id)
     feature_id = checked_id(feature_id, parameter="featureId")
-    with _editing(name, url) as (cur, scenario, now):
+    with _editing(name, url, revision=if_revision) as (cur, scenario, now):
         if _current_edit(cur, scenario, layer, feature_id) is None:
             raise ParameterError(
                 f"featureId: scenario {name!r} holds no edit of {layer.id} {feature_id!r}",
@@ -841,11 +1117,31 @@ def edits(name: str, *, history: bool = False, url: str | None = None) -> pd.Dat
             (scenario.id, history),
         )
         rows = cur.fetchall()
+        if access.current() is not None:  # only what the caller sees, in the base or in it
+            seen = _seen_ids(cur, scenario, {(str(r[0]), str(r[1])) for r in rows})
+            rows = [r for r in rows if (r[0], r[1]) in seen]
     columns = ["layer", "feature_id", "op", "author", "note", "valid_from", "valid_to"]
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for column in ("valid_from", "valid_to"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+def _seen_ids(cur: Any, scenario: Scenario, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Return the (layer, feature id) pairs the caller may see, in the base or in the scenario."""
+    readable = set(access.visible(list(LAYERS)))
+    seen: set[tuple[str, str]] = set()
+    for layer_id in sorted({layer for layer, _ in pairs} & readable):
+        ids = [feature_id for layer, feature_id in pairs if layer == layer_id]
+        for state in (None, scenario.overlay()):
+            with overlay.entered(state):
+                relation = access.relation(LAYERS[layer_id])
+            cur.execute(
+                sql.SQL("SELECT DISTINCT id FROM {} AS t WHERE id = ANY(%s)").format(relation),
+                (ids,),
+            )
+            seen |= {(layer_id, str(row[0])) for row in cur.fetchall()}
+    return seen
 
 
 # -- reading in a scenario ----------------------------------------------------------------------

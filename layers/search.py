@@ -40,7 +40,7 @@ from typing import Any
 from psycopg import sql
 from pyproj import CRS
 
-from layers import access
+from layers import access, overlay
 from layers.catalog import LAYERS, Layer
 from layers.database import cursor, owner_cursor
 from layers.errors import AccessError, ParameterError
@@ -349,7 +349,7 @@ def _candidates(
             layer=sql.Literal(layer.id),
             text=_search_text(layer),
             label=_label(layer),
-            table=sql.Identifier(layer.table),
+            table=overlay.relation(layer),  # the table, or the layer in the scenario in force
             match=_match(_search_text(layer), words),
             score=_score(sql.SQL("m.s"), sql.SQL("m.label"), len(words)),
         )

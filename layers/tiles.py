@@ -399,7 +399,10 @@ def render_tile(
     if not queries:
         return b""
     bounds = sql.SQL(
-        "WITH bounds AS (SELECT ST_TileEnvelope({z}, {x}, {y}) AS envelope, "
+        # not materialized: a one-map tile names the bounds once per layer, and a CTE named
+        # that often is materialized, which kept each layer's scan from its GiST index where
+        # the layer is a scenario's union (read whole: bench/scenarios.py)
+        "WITH bounds AS NOT MATERIALIZED (SELECT ST_TileEnvelope({z}, {x}, {y}) AS envelope, "
         "ST_TileEnvelope({z}, {x}, {y}, margin => {margin}) AS buffered) "
     ).format(
         z=sql.Literal(z), x=sql.Literal(x), y=sql.Literal(y), margin=sql.Literal(BUFFER / EXTENT)

@@ -36,16 +36,17 @@ _ACTIVE_CLOSURES = sql.SQL(
     """
 WITH active AS MATERIALIZED (
     SELECT geom, road_ids FROM {closures} AS c
-    WHERE valid_to IS NULL
+    WHERE {when}
       AND (starts_at IS NULL OR starts_at <= %(at)s)
       AND (ends_at IS NULL OR ends_at > %(at)s)
+      AND NOT (%(emergency)s AND c.props ->> 'emergency_access' = 'true')
 )
 SELECT r.vid FROM active c JOIN {roads} r
-  ON r.valid_to IS NULL AND c.road_ids IS NULL
+  ON {road_when} AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('POLYGON', 'MULTIPOLYGON') AND ST_Intersects(r.geom, c.geom)
 UNION
 SELECT r.vid FROM active c JOIN {roads} r
-  ON r.valid_to IS NULL AND c.road_ids IS NULL
+  ON {road_when} AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('LINESTRING', 'MULTILINESTRING')
  AND r.geom && ST_Expand(c.geom, 0.0001)  -- index prefilter: 0.0001 degree > 3 m
  AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
@@ -54,49 +55,105 @@ SELECT r.vid FROM active c JOIN {roads} r
      >= LEAST(10.0, %(share)s * ST_Length(r.geom::geography))
 UNION
 SELECT r.vid FROM active c JOIN {roads} r
-  ON r.valid_to IS NULL AND c.road_ids IS NULL
+  ON {road_when} AND c.road_ids IS NULL
  AND GeometryType(c.geom) IN ('POINT', 'MULTIPOINT')
  AND r.geom && ST_Expand(c.geom, 0.0001)
  AND ST_DWithin(r.geom::geography, c.geom::geography, %(tolerance)s)
 UNION
 SELECT r.vid FROM active c
   CROSS JOIN LATERAL jsonb_array_elements_text(c.road_ids) AS closed(road_id)
-  JOIN {roads} r ON r.valid_to IS NULL AND r.id = closed.road_id
+  JOIN {roads} r ON {road_when} AND r.id = closed.road_id
  WHERE c.road_ids IS NOT NULL AND jsonb_typeof(c.road_ids) = 'array'
 """
 )
 
 
-def closed_by_layer(*, at: datetime | None = None, url: str | None = None) -> set[int]:
+def closed_by_layer(
+    *, at: datetime | None = None, url: str | None = None, profile: str = "car"
+) -> set[int]:
     """Return the ids (``routing_edges.id``) of the edges the closures layer closes at a moment.
-
-    In the scenario in force (:mod:`layers.overlay`), its closures and roads count.
 
     A closure is active when ``starts_at <= at < ends_at`` (a missing bound is open). A closure
     with ``road_ids`` closes exactly those roads (its geometry is only for display); otherwise
     an area closes every edge it touches, a line the edges it runs along (at least half of the
-    edge, or 10 m, within 3 m of it), a point the edges within 3 m.
+    edge, or 10 m, within 3 m of it), a point the edges within 3 m. A closure whose ``props``
+    say ``"emergency_access": true`` (a cordon: traffic kept out, fire engines let in) does
+    not close anything to the ``emergency`` profile.
+
+    In the scenario in force (:mod:`layers.overlay`), its closures and roads count; in one
+    built on a past moment, the closures and roads of that moment.
 
     Parameters
     ----------
     at
-        The moment; now by default.
+        The moment; now by default (a scenario's own moment, if it has one).
     url
         Database URL; the configured one by default.
+    profile
+        The routing profile the closures are for.
 
     Returns
     -------
     set of int
         Closed edge ids.
     """
-    moment = at or datetime.now(UTC)
-    params = {"at": moment, "tolerance": TOLERANCE_M, "share": LINE_SHARE}
+    scenario_moment = overlay.read_moment(None)
+    moment = at or scenario_moment or datetime.now(UTC)
+    params = {
+        "at": moment,
+        "tolerance": TOLERANCE_M,
+        "share": LINE_SHARE,
+        "emergency": profile == "emergency",
+        "then": scenario_moment,
+    }
+    current = "valid_to IS NULL"
+    as_of = "valid_from <= %(then)s AND (valid_to IS NULL OR valid_to > %(then)s)"
+    when = as_of if scenario_moment is not None else current
     query = _ACTIVE_CLOSURES.format(
-        closures=overlay.relation(LAYERS["closures"]), roads=overlay.relation(LAYERS["roads"])
+        closures=overlay.relation(LAYERS["closures"]),
+        roads=overlay.relation(LAYERS["roads"]),
+        when=sql.SQL(when),
+        road_when=sql.SQL(when.replace("valid_", "r.valid_")),
     )
     with owner_cursor(url) as cur:  # shared by every caller: read as the owner
         cur.execute(query, params)
         return {int(row[0]) for row in cur.fetchall()}
+
+
+_NEXT_CHANGE = sql.SQL(
+    """
+SELECT min(moment) FROM (
+    SELECT starts_at AS moment FROM {closures} AS c WHERE valid_to IS NULL AND starts_at > %(at)s
+    UNION ALL
+    SELECT ends_at FROM {closures} AS c WHERE valid_to IS NULL AND ends_at > %(at)s
+) AS changes
+"""
+)
+
+
+def next_change(at: datetime, *, url: str | None = None) -> datetime | None:
+    """Return the first moment after ``at`` when a closure's time window opens or shuts.
+
+    Until then :func:`closed_by_layer` answers the same (while the closures and roads do not
+    change): the router keeps its answer that long.
+
+    Parameters
+    ----------
+    at
+        The moment (timezone-aware).
+    url
+        Database URL; the configured one by default.
+
+    Returns
+    -------
+    datetime or None
+        The moment, or None when no window opens or shuts after ``at``.
+    """
+    query = _NEXT_CHANGE.format(closures=overlay.relation(LAYERS["closures"]))
+    with owner_cursor(url) as cur:
+        cur.execute(query, {"at": at})
+        row = cur.fetchone()
+    return None if row is None else row[0]
 
 
 def flooded_edges(

@@ -23,6 +23,7 @@ import copy
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import networkx as nx
@@ -136,7 +137,7 @@ WITH edges AS (
     LEFT JOIN routing_speeds s ON s.class = r.class
     LEFT JOIN live_speeds l ON l.road_id = r.id
         AND (l.expires_at IS NULL OR l.expires_at > now())
-    WHERE r.valid_to IS NULL
+    WHERE {when}
 )
 SELECT id, road_id, source, target, length_m / (speed_kmh / 3.6) AS cost,
        CASE WHEN oneway THEN -1 ELSE length_m / (speed_kmh / 3.6) END AS reverse_cost,
@@ -248,6 +249,7 @@ class RoadNetwork:
         profile: str = "car",
         url: str | None = None,
         roads: sql.Composable | None = None,
+        at: datetime | None = None,
     ) -> RoadNetwork:
         """Read the current road edges of a profile from ``routing_edges_all``.
 
@@ -261,6 +263,9 @@ class RoadNetwork:
             The roads to read instead of the ``roads`` table: a relation with its columns (a
             scenario's, :func:`layers.overlay.relation`); the edges are then made by the
             formula of ``routing_edges_all`` (migration 0010) over them.
+        at
+            With ``roads``: the moment whose road versions are read (a scenario built on a
+            past moment); None for the current ones.
 
         Returns
         -------
@@ -275,7 +280,14 @@ class RoadNetwork:
                 "WHERE profile = %s ORDER BY id"
             )
         else:
-            query = _EDGES_OVER.format(roads=roads)
+            when = (
+                sql.SQL("r.valid_to IS NULL")
+                if at is None
+                else sql.SQL(
+                    "r.valid_from <= {at} AND (r.valid_to IS NULL OR r.valid_to > {at})"
+                ).format(at=sql.Literal(at))
+            )
+            query = _EDGES_OVER.format(roads=roads, when=when)
         with owner_cursor(url) as cur:  # shared by every caller: read as the owner
             cur.execute(query, (profile,))
             rows = cur.fetchall()

@@ -5,9 +5,10 @@ speed tables change (their counters in ``layer_versions``). Live speeds change e
 seconds, so they do not rebuild it: when the ``live_speeds`` counter moves, or a live speed it
 applied reaches its expiry, the router reads the live speeds that count now (one small query)
 and gives the network those costs (:meth:`RoadNetwork.with_live_speeds`, the view's formula
-on arrays, then a recompiled graph). Before every query it reads the closures active at that
-moment (the ``closures`` layer, so a closure takes effect for the next query) and adds any
-flood it was given. Queries get a network with those costs and closed edges that nobody
+on arrays, then a recompiled graph). The closures active at a query's moment (the ``closures``
+layer) are read again whenever the closures or roads counters move or a closure's time window
+opens or shuts (so a closure takes effect for the next query), and any flood it was given is
+added. Queries get a network with those costs and closed edges that nobody
 changes afterwards, so they run side by side without a lock.
 
 In a what-if scenario (:mod:`layers.overlay`, put in force by :func:`layers.scenarios.using`)
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,16 @@ from layers import overlay, rasters
 from layers.catalog import LAYERS
 from layers.database import owner_cursor
 from layers.queries import layer_versions
-from routing.closures import closed_by_layer, flooded_edges
+from routing.closures import closed_by_layer, flooded_edges, next_change
 from routing.network import RoadNetwork, check_profile
 
 #: What the networks' structure and free-flow costs depend on: a change rebuilds them.
 _STRUCTURE = ("roads", "routing_speeds", "routing_profiles")
 #: What their live costs depend on: a change reads the live speeds again.
 _LIVE = "live_speeds"
-_TABLES = (*_STRUCTURE, _LIVE)
+#: What the closed edges depend on (with the structure): a change reads the closures again.
+_CLOSURES = "closures"
+_TABLES = (*_STRUCTURE, _CLOSURES, _LIVE)
 
 # the live speeds that count now, as routing_edges_all counts them, with the store's clock
 _LIVE_SPEEDS = """
@@ -120,6 +123,7 @@ class Router:
         self._base: dict[tuple[str, str], tuple[tuple[Any, ...], RoadNetwork]] = {}
         self._views: dict[tuple[str, str], tuple[tuple[Any, ...], frozenset[int], RoadNetwork]] = {}
         self._floods: dict[tuple[str, tuple[int, ...]], frozenset[str]] = {}
+        self._closures: dict[tuple[Any, ...], tuple[frozenset[int], datetime | None]] = {}
         self._live: LiveSpeeds | None = None
         self._flooded: set[str] = set()
         self._lock = threading.Lock()
@@ -159,18 +163,24 @@ class Router:
         stamp = self._stamp()
         structure, counter = stamp[: len(_STRUCTURE)], stamp[-1]
         scenario = overlay.active()
-        # the scenario's own network when it edits roads, else the base's; its flood on top
-        own = scenario.signature if scenario is not None and scenario.edits("roads") else ""
+        # the scenario's own network when it edits roads or is built on a past moment (the
+        # roads of then), else the base's; its flood on top
+        past = scenario is not None and scenario.moment is not None
+        own = (
+            scenario.signature if scenario is not None and (scenario.edits("roads") or past) else ""
+        )
         flood = scenario.settings.get("flood") if scenario is not None else None
-        # a scenario built on a past moment: its closures' time windows are read then
-        closed_ids = closed_by_layer(at=overlay.read_moment(at), url=self.url)
+        closed_ids = self._closed_ids(profile, at, stamp[: len(_STRUCTURE) + 1])
         with self._lock:
             network = self._structure(profile, structure, own)
-        flooded = self._flooded
+        # the router's own flood (Router.flood) is today's: not a past moment's
+        flooded: frozenset[str] | set[str] = frozenset() if past else self._flooded
         if flood and scenario is not None:
             flooded = flooded | self._scenario_flood(network, scenario, structure, flood)
         with self._lock:
             live = self._live_speeds(counter)
+            if past:  # live speeds are now's; a past moment is routed at free flow
+                live = LiveSpeeds(live.counter, -1)
             closed = frozenset(
                 {network.edge_index[e] for e in closed_ids if e in network.edge_index}
                 | {network.road_index[r] for r in flooded if r in network.road_index}
@@ -189,12 +199,41 @@ class Router:
                 _keep(self._views, slot, view)
             return view[2]
 
+    def _closed_ids(
+        self, profile: str, at: datetime | None, versions: tuple[int, ...]
+    ) -> frozenset[int]:
+        """Return the edges the closures close, read again only when they may have changed.
+
+        Kept per (profile, scenario and revision, roads and closures counters, moment) until
+        the next time a closure's window opens or shuts (:func:`routing.closures.next_change`):
+        in a scenario the closures are joined to its union of roads, which no index serves
+        (bench/scenarios.py: 65-250 ms a route on the sample city, 1.2 s on Malta).
+        """
+        scenario = overlay.active()
+        fixed = at is not None or (scenario is not None and scenario.moment is not None)
+        key = (profile, overlay.signature(), versions, at)
+        now = datetime.now(UTC)
+        with self._lock:
+            kept = self._closures.get(key)
+        if kept is not None and (kept[1] is None or now < kept[1]):
+            return kept[0]
+        ids = frozenset(closed_by_layer(at=at if fixed else now, url=self.url, profile=profile))
+        until = None if fixed else next_change(now, url=self.url)
+        with self._lock:
+            _keep(self._closures, key, (ids, until))
+        return ids
+
     def _structure(self, profile: str, structure: tuple[int, ...], own: str) -> RoadNetwork:
         """Return a profile's network (a scenario's when ``own`` names one), built when stale."""
         built = self._base.get((profile, own))
         if built is None or built[0] != structure:
+            scenario = overlay.active()
             roads = overlay.relation(LAYERS["roads"]) if own else None
-            built = (structure, RoadNetwork.load(profile=profile, url=self.url, roads=roads))
+            moment = scenario.moment if own and scenario is not None else None
+            built = (
+                structure,
+                RoadNetwork.load(profile=profile, url=self.url, roads=roads, at=moment),
+            )
             _keep(self._base, (profile, own), built)
         return built[1]
 

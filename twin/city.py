@@ -24,7 +24,7 @@ from layers.access import Grant, Principal, grant_for
 from layers.cameras import CameraCoverage, camera_coverage
 from layers.catalog import LAYERS
 from layers.database import cursor, database_url, get_engine
-from layers.errors import MissingInputError
+from layers.errors import MissingInputError, ParameterError
 from layers.identity import Verifier
 from layers.ingest import IngestReport, ingest, ingest_frame
 from layers.ingest import Progress as IngestProgress
@@ -470,10 +470,10 @@ class City:
         """Refuse a coverage by a kind of resource none of which is loaded, or available."""
         with cursor(self.url) as cur:
             cur.execute(
-                sql.SQL(
-                    "SELECT count(*) FROM {} AS r WHERE valid_to IS NULL AND kind = %(kind)s"
-                ).format(overlay.relation(LAYERS["resources"])),
-                {"kind": kind},
+                sql.SQL("SELECT count(*) FROM {} AS r WHERE {} AND kind = %(kind)s").format(
+                    overlay.relation(LAYERS["resources"]), _current()
+                ),
+                {"kind": kind, "then": overlay.read_moment(None)},
             )
             row = cur.fetchone()
         if not row or not row[0]:
@@ -1348,7 +1348,10 @@ class City:
         """Available resources where they are now: a unit's live (AVL) position while it lasts."""
         with cursor(self.url) as cur:  # the resources of the scenario in force, if any
             cur.execute(
-                _RESOURCES.format(resources=overlay.relation(LAYERS["resources"])), {"kind": kind}
+                _RESOURCES.format(
+                    resources=overlay.relation(LAYERS["resources"]), when=_current("r")
+                ),
+                {"kind": kind, "then": overlay.read_moment(None)},
             )
             rows = cur.fetchall()
         return [
@@ -1362,20 +1365,43 @@ _RESOURCES = sql.SQL("""
 SELECT r.id, r.kind, r.name, ST_X(COALESCE(p.geom, r.geom)), ST_Y(COALESCE(p.geom, r.geom))
 FROM {resources} r
 LEFT JOIN live_positions p ON p.resource_id = r.id AND p.expires_at > now()
-WHERE r.valid_to IS NULL AND (%(kind)s::text IS NULL OR r.kind = %(kind)s)
+    AND %(then)s::timestamptz IS NULL
+WHERE {when} AND (%(kind)s::text IS NULL OR r.kind = %(kind)s)
   AND (r.status IS NULL OR r.status = 'available')
 ORDER BY r.id
 """)
 
 
+def _current(table: str | None = None) -> sql.Composable:
+    """Write the versions a read takes: current ones, or those of a scenario's past moment.
+
+    The moment is the query's ``%(then)s`` parameter (:func:`layers.overlay.read_moment`);
+    ``table`` qualifies the columns.
+    """
+    names = ("valid_from", "valid_to")
+    start, end = (sql.Identifier(table, n) if table else sql.Identifier(n) for n in names)
+    if overlay.read_moment(None) is None:
+        return sql.SQL("{} IS NULL").format(end)
+    return sql.SQL("{start} <= %(then)s AND ({end} IS NULL OR {end} > %(then)s)").format(
+        start=start, end=end
+    )
+
+
 def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:
     """Return the current geometry of the given road edges, by id."""
     query = sql.SQL(
-        "SELECT id, ST_AsBinary(geom) FROM {} AS r WHERE valid_to IS NULL AND id = ANY(%s)"
-    ).format(overlay.relation(LAYERS["roads"]))
+        "SELECT id, ST_AsBinary(geom) FROM {} AS r WHERE {} AND id = ANY(%(ids)s)"
+    ).format(overlay.relation(LAYERS["roads"]), _current())
     with cursor(url) as cur:
-        cur.execute(query, (road_ids,))
+        cur.execute(query, {"ids": road_ids, "then": overlay.read_moment(None)})
         return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
+
+
+#: The facade's methods that write the base (or the router's shared state): refused in a
+#: scenario, whose edits go through ``city.scenarios`` (the API refuses them the same way).
+BASE_WRITES = frozenset(
+    {"ingest", "close_roads", "ingest_raster", "flood_closures", "import_sumo", "optimise_signals"}
+)
 
 
 def _under_grant(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -1383,6 +1409,13 @@ def _under_grant(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def call(self: City, *args: Any, **kwargs: Any) -> Any:
+        if self.scenario is not None and method.__name__ in BASE_WRITES:
+            raise ParameterError(
+                f"scenario: {method.__name__} would change the base twin, not scenario "
+                f"{self.scenario!r}; edit the scenario with city.scenarios.put / .retire "
+                "(a closure is a feature of the closures layer; a flood, its settings)",
+                parameter="scenario",
+            )
         grant = self.grant
         with contextlib.ExitStack() as stack:
             if grant is not None:

@@ -37,16 +37,23 @@ def client(routing_db: str) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def planner(client: TestClient, routing_db: str) -> dict[str, str]:
-    """Sign-in headers of a planner (a role that edits no layer of the base)."""
-    name = f"planner-{secrets.token_hex(3)}"
-    add_user(name, roles=["planner"], password=PASSWORD, url=routing_db)
+def sign_in(client: TestClient, url: str, role: str) -> dict[str, str]:
+    """Sign-in headers of a new user of a role."""
+    name = f"{role}-{secrets.token_hex(3)}"
+    add_user(name, roles=[role], password=PASSWORD, url=url)
     token = client.post(
         "/auth/token", data={"grant_type": "password", "username": name, "password": PASSWORD}
     )
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def planner(client: TestClient, routing_db: str) -> dict[str, str]:
+    """A planner (who edits no layer of the base, and makes scenarios); the client's caller."""
+    headers = sign_in(client, routing_db, "planner")
+    client.headers.update(headers)
+    return headers
 
 
 @pytest.fixture
@@ -177,7 +184,10 @@ def test_bad_requests_are_problems_naming_the_field(
         400,
         "settings.broken",
     )
-    problem(client.post("/scenarios", json={"name": "anonymous-one"}), 401, None)
+    anonymous = TestClient(client.app)
+    problem(anonymous.post("/scenarios", json={"name": "anonymous-one"}), 401, "scenario")
+    problem(anonymous.get(f"/scenarios/{scenario}"), 401, "scenario")
+    problem(anonymous.get(f"/collections/buildings/items?scenario={scenario}"), 401, "scenario")
     problem(
         client.patch(f"/scenarios/{scenario}", json={"status": "done"}, headers=planner),
         400,
@@ -216,20 +226,76 @@ def test_bad_requests_are_problems_naming_the_field(
     assert client.get(f"/scenarios/{scenario}").json()["revision"] == 0
 
 
-def test_status_and_settings_change_and_a_deleted_scenario_is_gone(
-    client: TestClient, planner: dict[str, str]
+def test_status_settings_revisions_and_who_may_change_a_scenario(
+    client: TestClient, planner: dict[str, str], routing_db: str
 ) -> None:
     name = f"api-{secrets.token_hex(4)}"
-    assert client.post("/scenarios", json={"name": name}, headers=planner).status_code == 201
+    made = client.post("/scenarios", json={"name": name, "author": "someone-else"})
+    assert made.status_code == 201 and made.headers["etag"] == '"r0"'
+    assert made.json()["author"].startswith("planner-")  # the caller, whatever the body says
+    water = read_layer("pipelines", url=routing_db).query("network == 'water'").id.iloc[0]
+    broken = {"broken": [{"layer": "pipelines", "id": water}]}
     changed = client.patch(
         f"/scenarios/{name}",
-        json={"status": "active", "settings": {"broken": [{"layer": "pipelines", "id": "p1"}]}},
-        headers=planner,
-    ).json()
-    assert changed["status"] == "active" and changed["revision"] == 1
-    assert changed["settings"]["broken"] == [{"layer": "pipelines", "id": "p1"}]
-    assert client.delete(f"/scenarios/{name}", headers=planner).status_code == 204
+        json={"status": "active", "settings": broken},
+        headers={"If-Match": '"r0"'},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["revision"] == 1 and changed.headers["etag"] == '"r1"'
+    assert changed.json()["settings"]["broken"] == broken["broken"]
+    # a change made from an older revision is refused, and says the current one
+    stale = client.put(
+        f"/scenarios/{name}/edits/closures/c1",
+        json=feature(shapely.Point(7.42, 43.73), kind="works"),
+        headers={"If-Match": '"r0"'},
+    )
+    problem(stale, 412, "If-Match")
+    assert stale.headers["etag"] == '"r1"'
+    problem(
+        client.patch(f"/scenarios/{name}", json={}, headers={"If-Match": "r1"}), 400, "If-Match"
+    )
+    # settings name what the store holds
+    for settings, parameter in [
+        ({"broken": [{"layer": "pipelines", "id": "no-such-pipe"}]}, "settings.broken[0].id"),
+        ({"flood": {"raster": "no-such-raster"}}, "settings.flood.raster"),
+        ({"flood": {"raster": "dem"}}, "settings.flood.raster"),
+        ({"signal_plan": "no-such-plan"}, "settings.signal_plan"),
+        ({"deep": [[[[[[[[[[1]]]]]]]]]]}, "settings"),
+        ({"big": "x" * 70_000}, "settings"),
+    ]:
+        problem(client.patch(f"/scenarios/{name}", json={"settings": settings}), 400, parameter)
+    # another user may read it, not change it; a commander's own is his
+    other = sign_in(client, routing_db, "emergency_commander")
+    assert client.get(f"/scenarios/{name}", headers=other).status_code == 200
+    problem(client.delete(f"/scenarios/{name}", headers=other), 403, "scenario")
+    problem(
+        client.put(
+            f"/scenarios/{name}/edits/closures/c1",
+            json=feature(shapely.Point(7.42, 43.73), kind="works"),
+            headers=other,
+        ),
+        403,
+        "scenario",
+    )
+    analyst = sign_in(client, routing_db, "analyst")
+    assert client.get(f"/scenarios/{name}", headers=analyst).status_code == 200
+    problem(client.post("/scenarios", json={"name": f"{name}-a"}, headers=analyst), 403, "scenario")
+    # archived: kept, read, not edited until brought back
+    assert client.patch(f"/scenarios/{name}", json={"status": "archived"}).status_code == 200
+    closure = feature(shapely.Point(7.42, 43.73), kind="works")
+    problem(client.put(f"/scenarios/{name}/edits/closures/c1", json=closure), 409, "scenario")
+    assert client.patch(f"/scenarios/{name}", json={"status": "draft"}).status_code == 200
+    assert client.put(f"/scenarios/{name}/edits/closures/c1", json=closure).status_code == 200
+    assert client.delete(f"/scenarios/{name}").status_code == 204
     problem(client.get(f"/scenarios/{name}"), 404, "scenario")
+
+
+def test_links_of_answers_in_a_scenario_keep_it(client: TestClient, scenario: str) -> None:
+    page = client.get(f"/collections/roads/items?limit=2&scenario={scenario}").json()
+    hrefs = [link["href"] for link in page["links"] if link["rel"] in ("self", "next")]
+    assert hrefs and all(f"scenario={scenario}" in href for href in hrefs)
+    tile = client.get(f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?scenario={scenario}")
+    assert tile.headers["cache-control"] == "no-cache"
 
 
 def test_figures_and_compare_over_http_agree_with_each_other(
@@ -260,4 +326,17 @@ def test_figures_and_compare_over_http_agree_with_each_other(
     assert compared.json()["features"]["resources"]["added"] == ["new-st"]
     problem(client.get(f"/scenarios/{scenario}/figures?minutes=soon"), 400, "minutes")
     problem(client.get(f"/scenarios/{scenario}/figures?kinds=castle"), 400, "kinds")
-    problem(client.get("/scenarios/compare?b=nope"), 404, "scenario")
+    problem(client.get("/scenarios/compare?b=nope"), 404, "b")
+    problem(client.get("/scenarios/compare?a=nope&b=base"), 404, "a")
+    problem(client.get("/scenarios/compare?b="), 400, "b")
+
+
+def test_search_finds_what_the_scenario_adds_and_only_there(
+    client: TestClient, scenario: str
+) -> None:
+    tower = feature(TOWER, height_m=40.0, name="Tour Zyxwvut")
+    assert client.put(f"/scenarios/{scenario}/edits/buildings/zyx-1", json=tower).status_code == 200
+    inside = client.get(f"/search?q=Zyxwvut&scenario={scenario}")
+    base = client.get("/search?q=Zyxwvut")
+    assert inside.status_code == base.status_code == 200, inside.text
+    assert "zyx-1" in inside.text and "zyx-1" not in base.text

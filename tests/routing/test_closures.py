@@ -188,3 +188,21 @@ def test_live_speeds_change_the_next_route(city: twin.City) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM live_speeds"))
     assert city.route(A, B).duration_s == pytest.approx(before.duration_s, abs=1e-9)
+
+
+def test_a_closure_whose_window_opens_later_takes_effect_when_it_opens(city: twin.City) -> None:
+    from datetime import timedelta
+
+    from tests.conditions import wait_until
+
+    road, _ = middle_road(city)
+    opens = datetime.now(UTC) + timedelta(seconds=3)
+    city.close_roads(road_ids=[road], starts_at=opens, ends_at=opens + timedelta(hours=1))
+    before = city.route(A, B).road_ids  # the router keeps this answer until it opens
+    assert road in before or datetime.now(UTC) >= opens  # (a loaded machine may be late)
+    wait_until(
+        lambda: road not in city.route(A, B).road_ids,
+        timeout_s=30,
+        what="the route to avoid the road once the closure's window opened",
+    )
+    assert datetime.now(UTC) >= opens

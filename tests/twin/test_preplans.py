@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import shapely
@@ -11,10 +12,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 import twin
-from layers import scenarios
+from layers import access, scenarios
 from layers.database import get_engine
 from layers.errors import MissingInputError, ParameterError
-from layers.scenarios import ScenarioExistsError, ScenarioNotFoundError
+from layers.scenarios import ScenarioConflictError, ScenarioExistsError, ScenarioNotFoundError
 from tests.assertions import sql_scalar
 from twin.scenarios import drills, preplans
 from twin.scenarios.drills import DrillEndedError, DrillNotFoundError
@@ -23,6 +24,12 @@ from twin.scenarios.preplans import PreplanNotFoundError
 
 A, B = (7.4165, 43.7315), (7.4290, 43.7400)  # as tests/routing/test_closures.py
 SEA = (7.455, 43.705)  # inside the city's extent, off every road and pipe
+#: Places where a break-it session found every unit kind short (the cordon blocked them).
+BROKEN_PLACES = [
+    ("traffic_accident", (7.4165, 43.7315)),
+    ("flood", (7.4201, 43.7301)),
+    ("gas_leak", (7.4377, 43.7494)),
+]
 KINDS = {
     "fire",
     "gas_leak",
@@ -44,8 +51,14 @@ def town(city: twin.City) -> Iterator[twin.City]:
     """The sample city with the built-in pre-plans; the scenarios a test applied are deleted."""
     preplans.seed(url=city.url)
     yield city
-    with get_engine(city.url).begin() as conn:
+    with get_engine(city.url).begin() as conn:  # a drilled scenario is kept: drills go first
+        conn.execute(sa.text("DELETE FROM drills"))
         conn.execute(sa.text("DELETE FROM scenarios WHERE settings ? 'preplan'"))
+
+
+def ago(seconds: float) -> datetime:
+    """The moment ``seconds`` ago (a replayed drill's start)."""
+    return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
 def on_route(city: twin.City) -> tuple[float, float]:
@@ -207,6 +220,47 @@ def test_the_dispatch_is_nearest_units_in_the_scenario(town: twin.City) -> None:
     assert made.author == "duty officer" and made.status == "active"
 
 
+@pytest.mark.parametrize(
+    ("name", "place"), [*BROKEN_PLACES, ("traffic_accident", None), ("fire", None)]
+)
+def test_units_are_sent_through_the_cordon_and_ordinary_traffic_kept_out(
+    town: twin.City, name: str, place: tuple[float, float] | None
+) -> None:
+    place = place or on_route(town)
+    made = preplans.apply(name, place, url=town.url)
+    plan = preplans.get(name, url=town.url)
+    cordon = made.settings["cordon"]
+    assert cordon["emergency_access"] is True
+    with scenarios.using(made.name, url=town.url):
+        closures = town.layer("closures").set_index("id")
+    assert closures.loc[cordon["feature"], "props"]["emergency_access"] is True
+    closed = cordon_roads(town.url, made.name)
+    assert closed
+    resources = town.layer("resources")
+    available = resources["status"].isna() | (resources["status"] == "available")
+    city_kinds = set(resources.loc[available, "kind"])
+    dispatch = {d["kind"]: d for d in made.settings["dispatch"]}
+    assert list(dispatch) == [u.kind for u in plan.units]
+    crossing = 0
+    with scenarios.using(made.name, url=town.url):
+        for unit in plan.units:
+            group = dispatch[unit.kind]
+            expected = town.nearest_units(place, kind=unit.kind, k=unit.count)
+            assert [u["id"] for u in group["units"]] == [u.id for u in expected]
+            assert [u["total_s"] for u in group["units"]] == [round(u.total_s, 3) for u in expected]
+            assert group["short"] == unit.count - len(expected)
+            if unit.kind in city_kinds:  # every kind the city has is sent
+                assert group["units"], (name, unit.kind)
+            for sent in expected:
+                if not closed & set(sent.route.road_ids):
+                    continue
+                crossing += 1  # an emergency route into the cordon; a car's stays out
+                origin = shapely.Point(sent.route.geometry.coords[0])
+                car = town.route(origin, place, profile="car")
+                assert car is None or not closed & set(car.road_ids)  # none, or round it
+    assert crossing  # the units do drive into the cordon
+
+
 def test_a_water_main_burst_isolates_the_nearest_main(town: twin.City) -> None:
     with get_engine(town.url).connect() as conn:
         line_id, lon, lat = conn.execute(
@@ -272,8 +326,12 @@ def test_unknown_preplans_and_bad_names_are_refused(town: twin.City) -> None:
 
 
 def test_a_drill_review_marks_steps_on_time_late_and_missed(town: twin.City) -> None:
-    drill = drills.start("fire", on_route(town), title="night drill", lead="chief", url=town.url)
+    began = ago(3000)  # a drill held earlier, replayed from its log
+    drill = drills.start(
+        "fire", on_route(town), title="night drill", lead="chief", started_at=began, url=town.url
+    )
     assert drill.preplan == "fire" and drill.ended_at is None
+    assert drill.started_at == began and drill.started_by == ""
     assert scenarios.get(drill.scenario, url=town.url).settings["preplan"]["name"] == "fire"
     log = [
         ("dispatcher", "dispatch", 50.0),  # target 64: on time
@@ -286,11 +344,16 @@ def test_a_drill_review_marks_steps_on_time_late_and_missed(town: twin.City) -> 
     for actor, step, at in log:
         drills.record(drill.id, actor=actor, step=step, elapsed_s=at, url=town.url)
     running = drills.review(drill.id, url=town.url)
-    status = {s.step: s.status for s in running.steps}
-    assert status["full_alarm"] == "pending" and status["under_control"] == "pending"
-    ended = drills.end(drill.id, elapsed_s=4000, url=town.url)
+    steps = {s.step: s for s in running.steps}
+    # the drill is 3000 s in: a step whose target has passed is overdue, by how much so far
+    assert steps["full_alarm"].status == "overdue" and steps["utilities_cut"].status == "overdue"
+    assert steps["under_control"].status == "pending" and steps["under_control"].late_s is None
+    assert running.elapsed_s >= 3000
+    assert steps["full_alarm"].late_s == pytest.approx(running.elapsed_s - 624)
+    assert running.summary()["overdue"] == 2 and running.summary()["pending"] == 1
+    ended = drills.end(drill.id, elapsed_s=2500, url=town.url)
     assert ended.ended_at is not None
-    assert (ended.ended_at - ended.started_at).total_seconds() == 4000
+    assert (ended.ended_at - ended.started_at).total_seconds() == 2500
     review = drills.review(drill.id, url=town.url)
     steps = {s.step: s for s in review.steps}
     assert {k: s.status for k, s in steps.items()} == {
@@ -304,15 +367,17 @@ def test_a_drill_review_marks_steps_on_time_late_and_missed(town: twin.City) -> 
     }
     assert steps["dispatch"].done_s == 50 and steps["dispatch"].by == "dispatcher"
     assert steps["turnout"].late_s == 56 and steps["cordon"].late_s == 100
-    assert review.summary() | {"duration_s": None} == {
+    assert review.summary() == {
         "steps": 7,
         "on_time": 2,
         "late": 2,
         "missed": 3,
+        "overdue": 0,
         "pending": 0,
         "on_time_share": 2 / 7,
         "ended": True,
-        "duration_s": None,
+        "duration_s": 2500,
+        "elapsed_s": 2500,
         "actions": 6,
     }
     assert [a.elapsed_s for a in review.actions] == sorted(at for _, _, at in log)
@@ -332,8 +397,65 @@ def test_the_drill_clock_is_the_stores(town: twin.City) -> None:
     assert 0 <= action.elapsed_s <= float(since)
     assert abs((action.at - drill.started_at).total_seconds() - action.elapsed_s) < 1e-3
     assert action.what == "Alarm processed, units dispatched"
+    assert action.logged_by == ""  # the store's owner
     ended = drills.end(drill.id, url=town.url)
     assert ended.ended_at is not None and ended.ended_at >= action.at
+
+
+def test_a_moment_that_has_not_come_is_refused_and_the_drill_still_ends(town: twin.City) -> None:
+    made = preplans.apply("fire", on_route(town), name="pp-future", url=town.url)
+    drill = drills.start(scenario=made.name, url=town.url)
+    for elapsed in (600_000, 60.0):  # a week less a little; a minute: neither has come yet
+        with pytest.raises(ParameterError) as raised:
+            drills.record(drill.id, actor="x", step="dispatch", elapsed_s=elapsed, url=town.url)
+        assert raised.value.parameter == "elapsed_s" and "future" in str(raised.value)
+        with pytest.raises(ParameterError) as raised:
+            drills.end(drill.id, elapsed_s=elapsed, url=town.url)
+        assert raised.value.parameter == "elapsed_s"
+    # within the clock's tolerance: accepted
+    drills.record(drill.id, actor="x", step="dispatch", elapsed_s=0.5, url=town.url)
+    assert drills.review(drill.id, url=town.url).actions[0].elapsed_s == 0.5
+    ended = drills.end(drill.id, url=town.url)  # by the clock: it ends
+    assert ended.ended_at is not None
+    # a start in the future, or with no offset, is refused too
+    for began, reason in (
+        (datetime.now(UTC) + timedelta(hours=1), "future"),
+        (datetime(2026, 1, 1, 9), "offset"),
+        ("yesterday", "RFC 3339"),
+    ):
+        with pytest.raises(ParameterError) as raised:
+            drills.start(scenario=made.name, started_at=began, url=town.url)
+        assert raised.value.parameter == "started_at" and reason in str(raised.value)
+
+
+def test_a_drilled_scenario_cannot_be_deleted(town: twin.City) -> None:
+    drill = drills.start("snow_ice", on_route(town), url=town.url)
+    with pytest.raises(ScenarioConflictError):
+        scenarios.delete(drill.scenario, url=town.url)
+    assert scenarios.get(drill.scenario, url=town.url).id  # still there, and its drill
+    assert drills.review(drill.id, url=town.url).drill.scenario == drill.scenario
+    undrilled = preplans.apply("snow_ice", on_route(town), url=town.url)
+    scenarios.delete(undrilled.name, url=town.url)  # one no drill ran on goes
+
+
+def test_the_signed_in_caller_is_recorded_not_the_name_given(town: twin.City) -> None:
+    place = on_route(town)
+    signed_in = access.grant_for(
+        access.Principal("admin-pp", ("administrator",), via="token"), url=town.url
+    )
+    with access.acting_as(signed_in):
+        made = preplans.apply("fire", place, author="somebody else", url=town.url)
+        drill = drills.start(scenario=made.name, started_at=ago(100), url=town.url)
+        action = drills.record(drill.id, actor="engine 1", step="dispatch", url=town.url)
+    assert made.author == "admin-pp" and drill.started_by == "admin-pp"
+    assert action.actor == "engine 1" and action.logged_by == "admin-pp"
+    assert drills.review(drill.id, url=town.url).actions[0].logged_by == "admin-pp"
+    nobody = access.grant_for(access.Principal(access.ANONYMOUS, ("administrator",)), url=town.url)
+    with access.acting_as(nobody):  # an anonymous caller: the name given
+        made = preplans.apply("fire", place, author="duty officer", url=town.url)
+        action = drills.record(drill.id, actor="engine 2", url=town.url)
+    assert made.author == "duty officer" and action.logged_by == access.ANONYMOUS
+    assert preplans.apply("fire", place, author="cli user", url=town.url).author == "cli user"
 
 
 def test_a_drill_runs_on_an_applied_scenario(town: twin.City) -> None:
@@ -362,13 +484,14 @@ def test_bad_drill_input_is_refused_naming_the_field(town: twin.City) -> None:
     assert raised.value.parameter == "scenario"
     with pytest.raises(PreplanNotFoundError):
         drills.start("volcano", A, url=url)
-    drill = drills.start("snow_ice", on_route(town), url=url)
+    drill = drills.start("snow_ice", on_route(town), started_at=ago(1000), url=url)
     cases = [
         ({"actor": "x", "step": "nonsense"}, "step"),
         ({"actor": "  "}, "actor"),
         ({"actor": "x", "elapsed_s": -1}, "elapsed_s"),
         ({"actor": "x", "elapsed_s": float("inf")}, "elapsed_s"),
         ({"actor": "x", "elapsed_s": 10 * 86_400}, "elapsed_s"),
+        ({"actor": "x", "elapsed_s": 600_000}, "elapsed_s"),  # not yet come
     ]
     for kwargs, parameter in cases:
         with pytest.raises(ParameterError) as raised:
@@ -412,8 +535,18 @@ def test_the_cli_seeds_lists_applies_and_drills(town: twin.City) -> None:
     )
     assert code == 0 and "scenario pp-cli" in text
     assert scenarios.get("pp-cli", url=url).settings["dispatch"]
+    began = ago(200).isoformat()
     code, text, _ = run(
-        drills_app, "start", "--scenario", "pp-cli", "--lead", "chief", "--url", url
+        drills_app,
+        "start",
+        "--scenario",
+        "pp-cli",
+        "--lead",
+        "chief",
+        "--started-at",
+        began,
+        "--url",
+        url,
     )
     assert code == 0
     drill_id = text.split()[1]
@@ -432,7 +565,7 @@ def test_the_cli_seeds_lists_applies_and_drills(town: twin.City) -> None:
     )
     assert code == 0
     code, text, _ = run(drills_app, "end", drill_id, "--elapsed", "100", "--url", url)
-    assert code == 0 and "0 on time, 1 late, 6 missed" in text
+    assert code == 0 and "0 on time, 1 late, 6 missed, 0 overdue" in text
     code, text, _ = run(drills_app, "review", drill_id, "--json", "--url", url)
     first = json.loads(text)["steps"][0]
     assert first["step"] == "dispatch" and first["by"] == "dispatcher" and first["status"] == "late"
@@ -447,6 +580,7 @@ def test_the_cli_seeds_lists_applies_and_drills(town: twin.City) -> None:
         (preplans_app, ["apply", "fire", "--at", "7.42,43.73", "--name", "Bad Name"], "name"),
         (drills_app, ["start"], "preplan"),
         (drills_app, ["start", "--preplan", "fire"], "place"),
+        (drills_app, ["start", "--scenario", "x", "--started-at", "soon"], "started_at"),
         (drills_app, ["record", "999999", "--actor", "x"], "no drill 999999"),
         (drills_app, ["review", "999999"], "no drill 999999"),
     ],

@@ -338,7 +338,7 @@ def test_figures_json_and_frame(world: World) -> None:
         ({"minutes": ()}, "minutes"),
         ({"minutes": ("8",)}, "minutes"),
         ({"minutes": (float("nan"),)}, "minutes"),
-        ({"signals": True}, "signals"),
+        ({"signals": "yes"}, "signals"),
         ({"scenario": 5}, "scenario"),
         ({"profile": "boat"}, "profile"),
     ],

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from datetime import datetime
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from layers import access
 from layers import scenarios as store
 from layers.scenarios import Scenario, ScenarioEdit
 
@@ -40,6 +42,11 @@ class Scenarios:
     def __init__(self, city: City):
         self._city = city
 
+    def _as_city(self) -> contextlib.AbstractContextManager[Any]:
+        """Act under the city's session: its grant decides what it may read and change."""
+        grant = self._city.grant
+        return access.acting_as(grant) if grant is not None else contextlib.nullcontext()
+
     def __getitem__(self, name: str) -> City:
         """Return the city as scenario ``name`` has it: every method answers in the scenario.
 
@@ -59,7 +66,8 @@ class Scenarios:
             If no scenario has that name.
         """
         if name != "base":
-            store.get(name, url=self._city.url)
+            with self._as_city():
+                store.get(name, url=self._city.url)
         # built once and shared by the bound copies: their caches are kept per scenario
         self._city.router  # noqa: B018
         self._city.utilities  # noqa: B018
@@ -74,13 +82,15 @@ class Scenarios:
 
     def list(self) -> pd.DataFrame:
         """Return the stored scenarios: name, title, status, author, base_at, edits, revision."""
-        rows = [s.to_json() for s in store.list_scenarios(url=self._city.url)]
+        with self._as_city():
+            rows = [s.to_json() for s in store.list_scenarios(url=self._city.url)]
         columns = ["name", "title", "status", "author", "base_at", "edits", "revision"]
         return pd.DataFrame.from_records(rows, columns=[*columns, "description", "updated_at"])
 
     def get(self, name: str) -> Scenario:
         """Return a scenario (see :func:`layers.scenarios.get`)."""
-        return store.get(name, url=self._city.url)
+        with self._as_city():
+            return store.get(name, url=self._city.url)
 
     def create(
         self,
@@ -93,15 +103,16 @@ class Scenarios:
         settings: Mapping[str, Any] | None = None,
     ) -> Scenario:
         """Store a new, empty scenario (see :func:`layers.scenarios.create`)."""
-        return store.create(
-            name,
-            title=title,
-            description=description,
-            author=author,
-            base_at=base_at,
-            settings=settings,
-            url=self._city.url,
-        )
+        with self._as_city():
+            return store.create(
+                name,
+                title=title,
+                description=description,
+                author=author,
+                base_at=base_at,
+                settings=settings,
+                url=self._city.url,
+            )
 
     def update(
         self,
@@ -113,36 +124,43 @@ class Scenarios:
         settings: Mapping[str, Any] | None = None,
     ) -> Scenario:
         """Change a scenario's text, status or settings (see :func:`layers.scenarios.update`)."""
-        return store.update(
-            name,
-            title=title,
-            description=description,
-            status=status,
-            settings=settings,
-            url=self._city.url,
-        )
+        with self._as_city():
+            return store.update(
+                name,
+                title=title,
+                description=description,
+                status=status,
+                settings=settings,
+                url=self._city.url,
+            )
 
     def delete(self, name: str) -> None:
         """Delete a scenario and its edits; the base is untouched."""
-        store.delete(name, url=self._city.url)
+        with self._as_city():
+            store.delete(name, url=self._city.url)
 
     def put(
         self, name: str, layer: str, feature: Mapping[str, Any], *, author: str = "", note: str = ""
     ) -> ScenarioEdit:
         """Add or change a feature in a scenario (see :func:`layers.scenarios.put_feature`)."""
-        return store.put_feature(name, layer, feature, author=author, note=note, url=self._city.url)
+        with self._as_city():
+            return store.put_feature(
+                name, layer, feature, author=author, note=note, url=self._city.url
+            )
 
     def retire(
         self, name: str, layer: str, feature_id: str, *, author: str = "", note: str = ""
     ) -> ScenarioEdit:
         """Retire a feature in a scenario (see :func:`layers.scenarios.retire_feature`)."""
-        return store.retire_feature(
-            name, layer, feature_id, author=author, note=note, url=self._city.url
-        )
+        with self._as_city():
+            return store.retire_feature(
+                name, layer, feature_id, author=author, note=note, url=self._city.url
+            )
 
     def undo(self, name: str, layer: str, feature_id: str) -> ScenarioEdit:
         """Drop a scenario's edit of a feature: the base's shows again in it."""
-        return store.drop_edit(name, layer, feature_id, url=self._city.url)
+        with self._as_city():
+            return store.drop_edit(name, layer, feature_id, url=self._city.url)
 
     def figures(self, name: str = "base", **options: Any) -> Figures:
         """Return a scenario's figures (see :func:`twin.scenarios.figures.figures`).
@@ -184,4 +202,5 @@ class Scenarios:
 
     def edits(self, name: str, *, history: bool = False) -> pd.DataFrame:
         """Return a scenario's edits (see :func:`layers.scenarios.edits`)."""
-        return store.edits(name, history=history, url=self._city.url)
+        with self._as_city():
+            return store.edits(name, history=history, url=self._city.url)

@@ -226,9 +226,16 @@ def put(
     features = _features(path)
     if layer not in LAYERS:
         raise _fail(f"layer: {layer!r} is not a stored layer; layers: {', '.join(LAYERS)}")
+    seen: dict[str, int] = {}
     for i, feature in enumerate(features):
         with _refusals(f"{path}: feature {i} ({feature.get('id')!r}): "):
-            validated_row(LAYERS[layer], checked_id(feature.get("id")), feature)
+            feature_id = checked_id(feature.get("id"))
+            validated_row(LAYERS[layer], feature_id, feature)
+        if feature_id in seen:
+            raise _fail(
+                f"{path}: feature {i} ({feature_id!r}): the same id as feature {seen[feature_id]}"
+            )
+        seen[feature_id] = i
     for i, feature in enumerate(features):
         with _refusals(f"{path}: feature {i} ({feature.get('id')!r}): "):
             edit = scenarios.put_feature(name, layer, feature, author=author, note=note, url=url)

@@ -2,16 +2,20 @@
 
 A drill starts from a pre-plan and a place (the pre-plan is applied: a new scenario,
 :func:`twin.scenarios.preplans.apply`) or from a scenario a pre-plan made. The store records
-when it started by its own clock (``clock_timestamp()``), the scenario and the pre-plan version
-(migration 0018, ``drills``). Each action is logged with who did it, what, for which checklist
-step, and when: by the store's clock, or at a given number of seconds after the start (a drill
-replayed from a log, or a test: no waiting). Ending it stamps the end the same way.
+when it started by its own clock (``clock_timestamp()``; a drill replayed from a paper log
+starts at the moment given, in the past), who started it, the scenario and the pre-plan version
+(migration 0018, ``drills``; the scenario cannot be deleted while a drill references it). Each
+action is logged with who did it (the free-text ``actor``), who logged it (the signed-in caller),
+what, for which checklist step, and when: by the store's clock, or at a given number of seconds
+after the start (a replay) that has already come (:data:`CLOCK_TOLERANCE_S`). Ending it stamps
+the end the same way.
 
 The review compares, for every step of the pre-plan version drilled, the time its first action
 was logged with the step's target: ``on_time`` (done by the target), ``late`` (done after it,
-``late_s`` saying by how much), ``missed`` (the drill ended without it), ``pending`` (not done
-yet, the drill still running). The drill and its log stay in the store: a review can be read
-at any time later.
+``late_s`` saying by how much), ``missed`` (the drill ended without it), ``overdue`` (not done,
+the drill running and the target passed: ``late_s`` is how late so far), ``pending`` (not done,
+its target still to come). The drill and its log stay in the store: a review can be read at any
+time later.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from layers import scenarios
+from layers import access, scenarios
 from layers.database import cursor, get_engine
 from layers.errors import ParameterError
 from twin.scenarios import preplans
@@ -40,7 +44,10 @@ MAX_ELAPSED_S = 7 * 86_400.0
 #: Longest name of an actor, characters.
 MAX_ACTOR = 200
 #: Statuses of a step in a review.
-STATUSES = ("on_time", "late", "missed", "pending")
+STATUSES = ("on_time", "late", "missed", "overdue", "pending")
+#: How far past the store's clock a replayed moment may lie, s: the caller's clock and the
+#: store's drift apart by a little, and a request takes a little to arrive.
+CLOCK_TOLERANCE_S = 5.0
 
 
 class DrillNotFoundError(LookupError):
@@ -92,6 +99,8 @@ class Drill:
         What the drill is and who leads it.
     started_at, ended_at
         By the store's clock (UTC); ``ended_at`` None while it runs.
+    started_by
+        Who started it: the signed-in caller ("" for the store's owner).
     """
 
     id: int
@@ -103,6 +112,7 @@ class Drill:
     lead: str
     started_at: datetime
     ended_at: datetime | None
+    started_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return the drill as JSON (RFC 3339 times; ``duration_s`` once ended)."""
@@ -113,6 +123,7 @@ class Drill:
             "scenario": self.scenario,
             "title": self.title,
             "lead": self.lead,
+            "started_by": self.started_by,
             "started_at": self.started_at.isoformat(),
             "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
             "duration_s": None
@@ -134,13 +145,16 @@ class Action:
     step
         The checklist step it does, or None for an action outside the checklist.
     actor
-        Who.
+        Who did it (free text: a crew, a unit, a person).
     what
         What was done (the step's English text when not given).
     at
         When (UTC).
     elapsed_s
         Seconds from the drill's start.
+    logged_by
+        Who logged it: the signed-in caller (``anonymous`` for an anonymous one, "" for the
+        store's owner).
     """
 
     id: int
@@ -150,6 +164,7 @@ class Action:
     what: str
     at: datetime
     elapsed_s: float
+    logged_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return the action as JSON."""
@@ -161,6 +176,7 @@ class Action:
             "what": self.what,
             "at": self.at.isoformat(),
             "elapsed_s": self.elapsed_s,
+            "logged_by": self.logged_by,
         }
 
 
@@ -179,11 +195,13 @@ class StepReview:
     done_s
         When its first action was logged, s after the start; None if none was.
     by
-        Who logged that action.
+        Who did that action (its ``actor``).
     status
-        ``on_time``, ``late``, ``missed`` or ``pending``.
+        ``on_time``, ``late``, ``missed``, ``overdue`` (not done, the drill running, the target
+        passed) or ``pending`` (not done, the target still to come).
     late_s
-        How late (``done_s - target_s``) when late, else None.
+        How late: ``done_s - target_s`` when late, the drill's time so far minus the target
+        when overdue; else None.
     """
 
     step: str
@@ -213,11 +231,15 @@ class Review:
         The pre-plan version's checklist, in its order.
     actions
         Every action, in the order of their times.
+    elapsed_s
+        The drill's time when reviewed, s from its start: its duration once ended, else the
+        store's clock minus the start.
     """
 
     drill: Drill
     steps: list[StepReview]
     actions: list[Action]
+    elapsed_s: float
 
     def summary(self) -> dict[str, Any]:
         """Return the counts per status, the share on time and whether the drill has ended.
@@ -225,9 +247,9 @@ class Review:
         Returns
         -------
         dict
-            ``steps``; ``on_time``, ``late``, ``missed``, ``pending`` (counts);
+            ``steps``; ``on_time``, ``late``, ``missed``, ``overdue``, ``pending`` (counts);
             ``on_time_share`` (on time / steps); ``ended``; ``duration_s`` (None while it
-            runs); ``actions``.
+            runs); ``elapsed_s`` (the drill's time when reviewed); ``actions``.
         """
         counts = {status: sum(s.status == status for s in self.steps) for status in STATUSES}
         return {
@@ -236,6 +258,7 @@ class Review:
             "on_time_share": counts["on_time"] / len(self.steps) if self.steps else None,
             "ended": self.drill.ended_at is not None,
             "duration_s": self.drill.to_json()["duration_s"],
+            "elapsed_s": self.elapsed_s,
             "actions": len(self.actions),
         }
 
@@ -255,7 +278,7 @@ _DRILL = sql.SQL(
     """
 SELECT d.id, p.name,
        (SELECT count(*) FROM preplans o WHERE o.name = p.name AND o.vid <= p.vid),
-       d.preplan_vid, d.scenario_name, d.title, d.lead, d.started_at, d.ended_at
+       d.preplan_vid, d.scenario_name, d.title, d.lead, d.started_at, d.ended_at, d.started_by
 FROM drills d JOIN preplans p ON p.vid = d.preplan_vid
 {rest}
 """
@@ -273,6 +296,7 @@ def _drill(row: Sequence[Any]) -> Drill:
         lead=str(row[6]),
         started_at=row[7],
         ended_at=row[8],
+        started_by=str(row[9]),
     )
 
 
@@ -310,6 +334,41 @@ def _elapsed(value: Any) -> float | None:
     return float(value)
 
 
+def _not_after(elapsed: float, since_start: float, what: str) -> None:
+    """Refuse a replayed moment that has not come yet by the store's clock."""
+    if elapsed > since_start + CLOCK_TOLERANCE_S:
+        raise ParameterError(
+            f"elapsed_s: {what} at {elapsed:g} s after the start is in the future: the drill "
+            f"started {since_start:.1f} s ago by the store's clock (start a replayed drill at "
+            "the moment it was held: started_at)",
+            parameter="elapsed_s",
+        )
+
+
+def _started_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ParameterError(
+                f"started_at: {value!r} is not an RFC 3339 moment", parameter="started_at"
+            ) from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ParameterError(
+            "started_at: expected a moment with its UTC offset (RFC 3339)",
+            parameter="started_at",
+        )
+    return value
+
+
+def _caller() -> str:
+    """Return who is calling: the grant's principal, or "" for the store's owner."""
+    grant = access.current()
+    return "" if grant is None else grant.principal.name
+
+
 def _text(value: Any, parameter: str, *, required: bool = False, limit: int = 4000) -> str:
     if value is None and not required:
         return ""
@@ -331,10 +390,15 @@ def start(
     scenario: str | None = None,
     title: str = "",
     lead: str = "",
+    started_at: datetime | str | None = None,
     city: City | None = None,
     url: str | None = None,
 ) -> Drill:
     """Start a drill: of a pre-plan applied at a place, or on a scenario a pre-plan made.
+
+    Who starts it is recorded: the caller of the grant in force (:func:`layers.access.current`),
+    "" for the store's owner. A pre-plan applied for it is credited as
+    :func:`twin.scenarios.preplans.apply` says (the signed-in caller, else ``lead``).
 
     Parameters
     ----------
@@ -348,6 +412,10 @@ def start(
         pre-plan version it was made from.
     title, lead
         What the drill is and who leads it.
+    started_at
+        When it started, for a drill replayed from a log: a moment with its UTC offset (a
+        datetime or RFC 3339 text) not later than the store's clock (plus
+        :data:`CLOCK_TOLERANCE_S`); now by the store's clock when None.
     city
         The city the pre-plan is applied with (see :func:`twin.scenarios.preplans.apply`).
     url
@@ -356,14 +424,15 @@ def start(
     Returns
     -------
     Drill
-        The drill, started now by the store's clock.
+        The drill, started now by the store's clock (or at ``started_at``).
 
     Raises
     ------
     ParameterError
         If neither a pre-plan and a place nor a scenario is given, or both are (naming
         ``preplan``, ``place`` or ``scenario``); if the scenario was not made from a stored
-        pre-plan (``scenario``); for a bad place, title or lead (as :func:`apply` says).
+        pre-plan (``scenario``); for a bad place, title or lead (as :func:`apply` says); for
+        a ``started_at`` that is not a moment with its offset, or is in the future.
     PreplanNotFoundError
         For an unknown pre-plan.
     layers.scenarios.ScenarioNotFoundError
@@ -373,6 +442,18 @@ def start(
         url = city.url
     title = _text(title, "title")
     lead = _text(lead, "lead", limit=MAX_ACTOR)
+    began = _started_at(started_at)
+    if began is not None:
+        with cursor(url) as cur:
+            cur.execute("SELECT clock_timestamp()")
+            row = cur.fetchone()
+        assert row is not None
+        if began > row[0] + timedelta(seconds=CLOCK_TOLERANCE_S):
+            raise ParameterError(
+                f"started_at: {began.isoformat()} is in the future: the store's clock says "
+                f"{row[0].isoformat()}",
+                parameter="started_at",
+            )
     if scenario is not None:
         if preplan is not None or place is not None:
             raise ParameterError(
@@ -413,9 +494,10 @@ def start(
         vid = plan.vid
     with _writing(url) as cur:
         cur.execute(
-            "INSERT INTO drills (preplan_vid, scenario_id, scenario_name, title, lead) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (vid, made.id, made.name, title, lead),
+            "INSERT INTO drills "
+            "(preplan_vid, scenario_id, scenario_name, title, lead, started_by, started_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, clock_timestamp())) RETURNING id",
+            (vid, made.id, made.name, title, lead, _caller(), began),
         )
         row = cur.fetchone()
     assert row is not None
@@ -473,10 +555,12 @@ def list_drills(*, url: str | None = None) -> list[Drill]:
         return [_drill(row) for row in cur.fetchall()]
 
 
-def _locked(cur: Any, drill_id: int) -> tuple[datetime, datetime | None, Preplan]:
-    """Lock a running drill's row; return its start, end and pre-plan version."""
+def _locked(cur: Any, drill_id: int) -> tuple[datetime, float, Preplan]:
+    """Lock a running drill's row; return its start, seconds since (store's clock), pre-plan."""
     cur.execute(
-        "SELECT d.started_at, d.ended_at, d.preplan_vid FROM drills d WHERE d.id = %s FOR UPDATE",
+        "SELECT d.started_at, d.ended_at, d.preplan_vid, "
+        "extract(epoch FROM clock_timestamp() - d.started_at)::float8 "
+        "FROM drills d WHERE d.id = %s FOR UPDATE",
         (drill_id,),
     )
     row = cur.fetchone()
@@ -487,7 +571,7 @@ def _locked(cur: Any, drill_id: int) -> tuple[datetime, datetime | None, Preplan
     cur.execute("SELECT plan FROM preplans WHERE vid = %s", (row[2],))
     plan = cur.fetchone()
     assert plan is not None
-    return row[0], row[1], preplans.parse(plan[0])
+    return row[0], float(row[3]), preplans.parse(plan[0])
 
 
 def record(
@@ -501,6 +585,9 @@ def record(
 ) -> Action:
     """Log an action in a running drill.
 
+    The action records who logged it besides ``actor``: the caller of the grant in force
+    (:func:`layers.access.current`), "" for the store's owner.
+
     Parameters
     ----------
     drill_id
@@ -513,7 +600,8 @@ def record(
         What was done; the step's English text when empty.
     elapsed_s
         When, in seconds after the drill's start (a replay); now by the store's clock when
-        None.
+        None. Not later than the store's clock (plus :data:`CLOCK_TOLERANCE_S`): a replay of
+        a past drill starts it at the moment it was held (:func:`start`, ``started_at``).
     url
         Database URL; the configured one by default.
 
@@ -530,7 +618,7 @@ def record(
         If the drill has ended.
     ParameterError
         For an empty actor, a step not in the checklist (naming the steps), or
-        ``elapsed_s`` not a number from 0 to a week.
+        ``elapsed_s`` not a number from 0 to a week or later than the store's clock.
     """
     drill_id = _drill_id(drill_id)
     actor = _text(actor, "actor", required=True, limit=MAX_ACTOR)
@@ -538,8 +626,11 @@ def record(
     elapsed = _elapsed(elapsed_s)
     if step is not None and not isinstance(step, str):
         raise ParameterError("step: expected a step id", parameter="step")
+    logged_by = _caller()
     with _writing(url) as cur:
-        _, _, plan = _locked(cur, drill_id)
+        _, since_start, plan = _locked(cur, drill_id)
+        if elapsed is not None:
+            _not_after(elapsed, since_start, "an action")
         if step is not None:
             found = plan.step(step)
             if found is None:
@@ -550,17 +641,24 @@ def record(
                 )
             what = what or found.en
         cur.execute(
-            "INSERT INTO drill_actions (drill_id, step, actor, what, at, elapsed_s) "
-            "SELECT d.id, %(step)s, %(actor)s, %(what)s, t.at, "
+            "INSERT INTO drill_actions (drill_id, step, actor, logged_by, what, at, elapsed_s) "
+            "SELECT d.id, %(step)s, %(actor)s, %(logged_by)s, %(what)s, t.at, "
             "coalesce(%(elapsed)s, extract(epoch FROM t.at - d.started_at)::float8) "
             "FROM drills d CROSS JOIN LATERAL (SELECT coalesce("
             "d.started_at + make_interval(secs => %(elapsed)s), clock_timestamp()) AS at) t "
             "WHERE d.id = %(id)s RETURNING aid, at, elapsed_s",
-            {"id": drill_id, "step": step, "actor": actor, "what": what, "elapsed": elapsed},
+            {
+                "id": drill_id,
+                "step": step,
+                "actor": actor,
+                "logged_by": logged_by,
+                "what": what,
+                "elapsed": elapsed,
+            },
         )
         row = cur.fetchone()
     assert row is not None
-    return Action(int(row[0]), drill_id, step, actor, what, row[1], float(row[2]))
+    return Action(int(row[0]), drill_id, step, actor, what, row[1], float(row[2]), logged_by)
 
 
 def end(drill_id: int, *, elapsed_s: float | None = None, url: str | None = None) -> Drill:
@@ -571,7 +669,9 @@ def end(drill_id: int, *, elapsed_s: float | None = None, url: str | None = None
     drill_id
         The drill.
     elapsed_s
-        When, in seconds after its start (a replay); now by the store's clock when None.
+        When, in seconds after its start (a replay), not later than the store's clock (plus
+        :data:`CLOCK_TOLERANCE_S`); now by the store's clock when None (or the last action's
+        moment, if that is a little later).
     url
         Database URL; the configured one by default.
 
@@ -587,20 +687,22 @@ def end(drill_id: int, *, elapsed_s: float | None = None, url: str | None = None
     DrillEndedError
         If it has ended already.
     ParameterError
-        If ``elapsed_s`` is not a number from 0 to a week, or is before the last action.
+        If ``elapsed_s`` is not a number from 0 to a week, is later than the store's clock,
+        or is before the last action.
     """
     drill_id = _drill_id(drill_id)
     elapsed = _elapsed(elapsed_s)
     with _writing(url) as cur:
-        started, _, _ = _locked(cur, drill_id)
-        cur.execute(
-            "SELECT coalesce(%(elapsed)s, extract(epoch FROM clock_timestamp() - %(start)s)), "
-            "(SELECT max(elapsed_s) FROM drill_actions WHERE drill_id = %(id)s)",
-            {"elapsed": elapsed, "start": started, "id": drill_id},
-        )
+        _, since_start, _ = _locked(cur, drill_id)
+        if elapsed is not None:
+            _not_after(elapsed, since_start, "the end")
+        cur.execute("SELECT max(elapsed_s) FROM drill_actions WHERE drill_id = %s", (drill_id,))
         row = cur.fetchone()
         assert row is not None
-        ends, last = float(row[0]), row[1]
+        last = row[0]
+        if elapsed is None and last is not None and float(last) > since_start:
+            elapsed = float(last)  # an action logged a moment ahead of the clock (tolerance)
+        ends = since_start if elapsed is None else elapsed
         if last is not None and ends < float(last):
             raise ParameterError(
                 f"elapsed_s: the drill cannot end at {ends:g} s, before its last action "
@@ -630,8 +732,9 @@ def review(drill_id: int, *, url: str | None = None) -> Review:
     -------
     Review
         Per step ``on_time`` (done at or before its target), ``late`` (after it), ``missed``
-        (the drill ended without it) or ``pending`` (not done, the drill still running); the
-        whole log.
+        (the drill ended without it), ``overdue`` (not done, the drill running past the
+        target: ``late_s`` so far, by the store's clock) or ``pending`` (not done, the
+        target to come); the whole log.
 
     Raises
     ------
@@ -642,14 +745,22 @@ def review(drill_id: int, *, url: str | None = None) -> Review:
     plan = preplans.get_version(drill.preplan_vid, url=url)
     with cursor(url) as cur:
         cur.execute(
-            "SELECT aid, step, actor, what, at, elapsed_s FROM drill_actions "
+            "SELECT aid, step, actor, what, at, elapsed_s, logged_by FROM drill_actions "
             "WHERE drill_id = %s ORDER BY elapsed_s, aid",
             (drill.id,),
         )
         actions = [
-            Action(int(a), drill.id, s, str(who), str(what), at, float(e))
-            for a, s, who, what, at, e in cur.fetchall()
+            Action(int(a), drill.id, s, str(who), str(what), at, float(e), str(by))
+            for a, s, who, what, at, e, by in cur.fetchall()
         ]
+        cur.execute(
+            "SELECT extract(epoch FROM coalesce(ended_at, clock_timestamp()) - started_at)"
+            "::float8 FROM drills WHERE id = %s",
+            (drill.id,),
+        )
+        clock = cur.fetchone()
+    assert clock is not None
+    so_far = float(clock[0])
     first: dict[str, Action] = {}
     for action in actions:
         if action.step is not None:
@@ -657,10 +768,17 @@ def review(drill_id: int, *, url: str | None = None) -> Review:
     steps = []
     for step in plan.steps:
         done = first.get(step.id)
-        if done is None:
-            status = "pending" if drill.ended_at is None else "missed"
-        else:
+        late_s = None
+        if done is not None:
             status = "on_time" if done.elapsed_s <= step.target_s else "late"
+            if status == "late":
+                late_s = done.elapsed_s - step.target_s
+        elif drill.ended_at is not None:
+            status = "missed"
+        elif so_far > step.target_s:
+            status, late_s = "overdue", so_far - step.target_s
+        else:
+            status = "pending"
         steps.append(
             StepReview(
                 step=step.id,
@@ -671,7 +789,7 @@ def review(drill_id: int, *, url: str | None = None) -> Review:
                 done_s=None if done is None else done.elapsed_s,
                 by=None if done is None else done.actor,
                 status=status,
-                late_s=None if status != "late" or done is None else done.elapsed_s - step.target_s,
+                late_s=late_s,
             )
         )
-    return Review(drill, steps, actions)
+    return Review(drill, steps, actions, so_far)

@@ -377,7 +377,7 @@ def figures(
         Also SUMO's time loss of the scenario's signal plan
         (:func:`twin.scenarios.signal_figures.signal_rows`: the scenario's network exported,
         randomTrips' demand of 900 s at 1800 vehicles per hour with seed 42, two SUMO runs;
-        some 15 s on the Monaco sample). A scenario (or the base) naming no plan gets a note
+        some 13 s on the Monaco sample). A scenario (or the base) naming no plan gets a note
         and no ``signals`` rows.
 
     Returns

@@ -298,14 +298,30 @@ def start_command(
     ] = None,
     title: Annotated[str, typer.Option(help="What the drill is.")] = "",
     lead: Annotated[str, typer.Option(help="Who leads it.")] = "",
+    started_at: Annotated[
+        str | None,
+        typer.Option(
+            "--started-at",
+            help="When it started, to replay a drill held earlier from its log: RFC 3339 with "
+            "the UTC offset, e.g. 2026-12-01T09:00:00+01:00 (default: now).",
+        ),
+    ] = None,
     url: Url = None,
 ) -> None:
-    """Start a drill now (by the store's clock); prints its id."""
+    """Start a drill now (by the store's clock), or replay one held earlier; prints its id."""
     from twin.scenarios import drills
 
     place = None if at is None else _place(at)
     with _refusals():
-        drill = drills.start(preplan, place, scenario=scenario, title=title, lead=lead, url=url)
+        drill = drills.start(
+            preplan,
+            place,
+            scenario=scenario,
+            title=title,
+            lead=lead,
+            started_at=started_at,
+            url=url,
+        )
     out.print(
         f"drill {drill.id} started at {drill.started_at.isoformat()}: pre-plan {drill.preplan} "
         f"v{drill.preplan_version} on scenario {drill.scenario}",
@@ -377,11 +393,11 @@ def _print_review(review: dict[str, Any]) -> None:
     out.print(
         f"drill {drill['id']} ({state}): pre-plan {drill['preplan']} v{drill['preplan_version']}, "
         f"{summary['on_time']} on time, {summary['late']} late, {summary['missed']} missed, "
-        f"{summary['pending']} pending of {summary['steps']} steps",
+        f"{summary['overdue']} overdue, {summary['pending']} pending of {summary['steps']} steps",
         markup=False,
         highlight=False,
     )
-    table = Table("step", "target", "done", "by", "status")
+    table = Table("step", "target", "done", "by", "status", "late by")
     for step in review["steps"]:
         table.add_row(
             step["step"],
@@ -389,5 +405,6 @@ def _print_review(review: dict[str, Any]) -> None:
             _minutes(step["done_s"]),
             step["by"] or "-",
             step["status"].replace("_", " "),
+            _minutes(step["late_s"]),
         )
     out.print(table)

@@ -4,7 +4,9 @@ A pre-plan says, for one kind of incident, what the city does when it happens:
 
 - the units to send: resource kinds of the ``resources`` layer and how many of each;
 - the cordon: a circle of ``cordon_m`` metres around the place, added to the ``closures`` layer
-  (every road it touches is closed to routing, :mod:`routing.closures`);
+  with ``"emergency_access": true``: every road it touches is closed to ordinary traffic
+  (the ``car`` profile, :mod:`routing.closures`), while the emergency units sent through it
+  are let in (the ``emergency`` profile routes across it);
 - the valves: the nearest line of a utility network (water, gas, sewer, heat, power) is
   isolated by the utility trace (:meth:`routing.traces.Utilities.isolate`): which valves close
   (or switches open), which customers lose supply;
@@ -20,8 +22,12 @@ idempotently.
 :func:`apply` makes a what-if scenario (:mod:`layers.scenarios`) from a pre-plan at a place:
 the incident and the cordon as features of the ``incidents`` and ``closures`` layers in the
 scenario, the isolated line in its ``broken`` setting, and in its settings the dispatch (the
-nearest units of each kind, computed *in the scenario*, the cordon in force), the valves, the
-notify list and the pre-plan's name and version.
+nearest units of each kind, computed *in the scenario* with the emergency profile, for which
+the cordon is open), the valves, the notify list and the pre-plan's name and version.
+
+Who applies a pre-plan is the signed-in caller when a grant is in force (:func:`actor_name`); a
+name given by the caller counts only for the store's owner (the CLI, a notebook) and for an
+anonymous caller.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pyproj import Transformer
 
-from layers import scenarios
+from layers import access, scenarios
 from layers.catalog import LAYERS
 from layers.database import cursor, get_engine
 from layers.errors import MissingInputError, ParameterError
@@ -63,10 +69,13 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).with_name("preplans.json")
 #: A pre-plan's name and an incident kind: slugs, as scenario names are.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-#: Largest cordon, m. Units are routed to the nearest *open* road, which routing finds within
-#: :data:`routing.network.MAX_SNAP_M` (250 m) of the place; a wider cordon could leave a place
-#: on a road with none, and nobody to send.
+#: Largest cordon, m. Emergency units cross the cordon (``emergency_access``), but a vehicle of
+#: any other profile routed in the scenario snaps to the nearest *open* road, which routing finds
+#: within :data:`routing.network.MAX_SNAP_M` (250 m) of the place; a wider cordon would leave
+#: the place with none.
 MAX_CORDON_M = MAX_SNAP_M - 50.0
+#: The routing profile the dispatch is computed with (the cordon is open to it).
+DISPATCH_PROFILE = "emergency"
 #: Farthest a pre-plan looks for the line of its network to isolate, m.
 MAX_SEARCH_M = 1000.0
 #: Most units of one kind a pre-plan sends (as :func:`twin.incidents.impact` caps them).
@@ -795,6 +804,38 @@ def _transformed(transformer: Transformer, xy: Any) -> Any:
     return xy
 
 
+def actor_name(given: str = "", *, parameter: str = "author") -> str:
+    """Return who acts: the signed-in caller, or the name given when nobody is signed in.
+
+    A write is credited to the caller the API authenticated: when a grant is in force
+    (:func:`layers.access.current`) and its principal is not anonymous, its name is returned
+    and ``given`` is ignored (a caller cannot write in another's name). For the store's owner
+    (no grant: the CLI, a notebook) and for an anonymous caller, ``given`` is returned.
+
+    Parameters
+    ----------
+    given
+        The name the caller gave (free text, at most :data:`MAX_TEXT` characters).
+    parameter
+        The parameter named in an error.
+
+    Returns
+    -------
+    str
+        The name to record.
+
+    Raises
+    ------
+    ParameterError
+        If ``given`` is not text, or too long (naming ``parameter``).
+    """
+    given = _text(given, parameter)
+    grant = access.current()
+    if grant is not None and not grant.principal.anonymous:
+        return grant.principal.name
+    return given
+
+
 def _scenario_name(plan: Preplan) -> str:
     return f"{plan.name[:50]}-{uuid.uuid4().hex[:8]}"
 
@@ -816,8 +857,9 @@ def apply(
     - the incident, a point of the ``incidents`` layer (``preplan/<scenario>/incident``) of the
       pre-plan's kind and severity, status ``open``;
     - the cordon, a circle of ``cordon_m`` around the place in the ``closures`` layer
-      (``preplan/<scenario>/cordon``; none when ``cordon_m`` is 0): routing in the scenario
-      avoids every road it touches;
+      (``preplan/<scenario>/cordon``; none when ``cordon_m`` is 0), its properties saying
+      ``"emergency_access": true``: routing in the scenario avoids every road it touches,
+      except for the ``emergency`` profile (the units sent are let through);
     - in ``settings["broken"]`` the isolated line (``pipelines`` or ``power_lines``), and in
       ``settings["valves"]`` the isolation: the valves to close (or switches to open) nearest
       first, those that will not operate, the line, its distance from the place, and what loses
@@ -826,8 +868,8 @@ def apply(
     - in ``settings["dispatch"]`` per unit kind: ``kind``, ``requested``, ``short`` (how many
       fewer are available) and ``units`` (``id``, ``kind``, ``name``, ``travel_s``,
       ``turnout_s``, ``total_s``, ``distance_m``), computed as
-      :meth:`twin.City.nearest_units` answers *in the scenario*: the cordon in force, the
-      emergency profile;
+      :meth:`twin.City.nearest_units` answers *in the scenario* with the ``emergency``
+      profile (:data:`DISPATCH_PROFILE`), the cordon open to it;
     - ``settings["notify"]`` (the contacts) and ``settings["preplan"]`` (``name``, ``vid``,
       ``version``, ``kind``, ``title``, ``place`` as ``[lon, lat]``, ``applied_at``).
 
@@ -844,7 +886,8 @@ def apply(
     title
         The scenario's title; the pre-plan's titles and the place by default.
     author
-        Who applies it.
+        Who applies it, recorded only when nobody is signed in (the store's owner, or an
+        anonymous caller); a signed-in caller is recorded by name (:func:`actor_name`).
     city
         The city to compute the dispatch with (its router is reused); one on ``url`` by default.
     url
@@ -868,6 +911,8 @@ def apply(
     MissingInputError
         If the network a pre-plan requires holds no lines, or no source to trace supply from
         (HTTP 409, naming the layer to load).
+    layers.errors.AccessError
+        If the caller may not make or edit scenarios (:mod:`layers.scenarios` checks).
     """
     if city is not None and url is None:
         url = city.url
@@ -877,7 +922,7 @@ def apply(
     title = _text(title, "title") or (
         f"{plan.title_en} / {plan.title_zh} at ({lonlat[0]:.6f}, {lonlat[1]:.6f})"
     )
-    author = _text(author, "author")
+    author = actor_name(author)
     if city is None:
         from twin.city import City
 
@@ -953,6 +998,7 @@ def _fill(
                     "kind": plan.closure_kind,
                     "preplan": plan.name,
                     "radius_m": plan.cordon_m,
+                    "emergency_access": True,
                 },
             },
             author=author,
@@ -960,7 +1006,12 @@ def _fill(
             url=url,
         )
     settings = dict(scenario.settings)
-    settings["cordon"] = {"feature": closure, "radius_m": plan.cordon_m, "kind": plan.closure_kind}
+    settings["cordon"] = {
+        "feature": closure,
+        "radius_m": plan.cordon_m,
+        "kind": plan.closure_kind,
+        "emergency_access": closure is not None,
+    }
     with scenarios.using(name, url=url):
         valves = _valves(plan.valves, lonlat, city)
     settings["valves"] = valves
@@ -1023,12 +1074,14 @@ def _dispatch(
     dispatch = []
     for request in units:
         try:
-            found = city.nearest_units(lonlat, kind=request.kind, k=request.count)
+            found = city.nearest_units(
+                lonlat, kind=request.kind, k=request.count, profile=DISPATCH_PROFILE
+            )
         except RoutingError as exc:
             if exc.parameter != "incident":
                 raise
             raise ParameterError(
-                f"place: units cannot be routed there with the cordon in force: {exc}",
+                f"place: units cannot be routed there: {exc}",
                 parameter="place",
             ) from None
         dispatch.append(

@@ -10,7 +10,9 @@ features are (``valid_from`` / ``valid_to``; changing an edit closes its row and
 one row per feature the scenario adds, changes (the whole new feature) or retires. The layer
 tables are not touched: :mod:`layers.scenarios` reads a layer in a scenario as the base rows
 the scenario does not edit plus the scenario's own. ``revision`` grows with every edit, so a
-cache keyed on it (tiles) never serves a scenario's older state.
+cache keyed on it (tiles) never serves a scenario's older state. Scenarios are a guarded
+resource of the access rules (``scenarios``, level 1): reading them takes ``read``, making and
+changing them ``edit`` (planners, traffic engineers, commanders), another's ``admin``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def upgrade() -> None:
             source text NOT NULL DEFAULT 'scenario',
             row jsonb NOT NULL DEFAULT '{}'::jsonb,
             geom geometry(Geometry, 4326),
+            -- what tiles are cut from, indexed as the layer tables' (migration 0004)
+            geom_3857 geometry GENERATED ALWAYS AS (ST_Transform(geom, 3857)) STORED,
             author text NOT NULL DEFAULT '',
             note text NOT NULL DEFAULT '',
             valid_from timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -59,13 +63,30 @@ def upgrade() -> None:
         CREATE UNIQUE INDEX scenario_edits_current
             ON scenario_edits (scenario_id, layer, feature_id) WHERE valid_to IS NULL;
         CREATE INDEX scenario_edits_history ON scenario_edits (scenario_id, valid_from);
+        CREATE INDEX scenario_edits_geom_3857 ON scenario_edits USING gist (geom_3857);
+        CREATE INDEX scenario_edits_geom ON scenario_edits USING gist (geom);
         -- read through the overlay under any clearance (layers.database.cursor's reader role);
         -- the masks and row rules of the layer apply to the scenario's rows as to the base's
         GRANT SELECT ON scenarios, scenario_edits TO twin_reader;
         """
     )
+    # scenarios are a guarded resource (layers.access.FEEDS): general (level 1), read by every
+    # role cleared for it ('*' read), made and changed by planners, traffic engineers and
+    # commanders; administrators change anyone's ('*' admin)
+    op.execute(
+        """
+        INSERT INTO access_layers (layer, level) VALUES ('scenarios', 1)
+        ON CONFLICT (layer) DO NOTHING;
+        INSERT INTO access_permissions (role, layer, permission)
+        SELECT name, 'scenarios', 'edit' FROM access_roles
+        WHERE name IN ('planner', 'traffic_engineer', 'emergency_commander')
+        ON CONFLICT DO NOTHING;
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM access_permissions WHERE layer = 'scenarios'")
+    op.execute("DELETE FROM access_layers WHERE layer = 'scenarios'")
     op.execute("DROP TABLE IF EXISTS scenario_edits")
     op.execute("DROP TABLE IF EXISTS scenarios")

@@ -10,10 +10,13 @@ can always be reviewed against the very version it ran. ``plan`` is the template
 (:mod:`twin.scenarios.preplans`): units to send, the cordon, the network whose nearest line is
 isolated, who to notify, the checklist with target times (s after the alarm).
 
-``drills`` records one exercise of a pre-plan version: the scenario it ran on (kept by name when
-the scenario is deleted), and when it started and ended by the store's clock
-(``clock_timestamp()``). ``drill_actions`` is its log: who did what, for which checklist step,
-when, and the seconds from the drill's start (``elapsed_s``, stored so a review needs no clock).
+``drills`` records one exercise of a pre-plan version: the scenario it ran on (a scenario a drill
+ran on cannot be deleted, ``ON DELETE RESTRICT``: the review reads it; archive it instead), who
+started it, and when it started and ended by the store's clock (``clock_timestamp()``; a drill
+replayed from a log starts at the moment it was held). ``drill_actions`` is its log: who did
+what (the free-text ``actor``), who logged it (``logged_by``, the signed-in caller), for which
+checklist step, when, and the seconds from the drill's start (``elapsed_s``, stored so a review
+needs no clock).
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ def upgrade() -> None:
         CREATE TABLE drills (
             id serial PRIMARY KEY,
             preplan_vid bigint NOT NULL REFERENCES preplans (vid),
-            scenario_id integer REFERENCES scenarios (id) ON DELETE SET NULL,
+            scenario_id integer NOT NULL REFERENCES scenarios (id) ON DELETE RESTRICT,
             scenario_name text NOT NULL,
             title text NOT NULL DEFAULT '',
             lead text NOT NULL DEFAULT '',
+            started_by text NOT NULL DEFAULT '',
             started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
             ended_at timestamptz CHECK (ended_at IS NULL OR ended_at >= started_at)
         );
@@ -59,12 +63,14 @@ def upgrade() -> None:
             drill_id integer NOT NULL REFERENCES drills (id) ON DELETE CASCADE,
             step text,
             actor text NOT NULL CHECK (length(btrim(actor)) > 0),
+            logged_by text NOT NULL DEFAULT '',
             what text NOT NULL DEFAULT '',
             at timestamptz NOT NULL,
             elapsed_s double precision NOT NULL CHECK (elapsed_s >= 0),
             recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
         );
         CREATE INDEX drill_actions_drill ON drill_actions (drill_id, elapsed_s);
+        CREATE INDEX drills_scenario ON drills (scenario_id);
         """
     )
 
