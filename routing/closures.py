@@ -39,7 +39,7 @@ WITH active AS MATERIALIZED (
     WHERE {when}
       AND (starts_at IS NULL OR starts_at <= %(at)s)
       AND (ends_at IS NULL OR ends_at > %(at)s)
-      AND NOT (%(emergency)s AND c.props ->> 'emergency_access' = 'true')
+      AND NOT (%(emergency)s AND coalesce(c.props ->> 'emergency_access', '') = 'true')
 )
 SELECT r.vid FROM active c JOIN {roads} r
   ON {road_when} AND c.road_ids IS NULL

@@ -340,3 +340,38 @@ def test_search_finds_what_the_scenario_adds_and_only_there(
     base = client.get("/search?q=Zyxwvut")
     assert inside.status_code == base.status_code == 200, inside.text
     assert "zyx-1" in inside.text and "zyx-1" not in base.text
+
+
+def test_coverage_service_areas_and_incident_impact_answer_in_the_scenario(
+    client: TestClient, scenario: str, routing_db: str
+) -> None:
+    # the scenario's first station goes out of service and a new one opens in Fontvieille
+    incident = {"geometry": {"type": "Point", "coordinates": [7.4203, 43.7349]}, "kind": "fire"}
+    base_impact = client.post("/incidents/impact", json=incident).json()["summary"]
+    first = base_impact["units"][0]["id"]
+    station = read_layer("resources", url=routing_db).set_index("id").loc[first]
+    out = feature(
+        station.geometry, kind="fire_station", name=station["name"], status="out_of_service"
+    )
+    new = feature(
+        shapely.Point(7.4160, 43.7290), kind="fire_station", name="新站", status="available"
+    )
+    for fid, body in ((first, out), ("new-station", new)):
+        assert (
+            client.put(f"/scenarios/{scenario}/edits/resources/{fid}", json=body).status_code == 200
+        )
+    impact = client.post(f"/incidents/impact?scenario={scenario}", json=incident).json()["summary"]
+    assert first not in {u["id"] for u in impact["units"]}
+    assert first in {
+        u["id"] for u in client.post("/incidents/impact", json=incident).json()["summary"]["units"]
+    }
+    coverage = "/routing/coverage?kind=fire_station&minutes=4"
+    in_scenario = client.get(f"{coverage}&scenario={scenario}").json()["total"]
+    base = client.get(coverage).json()["total"]
+    assert in_scenario["covered_buildings"] != base["covered_buildings"]
+    areas = "/routing/isochrones?facilities=7.4203,43.7349&breaks=2"
+    closure = feature(shapely.Point(7.4203, 43.7349).buffer(0.0015), kind="works")
+    assert client.put(f"/scenarios/{scenario}/edits/closures/ring", json=closure).status_code == 200
+    reached = client.get(f"{areas}&scenario={scenario}").json()["features"][0]["properties"]
+    base_reached = client.get(areas).json()["features"][0]["properties"]
+    assert reached["reached_length_m"] < base_reached["reached_length_m"]

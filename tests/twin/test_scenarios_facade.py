@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
@@ -89,6 +90,11 @@ def test_a_cordon_lets_emergency_units_through_and_keeps_cars_out(
     with scenarios.using(name, url=routing_db):
         car, emergency = bound.router.network("car"), bound.router.network("emergency")
     assert car.closed.any() and not emergency.closed.any()
+    # a closure without the flag closes the roads to emergency units too
+    city.scenarios.put(name, "closures", feature("works", cordon, kind="works"))
+    with scenarios.using(name, url=routing_db):
+        emergency = bound.router.network("emergency")
+    assert set(np.flatnonzero(emergency.closed)) == set(np.flatnonzero(car.closed))
 
 
 def test_a_scenario_over_a_past_moment_routes_and_dispatches_as_then(
