@@ -57,6 +57,8 @@ TOOLS = {
     "live": "/live/events",
     "search": "/search",
     "section": "/utilities/section",
+    "compare": "/scenarios/compare",
+    "scenarios": "/scenarios",
 }
 #: The live layer the page colours roads from (its collection), when the API serves it.
 CONGESTION = "live_congestion"

@@ -571,7 +571,7 @@ def _collection_query(
         table=access.relation(layer),  # the caller's rows and masked values
         when=sql.SQL(when),
     )
-    return query, [matched, ids, distances, inside, *when_params]
+    return query, [matched, ids, distances, inside, ids, *when_params]
 
 
 # a moment as Python's isoformat() writes it (in UTC; six digits of fraction when there is
@@ -595,9 +595,12 @@ SELECT json_build_object(
     'numberMatched', %s::bigint,
     'numberReturned', count(t.id))::text
 FROM unnest(%s::text[], %s::float8[], %s::float8[]) WITH ORDINALITY AS o(id, distance_m, inside, k)
-JOIN {table} AS t ON t.id = o.id AND {when},
+JOIN (SELECT * FROM {table} AS s WHERE s.id = ANY(%s::text[])) AS t ON t.id = o.id AND {when},
 LATERAL (SELECT {cols}, o.distance_m, o.inside) AS p
 """
+# the ids are given to the relation itself too: in a scenario it is a union, and the condition
+# reaches each of its branches (the id index), where a join onto it read each layer whole
+# (bench/scenarios.py, GET /onemap/around)
 
 
 @dataclass(frozen=True)

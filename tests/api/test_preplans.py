@@ -18,6 +18,7 @@ from layers.database import get_engine
 from layers.identity import add_user, update_user
 from layers.settings import TwinSettings
 from tests.assertions import problem
+from tests.conditions import wait_until
 from twin.scenarios import preplans
 
 A, B = (7.4165, 43.7315), (7.4290, 43.7400)  # as tests/routing/test_closures.py
@@ -303,7 +304,20 @@ def test_a_caller_the_scenarios_guard_refuses_gets_a_problem_not_an_error(
     name, dispatcher = sign_in(guarded, routing_db, role)
     try:
         count = len(scenarios.list_scenarios(url=routing_db))
-        refused = guarded.post("/preplans/fire/apply", json=body, headers=dispatcher)
+        # the new role's rules are read when their counter moves (at most every
+        # RULES_REFRESH_S): until then the role is unknown, and the caller sees no layer
+        refused = wait_until(
+            lambda: (
+                answer
+                if (
+                    answer := guarded.post("/preplans/fire/apply", json=body, headers=dispatcher)
+                ).status_code
+                != 404
+                else None
+            ),
+            timeout_s=10,
+            what="the new role's rules in force",
+        )
         problem(refused, 403, "scenario")
         assert len(scenarios.list_scenarios(url=routing_db)) == count
     finally:

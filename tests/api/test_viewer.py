@@ -192,7 +192,7 @@ def test_the_viewer_draws_the_city_offline(viewer: Viewer, sample_db: str) -> No
     config = viewer.page.evaluate("() => window.twinViewer.state.config.features")
     assert all(config.values())  # every tool's backend is served, so every tool is shown
     buttons = viewer.page.locator("#modes button").all_inner_texts()
-    assert buttons == ["Inspect", "Route", "Service areas", "Incident", "Section"]
+    assert buttons == ["Inspect", "Route", "Service areas", "Incident", "Section", "Edit scenario"]
 
 
 def test_toggling_a_layer_changes_the_picture(viewer: Viewer) -> None:

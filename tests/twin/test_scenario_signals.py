@@ -201,19 +201,13 @@ def test_figures_with_signals_and_no_plan(routing_db: str) -> None:
 
 
 def test_an_unknown_plan_is_refused_naming_settings_signal_plan(routing_db: str) -> None:
-    # the store takes any name (a plan may be stored after the scenario names it); the figure
-    # refuses one that names no stored plan, before computing anything
-    city = twin.connect(routing_db)
+    # the store refuses a scenario naming no stored plan, before anything is stored
     plan = "sigfig-no-such-plan"
-    scenarios.create("sigfig-unknown", settings={"signal_plan": plan}, url=routing_db)
-    try:
-        with pytest.raises(ParameterError) as caught:
-            figures(city, scenario="sigfig-unknown", signals=True)
-    finally:
-        scenarios.delete("sigfig-unknown", url=routing_db)
+    with pytest.raises(ParameterError) as caught:
+        scenarios.create("sigfig-unknown", settings={"signal_plan": plan}, url=routing_db)
     assert caught.value.parameter == "settings.signal_plan"
-    assert "settings.signal_plan" in str(caught.value)
     assert plan in str(caught.value)
+    assert "sigfig-unknown" not in {s.name for s in scenarios.list_scenarios(url=routing_db)}
 
 
 def test_signals_must_be_a_boolean(routing_db: str) -> None:

@@ -17,6 +17,10 @@ import {answersState, areaColor, areasAnswer, attributesAnswer, epoch, hereAnswe
 import {ownPick, pickFilter} from "./picking.js";
 import {clearSection, sectionClick, sectionLayers, sectionState} from "./section.js";
 import {extentOf, groundLayer, MAP_VIEW, tubeProps, vehiclesFirst} from "./underground.js";
+import {compareDrawn, compareLayers, compareSettled, compareState, compareView, drawCompare, initCompare, projectB, renderCompare,
+  boundsOf, refreshScenarios, scenarioOf, setCompare, withScenario} from "./compare.js";
+import {drawScenarioEdit, hitsAt, initScenarioEdit, mayEditScenarios, scenarioCallerChanged, scenarioClick,
+  scenarioEditState, scenarioRevision, setScenarioAction, showScenarioEdit} from "./scenario_edit.js";
 import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
   saveSession} from "./session.js";
 
@@ -35,6 +39,8 @@ const MODES = {
   areas: {needs: "isochrones"},
   incident: {needs: "impact"},
   section: {needs: "section", label: "map:mode.section", hint: "map:mode.section.hint"},
+  // offered only to a caller who may make scenarios (scenario_edit.js)
+  scenario: {needs: "scenarios", label: "map:mode.scenario", hint: "map:mode.scenario.hint", may: () => mayEditScenarios()},
 };
 
 // vector tiles are parsed on the page by loaders.gl's MVTLoader, not in its workers (deck.gl's
@@ -135,8 +141,10 @@ function sinkLines(collection, style) {
   return collection;
 }
 
-function featureLayer(style) {
-  // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view
+function featureLayer(style, side = "a") {
+  // GeoJSON per tile from the OGC API: full attributes, 3D coordinates, lazy per view; in the
+  // state the map's side shows (compare.js)
+  const scenario = scenarioOf(side);
   const common = {id: style.layer, visible: shownLayer(style.layer), minZoom: style.minzoom};
   const props = styleProps(style);
   // the token the layer is made for: a tile it asks for after the caller changed (deck.gl
@@ -147,7 +155,7 @@ function featureLayer(style) {
     ...common,
     ...props,
     // the caller changed: every tile is asked for again, with the new token
-    updateTriggers: {...props.updateTriggers, getTileData: [auth.generation, state.at]},  // the as-of moment too
+    updateTriggers: {...props.updateTriggers, getTileData: [auth.generation, state.at, scenario, scenarioRevision(scenario)]},  // the as-of moment too
     maxZoom: 18,
     tileSize: 256,
     onTileLoad: changed,  // a tile's data in: the map settles once a frame has drawn it
@@ -155,14 +163,14 @@ function featureLayer(style) {
     getTileData: async ({bbox, signal}) => {
       if (made !== auth.generation) return null;  // made for another caller: replaced soon
       const box = [bbox.west, bbox.south, bbox.east, bbox.north].map((v) => v.toFixed(6)).join(",");
-      const collection = await json(`collections/${style.layer}/items?bbox=${box}&limit=10000${state.at ? `&datetime=${encodeURIComponent(state.at)}` : ""}`, {signal}, token);
+      const collection = await json(`collections/${style.layer}/items?bbox=${box}&limit=10000${state.at ? `&datetime=${encodeURIComponent(state.at)}` : ""}`, {signal, scenario}, token);
       return style.depth ? sinkLines(collection, style) : collection;
     },
     renderSubLayers: (props) => new GeoJsonLayer({...props, ...styleProps(style), data: props.data}),
   });
 }
 
-function mapLayer(styles, id = "map") {
+function mapLayer(styles, id = "map", side = "a") {
   // every shown tile layer in one one-map vector tile per z/x/y (a layer per collection);
   // each feature is drawn by its layer's style (loaders.gl puts the layer in `layerName`).
   // The resources come in a layer of their own (id "resources"), drawn over the live vehicles
@@ -185,7 +193,7 @@ function mapLayer(styles, id = "map") {
   return new MVTLayer({
     id,
     loaders: TILE_LOADERS,
-    data: `map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`,
+    data: withScenario(`map/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=${shown.map((s) => s.layer).join(",")}`, scenarioOf(side)),
     visible: extent !== null,
     extent: extent || [0, 0, 0, 0],
     minZoom: sets.length ? Math.min(...sets.map((t) => t.minzoom)) : 0,
@@ -218,7 +226,8 @@ function mapLayer(styles, id = "map") {
     updateTriggers: {
       getFillColor: [state.surface, moved], getLineColor: [state.surface, moved],
       getText: [moved], getPointRadius: [moved], getFilterValue: [cleared, moved, shown.map((s) => s.layer).join()],
-      getTileData: [auth.generation],  // the caller changed: every tile again, with its token
+      // the caller changed: every tile again, with its token; the scenario shown edited: again
+      getTileData: [auth.generation, scenarioRevision(scenarioOf(side))],
     },
     loadOptions: state.loadOptions,  // parsed on the page, with the caller's token on every tile
     onTileLoad: changed,
@@ -278,22 +287,31 @@ function overlayLayers() {
   return out;
 }
 
-function render() {
+function cityLayers(side) {
+  // every layer of the map, read in the state of its side: "a" the main map, "b" the compared
+  // one (compare.js), which draws no answer of the tools (they answer for A)
   const tiles = state.config.styles.filter((s) => s.source === "tiles" && s.layer !== "resources");
   const resources = state.config.styles.filter((s) => s.source === "tiles" && s.layer === "resources");
   // a layer the caller may not read is no layer at all (deck.gl loads a hidden tile layer's tiles)
-  const features = state.config.styles.filter((s) => s.source === "features" && readable(s.layer));
+  const features = state.config.styles.filter((s) => s.source === "features" && readable(s.layer)
+    && (side === "a" || shownLayer(s.layer)));  // the compared map loads no hidden layer's tiles
   // the underground first, then the ground over it as opaque as the Surface slider (while a
   // basemap layer is shown), then the surface: lowering the slider uncovers the pipes
   // (underground.js)
-  const below = features.filter((s) => s.depth).map(featureLayer);
-  const above = features.filter((s) => !s.depth).map(featureLayer);
+  const below = features.filter((s) => s.depth).map((s) => featureLayer(s, side));
+  const above = features.filter((s) => !s.depth).map((s) => featureLayer(s, side));
   const basemap = state.config.styles.filter((s) => s.group === "basemap" && shownLayer(s.layer)).map((s) => s.layer);
   const all = state.config.styles.map((s) => s.layer);
   const ground = basemap.length ? groundLayer(extentOf(state.config.tilesets, all), state.surface) : null;
+  const answers = side === "a" ? [...sectionLayers(), ...overlayLayers()] : [];
+  return [...below, ...(ground ? [ground] : []), mapLayer(tiles, "map", side), ...above, ...liveLayers(),
+    mapLayer(resources, "resources", side), ...answers, ...chromeLayers(), ...compareLayers()];
+}
+
+function render() {
   changed();
-  state.deck.setProps({layers: [...below, ...(ground ? [ground] : []), mapLayer(tiles), ...above, ...liveLayers(),
-    mapLayer(resources, "resources"), ...sectionLayers(), ...overlayLayers(), ...chromeLayers()]});
+  state.deck.setProps({layers: cityLayers("a")});
+  renderCompare(cityLayers);  // the compared state, when shown
 }
 
 function layersLoaded() {
@@ -310,7 +328,7 @@ function settled() {
     .some((k) => interaction[k]);
   return drawn.changes === counts.changes && drawn.loadedBefore && drawn.loadedAfter
     && layersLoaded() && !moving && !deckgl.needsRedraw({clearRedrawFlags: false})
-    && !deckgl.layerManager?.needsUpdate();
+    && !deckgl.layerManager?.needsUpdate() && compareSettled();
 }
 
 function status() {
@@ -322,6 +340,7 @@ function status() {
     loading: ready ? deckgl.props.layers.filter((l) => l.props.visible && !l.isLoaded).map((l) => l.id) : null,
     needsRedraw: ready ? deckgl.needsRedraw({clearRedrawFlags: false}) : null,
     needsUpdate: ready ? deckgl.layerManager?.needsUpdate() ?? null : null,
+    compare: compareState(),
   };
 }
 
@@ -330,6 +349,7 @@ function setView(view) {
   state.view = view;
   changed();
   state.deck.setProps({viewState: view});
+  compareView(view);  // the compared map, on the same view
 }
 
 function lookAt(view) {
@@ -452,6 +472,8 @@ async function onClick(info, mine) {
     } else if (state.mode === "section") {
       await sectionClick(info, [lon, lat], say, {json, render, styles: state.config.styles,
         maxLengthM: state.config.limits?.section_m ?? Infinity});
+    } else if (state.mode === "scenario") {
+      await scenarioClick(info, [lon, lat], say);
     }
   } catch (error) {
     say(`<p class="error">${esc(t("answers:error", {message: error.message}))}</p>`);
@@ -578,8 +600,10 @@ function shownLayer(layer) {
 }
 
 async function apiFetch(url, options = {}, token = auth.token) {
-  // fetch with the caller's token; a 401 shows the sign-in form (the caller sees why)
-  const response = await fetch(url, {...options, headers: {...(options.headers || {}), ...authHeaders(token)}});
+  // fetch with the caller's token; a 401 shows the sign-in form (the caller sees why). Read in
+  // the state the map shows (compare.js), unless `options.scenario` names another (null: the base)
+  const {scenario = scenarioOf("a"), ...rest} = options;
+  const response = await fetch(withScenario(url, scenario), {...rest, headers: {...(rest.headers || {}), ...authHeaders(token)}});
   if (response.status === 401) refused(token, await problemDetail(response.clone()));
   return response;
 }
@@ -693,6 +717,13 @@ async function changeCaller(session, mine, configRead = false) {
   state.cones = null;
   drawLayerList();
   drawSignIn();
+  if (MODES[state.mode].may && !MODES[state.mode].may()) {  // a tool the new caller may not use
+    state.mode = "inspect";
+    showScenarioEdit(false);
+  }
+  drawPanelText();  // the tools this caller may use
+  scenarioCallerChanged();
+  refreshScenarios();  // the scenarios this caller may read, for the compare tool
   render();
   if (state.config.features.cameras && readable("cameras")) {
     const generation = auth.generation;
@@ -799,13 +830,14 @@ function buildPanel() {
     for (const b of el("modes").children) b.classList.toggle("on", b.dataset.mode === mode);
     el("hint").textContent = t(MODES[mode].hint || `core:mode.${mode}.hint`);
     el("incident-options").hidden = mode !== "incident";
+    showScenarioEdit(mode === "scenario");
   });
 }
 
 function drawPanelText() {
   // what the panel writes itself (its HTML is translated by data-i18n): the tools, the hint,
   // the incident kinds; drawn again when the language changes
-  const modes = Object.entries(MODES).filter(([, m]) => !m.needs || state.config.features[m.needs]);
+  const modes = Object.entries(MODES).filter(([, m]) => (!m.needs || state.config.features[m.needs]) && (!m.may || m.may()));
   el("modes").innerHTML = modes.map(([key, m]) => `<button type="button" data-mode="${key}" class="${key === state.mode ? "on" : ""}">${esc(t(m.label || `core:mode.${key}`))}</button>`).join("");
   const kind = el("incident-kind").value;
   el("incident-kind").innerHTML = state.config.incident_kinds.map((k) => `<option value="${esc(k)}">${esc(incidentName(k))}</option>`).join("");
@@ -1244,16 +1276,8 @@ ${live.focus?.id === a.id && impactText(a.impact) ? `<div class="alert-impact">$
 
 function middleOf(geometry) {
   // the middle of a GeoJSON geometry's extent, or null
-  const xs = [];
-  const ys = [];
-  const walk = (c) => {
-    if (typeof c[0] === "number") { xs.push(c[0]); ys.push(c[1]); } else c.forEach(walk);
-  };
-  if (geometry?.coordinates) walk(geometry.coordinates);
-  else if (geometry?.geometries) geometry.geometries.forEach((g) => g.coordinates && walk(g.coordinates));
-  if (!xs.length) return null;
-  const mid = (v) => (v.reduce((a, b) => Math.min(a, b)) + v.reduce((a, b) => Math.max(a, b))) / 2;
-  return [mid(xs), mid(ys)];
+  const box = boundsOf(geometry);
+  return box && [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2];
 }
 
 async function focusAlert(id) {
@@ -1289,7 +1313,7 @@ async function acknowledgeAlert(id, button) {
   button.disabled = true;
   const by = el("alerts-operator").value.trim() || lt("operator_default");
   try {
-    const body = await json(`live/alerts/${id}/acknowledge`, {method: "POST",
+    const body = await json(`live/alerts/${id}/acknowledge`, {method: "POST", scenario: null,  // live, not a scenario's
       headers: {"content-type": "application/json"}, body: JSON.stringify({by})});
     delete live.errors[id];
     setAlert(body, ++live.seq);
@@ -1498,6 +1522,7 @@ async function start() {
       const same = frameStart === counts.changes;
       drawn = {changes: frameStart, loadedBefore: same && loadedAtStart, loadedAfter: same && layersLoaded()};
       if (state.config) viewDrawn();  // the scale bar, north arrow and legend follow the view
+      compareDrawn();  // the compared map draws after a change too
       firstDraw();
     },
     onError: (error) => console.error(error),
@@ -1508,6 +1533,12 @@ async function start() {
   for (const style of state.config.styles) state.visible[style.layer] = style.visible;
   // the title, fold and language switch, legend, scale, north arrow, search, time and export
   initChrome({state, el, json, render, setView, shownLayer, readable});
+  // A and B, swipe or side by side, and the figures of both
+  initCompare({state, el, json, render, setView, counts, mainDrawn: () => drawn,
+    mayRead: () => (auth.me ? readable("scenarios") : null)});  // null: the caller not known yet
+  // making and editing a scenario on the map
+  initScenarioEdit({state, el, render, fetch: apiFetch, me: () => auth.me,
+    hitLayers: (info) => hitsAt(state.deck, info, layerOf)});
   loadSession();
   buildPanel();
   buildLivePanel();
@@ -1521,6 +1552,8 @@ async function start() {
     drawSignIn();
     setLiveStatus(live.status);
     drawAlerts();
+    drawCompare();
+    drawScenarioEdit();
   });
   setView(openingView(state.config.view));
   listenForClicks(el("map"));
@@ -1544,4 +1577,9 @@ window.twinViewer = {
   auth: authState,
   chrome: chromeState,
   section: sectionState,
+  compare: compareState,
+  setCompare,
+  projectB,
+  scenarioEdit: scenarioEditState,
+  setScenarioAction,
 };

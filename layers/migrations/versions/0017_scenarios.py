@@ -70,6 +70,19 @@ def upgrade() -> None:
         GRANT SELECT ON scenarios, scenario_edits TO twin_reader;
         """
     )
+    # a counter in layer_versions (NOTIFYed, migration 0016) that moves with every change of a
+    # scenario or its edits: readers keep scenarios in memory while it stands
+    op.execute(
+        """
+        INSERT INTO layer_versions (layer) VALUES ('scenarios') ON CONFLICT (layer) DO NOTHING;
+        CREATE TRIGGER scenarios_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+            ON scenarios FOR EACH STATEMENT
+            EXECUTE FUNCTION bump_derived_layer_version('scenarios');
+        CREATE TRIGGER scenario_edits_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+            ON scenario_edits FOR EACH STATEMENT
+            EXECUTE FUNCTION bump_derived_layer_version('scenarios');
+        """
+    )
     # scenarios are a guarded resource (layers.access.FEEDS): general (level 1), read by every
     # role cleared for it ('*' read), made and changed by planners, traffic engineers and
     # commanders; administrators change anyone's ('*' admin)
@@ -86,6 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM layer_versions WHERE layer = 'scenarios'")
     op.execute("DELETE FROM access_permissions WHERE layer = 'scenarios'")
     op.execute("DELETE FROM access_layers WHERE layer = 'scenarios'")
     op.execute("DROP TABLE IF EXISTS scenario_edits")
