@@ -67,6 +67,7 @@ bench: setup
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/replica.py
 	$(BIN)/python bench/onemap.py
+	$(BIN)/python bench/scenarios.py
 
 # Re-lock after a change to pyproject.toml's dependencies (or tests/oracles-requirements.txt):
 # requirements/lock.txt and requirements/oracles.lock.txt with every file's hash, resolved against
