@@ -82,9 +82,10 @@ class ScenarioScope:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request (ASGI), in the scenario it names if it names one."""
-        if scope["type"] != "http" or b"scenario" not in scope.get("query_string", b""):
+        if scope["type"] != "http" or not scope.get("query_string"):
             await self.app(scope, receive, send)
             return
+        # parsed as the routes parse it: a key written %73cenario is the same parameter
         pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         names = [value for key, value in pairs if key == "scenario"]
         if not names:
@@ -95,7 +96,7 @@ class ScenarioScope:
             return
         name = names[0]
         path = scope.get("path", "")
-        writes = scope["method"] not in ("GET", "HEAD") and not READS.match(path)
+        writes = scope["method"] not in ("GET", "HEAD", "OPTIONS") and not READS.match(path)
         if name in ("", "base"):
             await self.app(scope, receive, send)
             return

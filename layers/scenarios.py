@@ -180,7 +180,7 @@ class Scenario:
             "author": self.author,
             "status": self.status,
             "base_at": text(self.base_at),
-            "settings": _visible_settings(self.settings, readable),
+            "settings": visible_settings(self.settings, readable),
             "created_at": text(self.created_at),
             "updated_at": text(self.updated_at),
             "revision": self.revision,
@@ -200,8 +200,25 @@ class Scenario:
         )
 
 
-def _visible_settings(settings: Mapping[str, Any], readable: set[str]) -> dict[str, Any]:
-    """Leave out of settings what names a layer the caller may not read (``{"layer": ...}``)."""
+def visible_settings(
+    settings: Mapping[str, Any], readable: set[str] | None = None
+) -> dict[str, Any]:
+    """Return a scenario's settings without what names a layer the caller may not read.
+
+    Parameters
+    ----------
+    settings
+        The settings; an entry (or a list's item) ``{"layer": L, ...}`` names layer ``L``.
+    readable
+        The layers the caller reads; those the grant in force reads by default.
+
+    Returns
+    -------
+    dict
+        The settings the caller may see (and compute with).
+    """
+    if readable is None:
+        readable = set(access.visible(list(LAYERS)))
 
     def seen(value: Any) -> bool:
         return not (isinstance(value, Mapping) and value.get("layer", "") in set(LAYERS) - readable)

@@ -375,3 +375,51 @@ def test_coverage_service_areas_and_incident_impact_answer_in_the_scenario(
     reached = client.get(f"{areas}&scenario={scenario}").json()["features"][0]["properties"]
     base_reached = client.get(areas).json()["features"][0]["properties"]
     assert reached["reached_length_m"] < base_reached["reached_length_m"]
+
+
+def test_the_scenario_parameter_however_written_and_what_a_clearance_hides(
+    client: TestClient, scenario: str, routing_db: str
+) -> None:
+    closure = feature(shapely.Point(7.4200, 43.7320), kind="works")
+    assert (
+        client.put(f"/scenarios/{scenario}/edits/closures/enc-1", json=closure).status_code == 200
+    )
+    # a key written with a percent escape is the same parameter, for reads and for refusals
+    ids = {
+        f["id"]
+        for f in client.get(f"/collections/closures/items?scen%61rio={scenario}").json()["features"]
+    }
+    assert "enc-1" in ids
+    problem(
+        client.post(f"/routing/closures?scen%61rio={scenario}", json={"road_ids": ["x"]}),
+        400,
+        "scenario",
+    )
+    preflight = client.options(f"/collections/roads/items?scenario={scenario}")
+    assert preflight.status_code != 400 or preflight.json().get("parameter") != "scenario"
+    # a commander's broken power line (a layer above an analyst's clearance) is not the
+    # analyst's to see: not in the scenario, not in its figures, not in a comparison
+    commander = sign_in(client, routing_db, "emergency_commander")
+    line = read_layer("power_lines", url=routing_db).id.iloc[0]
+    name = f"api-{secrets.token_hex(4)}"
+    made = client.post(
+        "/scenarios",
+        json={"name": name, "settings": {"broken": [{"layer": "power_lines", "id": line}]}},
+        headers=commander,
+    )
+    assert made.status_code == 201, made.text
+    try:
+        analyst = sign_in(client, routing_db, "analyst")
+        seen = [
+            client.get(f"/scenarios/{name}", headers=analyst).text,
+            client.get(
+                f"/scenarios/{name}/figures?kinds=fire_station&minutes=4", headers=analyst
+            ).text,
+            client.get(
+                f"/scenarios/compare?b={name}&kinds=fire_station&minutes=4", headers=analyst
+            ).text,
+        ]
+        assert all(line not in text for text in seen)
+        assert line in client.get(f"/scenarios/{name}", headers=commander).text
+    finally:
+        client.delete(f"/scenarios/{name}", headers=commander)

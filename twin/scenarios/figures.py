@@ -487,8 +487,8 @@ def compare(
     for k in list(by_a) + [k for k in by_b if k not in by_a]:
         va, vb = by_a.get(k), by_b.get(k)
         difference[k] = None if va is None or vb is None else vb - va
-    settings_a = {} if found_a is None else found_a.settings
-    settings_b = {} if found_b is None else found_b.settings
+    settings_a = {} if found_a is None else scenarios.visible_settings(found_a.settings)
+    settings_b = {} if found_b is None else scenarios.visible_settings(found_b.settings)
     settings = {
         key: {"a": settings_a.get(key), "b": settings_b.get(key)}
         for key in sorted(set(settings_a) | set(settings_b))
@@ -591,7 +591,10 @@ def _figures(
         with scenarios.using(name, url=city.url) as found:
             here = _read(city, profile, base)
             assert found is not None
-            rows, notes = _compute(city, here, base, kinds, limits, found.settings)
+            # what the caller may not read (a broken line of a classified layer) is left out
+            rows, notes = _compute(
+                city, here, base, kinds, limits, scenarios.visible_settings(found.settings)
+            )
         return Figures(
             name,
             found.revision,
