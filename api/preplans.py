@@ -80,37 +80,31 @@ class DrillRequest(BaseModel):
     )
 
 
-class ActionRequest(BaseModel):
-    """An action done in a drill."""
+class Timed(BaseModel):
+    """A drill's record that may name when it happened (a replay) or take the store's clock."""
 
     model_config = ConfigDict(extra="forbid")
+
+    elapsed_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ELAPSED_S,
+        allow_inf_nan=False,
+        description="When, s after the drill's start (a replay, not later than now); now by "
+        "the store's clock",
+    )
+
+
+class ActionRequest(Timed):
+    """An action done in a drill."""
 
     actor: str = Field(description="Who did it (the signed-in caller is recorded as logged_by)")
     step: str | None = Field(default=None, description="The checklist step it does")
     what: str = Field(default="", description="What was done (the step's text by default)")
-    elapsed_s: float | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_ELAPSED_S,
-        allow_inf_nan=False,
-        description="When, s after the drill's start (a replay, not later than now); now by "
-        "the store's clock",
-    )
 
 
-class EndRequest(BaseModel):
+class EndRequest(Timed):
     """When a drill ends."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    elapsed_s: float | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_ELAPSED_S,
-        allow_inf_nan=False,
-        description="When, s after the drill's start (a replay, not later than now); now by "
-        "the store's clock",
-    )
 
 
 @contextmanager

@@ -41,6 +41,9 @@ class Field:
         What the attribute means, with its unit.
     default
         Value stored when a feature does not give one.
+    after
+        Another attribute (a ``timestamp``) this one must be later than when both are given:
+        the end of a time window after its start.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Field:
     maximum: float | None = None
     description: str = ""
     default: bool | int | float | str | None = None
+    after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,7 +306,7 @@ LAYERS: dict[str, Layer] = {
                 Field("kind", "text", True, description="works, event, flood, incident ..."),
                 Field("road_ids", "json", description="Closed road edge ids, if given by id"),
                 Field("starts_at", "timestamp"),
-                Field("ends_at", "timestamp"),
+                Field("ends_at", "timestamp", after="starts_at"),
             ),
             "Road closures with their time window.",
         ),

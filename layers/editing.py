@@ -228,17 +228,12 @@ def current_etag(layer_id: str, feature_id: str, *, url: str | None = None) -> s
     layer = LAYERS.get(layer_id)
     if layer is None:
         return None
-    moment = overlay.read_moment(None)  # a scenario built on a past moment: that version
-    when = (
-        "valid_to IS NULL"
-        if moment is None
-        else "valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
-    )
     query = sql.SQL("SELECT vid FROM {rel} AS t WHERE id = %s AND {when}").format(
-        rel=access.relation(layer), when=sql.SQL(when)
+        rel=access.relation(layer),
+        when=overlay.valid_at(overlay.read_moment(None)),  # a scenario's past moment: then
     )
     with cursor(url) as cur:
-        cur.execute(query, (feature_id, *(() if moment is None else (moment, moment))))
+        cur.execute(query, (feature_id,))
         row = cur.fetchone()
     return None if row is None else etag_of(row[0])
 

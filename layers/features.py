@@ -256,14 +256,10 @@ def _where(
     params: list[Any] = []
     start, end, instant = parse_datetime(datetime_value)
     scenario_moment = overlay.read_moment(None)  # a scenario built on a past moment
-    if datetime_value is None and scenario_moment is not None:
-        clauses.append(sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"))
-        params += [scenario_moment, scenario_moment]
-    elif datetime_value is None:
-        clauses.append(sql.SQL("valid_to IS NULL"))
+    if datetime_value is None:  # the current versions, or a scenario's past moment's
+        clauses.append(overlay.valid_at(scenario_moment))
     elif instant:
-        clauses.append(sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"))
-        params += [start, start]
+        clauses.append(overlay.valid_at(start))
     else:
         if end is not None:
             clauses.append(sql.SQL("valid_from <= %s"))
@@ -544,28 +540,17 @@ def get_feature(
     access.require(layer.id)
     out_crs = resolve_crs(crs, "crs")
     query = sql.SQL("SELECT {feature} FROM {table} AS t WHERE id = %s AND {when}").format(
-        feature=_feature_sql(layer, out_crs), table=access.relation(layer), when=_versions()
+        feature=_feature_sql(layer, out_crs),
+        table=access.relation(layer),
+        when=overlay.valid_at(overlay.read_moment(None)),
     )
     with cursor(url) as cur:
-        cur.execute(query, (feature_id, *_moment_params()))
+        cur.execute(query, (feature_id,))
         row = cur.fetchone()
     if row is None:
         return None
     access.note(layer.id, count=1, ids=[feature_id])
     return dict(row[0])
-
-
-def _versions() -> sql.Composable:
-    """Write which versions one feature is read at: the current one, or a scenario's moment's."""
-    if overlay.read_moment(None) is None:
-        return sql.SQL("valid_to IS NULL")
-    return sql.SQL("valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)")
-
-
-def _moment_params() -> tuple[Any, ...]:
-    """Return the parameters of :func:`_versions`."""
-    moment = overlay.read_moment(None)
-    return () if moment is None else (moment, moment)
 
 
 _EXTENTS: dict[tuple[str, str, int, str], list[float] | None] = {}

@@ -558,7 +558,6 @@ def _collection_query(
     retired since it was measured is left out of the list (``numberReturned`` counts what is
     there).
     """
-    when, when_params = _valid_at(moment, "t.")
     moments = {"valid_from", "valid_to"} | {f.name for f in layer.fields if f.kind == "timestamp"}
     cols = [
         sql.SQL(_ISO).format(c=sql.Identifier("t", c), name=sql.Identifier(c))
@@ -569,9 +568,9 @@ def _collection_query(
     query = sql.SQL(_COLLECTION).format(
         cols=sql.SQL(", ").join(cols),
         table=access.relation(layer),  # the caller's rows and masked values
-        when=sql.SQL(when),
+        when=overlay.valid_at(moment, table="t"),
     )
-    return query, [matched, ids, distances, inside, ids, *when_params]
+    return query, [matched, ids, distances, inside, ids]
 
 
 # a moment as Python's isoformat() writes it (in UTC; six digits of fraction when there is
@@ -632,32 +631,18 @@ def _lean_columns(layer: Layer) -> list[str]:
     return ["id", *([kind] if kind else []), *(["population"] if layer.id == "buildings" else [])]
 
 
-def _valid_at(moment: datetime | None, prefix: str = "") -> tuple[str, list[datetime]]:
-    """Return the SQL condition on the rows valid at ``moment`` (None: the current ones).
-
-    ``prefix`` qualifies the columns (``"t."``); the parameters fill the condition's ``%s``.
-    """
-    if moment:
-        return (
-            f"{prefix}valid_from <= %s AND ({prefix}valid_to IS NULL OR {prefix}valid_to > %s)",
-            [moment, moment],
-        )
-    return f"{prefix}valid_to IS NULL", []
-
-
 def _rows_by_id(
     layer: Layer, ids: list[str], moment: datetime | None
 ) -> tuple[sql.Composed, list[Any]]:
-    when, when_params = _valid_at(moment)
     query = sql.SQL(
         "SELECT {cols}, ST_AsBinary(geom) FROM {table} AS t WHERE {when} AND id = ANY(%s)"
     )
     composed = query.format(
         cols=sql.SQL(", ").join(map(sql.Identifier, _columns(layer))),
         table=access.relation(layer),
-        when=sql.SQL(when),
+        when=overlay.valid_at(moment),
     )
-    return composed, [*when_params, ids]
+    return composed, [ids]
 
 
 def _measure(
@@ -697,7 +682,6 @@ def _layer_query(
     moment: datetime | None,
     condition: tuple[sql.Composable, list[Any]] | None,
 ) -> tuple[sql.Composed, list[Any]]:
-    when, when_params = _valid_at(moment)
     extra, extra_params = condition if condition else (sql.SQL("TRUE"), [])
     if shape == "within":
         query = sql.SQL(
@@ -705,7 +689,7 @@ def _layer_query(
             "WHERE {when} AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) "
             "AND ST_Intersects(geom, ST_GeomFromWKB(%s, 4326)) AND ({extra}) ORDER BY id"
         )
-        params = [*when_params, *envelope, shapely.to_wkb(area), *extra_params]
+        params = [*envelope, shapely.to_wkb(area), *extra_params]
     else:
         # Within the distance on the ellipsoid (as ST_DWithin on geography decides), found
         # fast: Web Mercator (the stored, indexed geom_3857) stretches distances by between
@@ -723,7 +707,6 @@ def _layer_query(
         )
         params = [
             shapely.to_wkb(reference),
-            *when_params,
             outer,
             inner,
             distance_m,
@@ -732,7 +715,7 @@ def _layer_query(
     composed = query.format(
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         table=access.relation(layer),  # the caller's rows and masked values
-        when=sql.SQL(when),
+        when=overlay.valid_at(moment),
         extra=extra,
     )
     return composed, params
@@ -809,8 +792,6 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
         If ``at`` is not an ISO 8601 moment.
     """
     moment = _moment(at)
-    when = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
-    current = when if moment else "valid_to IS NULL"
     per_layer = [
         layer
         for layer in LAYERS.values()
@@ -833,10 +814,9 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                     measure=measure,
                     districts=access.relation(LAYERS["districts"]),
                     table=access.relation(layer),
-                    d_when=sql.SQL(current.replace("valid_", "d.valid_")),
-                    f_when=sql.SQL(current.replace("valid_", "f.valid_")),
-                ),
-                {"at": moment},
+                    d_when=overlay.valid_at(moment, table="d"),
+                    f_when=overlay.valid_at(moment, table="f"),
+                )
             )
             return cur.fetchall()
 
@@ -846,10 +826,9 @@ def district_stats(*, at: datetime | str | None = None, url: str | None = None) 
                 sql.SQL(_DISTRICTS).format(
                     districts=access.relation(LAYERS["districts"]),
                     buildings=access.relation(LAYERS["buildings"]),
-                    d_when=sql.SQL(current.replace("valid_", "d.valid_")),
-                    b_when=sql.SQL(current.replace("valid_", "b.valid_")),
-                ),
-                {"at": moment},
+                    d_when=overlay.valid_at(moment, table="d"),
+                    b_when=overlay.valid_at(moment, table="b"),
+                )
             )
             return cur.fetchall()
 

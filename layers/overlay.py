@@ -127,6 +127,38 @@ def read_moment(at: datetime | None) -> datetime | None:
     return None if scenario is None else scenario.moment
 
 
+def valid_at(moment: datetime | None, *, table: str | None = None) -> sql.Composable:
+    """Write which versions of a versioned table a read takes: the current ones or a moment's.
+
+    Every stored layer keeps its versions as rows with ``valid_from`` and ``valid_to``
+    (migration 0001): the current version has ``valid_to`` NULL; the version at a moment *t* is
+    the one with ``valid_from <= t < valid_to``. A scenario built on a past moment reads its base
+    there (:func:`read_moment`), so every query of "the current rows" asks this function.
+
+    Parameters
+    ----------
+    moment
+        The moment (timezone-aware), written into the SQL as a literal; None for the current
+        versions. Usually ``read_moment(at)``.
+    table
+        The alias or table name qualifying the columns; None to leave them unqualified.
+
+    Returns
+    -------
+    psycopg.sql.Composable
+        A boolean SQL expression, needing no query parameter.
+    """
+    start, end = (
+        sql.Identifier(table, name) if table else sql.Identifier(name)
+        for name in ("valid_from", "valid_to")
+    )
+    if moment is None:
+        return sql.SQL("{end} IS NULL").format(end=end)
+    return sql.SQL("{start} <= {at} AND ({end} IS NULL OR {end} > {at})").format(
+        start=start, end=end, at=sql.Literal(moment)
+    )
+
+
 def signature() -> str:
     """Return the cache-key part of the scenario in force: ``""`` for the base."""
     overlay = _ACTIVE.get()

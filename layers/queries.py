@@ -17,8 +17,6 @@ from layers.database import cursor, get_engine
 
 BBox = tuple[float, float, float, float]
 
-_AS_OF = "valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)"
-_CURRENT = "valid_to IS NULL"
 # pandas types that keep a missing value missing (not NaN in an int column)
 _DTYPES: dict[str, Any] = {
     "int": "Int64",
@@ -89,8 +87,8 @@ def read_layer(
     layer = get_layer(layer_id)
     access.require(layer.id)
     moment = overlay.read_moment(as_of(at))  # a scenario's own moment by default
-    where = [sql.SQL(_AS_OF if moment else _CURRENT)]
-    params: dict[str, object] = {"at": moment}
+    where = [overlay.valid_at(moment)]
+    params: dict[str, object] = {}
     if bbox is not None:
         params.update(zip(("minx", "miny", "maxx", "maxy"), _check_bbox(bbox), strict=True))
         where.append(
@@ -164,7 +162,7 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
         sql.SQL("SELECT {name}, count(*) FROM {table} AS t WHERE {where}").format(
             name=sql.Literal(layer_id),
             table=access.relation(LAYERS[layer_id]),
-            where=sql.SQL(_AS_OF if moment else _CURRENT),
+            where=overlay.valid_at(moment),
         )
         for layer_id in visible
     ]
@@ -172,7 +170,7 @@ def layer_counts(*, at: datetime | str | None = None, url: str | None = None) ->
         return {}
     query = sql.SQL(" UNION ALL ").join(parts)
     with cursor(url) as cur:
-        cur.execute(query, {"at": moment})
+        cur.execute(query)
         counts = {str(name): int(count) for name, count in cur.fetchall()}
     return {layer_id: counts[layer_id] for layer_id in visible}
 

@@ -878,18 +878,13 @@ def _in_base(
 
     ``seen``: as the caller sees the base (its row rules); else whether it exists at all.
     """
-    when = (
-        sql.SQL("valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)")
-        if moment is not None
-        else sql.SQL("valid_to IS NULL")
-    )
     with overlay.entered(None):  # the base itself, whatever scenario the caller reads in
         relation = access.relation(layer) if seen else sql.Identifier(layer.table)
     cur.execute(
         sql.SQL("SELECT 1 FROM {rel} AS t WHERE id = %(id)s AND {when} LIMIT 1").format(
-            rel=relation, when=when
+            rel=relation, when=overlay.valid_at(moment)
         ),
-        {"id": feature_id, "at": moment},
+        {"id": feature_id},
     )
     return cur.fetchone() is not None
 

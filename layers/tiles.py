@@ -305,14 +305,10 @@ def _layer_sql(layer: Layer, z: int, at: datetime | None = None) -> sql.Composab
         return None
     table = access.relation(layer)  # the caller's rows and masked values, as features have
     pixel = WORLD / (1 << z) / EXTENT
-    when = (
-        sql.SQL("t.valid_to IS NULL")
-        if at is None
-        else sql.SQL("t.valid_from <= {at} AND (t.valid_to IS NULL OR t.valid_to > {at})").format(
-            at=sql.Literal(at)
-        )
-    )
-    conditions: list[sql.Composable] = [when, sql.SQL("t.geom_3857 && b.buffered")]
+    conditions: list[sql.Composable] = [
+        overlay.valid_at(at, table="t"),
+        sql.SQL("t.geom_3857 && b.buffered"),
+    ]
     if layer.id == "roads" and z < 13:
         classes = (
             _MAJOR_ROADS

@@ -205,6 +205,9 @@ def prepare(
         if spec.default is not None:
             values = np.where(pd.isna(values), spec.default, values)
         columns[spec.name] = values
+    for spec in layer.fields:
+        if spec.after is not None:
+            _check_order(frame.index, columns[spec.after], columns[spec.name], spec, problems)
     # every other attribute, whatever its name, is kept in props
     typed = {id_field, frame.geometry.name, *layer.field_names}
     columns["props"] = _props(frame, [c for c in frame.columns if c not in typed], problems)
@@ -519,6 +522,19 @@ def _check_timestamp(
         raw,
     )
     return np.array([v.to_pydatetime() if not pd.isna(v) else None for v in values], dtype=object)
+
+
+def _check_order(
+    index: pd.Index, starts: np.ndarray, ends: np.ndarray, spec: Field, problems: Problems
+) -> None:
+    """Refuse an end not later than its start (``spec.after``), both given."""
+    for row, start, end in zip(index, starts, ends, strict=True):
+        if start is not None and end is not None and end <= start:
+            problems.add(
+                int(row),
+                spec.name,
+                f"{end.isoformat()} is not after {spec.after} ({start.isoformat()})",
+            )
 
 
 def _check_json(raw: pd.Series, present: pd.Series, spec: Field, problems: Problems) -> np.ndarray:

@@ -104,16 +104,12 @@ def closed_by_layer(
         "tolerance": TOLERANCE_M,
         "share": LINE_SHARE,
         "emergency": profile == "emergency",
-        "then": scenario_moment,
     }
-    current = "valid_to IS NULL"
-    as_of = "valid_from <= %(then)s AND (valid_to IS NULL OR valid_to > %(then)s)"
-    when = as_of if scenario_moment is not None else current
     query = _ACTIVE_CLOSURES.format(
         closures=overlay.relation(LAYERS["closures"]),
         roads=overlay.relation(LAYERS["roads"]),
-        when=sql.SQL(when),
-        road_when=sql.SQL(when.replace("valid_", "r.valid_")),
+        when=overlay.valid_at(scenario_moment),
+        road_when=overlay.valid_at(scenario_moment, table="r"),
     )
     with owner_cursor(url) as cur:  # shared by every caller: read as the owner
         cur.execute(query, params)

@@ -34,6 +34,7 @@ from psycopg import sql
 from pyproj import Transformer
 from scipy.sparse.csgraph import dijkstra
 
+from layers import overlay
 from layers.database import owner_cursor
 from layers.errors import ParameterError
 from layers.settings import get_settings
@@ -280,14 +281,7 @@ class RoadNetwork:
                 "WHERE profile = %s ORDER BY id"
             )
         else:
-            when = (
-                sql.SQL("r.valid_to IS NULL")
-                if at is None
-                else sql.SQL(
-                    "r.valid_from <= {at} AND (r.valid_to IS NULL OR r.valid_to > {at})"
-                ).format(at=sql.Literal(at))
-            )
-            query = _EDGES_OVER.format(roads=roads, when=when)
+            query = _EDGES_OVER.format(roads=roads, when=overlay.valid_at(at, table="r"))
         with owner_cursor(url) as cur:  # shared by every caller: read as the owner
             cur.execute(query, (profile,))
             rows = cur.fetchall()

@@ -471,9 +471,10 @@ class City:
         with cursor(self.url) as cur:
             cur.execute(
                 sql.SQL("SELECT count(*) FROM {} AS r WHERE {} AND kind = %(kind)s").format(
-                    overlay.relation(LAYERS["resources"]), _current()
+                    overlay.relation(LAYERS["resources"]),
+                    overlay.valid_at(overlay.read_moment(None)),
                 ),
-                {"kind": kind, "then": overlay.read_moment(None)},
+                {"kind": kind},
             )
             row = cur.fetchone()
         if not row or not row[0]:
@@ -1349,7 +1350,8 @@ class City:
         with cursor(self.url) as cur:  # the resources of the scenario in force, if any
             cur.execute(
                 _RESOURCES.format(
-                    resources=overlay.relation(LAYERS["resources"]), when=_current("r")
+                    resources=overlay.relation(LAYERS["resources"]),
+                    when=overlay.valid_at(overlay.read_moment(None), table="r"),
                 ),
                 {"kind": kind, "then": overlay.read_moment(None)},
             )
@@ -1372,28 +1374,13 @@ ORDER BY r.id
 """)
 
 
-def _current(table: str | None = None) -> sql.Composable:
-    """Write the versions a read takes: current ones, or those of a scenario's past moment.
-
-    The moment is the query's ``%(then)s`` parameter (:func:`layers.overlay.read_moment`);
-    ``table`` qualifies the columns.
-    """
-    names = ("valid_from", "valid_to")
-    start, end = (sql.Identifier(table, n) if table else sql.Identifier(n) for n in names)
-    if overlay.read_moment(None) is None:
-        return sql.SQL("{} IS NULL").format(end)
-    return sql.SQL("{start} <= %(then)s AND ({end} IS NULL OR {end} > %(then)s)").format(
-        start=start, end=end
-    )
-
-
 def _current_road_lines(url: str, road_ids: list[str]) -> dict[str, shapely.Geometry]:
     """Return the current geometry of the given road edges, by id."""
     query = sql.SQL(
         "SELECT id, ST_AsBinary(geom) FROM {} AS r WHERE {} AND id = ANY(%(ids)s)"
-    ).format(overlay.relation(LAYERS["roads"]), _current())
+    ).format(overlay.relation(LAYERS["roads"]), overlay.valid_at(overlay.read_moment(None)))
     with cursor(url) as cur:
-        cur.execute(query, {"ids": road_ids, "then": overlay.read_moment(None)})
+        cur.execute(query, {"ids": road_ids})
         return {str(i): shapely.from_wkb(bytes(g)) for i, g in cur.fetchall()}
 
 

@@ -480,13 +480,13 @@ def traci_session(cmd: Sequence[str], *, limit: float, what: str, log: Path) -> 
         if expired.is_set():
             raise stopped()
         if conn is None:
-            said = " ".join(_tail(console) + _tail(log)) or "it gave no message"
+            said = " ".join(sumo.log_tail(console) + sumo.log_tail(log)) or "it gave no message"
             raise SignalError(f"{what} could not start: {said}", parameter="scenario")
         yield conn
     except (traci.FatalTraCIError, traci.TraCIException, OSError) as exc:
         if expired.is_set():
             raise stopped() from exc
-        said = " ".join(_tail(console) + _tail(log))
+        said = " ".join(sumo.log_tail(console) + sumo.log_tail(log))
         raise SignalError(f"{what} failed: {exc} {said}".strip(), parameter="scenario") from exc
     finally:
         watchdog.cancel()
@@ -536,16 +536,6 @@ def _connect(port: int, process: subprocess.Popen[bytes], expired: threading.Eve
         expired.wait(wait)
         wait = min(2 * wait, 0.5)
     return None
-
-
-def _tail(log: Path, lines: int = 3) -> list[str]:
-    """Return the last lines of a SUMO log (what went wrong), if it was written."""
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    kept = [line for line in text.strip().splitlines() if "SUMO_HOME" not in line]
-    return kept[-lines:]
 
 
 def _drive(

@@ -189,6 +189,30 @@ class Scenario:
         return peak_hour(self.read_trips(), begin=begin, end=stop, vehicle_class=True)
 
 
+def log_tail(log: Path, lines: int = 3) -> list[str]:
+    """Return the last lines of a SUMO log or console output (what went wrong), if written.
+
+    Parameters
+    ----------
+    log
+        SUMO's ``--log`` file or a captured console output.
+    lines
+        How many lines, at most.
+
+    Returns
+    -------
+    list of str
+        The last ``lines`` lines, without SUMO's warning that ``SUMO_HOME`` is not set; empty
+        when the file was never written or cannot be read.
+    """
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    kept = [line for line in text.strip().splitlines() if "SUMO_HOME" not in line]
+    return kept[-lines:]
+
+
 def run_command(
     scenario: Scenario,
     net: Path,

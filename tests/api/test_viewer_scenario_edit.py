@@ -29,7 +29,7 @@ from layers.queries import read_layer
 from tests.api.test_viewer import ANSWER_S, HEIGHT, WIDTH, Viewer
 from tests.api.test_viewer_compare import map_only, projected_box
 from tests.api.test_viewer_underground import show_only
-from tests.conditions import api_server
+from tests.conditions import api_server, wait_until
 from tests.conftest import ROOT, SAMPLE, _fresh_database
 from twin.sample import load_sample
 
@@ -297,7 +297,7 @@ def test_an_edit_from_elsewhere_is_a_412_said_and_reloaded(
 
 
 def test_a_caller_who_may_not_make_scenarios_gets_no_tool_and_a_refusal_is_said(
-    page: Viewer, edit_db: str
+    page: Viewer, edit_server: str, edit_db: str
 ) -> None:
     analyst = _user(edit_db, "analyst")
     sign_in(page, analyst)
@@ -309,6 +309,17 @@ def test_a_caller_who_may_not_make_scenarios_gets_no_tool_and_a_refusal_is_said(
     sign_in(page, planner)
     open_tool(page)
     update_user(planner, roles=["analyst"], url=edit_db)
+    # the server reads users' roles again within seconds (layers.identity.REVOCATION_REFRESH_S):
+    # wait until it knows of the demotion, or the planner's click may still be allowed
+    headers = bearer(edit_server, planner)
+    wait_until(
+        lambda: (
+            httpx.get(f"{edit_server}/auth/me", headers=headers, timeout=ANSWER_S).json()["roles"]
+            == ["analyst"]
+        ),
+        timeout_s=ANSWER_S,
+        what="the server knows the planner is an analyst now",
+    )
     page.page.fill("#scenario-name", "not-allowed")
     page.page.click("#scenario-make")
     state = page.until(

@@ -502,6 +502,20 @@ def test_timestamps_must_be_iso_8601(empty_db: str, tmp_path: Path, value: str) 
     assert error.problems[0].reason == f"{value!r} is not an ISO 8601 date and time"
 
 
+@pytest.mark.parametrize("ends", ["2026-01-15T08:30:00Z", "2026-01-15T07:00:00Z"])
+def test_a_closure_ends_after_it_starts(empty_db: str, tmp_path: Path, ends: str) -> None:
+    path = tmp_path / "closures.csv"
+    path.write_text(
+        "id,kind,starts_at,ends_at,lon,lat\n"
+        "ok,works,2026-01-15T08:30:00Z,,7.42,43.73\n"
+        f"c1,works,2026-01-15T08:30:00Z,{ends},7.42,43.73\n"
+    )
+    error = rejected(empty_db, "closures", path)
+    assert [(p.row, p.field) for p in error.problems] == [(3, "ends_at")]
+    assert "is not after starts_at (2026-01-15T08:30:00+00:00)" in error.problems[0].reason
+    assert read_layer("closures", url=empty_db).empty  # nothing stored
+
+
 def test_timestamp_without_offset_is_utc(empty_db: str, tmp_path: Path) -> None:
     path = tmp_path / "inc.csv"
     path.write_text("id,kind,starts_at,lon,lat\ni1,fire,2026-01-15T08:30:00,7.42,43.73\n")

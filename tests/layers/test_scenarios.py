@@ -370,6 +370,20 @@ def test_bad_edits_are_refused_naming_the_field_and_store_nothing(
         ),
         (("resources", {**station, "properties": "text"}), "properties"),
         (("resources", "not a feature"), "feature"),
+        # a closure's window ends after it starts, as POST /routing/closures has it
+        (
+            (
+                "closures",
+                feature(
+                    "x",
+                    point,
+                    kind="works",
+                    starts_at="2026-06-01T10:00:00Z",
+                    ends_at="2026-06-01T09:00:00Z",
+                ),
+            ),
+            "ends_at",
+        ),
     ]
     for (layer, given), parameter in cases:
         with pytest.raises(ParameterError) as raised:

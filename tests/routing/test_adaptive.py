@@ -22,8 +22,6 @@ from routing.signals.control.priority import (
     EARLY_GREEN,
     EXTENSION,
     TransitPriority,
-    bus_and_others,
-    class_time_loss,
     vehicle_classes,
     with_priority,
 )
@@ -31,6 +29,7 @@ from routing.signals.control.runner import base_signals, run_controlled
 from routing.signals.control.safety import check_states
 from routing.signals.evaluation import Setup
 from routing.signals.model import Link, Phase, Program, Signal, SignalError
+from routing.signals.runs import read_run
 
 BOLOGNA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bologna"
 RULES = SafetyRules()
@@ -261,7 +260,7 @@ def test_priority_rejects_bad_options() -> None:
 # --- per-class time loss ---------------------------------------------------------------------
 
 
-def test_class_time_loss_from_tripinfo(tmp_path: Path) -> None:
+def test_bus_time_loss_from_tripinfo(tmp_path: Path) -> None:
     types = tmp_path / "types.rou.xml"
     types.write_text(
         '<routes><vTypeDistribution id="private">'
@@ -277,16 +276,17 @@ def test_class_time_loss_from_tripinfo(tmp_path: Path) -> None:
         '<tripinfo id="d" vType="plain" timeLoss="5.0"/>'
         "</tripinfos>"
     )
-    assert vehicle_classes([types])["plain"] == "passenger"
-    losses = class_time_loss(trips, [types])
-    assert losses["bus"].vehicles == 1 and losses["bus"].time_loss_s == 40.0
-    assert losses["passenger"].vehicles == 3 and losses["passenger"].time_loss_s == 15.0
-    assert losses["all"].total_s == 85.0
-    bus, others = bus_and_others(losses)
-    assert (bus.vehicles, others.vehicles, others.time_loss_s) == (1, 3, 15.0)
+    stats = tmp_path / "stats.xml"
+    stats.write_text('<statistics><teleports total="0"/></statistics>')
+    classes = vehicle_classes([types])
+    assert classes["plain"] == "passenger" and classes["car1"] == "passenger"
+    run = read_run(trips, stats, variant="v", seed=1, classes=classes)
+    assert (run.vehicles, run.buses) == (4, 1)
+    assert run.bus_time_loss_s == 40.0 and run.others_time_loss_s == 15.0
+    assert run.time_loss_s == 85.0 / 4
     with pytest.raises(SignalError) as err:
-        class_time_loss(tmp_path / "missing.xml", [types])
-    assert err.value.parameter == "tripinfo_path"
+        vehicle_classes([tmp_path / "missing.xml"])
+    assert err.value.parameter == "routes"
 
 
 # --- end to end in SUMO ------------------------------------------------------------------------
@@ -321,13 +321,17 @@ def test_adaptive_with_priority_runs_safely_in_sumo(tmp_path: Path) -> None:
     )
     assert violations == []
     assert sum(t.granted[EXTENSION] + t.granted[EARLY_GREEN] for t in granted) > 0
-    losses = class_time_loss(
-        tmp_path / "e2e-1.tripinfo.xml", [*scenario.demand_files, *scenario.additional]
+    # buses told from everyone else by the scenario's own vehicle types
+    split = read_run(
+        tmp_path / "e2e-1.tripinfo.xml",
+        tmp_path / "e2e-1.stats.xml",
+        variant="e2e",
+        seed=1,
+        classes=vehicle_classes([*scenario.demand_files, *scenario.additional]),
     )
-    bus, others = bus_and_others(losses)
-    assert bus.vehicles > 0 and others.vehicles > bus.vehicles
-    assert bus.time_loss_s >= 0.0 and others.time_loss_s > 0.0
-    assert losses["all"].vehicles == run.vehicles
+    assert split.vehicles == run.vehicles
+    assert 0 < split.buses < split.vehicles - split.buses
+    assert split.bus_time_loss_s >= 0.0 and split.others_time_loss_s > 0.0
 
 
 def test_adaptive_order_cycle_vs_pressure() -> None:

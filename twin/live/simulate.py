@@ -555,7 +555,9 @@ def _session(
             if conn is not None:
                 break
         if conn is None:
-            raise SignalError(f"{what} could not start: {_tail(log)}", parameter="scenario")
+            raise SignalError(
+                f"{what} could not start: {' '.join(sumo.log_tail(log))}", parameter="scenario"
+            )
         if not stream:
             yield conn, None
             return
@@ -564,7 +566,7 @@ def _session(
             received, _ = server.accept()
         except TimeoutError:
             raise SignalError(
-                f"{what}: SUMO never opened its detector output ({_tail(log)})",
+                f"{what}: SUMO never opened its detector output ({' '.join(sumo.log_tail(log))})",
                 parameter="scenario",
             ) from None
         yield conn, _LoopOutput(received, deadline)
@@ -572,7 +574,7 @@ def _session(
         if expired.is_set():
             raise stopped() from exc
         raise SignalError(
-            f"{what} failed: {exc} {_tail(log)}".strip(), parameter="scenario"
+            f"{what} failed: {exc} {' '.join(sumo.log_tail(log))}".strip(), parameter="scenario"
         ) from exc
     finally:
         watchdog.cancel()
@@ -607,15 +609,6 @@ def _connect(port: int, process: subprocess.Popen[bytes], deadline: float) -> An
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)  # SUMO is still loading the scenario
-
-
-def _tail(log: Path, lines: int = 3) -> str:
-    """Return the last lines of a SUMO log (what went wrong), if it was written."""
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " ".join(text[-lines:])
 
 
 class _Driver:

@@ -23,8 +23,8 @@ and a call that has had its extension ends for good. Everything is a
 :class:`~routing.signals.control.base.Decision`: minimum and maximum green, change intervals
 and the starvation guard stay the safety head's.
 
-:func:`class_time_loss` reads per-class time loss (bus vs. everyone else) from SUMO's tripinfo
-output, to report what priority costs and gains.
+:func:`vehicle_classes` tells buses from everyone else in SUMO's route files, for
+:func:`routing.signals.runs.read_run` to report what priority costs and gains.
 
 References
 ----------
@@ -38,10 +38,8 @@ Vehicles, Vehicle Types, and Routes" (``vClass``, default types).
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from routing.signals import sumo
 from routing.signals.control.base import (
@@ -308,26 +306,6 @@ DEFAULT_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class ClassLoss:
-    """Time loss of one vehicle class (or group) in a run.
-
-    Attributes
-    ----------
-    vehicles
-        Trips counted (unfinished ones included, as SUMO writes them).
-    time_loss_s
-        Mean time loss per trip, s (SUMO's ``timeLoss``: time lost to driving below the
-        ideal speed).
-    total_s
-        Summed time loss, s.
-    """
-
-    vehicles: int
-    time_loss_s: float
-    total_s: float
-
-
 def vehicle_classes(files: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
     """Return the vClass of every vehicle type defined in route or additional files.
 
@@ -356,71 +334,3 @@ def vehicle_classes(files: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
             elif el.tag in ("vehicle", "trip", "flow", "route"):
                 el.clear()
     return out
-
-
-def class_time_loss(
-    tripinfo_path: str | os.PathLike[str],
-    vtypes: Mapping[str, str] | Iterable[str | os.PathLike[str]],
-) -> dict[str, ClassLoss]:
-    """Return the time loss of each vehicle class in a SUMO tripinfo output.
-
-    Parameters
-    ----------
-    tripinfo_path
-        SUMO's ``--tripinfo-output`` file.
-    vtypes
-        vClass per vehicle type id, or the route/additional files defining the types (read
-        with :func:`vehicle_classes`). A type found in neither is counted as ``passenger``
-        (SUMO's default class).
-
-    Returns
-    -------
-    dict
-        :class:`ClassLoss` by vClass (``bus``, ``passenger``, ``truck`` ...), plus ``all``.
-
-    Raises
-    ------
-    SignalError
-        When the tripinfo file is missing or is not readable.
-    """
-    path = Path(tripinfo_path)
-    if not path.is_file():
-        raise SignalError(f"tripinfo output {path} does not exist", parameter="tripinfo_path")
-    classes = dict(vtypes) if isinstance(vtypes, Mapping) else vehicle_classes(vtypes)
-    counts: dict[str, int] = {}
-    totals: dict[str, float] = {}
-    try:
-        for _, el in ET.iterparse(path, events=("end",)):
-            if el.tag != "tripinfo":
-                continue
-            vclass = classes.get(el.get("vType", ""), "passenger")
-            loss = float(el.get("timeLoss", "0"))
-            for key in (vclass, "all"):
-                counts[key] = counts.get(key, 0) + 1
-                totals[key] = totals.get(key, 0.0) + loss
-            el.clear()
-    except ET.ParseError as exc:
-        raise SignalError(
-            f"tripinfo output {path} is not readable: {exc}", parameter="tripinfo_path"
-        ) from exc
-    return {k: ClassLoss(counts[k], totals[k] / counts[k], totals[k]) for k in counts}
-
-
-def bus_and_others(losses: Mapping[str, ClassLoss]) -> tuple[ClassLoss, ClassLoss]:
-    """Split per-class time loss into buses and everyone else.
-
-    Parameters
-    ----------
-    losses
-        From :func:`class_time_loss`.
-
-    Returns
-    -------
-    tuple of ClassLoss
-        ``(buses, others)``; a group with no trip has 0 vehicles and 0 s.
-    """
-    bus = losses.get("bus", ClassLoss(0, 0.0, 0.0))
-    rest = [v for k, v in losses.items() if k not in ("bus", "all")]
-    n = sum(v.vehicles for v in rest)
-    total = sum(v.total_s for v in rest)
-    return bus, ClassLoss(n, total / n if n else 0.0, total)
