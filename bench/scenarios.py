@@ -745,24 +745,12 @@ def explain_tile(url: str, tile: tuple[int, int, int], scenario: Scenario) -> No
 def tile_query(layer_ids: list[str], z: int, x: int, y: int) -> sql.Composed:
     """The SQL :func:`layers.tiles.render_tile` runs for a tile (in the scenario in force).
 
-    A copy of its composition (bounds in a ``NOT MATERIALIZED`` CTE, one ``ST_AsMVT`` per
-    layer, concatenated), to run under ``EXPLAIN``; the current versions, no moment.
+    Its composition (bounds in a ``NOT MATERIALIZED`` CTE, one ``ST_AsMVT`` per layer,
+    concatenated), to run under ``EXPLAIN``; the current versions, no moment.
     """
-    parts = [tiling._layer_sql(LAYERS[i], z) for i in layer_ids]
-    bounds = sql.SQL(
-        "WITH bounds AS NOT MATERIALIZED (SELECT ST_TileEnvelope({z}, {x}, {y}) AS envelope, "
-        "ST_TileEnvelope({z}, {x}, {y}, margin => {margin}) AS buffered) "
-    ).format(
-        z=sql.Literal(z),
-        x=sql.Literal(x),
-        y=sql.Literal(y),
-        margin=sql.Literal(tiling.BUFFER / tiling.EXTENT),
-    )
-    return bounds + sql.SQL("SELECT {}").format(
-        sql.SQL(" || ").join(
-            sql.SQL("COALESCE(({}), ''::bytea)").format(q) for q in parts if q is not None
-        )
-    )
+    body = tiling._tile_layers(layer_ids, z, None)
+    assert body is not None, layer_ids
+    return tiling._tile_bounds(z, x, y) + body
 
 
 # -- Malta -------------------------------------------------------------------------------------

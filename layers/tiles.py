@@ -390,11 +390,27 @@ def render_tile(
     for layer_id in layer_ids:
         access.require(layer_id)
     moment = tile_moment(layer_ids, at)
-    parts = [_layer_sql(get_collection(layer_id), z, moment) for layer_id in layer_ids]
-    queries = [q for q in parts if q is not None]
-    if not queries:
-        return b""
-    bounds = sql.SQL(
+    # the layers' SQL is the same for every tile of a zoom (for one caller's view, scenario
+    # and moment): written once, as bytes; only the tile's bounds are written per tile
+    key = (database_url(url), tuple(layer_ids), z, moment, access.signature(layer_ids))
+    with cursor(url) as cur:
+        body = _TILE_SQL.get(key)
+        if body is None:
+            composed = _tile_layers(layer_ids, z, moment)
+            body = b"" if composed is None else composed.as_bytes(cur)
+            if len(_TILE_SQL) >= _TILE_SQL_KEPT:
+                _TILE_SQL.clear()
+            _TILE_SQL[key] = body
+        if not body:
+            return b""
+        cur.execute(_tile_bounds(z, x, y).as_bytes(cur) + body)
+        row = cur.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""
+
+
+def _tile_bounds(z: int, x: int, y: int) -> sql.Composed:
+    """Write the ``bounds`` a tile's query starts with: its envelope, and with the buffer."""
+    return sql.SQL(
         # not materialized: a one-map tile names the bounds once per layer, and a CTE named
         # that often is materialized, which kept each layer's scan from its GiST index where
         # the layer is a scenario's union (read whole: bench/scenarios.py)
@@ -403,14 +419,25 @@ def render_tile(
     ).format(
         z=sql.Literal(z), x=sql.Literal(x), y=sql.Literal(y), margin=sql.Literal(BUFFER / EXTENT)
     )
+
+
+def _tile_layers(layer_ids: Sequence[str], z: int, moment: datetime | None) -> sql.Composed | None:
+    """Write the rest of a tile's query: every layer's MVT, concatenated (None: none shown)."""
+    parts = [_layer_sql(get_collection(layer_id), z, moment) for layer_id in layer_ids]
+    queries = [q for q in parts if q is not None]
+    if not queries:
+        return None
     # MVT layers are independent messages: the layers' tiles concatenate into one tile
-    query = bounds + sql.SQL("SELECT {}").format(
+    return sql.SQL("SELECT {}").format(
         sql.SQL(" || ").join(sql.SQL("COALESCE(({}), ''::bytea)").format(q) for q in queries)
     )
-    with cursor(url) as cur:
-        cur.execute(query)
-        row = cur.fetchone()
-    return bytes(row[0]) if row and row[0] is not None else b""
+
+
+#: The tile SQL written (:func:`render_tile`), by database, layers, zoom, moment and what the
+#: caller sees (:func:`layers.access.signature`: its masks and row rules, the scenario and its
+#: revision); cleared when it holds this many.
+_TILE_SQL: dict[tuple[str, tuple[str, ...], int, datetime | None, str], bytes] = {}
+_TILE_SQL_KEPT = 1024
 
 
 class TileCache(Protocol):

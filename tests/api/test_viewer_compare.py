@@ -84,18 +84,23 @@ def compare_server(compare_db: str) -> Iterator[str]:
         yield address
 
 
-@pytest.fixture(scope="module")
-def planner(compare_db: str, compare_server: str) -> dict[str, str]:
-    """The headers of a signed-in planner (a scenario is made by someone)."""
+def planner_headers(url: str, server: str) -> dict[str, str]:
+    """Add a planner to the database at ``url``; return its sign-in headers at ``server``."""
     name = f"planner-{secrets.token_hex(3)}"
-    add_user(name, roles=["planner"], password=PASSWORD, url=compare_db)
+    add_user(name, roles=["planner"], password=PASSWORD, url=url)
     token = httpx.post(
-        f"{compare_server}/auth/token",
+        f"{server}/auth/token",
         data={"grant_type": "password", "username": name, "password": PASSWORD},
         timeout=ANSWER_S,
     )
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def planner(compare_db: str, compare_server: str) -> dict[str, str]:
+    """The headers of a signed-in planner (a scenario is made by someone)."""
+    return planner_headers(compare_db, compare_server)
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,9 @@ const DIVIDER_MAX = 1;  // ... to its right edge
 const FLY_ZOOM = 18;  // a feature is looked at from at most this close
 const POINT_BOX_DEG = 0.0015;  // a point is shown with this much around it (degrees)
 const FEATURE_COLOR = [230, 0, 140, 255];  // a feature that differs, flown to: on both maps
+// a scenario a request was answered "not there" for is listed again at most this often (ms): not
+// on every one of its tiles
+const RECHECK_MS = 3000;
 
 const ct = (key, values = {}) => t(`map:${key}`, values);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -51,7 +54,10 @@ const compare = {
   frameStart: -1, loadedAtStart: false, flights: 0, applied: 0,
   asked: null,  // the comparison a link asks for, applied once the scenarios are listed
   highlight: null,  // the feature that differs last flown to (a FeatureCollection), on both maps
+  deleted: [],  // the scenarios found deleted (elsewhere) while shown, in the order found
+  rechecks: 0, rechecked: new Map(),  // lists asked for by a 404 of a scenario; when, per name
 };
+const goneListeners = [];  // called with the names of scenarios found deleted (scenario_edit.js)
 
 // --- what the map reads ---------------------------------------------------------------------------
 
@@ -245,9 +251,11 @@ function set(next, {keepHash = false} = {}) {
 
 async function listScenarios() {
   // (a caller who may not read scenarios is not asked about them: none is listed; one not
-  // known yet is listed once it is: viewer.js calls refreshScenarios when the caller changes)
+  // known yet is listed once it is: viewer.js calls refreshScenarios when the caller changes).
+  // Returns whether the stored scenarios were read (the list is the store's).
   const may = ctx.mayRead ? ctx.mayRead() : true;
-  if (may === null) return;
+  if (may === null) return false;
+  let read = false;
   if (!may) {
     compare.scenarios = [];
     compare.listError = null;
@@ -257,6 +265,7 @@ async function listScenarios() {
       const list = Array.isArray(body) ? body : body.scenarios || body.items || [];
       compare.scenarios = list.filter((s) => s && s.name);
       compare.listError = null;
+      read = true;
     } catch (error) {
       compare.listError = ct("compare.list_error", {message: error.message});
     }
@@ -275,6 +284,71 @@ async function listScenarios() {
     compare.error = unknown.length ? ct("compare.unknown", {names: unknown.join(", ")}) : null;
   }
   drawCompare();
+  return read;
+}
+
+// --- a scenario deleted elsewhere ----------------------------------------------------------------------
+// A scenario shown (A or B, or edited: scenario_edit.js) may be deleted by someone else while the
+// page is open: every request for it then answers 404, its problem naming the parameter that
+// named the scenario ("scenario", or the compare call's "a" or "b"). Such an answer lists the
+// scenarios again (once per RECHECK_MS per name, not on every tile); one no longer listed is
+// dropped as a link's unknown state is (A: the base, B: no comparison), said, and asked for no more.
+
+function namedIn(url, problem) {
+  // the scenario a 404's problem says is not there: the request's query parameter the problem
+  // names, or the scenario of a scenarios/{name}/... path
+  if (!problem || typeof problem !== "object" || !["scenario", "a", "b"].includes(problem.parameter)) return null;
+  let parsed;
+  try { parsed = new URL(url, window.location.href); } catch { return null; }
+  const named = parsed.searchParams.get(problem.parameter);
+  if (named) return named;
+  const path = /\/scenarios\/([^/]+)(?:\/|$)/.exec(parsed.pathname);
+  if (problem.parameter !== "scenario" || !path) return null;
+  const name = decodeURIComponent(path[1]);
+  return name === "compare" ? null : name;
+}
+
+/**
+ * A request was answered 404 (viewer.js apiFetch, a tile of the map): `url` what it asked for,
+ * `answer` its body (a Response to read, its text, or its JSON). If the answer says a scenario
+ * the request named is not there, the scenarios are listed again (at most once per RECHECK_MS
+ * per name); one no longer listed is dropped (scenarioGone). Any other 404 is left alone.
+ */
+export async function notFound(url, answer) {
+  if (!ctx || !ctx.state.config.features.compare) return;
+  let problem = answer;
+  try {
+    if (answer && typeof answer.text === "function") problem = await answer.text();
+    if (typeof problem === "string") problem = JSON.parse(problem);
+  } catch {
+    return;  // no problem+json: not a scenario's
+  }
+  const name = namedIn(String(url ?? ""), problem);
+  if (!name || name === BASE) return;
+  const now = performance.now();
+  if (now - (compare.rechecked.get(name) ?? -Infinity) < RECHECK_MS) return;
+  compare.rechecked.set(name, now);
+  compare.rechecks += 1;
+  if (!await listScenarios()) return;  // not listed (refused, failed): nothing is known
+  if (!compare.scenarios.some((s) => s.name === name)) scenarioGone(name);
+}
+
+function scenarioGone(name) {
+  // `name` is deleted: A showing it shows the base, B showing it no comparison (as a link's
+  // unknown state), said in the panel; whoever else shows it is told (scenario_edit.js)
+  if (!compare.deleted.includes(name)) compare.deleted.push(name);
+  const shown = compare.a === name || compare.b === name;
+  if (shown) {
+    set({a: compare.a === name ? BASE : compare.a, b: compare.b === name ? null : compare.b});
+    compare.error = ct("compare.deleted", {names: name});
+  }
+  for (const listener of goneListeners) listener(name);
+  drawCompare();
+}
+
+/** Call `listener(name)` when a scenario is found deleted elsewhere (scenario_edit.js). */
+export function onScenarioGone(listener) {
+  goneListeners.push(listener);
 }
 
 // --- the URL's fragment --------------------------------------------------------------------------------
@@ -591,6 +665,7 @@ export function compareState() {
       zoom: deck.getViewports()[0].zoom, width: deck.getViewports()[0].width} : null,
     loading: deck?.isInitialized ? deck.props.layers.filter((l) => l.props.visible && !l.isLoaded).map((l) => l.id) : null,
     layers: deck ? deck.props.layers.map((l) => l.id) : null,
+    deleted: [...compare.deleted], rechecks: compare.rechecks,
   };
 }
 

@@ -18,7 +18,7 @@
 import {ownPick} from "./picking.js";
 import {t} from "./i18n.js";
 import {layerTitle} from "./names.js";
-import {BASE, refreshScenarios, scenarioOf, setCompare} from "./compare.js";
+import {BASE, onScenarioGone, refreshScenarios, scenarioOf, setCompare} from "./compare.js";
 
 /** The tool's actions on a click: close a road, retire a feature, add a fire station. */
 export const ACTIONS = ["close", "retire", "station"];
@@ -36,6 +36,7 @@ let ctx = null;  // viewer.js's {state, el, fetch, render, me, hitLayers, allowe
 const edit = {
   scenarios: [], current: null, etag: null, revision: {}, edits: [], action: "close",
   message: null, error: false, busy: 0, done: 0, listed: 0, loaded: 0, conflicts: 0,
+  deleted: [],  // the scenarios found deleted elsewhere (compare.js onScenarioGone)
 };
 
 /** Whether the caller may make (and edit) scenarios: auth/me's `scenarios` says "edit". */
@@ -262,6 +263,22 @@ function drawPanel() {
   drawEdits();
 }
 
+function gone(name) {
+  // `name` was deleted elsewhere (compare.js found it no longer listed, and shows the base
+  // instead): no longer offered, nor edited if it was, and said
+  if (!edit.deleted.includes(name)) edit.deleted.push(name);
+  edit.scenarios = edit.scenarios.filter((s) => s.name !== name);
+  delete edit.revision[name];
+  if (edit.current === name) {
+    edit.current = null;
+    edit.edits = [];
+    edit.etag = null;
+    edit.message = et("scenario_edit.deleted", {name});
+    edit.error = true;
+  }
+  drawPanel();
+}
+
 /** Draw the tool's part again (the language changed). */
 export function drawScenarioEdit() {
   if (ctx && ctx.el("scenario-edit")) drawPanel();
@@ -313,6 +330,7 @@ export function initScenarioEdit(context) {
   ctx = context;
   if (!ctx.state.config.features.scenarios || !ctx.state.config.features.compare) return;
   buildPage();
+  onScenarioGone(gone);
   drawPanel();
 }
 
@@ -321,7 +339,7 @@ export function scenarioEditState() {
   return {current: edit.current, etag: edit.etag, revision: scenarioRevision(edit.current), action: edit.action,
     scenarios: edit.scenarios.map((s) => s.name), edits: edit.edits.map((r) => ({layer: r.layer, id: r.feature_id, op: r.op})),
     message: edit.message, error: edit.error, busy: edit.busy, done: edit.done, listed: edit.listed,
-    loaded: edit.loaded, conflicts: edit.conflicts, may: mayEditScenarios()};
+    loaded: edit.loaded, conflicts: edit.conflicts, may: mayEditScenarios(), deleted: [...edit.deleted]};
 }
 
 /** Choose the action a click takes ("close", "retire", "station"), as the panel does. */

@@ -18,7 +18,7 @@ import {ownPick, pickFilter} from "./picking.js";
 import {clearSection, sectionClick, sectionLayers, sectionState} from "./section.js";
 import {extentOf, groundLayer, MAP_VIEW, tubeProps, vehiclesFirst} from "./underground.js";
 import {compareDrawn, compareLayers, compareSettled, compareState, compareView, drawCompare, initCompare, projectB, renderCompare,
-  boundsOf, refreshScenarios, scenarioOf, setCompare, withScenario} from "./compare.js";
+  boundsOf, notFound, refreshScenarios, scenarioOf, setCompare, withScenario} from "./compare.js";
 import {drawScenarioEdit, hitsAt, initScenarioEdit, mayEditScenarios, scenarioCallerChanged, scenarioClick,
   scenarioEditState, scenarioRevision, setScenarioAction, showScenarioEdit} from "./scenario_edit.js";
 import {authHeaders as sessionHeaders, fetchMe, problemDetail, requestToken, revokeToken, savedSession,
@@ -231,7 +231,12 @@ function mapLayer(styles, id = "map", side = "a") {
     },
     loadOptions: state.loadOptions,  // parsed on the page, with the caller's token on every tile
     onTileLoad: changed,
-    onTileError: (error) => { changed(); tileRefused(error); },
+    onTileError: (error) => {
+      changed();
+      tileRefused(error);
+      // a scenario's tile not found: the scenario may be deleted (compare.js)
+      if (error?.response?.status === 404) notFound(error.url, error.reason);
+    },
   });
 }
 
@@ -605,6 +610,7 @@ async function apiFetch(url, options = {}, token = auth.token) {
   const {scenario = scenarioOf("a"), ...rest} = options;
   const response = await fetch(withScenario(url, scenario), {...rest, headers: {...(rest.headers || {}), ...authHeaders(token)}});
   if (response.status === 401) refused(token, await problemDetail(response.clone()));
+  if (response.status === 404) notFound(withScenario(url, scenario), response.clone());  // a scenario deleted? (compare.js)
   return response;
 }
 
