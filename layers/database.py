@@ -172,7 +172,10 @@ def cursor(url: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
         assert raw is not None
         cur = stack.enter_context(raw.cursor())
         timeout_ms = int(get_settings().statement_timeout_s * 1000)
-        statements = f"SET LOCAL statement_timeout = {timeout_ms}"  # ints, not user text
+        # ints, not user text. No JIT: a read under row-level security is planned without its
+        # spatial index (PostGIS's operators are not leakproof) and costed past jit_above_cost,
+        # then compiled anew for every query (6-19 ms of a 1-3 ms read: bench/scenarios.py)
+        statements = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL jit = off"
         clearance = _CLEARANCE.get()
         if clearance is not None:
             statements += (

@@ -215,9 +215,14 @@ def relation(layer: Layer, overlay: Overlay | None = None) -> sql.Composable:
     edits = sql.SQL("e.scenario_id = {sid} AND e.layer = {layer} AND e.valid_to IS NULL").format(
         sid=sql.Literal(overlay.id), layer=sql.Literal(layer.id)
     )
+    # NOT IN, not NOT EXISTS: the edited ids are hashed once per query ("hashed SubPlan"),
+    # where the anti-join of NOT EXISTS, planned for the one row PostGIS estimates a bounding-box
+    # read to find, compared every row read with every edit (bench/scenarios.py: an around
+    # query 0.95 ms in the base, 9.6 ms in a scenario, 1.0 ms with NOT IN). feature_id is
+    # NOT NULL, so NOT IN means what NOT EXISTS does.
     return sql.SQL(
-        "(SELECT {base} FROM {table} AS b WHERE NOT EXISTS "
-        "(SELECT 1 FROM scenario_edits AS e WHERE {edits} AND e.feature_id = b.id) "
+        "(SELECT {base} FROM {table} AS b WHERE b.id NOT IN "
+        "(SELECT e.feature_id FROM scenario_edits AS e WHERE {edits}) "
         "UNION ALL SELECT {edit} FROM scenario_edits AS e "
         "CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, e.row) AS r "
         "WHERE {edits} AND e.op <> 'retire')"
