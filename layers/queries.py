@@ -43,12 +43,18 @@ def as_of(at: datetime | str | None) -> datetime | None:
     Raises
     ------
     ValueError
-        If the string is not ISO 8601.
+        If the string is not ISO 8601, or the moment is not one in UTC (year 1 at +14:00,
+        year 9999 at -14:00: Python's and PostgreSQL's range of moments).
     """
     if at is None:
         return None
     moment = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # every reader compares it in UTC
+    except OverflowError:
+        raise ValueError(f"{at!r} is outside the range of moments in UTC") from None
+    return moment
 
 
 def _check_bbox(bbox: BBox) -> BBox:

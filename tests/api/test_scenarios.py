@@ -216,6 +216,14 @@ def test_bad_requests_are_problems_naming_the_field(
     )
     problem(client.delete(f"{edits}/buildings/no-such", headers=planner), 400, "featureId")
     problem(client.get(f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?at=yesterday"), 400, "at")
+    # moments that are not moments in UTC (a tile's ETag is written in UTC)
+    for edge in ("0001-01-01T00:00:00%2B14:00", "9999-12-31T23:59:59-14:00"):
+        problem(client.get(f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?at={edge}"), 400, "at")
+        problem(
+            client.get(f"/collections/resources/tiles/WebMercatorQuad/{Z}/{Y}/{X}?at={edge}"),
+            400,
+            "at",
+        )
     problem(
         client.get(
             f"/map/tiles/WebMercatorQuad/{Z}/{Y}/{X}?collections=live_congestion&at=2026-01-01T00:00:00Z"
